@@ -1,0 +1,235 @@
+"""`imdd-build`: a thin Typer layer; each command parses options and calls one library function."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import __version__
+from .caption import caption_workspace
+from .console import emit, err, progress_bar
+from .executor import default_workers
+from .ingest import Outcome, ingest
+from .normalize import NormalizeOptions
+from .registry import get_source, load_registry
+from .shard import ShardOptions, parse_size, write_shards
+from .sources import ADAPTERS, RootError
+from .sources.demo import generate_demo
+from .workspace import DEFAULT_WORKSPACE, Workspace
+
+app = typer.Typer(name="imdd-build", help="Build the IMDD industrial-defect image-text corpus.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+JSON_OPT = typer.Option(False, "--json", help="Print one JSON object as the last line of stdout.")
+
+
+class ResizeMode(str, Enum):
+    letterbox = "letterbox"
+    stretch = "stretch"
+    crop = "crop"
+
+
+def _workspace(ctx: typer.Context) -> Workspace:
+    return ctx.obj
+
+
+def run_level_errors(command: str):
+    """Run-level failures (bad root, bad option) become one clear line and exit code 2."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except (RootError, FileNotFoundError, KeyError, ValueError) as exc:
+                message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+                err.print(f"[red]error:[/red] {message}")
+                if kwargs.get("as_json"):
+                    sys.stdout.write(json.dumps({"command": command, "error": message}) + "\n")
+                raise typer.Exit(2) from None
+        return inner
+    return wrap
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    workspace: Optional[Path] = typer.Option(None, "--workspace", envvar="IMDD_WORKSPACE",
+                                             help=f"Workspace folder (default {DEFAULT_WORKSPACE})."),
+) -> None:
+    ctx.obj = Workspace(workspace)
+
+
+def _print_quarantine(outcome: Outcome) -> None:
+    if outcome.quarantined:
+        q = outcome.quarantined
+        err.print(f"[yellow]quarantined[/yellow] {q.source}:{q.path}: {q.reason}", markup=True, highlight=False)
+
+
+def _run_ingest(ws: Workspace, source: str, root: Path, resize_mode: Optional[str], jpeg_quality: int,
+                max_pixels: int, workers: int, limit: Optional[int], categories: list[str],
+                commit_every: int = 256) -> dict:
+    entry = get_source(source)
+    if source not in ADAPTERS:
+        raise RootError(f"source {source!r} is registered but has no adapter yet; available: {', '.join(ADAPTERS)}")
+    options = NormalizeOptions(resize_mode=resize_mode or entry.resize_mode, jpeg_quality=jpeg_quality,
+                               max_pixels=max_pixels)
+    with progress_bar(f"ingest {source}") as bar:
+        def on_outcome(outcome: Outcome) -> None:
+            bar.advance()
+            _print_quarantine(outcome)
+        result = ingest(ws, source, root, entry, options, workers=workers, limit=limit, commit_every=commit_every,
+                        adapter_options={"categories": categories or None}, on_total=bar.total,
+                        on_outcome=on_outcome)
+    with ws.catalog() as catalog:
+        return result.summary(catalog)
+
+
+@app.command("ingest")
+@run_level_errors("ingest")
+def ingest_cmd(
+    ctx: typer.Context,
+    source: str = typer.Argument(..., help="Source id from sources.yaml (mvtec, visa, demo, ...)."),
+    root: Path = typer.Option(..., "--root", help="The folder the official archive unpacks to."),
+    resize_mode: Optional[ResizeMode] = typer.Option(None, "--resize-mode",
+                                                     help="letterbox (default: keep aspect, pad), stretch or crop."),
+    jpeg_quality: int = typer.Option(95, "--jpeg-quality", min=1, max=100, help="Quality for JPEG sources."),
+    max_pixels: int = typer.Option(150_000_000, "--max-pixels", help="Larger images are quarantined as bombs."),
+    workers: int = typer.Option(default_workers(), "--workers", min=1, help="Worker processes."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N samples."),
+    category: list[str] = typer.Option([], "--category", help="Only these products/categories (repeatable)."),
+    commit_every: int = typer.Option(256, "--commit-every", min=1, help="Records per catalog transaction."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Ingest a source dataset: normalize to 512x512, store, catalog; quarantine bad files."""
+    summary = _run_ingest(_workspace(ctx), source, root, resize_mode.value if resize_mode else None, jpeg_quality,
+                          max_pixels, workers, limit, category, commit_every)
+    emit(summary, as_json, title=f"ingest {source}")
+
+
+@app.command("caption")
+@run_level_errors("caption")
+def caption_cmd(
+    ctx: typer.Context,
+    force: bool = typer.Option(False, "--force", help="Redraft template drafts too (expert work is kept)."),
+    source: Optional[str] = typer.Option(None, "--source", help="Only this source."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Draft captions offline from each record's facts (template captioner)."""
+    with _workspace(ctx).catalog() as catalog:
+        todo = catalog.count(source=source) if source else catalog.count()
+        with progress_bar("caption") as bar:
+            bar.total(todo)
+            summary = caption_workspace(catalog, force=force, source=source, on_record=bar.advance)
+    emit(summary, as_json)
+
+
+@app.command("shard")
+@run_level_errors("shard")
+def shard_cmd(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="Output folder (Parquet under data/, tars under webdataset/)."),
+    fmt: str = typer.Option("parquet,webdataset", "--format", help="Comma-separated: parquet, webdataset."),
+    max_shard_size: str = typer.Option("500MB", "--max-shard-size", help="Per shard, e.g. 500MB, 1GB."),
+    image_ext: str = typer.Option("auto", "--image-ext", help="WebDataset image member: auto, jpg or png."),
+    order: str = typer.Option("shuffle", "--order", help="shuffle (seeded, deterministic) or key."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the shuffled order."),
+    source: list[str] = typer.Option([], "--source", help="Only these sources (repeatable)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Write deterministic Parquet + WebDataset shards, manifest.json and README.md."""
+    if order not in ("shuffle", "key"):
+        raise ValueError(f"invalid --order {order!r} (shuffle or key)")
+    options = ShardOptions(out=out, formats=tuple(f.strip() for f in fmt.split(",") if f.strip()),
+                           max_shard_bytes=parse_size(max_shard_size), image_ext=image_ext, order=order,
+                           seed=seed, sources=tuple(source))
+    ws = _workspace(ctx)
+    with ws.catalog() as catalog, progress_bar("shard") as bar:
+        summary = write_shards(catalog, ws.store(), options, on_total=bar.total, on_record=bar.advance)
+    emit(summary, as_json)
+
+
+@app.command("demo")
+@run_level_errors("demo")
+def demo_cmd(
+    ctx: typer.Context,
+    out: Optional[Path] = typer.Option(None, "--out", help="Shard folder (default <workspace>/demo-shards)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the generated data."),
+    workers: int = typer.Option(default_workers(), "--workers", min=1, help="Worker processes."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Generate the built-in demo data and run ingest -> caption -> shard on it (no downloads)."""
+    ws = _workspace(ctx)
+    source_root = generate_demo(ws.root / "demo-source", seed=seed)
+    ingested = _run_ingest(ws, "demo", source_root, None, 95, 150_000_000, workers, None, [])
+    with ws.catalog() as catalog:
+        with progress_bar("caption") as bar:
+            bar.total(catalog.count(source="demo"))
+            captioned = caption_workspace(catalog, source="demo", on_record=bar.advance)
+        options = ShardOptions(out=out or ws.root / "demo-shards", sources=("demo",))
+        with progress_bar("shard") as bar:
+            sharded = write_shards(catalog, ws.store(), options, on_total=bar.total, on_record=bar.advance)
+    summary = {"command": "demo", "source_root": str(source_root), "workspace": str(ws.root),
+               "records": ingested["records"], "quarantined": ingested["quarantined"],
+               "captioned": captioned["captioned"], "out": sharded["out"], "splits": sharded["splits"],
+               "shards": sharded["shards"],
+               "next": f"python -c \"import datasets; print(datasets.load_dataset('{sharded['out']}'))\""}
+    emit(summary, as_json)
+
+
+@app.command("status")
+@run_level_errors("status")
+def status_cmd(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
+    """Counts in the catalog: by source, split, label and caption status."""
+    ws = _workspace(ctx)
+    with ws.catalog() as catalog:
+        summary = {"command": "status", "workspace": str(ws.root), "records": catalog.count(),
+                   "by_source": catalog.counts_by("source"), "by_split": catalog.counts_by("split"),
+                   "by_label": catalog.counts_by("label"),
+                   "by_caption_status": catalog.counts_by("caption_status"),
+                   "quarantined": len(catalog.quarantined())}
+    emit(summary, as_json)
+
+
+@app.command("quarantine")
+@run_level_errors("quarantine")
+def quarantine_cmd(
+    ctx: typer.Context,
+    source: Optional[str] = typer.Option(None, "--source", help="Only this source."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List quarantined files with the reason."""
+    with _workspace(ctx).catalog() as catalog:
+        items = catalog.quarantined(source)
+    if not as_json:
+        for q in items:
+            err.print(f"{q.source}:{q.path}: {q.reason}", markup=False, highlight=False)
+    emit({"command": "quarantine", "count": len(items), "items": [q.model_dump() for q in items]}, as_json)
+
+
+@app.command("sources")
+@run_level_errors("sources")
+def sources_cmd(as_json: bool = JSON_OPT) -> None:
+    """The source registry (sources.yaml): license, redistribution and whether an adapter exists."""
+    rows = [{"id": e.id, "name": e.name, "license": e.license, "redistribution": e.redistribution,
+             "adapter": e.id in ADAPTERS} for e in load_registry().values()]
+    if not as_json:
+        for r in rows:
+            err.print(f"{r['id']:<10} {r['name']:<28} {r['license']:<18} {r['redistribution']:<14} "
+                      f"{'adapter' if r['adapter'] else 'no adapter yet'}", markup=False)
+    emit({"command": "sources", "sources": rows}, as_json)
+
+
+@app.command("version")
+def version_cmd(as_json: bool = JSON_OPT) -> None:
+    """Print the version."""
+    emit({"command": "version", "version": __version__}, as_json)
+
+
+def main() -> None:
+    app()

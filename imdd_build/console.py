@@ -1,0 +1,70 @@
+"""Terminal output: rich progress bars and messages on stderr, the result on stdout.
+
+With `--json` the last line of stdout is one JSON object (also on errors: `{"error": ...}`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, Task,
+                           TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+from rich.table import Table
+from rich.text import Text
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+
+
+class RateColumn(ProgressColumn):
+    """Items per second."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.1f}/s" if task.speed else "", style="cyan")
+
+
+class Bar:
+    """A progress task that learns its total late (adapters list files first)."""
+
+    def __init__(self, progress: Progress, description: str):
+        self.progress = progress
+        self.task = progress.add_task(description, total=None)
+
+    def total(self, n: int) -> None:
+        self.progress.update(self.task, total=n)
+
+    def advance(self, *_args) -> None:
+        self.progress.advance(self.task)
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Bar]:
+    """A rich progress bar on stderr with count, rate, elapsed time and ETA."""
+    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TaskProgressColumn(), RateColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=err) as progress:
+        yield Bar(progress, description)
+
+
+def emit(result: dict, as_json: bool, title: str | None = None) -> None:
+    """Print the command's result: one JSON line, or a readable summary table."""
+    if as_json:
+        sys.stdout.write(json.dumps(result, sort_keys=True, default=str) + "\n")
+        sys.stdout.flush()
+        return
+    table = Table(title=title or result.get("command", "result"), show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in result.items():
+        if key == "command":
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+        elif isinstance(value, list):
+            value = f"{len(value)} item(s)" if value and isinstance(value[0], dict) else ", ".join(map(str, value)) or "-"
+        table.add_row(key, str(value))
+    out.print(table)

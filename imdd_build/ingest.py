@@ -1,0 +1,212 @@
+"""Ingest: adapter -> normalize -> content store -> catalog, resumable and idempotent.
+
+Each raw sample gets a fingerprint of everything its record depends on (the original bytes, the
+mask bytes, the adapter's facts, the registry entry, the normalize options). A sample whose key
+already has that fingerprint in the catalog is skipped without decoding; anything else is
+normalized and upserted. Records are committed in batches, so a killed run loses at most one
+uncommitted batch and a re-run redoes exactly that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .catalog import Catalog
+from .executor import map_ordered
+from .geometry import transform_box
+from .maskops import box_attributes, mask_attributes, mask_to_boxes
+from .normalize import NormalizeOptions, SampleError, encode_mask, load_mask_array, mask_to_canvas, normalize_image
+from .record import DefectAttributes, Quarantined, Record, make_key
+from .registry import SourceEntry
+from .sources import RawSample, get_adapter
+from .store import Store
+from .workspace import Workspace
+
+NORMALIZER_VERSION = "1"
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class Job:
+    sample: RawSample
+    key: str
+    known_fingerprint: str | None
+
+
+@dataclass
+class Outcome:
+    key: str
+    record: Record | None = None
+    fingerprint: str | None = None
+    quarantined: Quarantined | None = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.record is None and self.quarantined is None
+
+
+class SampleNormalizer:
+    """Turns one Job into an Outcome. A plain object so it pickles into worker processes."""
+
+    def __init__(self, entry: SourceEntry, base: Path, store_root: Path, options: NormalizeOptions):
+        self.entry, self.base, self.store, self.options = entry, base, Store(store_root), options
+
+    def fingerprint(self, job: Job, image_sha: str, mask_sha: str | None) -> str:
+        facts = {"v": NORMALIZER_VERSION, "image": image_sha, "mask": mask_sha, "sample": asdict(job.sample),
+                 "entry": self.entry.model_dump(mode="json"), "options": self.options.fingerprint()}
+        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+    def __call__(self, job: Job) -> Outcome:
+        sample = job.sample
+        try:
+            image_path = self.base / sample.rel_path
+            mask_path = self.base / sample.mask_path if sample.mask_path else None
+            try:
+                image_sha = _sha256_file(image_path)
+                mask_sha = _sha256_file(mask_path) if mask_path else None
+            except OSError as exc:
+                raise SampleError(f"cannot read file: {exc.strerror or exc}") from exc
+            fingerprint = self.fingerprint(job, image_sha, mask_sha)
+            if fingerprint == job.known_fingerprint:
+                return Outcome(job.key)
+            record = self._build(job, image_sha, image_path, mask_path)
+            return Outcome(job.key, record=record, fingerprint=fingerprint)
+        except SampleError as exc:
+            return Outcome(job.key, quarantined=Quarantined(source=self.entry.id, path=sample.rel_path, reason=str(exc)))
+        except Exception as exc:  # a decoder bug on one odd file must not stop a million-image run
+            reason = f"unexpected {type(exc).__name__}: {exc}"
+            return Outcome(job.key, quarantined=Quarantined(source=self.entry.id, path=sample.rel_path, reason=reason))
+
+    def _build(self, job: Job, image_sha: str, image_path: Path, mask_path: Path | None) -> Record:
+        sample = job.sample
+        img = normalize_image(image_path, self.options)
+        defective = sample.label == "defective"
+        defect_types = list(sample.source_labels) if defective else []
+        box_label = defect_types[0] if defect_types else "defect"
+        mask = None
+        if mask_path is not None:
+            try:
+                original = load_mask_array(mask_path, (img.orig_width, img.orig_height), self.options.max_pixels)
+            except SampleError as exc:
+                raise SampleError(f"mask {sample.mask_path}: {exc}") from None
+            mask = mask_to_canvas(original, img.geometry)
+        boxes = [b for b in (transform_box(img.geometry, *raw) for raw in sample.boxes) if b is not None]
+        if not boxes and mask is not None and defective:
+            boxes = mask_to_boxes(mask, box_label)
+        if not defective:
+            attributes = DefectAttributes()
+        elif mask is not None:
+            attributes = mask_attributes(mask, img.geometry.content_box)
+        else:
+            attributes = box_attributes(boxes, img.geometry.content_box)
+        return Record(
+            key=job.key, source=self.entry.id, domain=self.entry.domain_of(sample.product), product=sample.product,
+            split=sample.our_split(), source_split=sample.source_split, label=sample.label,
+            defect_types=defect_types, source_labels=list(sample.source_labels), source_path=sample.rel_path,
+            mask_source_path=sample.mask_path, sha256=image_sha, orig_width=img.orig_width,
+            orig_height=img.orig_height, orig_mode=img.orig_mode, orig_format=img.orig_format,
+            exif_orientation=img.exif_orientation, geometry=img.geometry,
+            image=self.store.put(img.data, "jpg" if img.format == "jpeg" else "png"), image_format=img.format,
+            mask=self.store.put(encode_mask(mask), "png") if mask is not None else None,
+            boxes=boxes, attributes=attributes, license=self.entry.license,
+        )
+
+
+@dataclass
+class IngestResult:
+    source: str
+    root: str
+    seen: int = 0
+    written: int = 0
+    unchanged: int = 0
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+    def summary(self, catalog: Catalog) -> dict:
+        """The run's counts plus the source's catalog counts by split, label and defect type."""
+        by_defect = dict(catalog.db.execute(
+            "SELECT value, COUNT(*) FROM records, json_each(records.data, '$.defect_types') "
+            "WHERE source = ? GROUP BY value ORDER BY value", (self.source,)).fetchall())
+        return {
+            "command": "ingest", "source": self.source, "root": self.root, "seen": self.seen,
+            "written": self.written, "unchanged": self.unchanged, "quarantined": len(self.quarantined),
+            "records": catalog.count(source=self.source),
+            "by_split": catalog.counts_by("split", source=self.source),
+            "by_label": catalog.counts_by("label", source=self.source),
+            "by_defect_type": by_defect,
+            "quarantine": [{"path": q.path, "reason": q.reason} for q in self.quarantined],
+        }
+
+
+def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, options: NormalizeOptions,
+           workers: int = 1, limit: int | None = None, commit_every: int = 256,
+           adapter_options: dict | None = None,
+           on_total: Callable[[int], None] | None = None,
+           on_outcome: Callable[[Outcome], None] | None = None) -> IngestResult:
+    """Ingest one source root into the workspace catalog; returns what happened."""
+    adapter = get_adapter(source)(Path(root), **(adapter_options or {}))
+    result = IngestResult(source=source, root=str(root))
+    raw = list(adapter.samples())  # adapters only list files; decoding happens in the workers
+    if limit is not None:
+        raw = raw[:limit]
+    catalog = workspace.catalog()
+    run_id = catalog.start_run("ingest", {"source": source, "root": str(root), "options": asdict(options)})
+    seen_keys: dict[str, str] = {}
+    pending_quarantine: list[Quarantined] = []
+
+    def jobs() -> Iterator[Job]:
+        for item in raw:
+            if isinstance(item, Quarantined):
+                pending_quarantine.append(item)
+                continue
+            key = make_key(source, item.rel_path)
+            if key in seen_keys:
+                pending_quarantine.append(Quarantined(
+                    source=source, path=item.rel_path, reason=f"key {key} collides with {seen_keys[key]}"))
+                continue
+            seen_keys[key] = item.rel_path
+            yield Job(item, key, catalog.fingerprint(key))
+
+    samples = [r for r in raw if not isinstance(r, Quarantined)]
+    if on_total:
+        on_total(len(samples))
+    normalizer = SampleNormalizer(entry, adapter.base, workspace.store_root, options)
+    batch: list[tuple[Record, str]] = []
+
+    def flush() -> None:
+        catalog.upsert(batch)
+        batch.clear()
+        catalog.quarantine(pending_quarantine, run_id)
+        result.quarantined.extend(pending_quarantine)
+        pending_quarantine.clear()
+
+    try:
+        for outcome in map_ordered(normalizer, jobs(), workers):
+            result.seen += 1
+            if outcome.quarantined:
+                pending_quarantine.append(outcome.quarantined)
+            elif outcome.record:
+                batch.append((outcome.record, outcome.fingerprint))
+                result.written += 1
+            else:
+                result.unchanged += 1
+            if on_outcome:
+                on_outcome(outcome)
+            if len(batch) >= commit_every:
+                flush()
+        flush()
+        catalog.finish_run(run_id, {"seen": result.seen, "written": result.written,
+                                    "unchanged": result.unchanged, "quarantined": len(result.quarantined)})
+    finally:
+        catalog.close()
+    return result

@@ -1,0 +1,206 @@
+"""Bring any source image (and its mask) to a deterministic 512x512 RGB canvas.
+
+Order of operations: size/bomb checks before decoding, reduced-scale JPEG decode when downscaling,
+full decode (truncation is detected here), EXIF transpose, mode to 8-bit L/RGB, area filter for
+downscaling or bicubic for upscaling into the canvas geometry, encode (PNG for lossless sources,
+JPEG for JPEG sources). Masks follow the same geometry with nearest neighbour.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .geometry import canvas_geometry
+from .maskops import binarize
+from .record import Geometry
+
+LOSSY_FORMATS = {"JPEG", "MPO"}
+_EXIF_ORIENTATION = 0x0112
+_SWAPS_AXES = {5, 6, 7, 8}
+
+
+class SampleError(Exception):
+    """A per-sample failure: the file goes to quarantine with this message as its reason."""
+
+
+@dataclass(frozen=True)
+class NormalizeOptions:
+    resize_mode: str = "letterbox"
+    size: int = 512
+    jpeg_quality: int = 95
+    max_pixels: int = 150_000_000
+    alpha_background: tuple[int, int, int] = (255, 255, 255)
+
+    def fingerprint(self) -> str:
+        return f"{self.resize_mode}/{self.size}/q{self.jpeg_quality}/bg{self.alpha_background}"
+
+
+@dataclass
+class NormalizedImage:
+    data: bytes
+    format: str  # "png" | "jpeg"
+    geometry: Geometry
+    orig_width: int
+    orig_height: int
+    orig_mode: str
+    orig_format: str | None
+    exif_orientation: int
+
+
+def _open_checked(path: Path, max_pixels: int) -> Image.Image:
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise SampleError(f"cannot read file: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise SampleError("empty file (0 bytes)")
+    try:
+        im = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise SampleError(f"decompression bomb: {exc}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise SampleError(f"not a readable image: {exc}") from exc
+    w, h = im.size
+    if w * h > max_pixels:
+        im.close()
+        raise SampleError(f"decompression bomb: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}")
+    return im
+
+
+def _load(im: Image.Image) -> None:
+    try:
+        im.load()
+    except (OSError, SyntaxError, ValueError, IndexError) as exc:
+        raise SampleError(f"corrupt or truncated image data: {exc}") from exc
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        value = int(im.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # a broken EXIF block must not lose the image
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _sixteen_bit_to_l(im: Image.Image) -> Image.Image:
+    arr = np.asarray(im, dtype=np.int64) if im.mode != "F" else np.asarray(im, dtype=np.float64)
+    if im.mode == "F":
+        peak = float(arr.max()) if arr.size else 0.0
+        scaled = arr * 255.0 if peak <= 1.0 else arr
+        return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+    peak = int(arr.max()) if arr.size else 0
+    # 12-bit sensors store 0..4095 in a 16-bit container; scale by the container actually used.
+    full = 65535 if peak > 4095 else 4095 if peak > 255 else 255
+    arr = np.clip(arr, 0, full)
+    return Image.fromarray(((arr * 255 + full // 2) // full).astype(np.uint8), "L")
+
+
+def to_8bit(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """Any PIL mode to 8-bit "L" or "RGB" (alpha composited onto `background`)."""
+    mode = im.mode
+    if mode in ("L", "RGB"):
+        return im
+    if mode == "1":
+        return im.convert("L")
+    if mode.startswith("I") or mode == "F":
+        return _sixteen_bit_to_l(im)
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode = im.mode
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa"):
+        rgba = im.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*background, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def _resample(src_w: float, src_h: float, dst_w: int, dst_h: int) -> int:
+    return Image.Resampling.BOX if dst_w * dst_h < src_w * src_h else Image.Resampling.BICUBIC
+
+
+def place_on_canvas(im: Image.Image, geometry: Geometry, orig_w: int, orig_h: int, resample: int | None) -> Image.Image:
+    """Resize the visible part of `im` (which may be a reduced decode of the original) into the canvas."""
+    fx, fy = im.width / orig_w, im.height / orig_h
+    x0, y0, x1, y1 = geometry.crop_box
+    box = (x0 * fx, y0 * fy, x1 * fx, y1 * fy)
+    cx0, cy0, cx1, cy1 = geometry.content_box
+    dst = (cx1 - cx0, cy1 - cy0)
+    if resample is None:
+        resample = _resample(box[2] - box[0], box[3] - box[1], *dst)
+    content = im.resize(dst, resample, box=box)
+    if dst == (geometry.size, geometry.size):
+        return content
+    canvas = Image.new(im.mode, (geometry.size, geometry.size), 0)
+    canvas.paste(content, (cx0, cy0))
+    return canvas
+
+
+def _encode(im: Image.Image, fmt: str, quality: int) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        im.save(buf, "JPEG", quality=quality, optimize=False, progressive=False)
+    else:
+        im.save(buf, "PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def normalize_image(path: Path, options: NormalizeOptions) -> NormalizedImage:
+    """Decode, orient, convert and resize one image file into the canvas; raises SampleError."""
+    im = _open_checked(path, options.max_pixels)
+    with im:
+        fmt = im.format
+        orientation = _orientation(im)
+        stored_w, stored_h = im.size
+        orig_w, orig_h = (stored_h, stored_w) if orientation in _SWAPS_AXES else (stored_w, stored_h)
+        geometry = canvas_geometry(orig_w, orig_h, options.resize_mode, options.size)
+        out_fmt = "jpeg" if fmt in LOSSY_FORMATS else "png"
+        orig_mode = im.mode
+        if (fmt == "PNG" if out_fmt == "png" else fmt == "JPEG") and im.mode == "RGB" \
+                and (orig_w, orig_h) == (options.size, options.size) and orientation == 1:
+            _load(im)  # already a canvas-sized file of the output format: keep its bytes
+            return NormalizedImage(path.read_bytes(), out_fmt, geometry, orig_w, orig_h, orig_mode, fmt, orientation)
+        if fmt == "JPEG" and geometry.scale_x < 1 and geometry.scale_y < 1:
+            # DCT-domain reduced decode: the result stays >= the size the canvas needs.
+            need = (math.ceil(stored_w * max(geometry.scale_x, geometry.scale_y)),
+                    math.ceil(stored_h * max(geometry.scale_x, geometry.scale_y)))
+            im.draft(im.mode, need)
+        _load(im)
+        oriented = ImageOps.exif_transpose(im) if orientation != 1 else im
+        work = to_8bit(oriented, options.alpha_background)
+        canvas = place_on_canvas(work, geometry, orig_w, orig_h, None)
+        if canvas.mode != "RGB":
+            canvas = canvas.convert("RGB")
+        return NormalizedImage(_encode(canvas, out_fmt, options.jpeg_quality), out_fmt, geometry,
+                               orig_w, orig_h, orig_mode, fmt, orientation)
+
+
+def load_mask_array(path: Path, expected_size: tuple[int, int], max_pixels: int) -> np.ndarray:
+    """A source mask as a binary 0/255 array in original orientation; raises SampleError on mismatch."""
+    im = _open_checked(path, max_pixels)
+    with im:
+        _load(im)
+        oriented = ImageOps.exif_transpose(im) if _orientation(im) != 1 else im
+        if oriented.size != expected_size:
+            raise SampleError(
+                f"mask size {oriented.size[0]}x{oriented.size[1]} does not match image size "
+                f"{expected_size[0]}x{expected_size[1]} ({path.name})")
+        # Palette masks carry class indices in the index plane: binarize the indices, not the colours.
+        return binarize(np.asarray(oriented))
+
+
+def mask_to_canvas(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """A binary original-size mask through the image's geometry (nearest neighbour), 0/255 uint8."""
+    h, w = mask.shape
+    canvas = place_on_canvas(Image.fromarray(mask, "L"), geometry, w, h, Image.Resampling.NEAREST)
+    return binarize(np.asarray(canvas))
+
+
+def encode_mask(mask: np.ndarray) -> bytes:
+    return _encode(Image.fromarray(mask, "L"), "png", 0)

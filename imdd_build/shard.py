@@ -1,0 +1,254 @@
+"""Shard: catalog -> Parquet (`data/{split}-{i:05d}-of-{n:05d}.parquet`) and WebDataset tars
+(`webdataset/{split}-{i:06d}.tar`), a `manifest.json` and a `README.md` with `configs:`.
+
+Deterministic: records are ordered by a seeded hash of their key (or by key), shards are planned
+from stored file sizes before anything is written, and no timestamps enter any file, so the same
+catalog and options give byte-identical output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from .catalog import Catalog
+from .normalize import encode_mask
+from .record import SPLITS, Record
+from .store import Store
+from .writers import WRITERS
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 10**3, "m": 10**6, "g": 10**9}
+META_BYTES = 2048  # json + txt + tar headers per sample, for planning
+
+
+def parse_size(text: str) -> int:
+    """"500MB" -> 500_000_000 (decimal units, like `datasets`); "1GiB" -> 2**30."""
+    m = _SIZE_RE.match(str(text))
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"invalid size {text!r} (examples: 500MB, 1GB, 256MiB)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+@dataclass
+class ShardOptions:
+    out: Path
+    formats: tuple[str, ...] = ("parquet", "webdataset")
+    max_shard_bytes: int = 500_000_000
+    image_ext: str = "auto"  # webdataset image member: auto | jpg | png
+    order: str = "shuffle"  # shuffle (seeded hash of key) | key
+    seed: int = 0
+    jpeg_quality: int = 95
+    sources: tuple[str, ...] = ()
+
+
+@dataclass
+class _Entry:
+    order: str
+    key: str
+    nbytes: int
+
+
+@dataclass
+class ShardPlan:
+    splits: dict[str, list[list[str]]] = field(default_factory=dict)  # split -> shards -> keys
+    image_formats: Counter = field(default_factory=Counter)
+    with_masks: bool = False
+    total: int = 0
+    uncaptioned: int = 0
+    excluded_rejected: int = 0
+
+
+def plan_shards(catalog: Catalog, store: Store, options: ShardOptions) -> ShardPlan:
+    """Which keys go into which shard of which split (records with a rejected caption are left out)."""
+    plan = ShardPlan()
+    entries: dict[str, list[_Entry]] = {}
+    for record in catalog.iter_records():
+        if options.sources and record.source not in options.sources:
+            continue
+        if record.caption_status == "rejected":
+            plan.excluded_rejected += 1
+            continue
+        nbytes = store.size(record.image) + (store.size(record.mask) if record.mask else 0) + META_BYTES
+        order = record.key if options.order == "key" else hashlib.sha256(
+            f"{options.seed}:{record.key}".encode()).hexdigest()
+        entries.setdefault(record.split, []).append(_Entry(order, record.key, nbytes))
+        plan.image_formats[record.image_format] += 1
+        plan.with_masks |= record.mask is not None
+        plan.uncaptioned += record.caption is None
+        plan.total += 1
+    for split in SPLITS:
+        shards: list[list[str]] = []
+        size = 0
+        for entry in sorted(entries.get(split, []), key=lambda e: (e.order, e.key)):
+            if not shards or (size + entry.nbytes > options.max_shard_bytes and shards[-1]):
+                shards.append([])
+                size = 0
+            shards[-1].append(entry.key)
+            size += entry.nbytes
+        if shards:
+            plan.splits[split] = shards
+    return plan
+
+
+def _resolve_image_ext(requested: str, formats: Counter) -> str:
+    if requested in ("jpg", "png"):
+        return requested
+    if requested != "auto":
+        raise ValueError(f"invalid image extension {requested!r} (auto, jpg or png)")
+    # One extension for every sample (HF infers features from the first samples); lossless when mixed.
+    return "jpg" if set(formats) == {"jpeg"} else "png"
+
+
+def _transcode(data: bytes, to_ext: str, quality: int) -> bytes:
+    with Image.open(io.BytesIO(data)) as im:
+        buf = io.BytesIO()
+        if to_ext == "jpg":
+            im.convert("RGB").save(buf, "JPEG", quality=quality, optimize=False, progressive=False)
+        else:
+            im.save(buf, "PNG", optimize=False, compress_level=6)
+        return buf.getvalue()
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def shard_name(fmt: str, split: str, index: int, count: int) -> str:
+    if fmt == "parquet":
+        return f"data/{split}-{index:05d}-of-{count:05d}.parquet"
+    return f"webdataset/{split}-{index:06d}.tar"
+
+
+def _remove_stale(out: Path, keep: set[str]) -> list[str]:
+    removed = []
+    for pattern in ("data/*.parquet", "webdataset/*.tar", "data/.*.tmp", "webdataset/.*.tmp"):
+        for path in sorted(out.glob(pattern)):
+            rel = path.relative_to(out).as_posix()
+            if rel not in keep:
+                path.unlink()
+                removed.append(rel)
+    return removed
+
+
+def dataset_readme(plan: ShardPlan, options: ShardOptions, counts: dict[str, Counter],
+                   split_bytes: dict[str, int]) -> str:
+    """README.md with the YAML `configs:` that `datasets.load_dataset(DIR)` reads."""
+    fmt = "parquet" if "parquet" in options.formats else "webdataset"
+    pattern = "data/{split}-*.parquet" if fmt == "parquet" else "webdataset/{split}-*.tar"
+    header = {
+        "configs": [{"config_name": "default", "data_files": [
+            {"split": split, "path": pattern.format(split=split)} for split in plan.splits]}],
+        # num_bytes: bytes of the split's files in the default config's format.
+        "dataset_info": {"splits": [{"name": split, "num_bytes": split_bytes.get(split, 0),
+                                     "num_examples": sum(len(s) for s in shards)}
+                                    for split, shards in plan.splits.items()]},
+    }
+    lines = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "",
+             "# IMDD shards", "",
+             "Industrial defect images (512x512 RGB) with masks, boxes and captions, written by `imdd-build shard`.",
+             "", "| split | images | normal | defective |", "| --- | --- | --- | --- |"]
+    for split in plan.splits:
+        c = counts[split]
+        lines.append(f"| {split} | {sum(c.values())} | {c['normal']} | {c['defective']} |")
+    lines += ["", "```python", "from datasets import load_dataset", 'ds = load_dataset("path/to/this/folder")',
+              "```", ""]
+    return "\n".join(lines)
+
+
+def write_shards(catalog: Catalog, store: Store, options: ShardOptions,
+                 on_total: Callable[[int], None] | None = None,
+                 on_record: Callable[[Record], None] | None = None) -> dict:
+    """Write every planned shard in every requested format; return the manifest-like summary."""
+    unknown = set(options.formats) - set(WRITERS)
+    if unknown or not options.formats:
+        raise ValueError(f"unknown shard format(s) {sorted(unknown)}; choose from {sorted(WRITERS)}")
+    plan = plan_shards(catalog, store, options)
+    if on_total:
+        on_total(plan.total)
+    image_ext = _resolve_image_ext(options.image_ext, plan.image_formats)
+    stored_ext = {"jpeg": "jpg", "png": "png"}
+    zero_mask = encode_mask(np.zeros((512, 512), dtype=np.uint8))
+    out = Path(options.out)
+    for fmt in options.formats:
+        (out / ("data" if fmt == "parquet" else "webdataset")).mkdir(parents=True, exist_ok=True)
+    manifest_shards = []
+    counts: dict[str, Counter] = {}
+    for split, shards in plan.splits.items():
+        counts[split] = Counter()
+        for index, keys in enumerate(shards):
+            writers = {fmt: WRITERS[fmt](out / shard_name(fmt, split, index, len(shards)), image_ext, plan.with_masks)
+                       for fmt in options.formats}
+            labels = Counter()
+            try:
+                for key in keys:
+                    record = catalog.get(key)
+                    image = store.read(record.image)
+                    mask = store.read(record.mask) if record.mask else None
+                    own_ext = stored_ext[record.image_format]
+                    for fmt, writer in writers.items():
+                        if fmt == "webdataset":
+                            wds_image = image if own_ext == image_ext else _transcode(image, image_ext,
+                                                                                      options.jpeg_quality)
+                            writer.write(record, wds_image, image_ext,
+                                         mask if mask is not None else zero_mask if plan.with_masks else None)
+                        else:
+                            writer.write(record, image, own_ext, mask)
+                    labels[record.label] += 1
+                    if on_record:
+                        on_record(record)
+            except BaseException:
+                for writer in writers.values():
+                    writer.abort()
+                raise
+            for fmt, writer in writers.items():
+                writer.close()
+                rel = shard_name(fmt, split, index, len(shards))
+                manifest_shards.append({"path": rel, "format": fmt, "split": split, "samples": writer.count,
+                                        "bytes": (out / rel).stat().st_size, "sha256": _sha256_file(out / rel),
+                                        "normal": labels["normal"], "defective": labels["defective"]})
+            counts[split].update(labels)
+    removed = _remove_stale(out, {s["path"] for s in manifest_shards})
+    manifest = {
+        "format_version": 1,
+        "formats": list(options.formats),
+        "image_ext": image_ext,
+        "has_masks": plan.with_masks,
+        "order": options.order,
+        "seed": options.seed,
+        "splits": {split: sum(c.values()) for split, c in counts.items()},
+        "shards": manifest_shards,
+    }
+    _write_atomic(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
+    default_fmt = "parquet" if "parquet" in options.formats else "webdataset"
+    split_bytes = Counter()
+    for s in manifest_shards:
+        if s["format"] == default_fmt:
+            split_bytes[s["split"]] += s["bytes"]
+    _write_atomic(out / "README.md", dataset_readme(plan, options, counts, split_bytes).encode())
+    return {"command": "shard", "out": str(out), "records": plan.total, "splits": manifest["splits"],
+            "shards": len(manifest_shards), "image_ext": image_ext, "has_masks": plan.with_masks,
+            "uncaptioned": plan.uncaptioned, "excluded_rejected": plan.excluded_rejected,
+            "removed_stale": removed, "manifest": str(out / "manifest.json")}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -1,0 +1,99 @@
+"""VisA (Zou et al., "SPot-the-Difference ...", ECCV 2022). License per sources.yaml.
+
+Two layouts, detected from the root:
+* raw archive: `split_csv/1cls.csv` (object,split,label,image,mask; root-relative paths) decides the
+  split, images `<object>/Data/Images/{Normal,Anomaly}/*.JPG`, class-index masks
+  `<object>/Data/Masks/Anomaly/*.png` (binarized: any non-zero is defect), free-text defect names in
+  `<object>/image_anno.csv` when present;
+* the converted "VisA_pytorch" copy: an MVTec-like tree with `good`/`bad`, masks in `ground_truth/bad`.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..record import Quarantined
+from .base import RawSample, RootError, SourceAdapter, resolve_ci
+from .mvtec_tree import find_categories, iter_mvtec_tree
+
+SPLIT_CSV = "split_csv/1cls.csv"
+_NORMAL = {"normal", "good", "ok"}
+
+
+def _path_tail(path: str, parts: int = 3) -> str:
+    return "/".join(path.replace("\\", "/").lower().split("/")[-parts:])
+
+
+def read_image_anno(path: Path) -> dict[str, list[str]]:
+    """`image_anno.csv` -> {last three path parts: defect names}; tolerant of column-name case."""
+    if not path.is_file():
+        return {}
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        cols = {c.strip().lower(): c for c in reader.fieldnames or []}
+        if "image" not in cols or "label" not in cols:
+            return {}
+        out = {}
+        for row in reader:
+            names = [n.strip() for n in (row[cols["label"]] or "").split(",") if n.strip()]
+            out[_path_tail(row[cols["image"]])] = list(dict.fromkeys(names))
+        return out
+
+
+class VisAAdapter(SourceAdapter):
+    id = "visa"
+
+    def layout(self) -> str:
+        if (self.root / SPLIT_CSV).is_file():
+            return "raw"
+        try:
+            find_categories(self.root)
+        except RootError:
+            raise RootError(f"{self.root}: neither the raw VisA layout ({SPLIT_CSV}) nor a VisA_pytorch "
+                            "tree (<object>/train/good) was found") from None
+        return "pytorch"
+
+    def samples(self) -> Iterator[RawSample | Quarantined]:
+        if self.layout() == "pytorch":
+            self.base, categories = find_categories(self.root, self.options.get("categories"))
+            yield from iter_mvtec_tree(self.base, categories, {"good"})
+            return
+        yield from self._raw_samples()
+
+    def _raw_samples(self) -> Iterator[RawSample | Quarantined]:
+        wanted = set(self.options.get("categories") or [])
+        annos: dict[str, dict[str, list[str]]] = {}
+        with (self.root / SPLIT_CSV).open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            required = {"object", "split", "label", "image"}
+            if not required <= set(reader.fieldnames or []):
+                raise RootError(f"{self.root / SPLIT_CSV}: expected columns {sorted(required)}, "
+                                f"found {reader.fieldnames}")
+            for line, row in enumerate(reader, start=2):
+                obj = row["object"].strip()
+                if wanted and obj not in wanted:
+                    continue
+                image = resolve_ci(self.root, row["image"].strip())
+                if image is None:
+                    yield Quarantined(source=self.id, path=row["image"].strip(),
+                                      reason=f"listed in {SPLIT_CSV} line {line} but not found")
+                    continue
+                normal = row["label"].strip().lower() in _NORMAL
+                mask = None
+                if not normal and (row.get("mask") or "").strip():
+                    found = resolve_ci(self.root, row["mask"].strip())
+                    if found is None:
+                        yield Quarantined(source=self.id, path=row["mask"].strip(),
+                                          reason=f"mask listed in {SPLIT_CSV} line {line} but not found")
+                        continue
+                    mask = found.relative_to(self.root).as_posix()
+                if obj not in annos:
+                    annos[obj] = read_image_anno(self.root / obj / "image_anno.csv")
+                defects = [] if normal else annos[obj].get(_path_tail(row["image"])) or [row["label"].strip()]
+                yield RawSample(
+                    rel_path=image.relative_to(self.root).as_posix(), product=obj,
+                    source_split=row["split"].strip(), label="normal" if normal else "defective",
+                    source_labels=defects if not normal else [row["label"].strip()], mask_path=mask,
+                )

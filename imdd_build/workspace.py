@@ -1,0 +1,33 @@
+"""The workspace folder: the catalog, the content store and generated data live here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .catalog import Catalog
+from .store import Store
+
+DEFAULT_WORKSPACE = "./imdd-workspace"
+
+
+class Workspace:
+    """`<dir>/catalog.sqlite`, `<dir>/store/`; created on first use."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root or os.environ.get("IMDD_WORKSPACE") or DEFAULT_WORKSPACE)
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "catalog.sqlite"
+
+    @property
+    def store_root(self) -> Path:
+        return self.root / "store"
+
+    def catalog(self) -> Catalog:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return Catalog(self.catalog_path)
+
+    def store(self) -> Store:
+        return Store(self.store_root)
