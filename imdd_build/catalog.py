@@ -143,7 +143,7 @@ class Catalog:
         cols = ", ".join(columns)
         where, args = ("WHERE source = ?", (source,)) if source else ("", ())
         rows = self.db.execute(f"SELECT {cols}, COUNT(*) FROM records {where} GROUP BY {cols} ORDER BY {cols}", args)
-        return {"/".join(str(v) for v in row[:-1]): row[-1] for row in rows}
+        return {"/".join("none" if v is None else str(v) for v in row[:-1]): row[-1] for row in rows}
 
     # -- quarantine ------------------------------------------------------------------------
     def quarantine(self, items: Iterable[Quarantined], run_id: int | None = None) -> int:

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from imdd_build.cli import app  # noqa: E402
+
+
+class Cli:
+    """Runs `imdd-build` in-process against one workspace; `--json` results parsed from stdout's last line."""
+
+    def __init__(self, workspace: Path):
+        self.workspace = workspace
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, expect: int = 0) -> dict:
+        result = self.runner.invoke(app, ["--workspace", str(self.workspace), *args, "--json"])
+        assert result.exit_code == expect, (result.exit_code, result.stdout, result.stderr, result.exception)
+        self.last = result
+        lines = result.stdout.strip().splitlines()
+        return json.loads(lines[-1])
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    return tmp_path / "ws"
+
+
+@pytest.fixture
+def cli(workspace: Path) -> Cli:
+    return Cli(workspace)
