@@ -178,7 +178,7 @@ def demo_cmd(
                "records": ingested["records"], "quarantined": ingested["quarantined"],
                "captioned": captioned["captioned"], "out": sharded["out"], "splits": sharded["splits"],
                "shards": sharded["shards"],
-               "next": f"python -c \"import datasets; print(datasets.load_dataset('{sharded['out']}'))\""}
+               "next": f"pip install datasets; then datasets.load_dataset('{sharded['out']}')"}
     emit(summary, as_json)
 
 

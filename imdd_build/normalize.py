@@ -142,12 +142,15 @@ def place_on_canvas(im: Image.Image, geometry: Geometry, orig_w: int, orig_h: in
     return canvas
 
 
+PNG_COMPRESS_LEVEL = 1  # zlib level 1: ~4x faster than the default 6 for a few % more bytes on photos
+
+
 def _encode(im: Image.Image, fmt: str, quality: int) -> bytes:
     buf = io.BytesIO()
     if fmt == "jpeg":
         im.save(buf, "JPEG", quality=quality, optimize=False, progressive=False)
     else:
-        im.save(buf, "PNG", optimize=False, compress_level=6)
+        im.save(buf, "PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
 
 

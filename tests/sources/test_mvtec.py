@@ -71,3 +71,16 @@ def test_quarantined_file_fixed_later_is_ingested_and_leaves_quarantine(tmp_path
     out = cli("ingest", "mvtec", "--root", str(tmp_path / "mvtec"), "--workers", "1")
     assert out["records"] == 10 and out["written"] == 1
     assert "bottle/test/contamination/002.png" not in {q["path"] for q in cli("quarantine")["items"]}
+
+
+def test_changing_resize_mode_renormalizes_and_keeps_masks_aligned(tmp_path, cli, workspace):
+    write_mvtec(tmp_path / "mvtec")
+    cli("ingest", "mvtec", "--root", str(tmp_path / "mvtec"), "--workers", "1")
+    cli("caption")
+    out = cli("ingest", "mvtec", "--root", str(tmp_path / "mvtec"), "--workers", "1", "--resize-mode", "stretch")
+    assert out["written"] == 9 and out["records"] == 9
+    with Workspace(workspace).catalog() as catalog:
+        bottle = catalog.get("mvtec/bottle/test/broken_large/000")
+        assert bottle.geometry.resize_mode == "stretch" and bottle.geometry.content_box == (0, 0, 512, 512)
+        assert bottle.caption is not None  # same original pixels: the caption work is kept
+        _check_mask_round_trip(Workspace(workspace), bottle, tmp_path / "mvtec" / bottle.mask_source_path)
