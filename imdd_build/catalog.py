@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 """
 
-# Caption work survives a re-ingest as long as the original pixels are the same file.
+# Paid-for caption work (LLM, expert) survives a re-ingest as long as the original file is the same;
+# template drafts are cheap and may state a location the new geometry changed, so they are redrafted.
 _CAPTION_FIELDS = ("caption", "caption_source", "caption_status", "caption_meta")
 
 
@@ -89,7 +90,7 @@ class Catalog:
                 old = self.db.execute("SELECT data FROM records WHERE key = ?", (record.key,)).fetchone()
                 if old:
                     previous = Record.model_validate_json(old[0])
-                    if previous.sha256 == record.sha256 and previous.caption is not None:
+                    if previous.sha256 == record.sha256 and previous.caption_source in ("llm", "expert"):
                         record = record.model_copy(update={f: getattr(previous, f) for f in _CAPTION_FIELDS})
                 self.db.execute(
                     "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -82,5 +82,20 @@ def test_changing_resize_mode_renormalizes_and_keeps_masks_aligned(tmp_path, cli
     with Workspace(workspace).catalog() as catalog:
         bottle = catalog.get("mvtec/bottle/test/broken_large/000")
         assert bottle.geometry.resize_mode == "stretch" and bottle.geometry.content_box == (0, 0, 512, 512)
-        assert bottle.caption is not None  # same original pixels: the caption work is kept
+        assert bottle.caption is None  # template drafts are redrafted after a geometry change
         _check_mask_round_trip(Workspace(workspace), bottle, tmp_path / "mvtec" / bottle.mask_source_path)
+
+
+def test_expert_caption_survives_reingest_of_the_same_file(tmp_path, cli, workspace):
+    write_mvtec(tmp_path / "mvtec")
+    cli("ingest", "mvtec", "--root", str(tmp_path / "mvtec"), "--workers", "1")
+    ws = Workspace(workspace)
+    with ws.catalog() as catalog:
+        r = catalog.get("mvtec/screw/test/scratch_head/000")
+        catalog.set_captions([r.model_copy(update={"caption": "expert text", "caption_source": "expert",
+                                                   "caption_status": "verified"})])
+    cli("ingest", "mvtec", "--root", str(tmp_path / "mvtec"), "--workers", "1", "--resize-mode", "crop")
+    assert cli("caption", "--force")["kept"] == 1
+    with ws.catalog() as catalog:
+        r = catalog.get("mvtec/screw/test/scratch_head/000")
+        assert (r.caption, r.caption_status, r.geometry.resize_mode) == ("expert text", "verified", "crop")
