@@ -23,18 +23,11 @@ from .normalize import NormalizeOptions, SampleError, encode_mask, load_mask_arr
 from .record import DefectAttributes, Quarantined, Record, make_key
 from .registry import SourceEntry
 from .sources import RawSample, get_adapter
-from .store import Store
+from .store import Store, sha256_file
 from .workspace import Workspace
 
 NORMALIZER_VERSION = "1"
 
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -73,8 +66,8 @@ class SampleNormalizer:
             image_path = self.base / sample.rel_path
             mask_path = self.base / sample.mask_path if sample.mask_path else None
             try:
-                image_sha = _sha256_file(image_path)
-                mask_sha = _sha256_file(mask_path) if mask_path else None
+                image_sha = sha256_file(image_path)
+                mask_sha = sha256_file(mask_path) if mask_path else None
             except OSError as exc:
                 raise SampleError(f"cannot read file: {exc.strerror or exc}") from exc
             fingerprint = self.fingerprint(job, image_sha, mask_sha)

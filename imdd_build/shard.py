@@ -25,7 +25,7 @@ from PIL import Image
 from .catalog import Catalog
 from .normalize import encode_mask
 from .record import SPLITS, Record
-from .store import Store
+from .store import Store, sha256_file
 from .writers import WRITERS
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
@@ -122,13 +122,6 @@ def _transcode(data: bytes, to_ext: str, quality: int) -> bytes:
         return buf.getvalue()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def shard_name(fmt: str, split: str, index: int, count: int) -> str:
     if fmt == "parquet":
@@ -221,7 +214,7 @@ def write_shards(catalog: Catalog, store: Store, options: ShardOptions,
                 writer.close()
                 rel = shard_name(fmt, split, index, len(shards))
                 manifest_shards.append({"path": rel, "format": fmt, "split": split, "samples": writer.count,
-                                        "bytes": (out / rel).stat().st_size, "sha256": _sha256_file(out / rel),
+                                        "bytes": (out / rel).stat().st_size, "sha256": sha256_file(out / rel),
                                         "normal": labels["normal"], "defective": labels["defective"]})
             counts[split].update(labels)
     removed = _remove_stale(out, {s["path"] for s in manifest_shards})

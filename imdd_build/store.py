@@ -8,6 +8,15 @@ import tempfile
 from pathlib import Path
 
 
+def sha256_file(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 class Store:
     """Files named by the sha256 of their bytes, written atomically (temp file + rename)."""
 

@@ -1,9 +1,7 @@
 """Shards read back with the real consumers: datasets.load_dataset (also streaming) and webdataset."""
 
 import hashlib
-import io
 import json
-from pathlib import Path
 
 import datasets
 import numpy as np
