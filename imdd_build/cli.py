@@ -206,9 +206,6 @@ def quarantine_cmd(
     """List quarantined files with the reason."""
     with _workspace(ctx).catalog() as catalog:
         items = catalog.quarantined(source)
-    if not as_json:
-        for q in items:
-            err.print(f"{q.source}:{q.path}: {q.reason}", markup=False, highlight=False)
     emit({"command": "quarantine", "count": len(items), "items": [q.model_dump() for q in items]}, as_json)
 
 

@@ -16,7 +16,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.table import Table
 from rich.text import Text
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # a per-file message stays one line
 out = Console(highlight=False, soft_wrap=True)
 
 
@@ -68,3 +68,8 @@ def emit(result: dict, as_json: bool, title: str | None = None) -> None:
             value = f"{len(value)} item(s)" if value and isinstance(value[0], dict) else ", ".join(map(str, value)) or "-"
         table.add_row(key, str(value))
     out.print(table)
+    for key, value in result.items():  # lists of files with reasons, one line each, after the table
+        if isinstance(value, list) and value and isinstance(value[0], dict) and "reason" in value[0]:
+            out.print(f"[bold]{key}[/bold]:")
+            for item in value:
+                out.print(f"  {item.get('path')}: {item['reason']}", markup=False, highlight=False)

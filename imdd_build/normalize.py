@@ -193,7 +193,7 @@ def load_mask_array(path: Path, expected_size: tuple[int, int], max_pixels: int)
         if oriented.size != expected_size:
             raise SampleError(
                 f"mask size {oriented.size[0]}x{oriented.size[1]} does not match image size "
-                f"{expected_size[0]}x{expected_size[1]} ({path.name})")
+                f"{expected_size[0]}x{expected_size[1]}")
         # Palette masks carry class indices in the index plane: binarize the indices, not the colours.
         return binarize(np.asarray(oriented))
 
