@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from . import __version__
 from .caption import caption_workspace
 from .console import emit, err, progress_bar
 from .executor import default_workers
-from .ingest import Outcome, ingest
+from .ingest import ingest
 from .normalize import NormalizeOptions
+from .record import Quarantined
 from .registry import get_source, load_registry
 from .shard import ShardOptions, parse_size, write_shards
 from .sources import ADAPTERS, RootError
@@ -65,10 +67,8 @@ def main_callback(
     ctx.obj = Workspace(workspace)
 
 
-def _print_quarantine(outcome: Outcome) -> None:
-    if outcome.quarantined:
-        q = outcome.quarantined
-        err.print(f"[yellow]quarantined[/yellow] {q.source}:{q.path}: {q.reason}", markup=True, highlight=False)
+def _print_quarantine(q: Quarantined) -> None:
+    err.print(f"[yellow]quarantined[/yellow] {escape(f'{q.source}:{q.path}: {q.reason}')}", highlight=False)
 
 
 def _run_ingest(ws: Workspace, source: str, root: Path, resize_mode: Optional[str], jpeg_quality: int,
@@ -80,12 +80,9 @@ def _run_ingest(ws: Workspace, source: str, root: Path, resize_mode: Optional[st
     options = NormalizeOptions(resize_mode=resize_mode or entry.resize_mode, jpeg_quality=jpeg_quality,
                                max_pixels=max_pixels)
     with progress_bar(f"ingest {source}") as bar:
-        def on_outcome(outcome: Outcome) -> None:
-            bar.advance()
-            _print_quarantine(outcome)
         result = ingest(ws, source, root, entry, options, workers=workers, limit=limit, commit_every=commit_every,
                         adapter_options={"categories": categories or None}, on_total=bar.total,
-                        on_outcome=on_outcome)
+                        on_outcome=bar.advance, on_quarantine=_print_quarantine)
     with ws.catalog() as catalog:
         return result.summary(catalog)
 

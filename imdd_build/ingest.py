@@ -145,7 +145,8 @@ def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, op
            workers: int = 1, limit: int | None = None, commit_every: int = 256,
            adapter_options: dict | None = None,
            on_total: Callable[[int], None] | None = None,
-           on_outcome: Callable[[Outcome], None] | None = None) -> IngestResult:
+           on_outcome: Callable[[Outcome], None] | None = None,
+           on_quarantine: Callable[[Quarantined], None] | None = None) -> IngestResult:
     """Ingest one source root into the workspace catalog; returns what happened."""
     adapter = get_adapter(source)(Path(root), **(adapter_options or {}))
     result = IngestResult(source=source, root=str(root))
@@ -157,14 +158,19 @@ def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, op
     seen_keys: dict[str, str] = {}
     pending_quarantine: list[Quarantined] = []
 
+    def quarantine(item: Quarantined) -> None:
+        pending_quarantine.append(item)
+        if on_quarantine:
+            on_quarantine(item)
+
     def jobs() -> Iterator[Job]:
         for item in raw:
             if isinstance(item, Quarantined):
-                pending_quarantine.append(item)
+                quarantine(item)
                 continue
             key = make_key(source, item.rel_path)
             if key in seen_keys:
-                pending_quarantine.append(Quarantined(
+                quarantine(Quarantined(
                     source=source, path=item.rel_path, reason=f"key {key} collides with {seen_keys[key]}"))
                 continue
             seen_keys[key] = item.rel_path
@@ -187,7 +193,7 @@ def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, op
         for outcome in map_ordered(normalizer, jobs(), workers):
             result.seen += 1
             if outcome.quarantined:
-                pending_quarantine.append(outcome.quarantined)
+                quarantine(outcome.quarantined)
             elif outcome.record:
                 batch.append((outcome.record, outcome.fingerprint))
                 result.written += 1

@@ -15,6 +15,7 @@ def test_raw_layout_split_from_csv_class_masks_binarized(tmp_path, cli, workspac
     assert out["by_defect_type"] == {"bent": 2, "melt": 2, "scratch": 2}
     assert {q["path"] for q in out["quarantine"]} == expected["quarantined"]
     assert "not found" in out["quarantine"][0]["reason"]
+    assert "quarantined visa:candle/Data/Images/Normal/0999.JPG: listed in split_csv/1cls.csv line" in cli.last.stderr
     with Workspace(workspace).catalog() as catalog:
         r = catalog.get("visa/pcb1/data/images/anomaly/000")
         assert r.image_format == "jpeg" and r.orig_format == "JPEG" and r.domain == "pcb"
