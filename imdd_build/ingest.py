@@ -19,15 +19,15 @@ from .catalog import Catalog
 from .executor import map_ordered
 from .geometry import transform_box
 from .maskops import box_attributes, mask_attributes, mask_to_boxes
-from .normalize import NormalizeOptions, SampleError, encode_mask, load_mask_array, mask_to_canvas, normalize_image
-from .record import DefectAttributes, Quarantined, Record, make_key
+from .normalize import NormalizeOptions, SampleError, encode_mask, mask_to_canvas, normalize_image, normalize_pixels
+from .record import DefectAttributes, DefectLabel, Quarantined, Record, make_key
 from .registry import SourceEntry
 from .sources import RawSample, get_adapter
 from .store import Store, sha256_file
+from .taxonomy import Resolved, load_taxonomy, norm_label
 from .workspace import Workspace
 
-NORMALIZER_VERSION = "1"
-
+NORMALIZER_VERSION = "2"
 
 
 @dataclass
@@ -49,31 +49,44 @@ class Outcome:
         return self.record is None and self.quarantined is None
 
 
+def _pixels_sha(pixels) -> str:
+    import numpy as np
+
+    a = np.ascontiguousarray(pixels)
+    return hashlib.sha256(f"{a.shape}{a.dtype}".encode() + a.tobytes()).hexdigest()
+
+
 class SampleNormalizer:
     """Turns one Job into an Outcome. A plain object so it pickles into worker processes."""
 
-    def __init__(self, entry: SourceEntry, base: Path, store_root: Path, options: NormalizeOptions):
+    def __init__(self, entry: SourceEntry, base: Path, store_root: Path, options: NormalizeOptions,
+                 label_map: dict | None = None):
         self.entry, self.base, self.store, self.options = entry, base, Store(store_root), options
+        self.label_map = label_map or {}
 
     def fingerprint(self, job: Job, image_sha: str, mask_sha: str | None) -> str:
-        facts = {"v": NORMALIZER_VERSION, "image": image_sha, "mask": mask_sha, "sample": asdict(job.sample),
-                 "entry": self.entry.model_dump(mode="json"), "options": self.options.fingerprint()}
-        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+        facts = {"v": NORMALIZER_VERSION, "image": image_sha, "mask": mask_sha, "sample": job.sample.facts(),
+                 "entry": self.entry.model_dump(mode="json"), "options": self.options.fingerprint(),
+                 "labels": [asdict(r) for r in self._resolve(job.sample)]}
+        return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _resolve(self, sample: RawSample) -> list[Resolved]:
+        taxonomy = load_taxonomy()
+        return [taxonomy.resolve(self.entry.id, label, self.label_map) for label in sample.source_labels]
 
     def __call__(self, job: Job) -> Outcome:
         sample = job.sample
         try:
-            image_path = self.base / sample.rel_path
-            mask_path = self.base / sample.mask_path if sample.mask_path else None
             try:
-                image_sha = sha256_file(image_path)
-                mask_sha = sha256_file(mask_path) if mask_path else None
+                image_sha = _pixels_sha(sample.pixels) if sample.pixels is not None \
+                    else sha256_file(self.base / sample.rel_path)
             except OSError as exc:
                 raise SampleError(f"cannot read file: {exc.strerror or exc}") from exc
+            mask_sha = sample.mask.fingerprint(self.base) if sample.mask is not None else None
             fingerprint = self.fingerprint(job, image_sha, mask_sha)
             if fingerprint == job.known_fingerprint:
                 return Outcome(job.key)
-            record = self._build(job, image_sha, image_path, mask_path)
+            record = self._build(job, image_sha)
             return Outcome(job.key, record=record, fingerprint=fingerprint)
         except SampleError as exc:
             return Outcome(job.key, quarantined=Quarantined(source=self.entry.id, path=sample.rel_path, reason=str(exc)))
@@ -81,39 +94,55 @@ class SampleNormalizer:
             reason = f"unexpected {type(exc).__name__}: {exc}"
             return Outcome(job.key, quarantined=Quarantined(source=self.entry.id, path=sample.rel_path, reason=reason))
 
-    def _build(self, job: Job, image_sha: str, image_path: Path, mask_path: Path | None) -> Record:
+    def _build(self, job: Job, image_sha: str) -> Record:
         sample = job.sample
-        img = normalize_image(image_path, self.options)
+        if sample.pixels is not None:
+            img = normalize_pixels(sample.pixels, self.options, nearest=sample.nearest)
+        else:
+            img = normalize_image(self.base / sample.rel_path, self.options)
         defective = sample.label == "defective"
-        defect_types = list(sample.source_labels) if defective else []
+        resolved = self._resolve(sample)
+        defect_types: list[str] = []
+        if defective:
+            for r in resolved:
+                if not r.normal:
+                    defect_types.append(r.type or norm_label(r.source_label) or "anomaly")
+            defect_types = list(dict.fromkeys(defect_types)) or ["anomaly"]
         box_label = defect_types[0] if defect_types else "defect"
         mask = None
-        if mask_path is not None:
-            try:
-                original = load_mask_array(mask_path, (img.orig_width, img.orig_height), self.options.max_pixels)
-            except SampleError as exc:
-                raise SampleError(f"mask {sample.mask_path}: {exc}") from None
+        if sample.mask is not None:
+            original = sample.mask.load(self.base, (img.orig_width, img.orig_height), self.options.max_pixels)
             mask = mask_to_canvas(original, img.geometry)
-        boxes = [b for b in (transform_box(img.geometry, *raw) for raw in sample.boxes) if b is not None]
+        boxes = [b for b in (transform_box(img.geometry, *self._box_label(raw)) for raw in sample.boxes)
+                 if b is not None]
         if not boxes and mask is not None and defective:
             boxes = mask_to_boxes(mask, box_label)
         if not defective:
             attributes = DefectAttributes()
-        elif mask is not None:
+        elif mask is not None and mask.any():
             attributes = mask_attributes(mask, img.geometry.content_box)
         else:
             attributes = box_attributes(boxes, img.geometry.content_box)
         return Record(
             key=job.key, source=self.entry.id, domain=self.entry.domain_of(sample.product), product=sample.product,
-            split=sample.our_split(), source_split=sample.source_split, label=sample.label,
-            defect_types=defect_types, source_labels=list(sample.source_labels), source_path=sample.rel_path,
-            mask_source_path=sample.mask_path, sha256=image_sha, orig_width=img.orig_width,
-            orig_height=img.orig_height, orig_mode=img.orig_mode, orig_format=img.orig_format,
-            exif_orientation=img.exif_orientation, geometry=img.geometry,
+            split=sample.our_split(), split_origin=sample.split_origin, source_split=sample.source_split,
+            label=sample.label, defect_types=defect_types, source_labels=list(sample.source_labels),
+            defect_labels=[DefectLabel(source_label=r.source_label, type=r.type, part=r.part) for r in resolved
+                           if not r.normal],
+            source_attributes=dict(sample.attributes), source_path=sample.rel_path,
+            mask_source_path=sample.mask.describe() if sample.mask is not None else None, sha256=image_sha,
+            orig_width=img.orig_width, orig_height=img.orig_height, orig_mode=img.orig_mode,
+            orig_format=img.orig_format, exif_orientation=img.exif_orientation, geometry=img.geometry,
             image=self.store.put(img.data, "jpg" if img.format == "jpeg" else "png"), image_format=img.format,
             mask=self.store.put(encode_mask(mask), "png") if mask is not None else None,
             boxes=boxes, attributes=attributes, license=self.entry.license,
         )
+
+    def _box_label(self, raw: tuple) -> tuple:
+        """Box labels become canonical types too (the source spelling stays in source_labels)."""
+        label, *coords = raw
+        r = load_taxonomy().resolve(self.entry.id, str(label), self.label_map)
+        return (r.type or norm_label(str(label)) or "defect", *coords)
 
 
 @dataclass
@@ -143,43 +172,51 @@ class IngestResult:
 
 def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, options: NormalizeOptions,
            workers: int = 1, limit: int | None = None, commit_every: int = 256,
-           adapter_options: dict | None = None,
+           adapter_options: dict | None = None, label_map: dict | None = None,
            on_total: Callable[[int], None] | None = None,
            on_outcome: Callable[[Outcome], None] | None = None,
            on_quarantine: Callable[[Quarantined], None] | None = None) -> IngestResult:
-    """Ingest one source root into the workspace catalog; returns what happened."""
-    adapter = get_adapter(source)(Path(root), **(adapter_options or {}))
-    result = IngestResult(source=source, root=str(root))
-    raw = list(adapter.samples())  # adapters only list files; decoding happens in the workers
-    if limit is not None:
-        raw = raw[:limit]
+    """Ingest one source root into the workspace catalog; returns what happened.
+
+    `source` names the adapter; records carry `entry.id` (the same for registry sources; the
+    user's own id for generic adapters). Samples stream from the adapter into a bounded pool.
+    """
+    adapter = get_adapter(source)(Path(root), entry=entry, **(adapter_options or {}))
+    source_id = entry.id
+    result = IngestResult(source=source_id, root=str(root))
     catalog = workspace.catalog()
-    run_id = catalog.start_run("ingest", {"source": source, "root": str(root), "options": asdict(options)})
+    run_id = catalog.start_run("ingest", {"source": source_id, "adapter": source, "root": str(root),
+                                          "options": asdict(options)})
     seen_keys: dict[str, str] = {}
     pending_quarantine: list[Quarantined] = []
 
     def quarantine(item: Quarantined) -> None:
+        item = item.model_copy(update={"source": source_id})
         pending_quarantine.append(item)
         if on_quarantine:
             on_quarantine(item)
 
     def jobs() -> Iterator[Job]:
-        for item in raw:
+        taken = 0
+        for item in adapter.samples():
             if isinstance(item, Quarantined):
                 quarantine(item)
                 continue
-            key = make_key(source, item.rel_path)
+            if limit is not None and taken >= limit:
+                break
+            taken += 1
+            key = make_key(source_id, item.rel_path)
             if key in seen_keys:
                 quarantine(Quarantined(
-                    source=source, path=item.rel_path, reason=f"key {key} collides with {seen_keys[key]}"))
+                    source=source_id, path=item.rel_path, reason=f"key {key} collides with {seen_keys[key]}"))
                 continue
             seen_keys[key] = item.rel_path
             yield Job(item, key, catalog.fingerprint(key))
 
-    samples = [r for r in raw if not isinstance(r, Quarantined)]
     if on_total:
-        on_total(len(samples))
-    normalizer = SampleNormalizer(entry, adapter.base, workspace.store_root, options)
+        hint = adapter.count_hint()
+        on_total(min(hint, limit) if hint is not None and limit is not None else (hint or limit or 0))
+    normalizer = SampleNormalizer(entry, adapter.base, workspace.store_root, options, label_map)
     batch: list[tuple[Record, str]] = []
 
     def flush() -> None:

@@ -184,8 +184,12 @@ def normalize_image(path: Path, options: NormalizeOptions) -> NormalizedImage:
                                orig_w, orig_h, orig_mode, fmt, orientation)
 
 
-def load_mask_array(path: Path, expected_size: tuple[int, int], max_pixels: int) -> np.ndarray:
-    """A source mask as a binary 0/255 array in original orientation; raises SampleError on mismatch."""
+def load_mask_array(path: Path, expected_size: tuple[int, int], max_pixels: int, binary: bool = True) -> np.ndarray:
+    """A source mask as a binary 0/255 array in original orientation; raises SampleError on mismatch.
+
+    With `binary=False` the raw values come back (palette indices, gray levels) for callers that
+    threshold or select values themselves.
+    """
     im = _open_checked(path, max_pixels)
     with im:
         _load(im)
@@ -195,7 +199,7 @@ def load_mask_array(path: Path, expected_size: tuple[int, int], max_pixels: int)
                 f"mask size {oriented.size[0]}x{oriented.size[1]} does not match image size "
                 f"{expected_size[0]}x{expected_size[1]}")
         # Palette masks carry class indices in the index plane: binarize the indices, not the colours.
-        return binarize(np.asarray(oriented))
+        return binarize(np.asarray(oriented)) if binary else np.asarray(oriented)
 
 
 def mask_to_canvas(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
@@ -207,3 +211,23 @@ def mask_to_canvas(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
 
 def encode_mask(mask: np.ndarray) -> bytes:
     return _encode(Image.fromarray(mask, "L"), "png", 0)
+
+
+def normalize_pixels(pixels: np.ndarray, options: NormalizeOptions, nearest: bool = False) -> NormalizedImage:
+    """An image given as an array (a rendered wafer map, a decoded blob) into the canvas as PNG.
+
+    `nearest` keeps hard edges (label-like renderings): no interpolation when resizing.
+    """
+    arr = np.ascontiguousarray(pixels)
+    if arr.ndim not in (2, 3) or arr.size == 0:
+        raise SampleError(f"pixel array has shape {arr.shape}; expected (h, w) or (h, w, 3)")
+    if arr.shape[0] * arr.shape[1] > options.max_pixels:
+        raise SampleError(f"pixel array {arr.shape[1]}x{arr.shape[0]} exceeds --max-pixels {options.max_pixels}")
+    im = Image.fromarray(arr)
+    h, w = arr.shape[:2]
+    geometry = canvas_geometry(w, h, options.resize_mode, options.size)
+    work = to_8bit(im, options.alpha_background)
+    canvas = place_on_canvas(work, geometry, w, h, Image.Resampling.NEAREST if nearest else None)
+    if canvas.mode != "RGB":
+        canvas = canvas.convert("RGB")
+    return NormalizedImage(_encode(canvas, "png", options.jpeg_quality), "png", geometry, w, h, im.mode, None, 1)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "test", "unlabeled")
 LABELS = ("normal", "defective")
 RESIZE_MODES = ("letterbox", "stretch", "crop")
 CAPTION_SOURCES = ("template", "llm", "expert")
@@ -77,6 +77,14 @@ class DefectAttributes(BaseModel):
     basis: Optional[str] = None  # "mask" | "boxes" | None when nothing localizes the defect
 
 
+class DefectLabel(BaseModel):
+    """One source label and what the taxonomy made of it (`type` None: the label maps to nothing)."""
+
+    source_label: str
+    type: Optional[str] = None
+    part: Optional[str] = None
+
+
 class Record(BaseModel):
     """One sample. The contract between ingest, caption, review, shard and imdd_models."""
 
@@ -84,11 +92,14 @@ class Record(BaseModel):
     source: str
     domain: str
     product: str
-    split: Literal["train", "validation", "test"]
+    split: Literal["train", "validation", "test", "unlabeled"]
+    split_origin: Literal["official", "seeded"] = "official"
     source_split: str
     label: Literal["normal", "defective"]
-    defect_types: list[str] = Field(default_factory=list)
-    source_labels: list[str] = Field(default_factory=list)
+    defect_types: list[str] = Field(default_factory=list)  # canonical taxonomy names
+    source_labels: list[str] = Field(default_factory=list)  # the source's own spellings
+    defect_labels: list[DefectLabel] = Field(default_factory=list)
+    source_attributes: dict[str, Any] = Field(default_factory=dict)  # e.g. ELPV defect probability
     source_path: str
     mask_source_path: Optional[str] = None
     sha256: str  # of the original image file's bytes

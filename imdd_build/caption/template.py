@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 from ..catalog import Catalog
 from ..record import Record
-from ..taxonomy import domain_name
+from ..taxonomy import defect_name, domain_name
 
-TEMPLATE_VERSION = "1"
+TEMPLATE_VERSION = "2"
 MIN_WORDS, MAX_WORDS = 30, 60
 GENERIC_DEFECTS = {"bad", "anomaly", "anomalous", "defect", "defective", "ko", "ng", "nok", "abnormal"}
 _WORD = re.compile(r"[A-Za-z0-9%.\-']+")
@@ -39,11 +39,11 @@ def _human(name: str) -> str:
 
 def defect_phrase(defect_types: list[str]) -> str:
     """"a scratch defect", "crack and hole defects", "several combined defects", "an unspecified defect"."""
-    names = list(dict.fromkeys(_human(d) for d in defect_types if _human(d)))
+    names = list(dict.fromkeys(_human(defect_name(d)) for d in defect_types if _human(d)))
     specific = [n for n in names if n not in GENERIC_DEFECTS]
     if not specific:
         return "an unspecified defect"
-    if specific == ["combined"]:
+    if specific in (["combined"], ["multiple defects"]):
         return "several combined defects"
     if len(specific) == 1:
         name = specific[0]

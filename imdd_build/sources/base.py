@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
+
+import numpy as np
 
 from ..record import Quarantined
+from .masks import MaskFiles, MaskSource
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 SPLIT_MAP = {"train": "train", "training": "train", "val": "validation", "valid": "validation",
@@ -18,9 +22,37 @@ class RootError(Exception):
     """The root as a whole is unusable (wrong folder, missing split file): a run-level error."""
 
 
+DEFAULT_SEEDED_SPLIT = {"train": 0.7, "validation": 0.1, "test": 0.2}
+
+
+def seeded_split(source_id: str, group: str, fractions: dict[str, float] | None = None,
+                 seed: str = "imdd-v1") -> str:
+    """A deterministic split for sources without an official one.
+
+    `group` is what must not straddle splits (a physical item, a board, a lot); the split is a pure
+    function of (seed, source, group), so it never changes when files are added or removed.
+    """
+    fractions = fractions or DEFAULT_SEEDED_SPLIT
+    digest = hashlib.sha256(f"{seed}\0{source_id}\0{group}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    acc = 0.0
+    total = sum(fractions.values())
+    for name, frac in fractions.items():
+        acc += frac / total
+        if u < acc:
+            return name
+    return list(fractions)[-1]
+
+
 @dataclass
 class RawSample:
-    """What an adapter knows about one image before any decoding. Paths are root-relative, posix."""
+    """What an adapter knows about one image before any decoding. Paths are root-relative, posix.
+
+    The image is the file `rel_path`, unless `pixels` carries it as an array (then `rel_path` is a
+    virtual, unique path such as `LSWMD.pkl/000123` used for the key and provenance). The mask is
+    the file `mask_path`, or any `MaskSource` in `mask` (several files, RLE, polygons, an array).
+    Boxes are (label, x0, y0, x1, y1) in original pixels, x1/y1 exclusive.
+    """
 
     rel_path: str
     product: str
@@ -30,6 +62,15 @@ class RawSample:
     mask_path: str | None = None
     boxes: list[tuple[str, float, float, float, float]] = field(default_factory=list)  # original pixels
     split: str | None = None  # our split; derived from source_split when None
+    split_origin: str = "official"  # "official" | "seeded" (see seeded_split)
+    mask: MaskSource | None = None
+    pixels: np.ndarray | None = None
+    nearest: bool = False  # resize the pixels without interpolation (rendered label maps)
+    attributes: dict[str, Any] = field(default_factory=dict)  # source facts kept on the record (JSON-safe)
+
+    def __post_init__(self) -> None:
+        if self.mask is None and self.mask_path:
+            self.mask = MaskFiles([self.mask_path])
 
     def our_split(self) -> str:
         if self.split:
@@ -39,18 +80,46 @@ class RawSample:
         except KeyError:
             raise ValueError(f"no split mapping for source split {self.source_split!r}") from None
 
+    def facts(self) -> dict:
+        """What the record depends on besides file bytes: JSON-safe, used in the fingerprint."""
+        return {"rel_path": self.rel_path, "product": self.product, "source_split": self.source_split,
+                "label": self.label, "source_labels": list(self.source_labels),
+                "boxes": [list(b) for b in self.boxes], "split": self.our_split(),
+                "split_origin": self.split_origin, "nearest": self.nearest, "attributes": self.attributes,
+                "mask_kind": type(self.mask).__name__ if self.mask else None}
+
 
 class SourceAdapter:
     """Walk a source as unpacked from its official archive; yield RawSample or Quarantined."""
 
     id: ClassVar[str]
+    #: Fixed label vocabulary of the source, when it has one (taxonomy check covers these).
+    labels: ClassVar[tuple[str, ...]] = ()
+    #: Does the root have to be a directory (False for adapters that take a single file)?
+    root_is_dir: ClassVar[bool] = True
 
-    def __init__(self, root: Path, **options):
+    def __init__(self, root: Path, entry=None, **options):
         self.root = Path(root)
         self.base = self.root  # what sample paths are relative to; adapters may move it up
-        self.options = options
-        if not self.root.is_dir():
+        self.entry = entry  # the SourceEntry (sources.yaml or built from CLI options), may be None
+        self.options = {k: v for k, v in options.items() if v is not None}
+        if self.root_is_dir and not self.root.is_dir():
             raise RootError(f"{self.root}: not a directory")
+        if not self.root_is_dir and not self.root.exists():
+            raise RootError(f"{self.root}: not found")
+
+    @property
+    def source_id(self) -> str:
+        return self.entry.id if self.entry is not None else self.id
+
+    def seeded(self, group: str) -> str:
+        """Our split for a sample of `group` in a source with no official split."""
+        fractions = getattr(self.entry, "seeded_split", None) or None
+        return seeded_split(self.source_id, group, fractions)
+
+    def count_hint(self) -> int | None:
+        """How many samples `samples()` will yield, when cheap to know (progress bar total)."""
+        return None
 
     def samples(self) -> Iterator[RawSample | Quarantined]:
         raise NotImplementedError

@@ -24,7 +24,7 @@ def test_ingest_counts_labels_masks_and_quarantine(tmp_path, cli, workspace):
     out = cli("ingest", "mvtec", "--root", str(tmp_path / "mvtec"), "--workers", "1")
     assert out["records"] == expected["records"]
     assert out["by_split"] == expected["by_split"] and out["by_label"] == expected["by_label"]
-    assert out["by_defect_type"] == {"broken_large": 2, "scratch_head": 1}
+    assert out["by_defect_type"] == {"break": 2, "scratch": 1}
     reasons = {q["path"]: q["reason"] for q in out["quarantine"]}
     assert set(reasons) == expected["quarantined"]
     assert "truncated" in reasons["bottle/test/contamination/000.png"]
@@ -39,7 +39,9 @@ def test_ingest_counts_labels_masks_and_quarantine(tmp_path, cli, workspace):
         screw = catalog.get("mvtec/screw/test/scratch_head/000")
         bottle = catalog.get("mvtec/bottle/test/broken_large/001")
         assert screw.orig_mode == "L" and screw.domain == "fastener" and screw.license == "CC-BY-NC-SA-4.0"
-        assert bottle.defect_types == ["broken_large"] and bottle.boxes and bottle.attributes.basis == "mask"
+        assert bottle.defect_types == ["break"] and bottle.source_labels == ["broken_large"]
+        assert bottle.boxes and bottle.attributes.basis == "mask" and bottle.boxes[0].label == "break"
+        assert screw.defect_types == ["scratch"] and screw.defect_labels[0].part == "head"
         _check_mask_round_trip(ws, bottle, tmp_path / "mvtec" / bottle.mask_source_path)
         assert len(catalog.quarantined("mvtec")) == 3
 

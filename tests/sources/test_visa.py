@@ -12,7 +12,7 @@ def test_raw_layout_split_from_csv_class_masks_binarized(tmp_path, cli, workspac
     out = cli("ingest", "visa", "--root", str(tmp_path / "visa"), "--workers", "2")
     assert out["records"] == expected["records"]
     assert out["by_split"] == expected["by_split"] and out["by_label"] == expected["by_label"]
-    assert out["by_defect_type"] == {"bent": 2, "melt": 2, "scratch": 2}
+    assert out["by_defect_type"] == {"deformation": 2, "melt": 2, "scratch": 2}
     assert {q["path"] for q in out["quarantine"]} == expected["quarantined"]
     assert "not found" in out["quarantine"][0]["reason"]
     assert "quarantined visa:candle/Data/Images/Normal/0999.JPG: listed in split_csv/1cls.csv line" in cli.last.stderr
@@ -31,7 +31,7 @@ def test_pytorch_layout_detected(tmp_path, cli):
     out = cli("ingest", "visa", "--root", str(tmp_path / "visa_pytorch"), "--workers", "1")
     assert out["records"] == expected["records"] and out["by_label"] == expected["by_label"]
     assert out["by_split"] == expected["by_split"] and out["quarantined"] == 0
-    assert out["by_defect_type"] == {"bad": 2}
+    assert out["by_defect_type"] == {"anomaly": 2}
 
 
 def test_unrecognised_root_is_a_run_level_error(tmp_path, cli):
