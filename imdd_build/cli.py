@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+import yaml
 from rich.markup import escape
 
 from . import __version__
@@ -18,8 +19,8 @@ from .console import emit, err, progress_bar
 from .executor import default_workers
 from .ingest import ingest
 from .normalize import NormalizeOptions
-from .record import Quarantined
-from .registry import get_source, load_registry
+from .record import KEY_RE, Quarantined
+from .registry import SourceEntry, get_source, load_registry
 from .shard import ShardOptions, parse_size, write_shards
 from .sources import ADAPTERS, RootError
 from .sources.demo import generate_demo
@@ -71,28 +72,114 @@ def _print_quarantine(q: Quarantined) -> None:
     err.print(f"[yellow]quarantined[/yellow] {escape(f'{q.source}:{q.path}: {q.reason}')}", highlight=False)
 
 
+def _parse_opts(pairs: list[str]) -> dict:
+    """`--opt key=value` pairs into adapter options (values parsed as YAML scalars: 1, true, a,b)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise RootError(f"--opt {pair!r}: expected KEY=VALUE")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
+def _load_label_map(path: Optional[Path]) -> dict:
+    if path is None:
+        return {}
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise RootError(f"{path}: cannot read label map: {exc}") from None
+    if not isinstance(data, dict):
+        raise RootError(f"{path}: a label map is a YAML mapping of source label -> defect type")
+    return {str(k): v for k, v in data.items()}
+
+
+def source_entry(source: str, license: Optional[str] = None, domain: Optional[str] = None,
+                 source_id: Optional[str] = None, redistribution: Optional[str] = None,
+                 name: Optional[str] = None) -> SourceEntry:
+    """The registry entry of a public source, or one built from options for a generic adapter."""
+    if source in ADAPTERS and getattr(ADAPTERS[source], "generic", False):
+        if not license:
+            raise RootError(f"the generic adapter {source!r} needs --license (an SPDX id, or 'proprietary'): "
+                            "there is no registry entry to take it from")
+        sid = source_id or source
+        if not KEY_RE.match(sid) or "/" in sid:
+            raise RootError(f"--source-id {sid!r}: use lower-case letters, digits, '_' and '-'")
+        try:
+            return SourceEntry(id=sid, name=name or sid, adapter=source, license=license,
+                               redistribution=redistribution or "unknown", domain=domain or "unknown",
+                               domains=[domain] if domain else [],
+                               annotation=list(getattr(ADAPTERS[source], "annotation_kinds", ())))
+        except ValueError as exc:
+            raise RootError(str(exc).splitlines()[-1] if str(exc) else repr(exc)) from None
+    try:
+        entry = get_source(source)
+    except KeyError as exc:
+        raise RootError(str(exc).strip("'\"") + f"; generic adapters: {', '.join(generic_adapters())}") from None
+    if entry.adapter_id not in ADAPTERS:
+        raise RootError(f"source {source!r} is registered but has no adapter yet; available: {', '.join(ADAPTERS)}")
+    updates = {k: v for k, v in {"license": license, "domain": domain, "redistribution": redistribution}.items() if v}
+    return entry.model_copy(update=updates) if updates else entry
+
+
+def generic_adapters() -> list[str]:
+    return sorted(a for a, cls in ADAPTERS.items() if getattr(cls, "generic", False))
+
+
 def _run_ingest(ws: Workspace, source: str, root: Path, resize_mode: Optional[str], jpeg_quality: int,
                 max_pixels: int, workers: int, limit: Optional[int], categories: list[str],
-                commit_every: int = 256) -> dict:
-    entry = get_source(source)
-    if source not in ADAPTERS:
-        raise RootError(f"source {source!r} is registered but has no adapter yet; available: {', '.join(ADAPTERS)}")
+                commit_every: int = 256, entry: Optional[SourceEntry] = None, adapter_options: Optional[dict] = None,
+                label_map: Optional[dict] = None) -> dict:
+    entry = entry or source_entry(source)
     options = NormalizeOptions(resize_mode=resize_mode or entry.resize_mode, jpeg_quality=jpeg_quality,
                                max_pixels=max_pixels)
-    with progress_bar(f"ingest {source}") as bar:
-        result = ingest(ws, source, root, entry, options, workers=workers, limit=limit, commit_every=commit_every,
-                        adapter_options={"categories": categories or None}, on_total=bar.total,
-                        on_outcome=bar.advance, on_quarantine=_print_quarantine)
+    adapter_options = {"categories": categories or None, **(adapter_options or {})}
+    with progress_bar(f"ingest {entry.id}") as bar:
+        result = ingest(ws, entry.adapter_id, root, entry, options, workers=workers, limit=limit,
+                        commit_every=commit_every, adapter_options=adapter_options, label_map=label_map,
+                        on_total=bar.total, on_outcome=bar.advance, on_quarantine=_print_quarantine)
     with ws.catalog() as catalog:
         return result.summary(catalog)
+
+
+def load_roots(path: Path) -> dict[str, dict]:
+    """`--roots FILE`: YAML of id -> path, or id -> {root: path, adapter, license, domain, options}."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise RootError(f"{path}: cannot read roots file: {exc}") from None
+    if not isinstance(raw, dict):
+        raise RootError(f"{path}: expected a YAML mapping of source id -> root path")
+    out = {}
+    for sid, value in raw.items():
+        spec = {"root": value} if isinstance(value, (str, Path)) else dict(value or {})
+        if "root" not in spec:
+            raise RootError(f"{path}: {sid}: no root given")
+        root = Path(str(spec["root"])).expanduser()
+        if not root.is_absolute():
+            root = (Path(path).parent / root).resolve()
+        spec["root"] = root
+        out[str(sid)] = spec
+    return out
+
+
+def _entry_from_spec(sid: str, spec: dict) -> SourceEntry:
+    adapter = spec.get("adapter")
+    if adapter:
+        return source_entry(adapter, license=spec.get("license"), domain=spec.get("domain"), source_id=sid,
+                            redistribution=spec.get("redistribution"), name=spec.get("name"))
+    return source_entry(sid)
 
 
 @app.command("ingest")
 @run_level_errors("ingest")
 def ingest_cmd(
     ctx: typer.Context,
-    source: str = typer.Argument(..., help="Source id from sources.yaml (mvtec, visa, demo, ...)."),
-    root: Path = typer.Option(..., "--root", help="The folder the official archive unpacks to."),
+    source: str = typer.Argument(..., help="Source id from sources.yaml (mvtec, visa, ...), a generic adapter "
+                                           "(folder, coco, voc, yolo, mvtec_like, csv), or `all` with --roots."),
+    root: Optional[Path] = typer.Option(None, "--root", help="The folder (or file) the official archive unpacks to."),
+    roots: Optional[Path] = typer.Option(None, "--roots", help="With `all`: YAML of source id -> root."),
     resize_mode: Optional[ResizeMode] = typer.Option(None, "--resize-mode",
                                                      help="letterbox (default: keep aspect, pad), stretch or crop."),
     jpeg_quality: int = typer.Option(95, "--jpeg-quality", min=1, max=100, help="Quality for JPEG sources."),
@@ -101,12 +188,54 @@ def ingest_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N samples."),
     category: list[str] = typer.Option([], "--category", help="Only these products/categories (repeatable)."),
     commit_every: int = typer.Option(256, "--commit-every", min=1, help="Records per catalog transaction."),
+    license: Optional[str] = typer.Option(None, "--license", help="Generic adapters: the data's license (SPDX id)."),
+    domain: Optional[str] = typer.Option(None, "--domain", help="Generic adapters: taxonomy domain of the data."),
+    source_id: Optional[str] = typer.Option(None, "--source-id", help="Generic adapters: the source id records get."),
+    redistribution: Optional[str] = typer.Option(None, "--redistribution",
+                                                 help="Generic adapters: allowed|noncommercial|research_only|"
+                                                      "forbidden|unknown (default unknown)."),
+    label_map: Optional[Path] = typer.Option(None, "--label-map", help="YAML of your label -> canonical defect type."),
+    include_unlabeled: bool = typer.Option(False, "--include-unlabeled",
+                                           help="Keep unlabelled samples (WM-811K) with split=unlabeled."),
+    opt: list[str] = typer.Option([], "--opt", help="Adapter option KEY=VALUE (repeatable), see `sources`."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Ingest a source dataset: normalize to 512x512, store, catalog; quarantine bad files."""
-    summary = _run_ingest(_workspace(ctx), source, root, resize_mode.value if resize_mode else None, jpeg_quality,
-                          max_pixels, workers, limit, category, commit_every)
-    emit(summary, as_json, title=f"ingest {source}")
+    ws = _workspace(ctx)
+    adapter_options = _parse_opts(opt)
+    if include_unlabeled:
+        adapter_options["include_unlabeled"] = True
+    labels = _load_label_map(label_map)
+    mode = resize_mode.value if resize_mode else None
+    if source == "all":
+        if roots is None:
+            raise RootError("`ingest all` needs --roots FILE (YAML of source id -> root)")
+        results, failed = {}, {}
+        for sid, spec in load_roots(roots).items():
+            try:
+                entry = _entry_from_spec(sid, spec)
+                if not spec["root"].exists():
+                    raise RootError(f"{spec['root']}: not found")
+                results[sid] = _run_ingest(ws, entry.adapter_id, spec["root"], mode, jpeg_quality, max_pixels,
+                                           workers, limit, category, commit_every, entry=entry,
+                                           adapter_options={**adapter_options, **(spec.get("options") or {})},
+                                           label_map=labels)
+            except RootError as exc:  # one unusable root does not stop the others
+                failed[sid] = str(exc)
+                err.print(f"[red]error[/red] {escape(sid)}: {escape(str(exc))}")
+        summary = {"command": "ingest", "source": "all", "sources": results, "failed": failed,
+                   "records": sum(r["records"] for r in results.values()),
+                   "quarantined": sum(r["quarantined"] for r in results.values())}
+        emit(summary, as_json, title="ingest all")
+        if failed:
+            raise typer.Exit(1)
+        return
+    if root is None:
+        raise RootError("--root is required (the folder the archive unpacks to)")
+    entry = source_entry(source, license=license, domain=domain, source_id=source_id, redistribution=redistribution)
+    summary = _run_ingest(ws, entry.adapter_id, root, mode, jpeg_quality, max_pixels, workers, limit, category,
+                          commit_every, entry=entry, adapter_options=adapter_options, label_map=labels)
+    emit(summary, as_json, title=f"ingest {entry.id}")
 
 
 @app.command("caption")

@@ -1,13 +1,31 @@
-"""Source adapters, one module per source dataset, looked up by sources.yaml id."""
+"""Source adapters, one module per source dataset, looked up by id.
+
+Every module in this package is imported and every `SourceAdapter` subclass with an `id` is
+registered, so adding an adapter means adding a module (and its sources.yaml entry).
+"""
 
 from __future__ import annotations
 
-from .base import RawSample, RootError, SourceAdapter
-from .demo import DemoAdapter
-from .mvtec import MVTecAdapter
-from .visa import VisAAdapter
+import importlib
+import pkgutil
 
-ADAPTERS: dict[str, type[SourceAdapter]] = {a.id: a for a in (MVTecAdapter, VisAAdapter, DemoAdapter)}
+from .base import RawSample, RootError, SourceAdapter
+
+
+def _discover() -> dict[str, type[SourceAdapter]]:
+    found: dict[str, type[SourceAdapter]] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, SourceAdapter) and obj is not SourceAdapter \
+                    and getattr(obj, "id", None) and obj.__module__ == module.__name__:
+                if obj.id in found and found[obj.id] is not obj:
+                    raise RuntimeError(f"two adapters claim id {obj.id!r}: {found[obj.id]} and {obj}")
+                found[obj.id] = obj
+    return dict(sorted(found.items()))
+
+
+ADAPTERS: dict[str, type[SourceAdapter]] = _discover()
 
 
 def get_adapter(source: str) -> type[SourceAdapter]:
