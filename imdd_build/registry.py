@@ -105,3 +105,16 @@ def get_source(source_id: str, path: Path | None = None) -> SourceEntry:
     if source_id not in registry:
         raise KeyError(f"source {source_id!r} is not in {path or registry_path()}")
     return registry[source_id]
+
+
+def markdown_table(registry: dict[str, SourceEntry]) -> str:
+    """The README's table of supported sources, generated from sources.yaml."""
+    lines = ["| id | dataset | domains | annotation | license | redistribution | split |",
+             "|---|---|---|---|---|---|---|"]
+    for e in registry.values():
+        domains = ", ".join(e.all_domains())
+        split = "/".join(e.official_split) if e.official_split else "seeded"
+        name = f"[{e.name}]({e.homepage})" if e.homepage else e.name
+        lines.append(f"| `{e.id}` | {name} | {domains} | {', '.join(e.annotation) or '-'} | {e.license} | "
+                     f"{e.redistribution} | {split} |")
+    return "\n".join(lines) + "\n"

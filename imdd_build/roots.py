@@ -1,0 +1,78 @@
+"""`--roots FILE`: where the user unpacked each source, and whether each download is complete.
+
+The file is YAML: `id: path`, or `id: {root: path, options: {...}}`, or, for a private line read by a
+generic adapter, `id: {adapter: folder, root: path, license: ..., domain: ...}`. Relative paths are
+relative to the roots file.
+
+`check_roots` lists each source with its adapter (no decoding) and compares what it finds with the
+published counts in sources.yaml: a short download is reported as `incomplete`, never accepted silently.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from .record import Quarantined
+from .registry import SourceEntry
+from .sources import RootError, get_adapter
+
+
+def load_roots(path: Path) -> dict[str, dict]:
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise RootError(f"{path}: cannot read roots file: {exc}") from None
+    if not isinstance(raw, dict):
+        raise RootError(f"{path}: expected a YAML mapping of source id -> root path")
+    out = {}
+    for sid, value in raw.items():
+        spec = {"root": value} if isinstance(value, (str, Path)) else dict(value or {})
+        if not spec.get("root"):
+            raise RootError(f"{path}: {sid}: no root given")
+        root = Path(str(spec["root"])).expanduser()
+        if not root.is_absolute():
+            root = (Path(path).resolve().parent / root).resolve()
+        spec["root"] = root
+        out[str(sid)] = spec
+    return out
+
+
+def count_source(entry: SourceEntry, root: Path, options: dict | None = None) -> dict:
+    """What the adapter lists under `root`: totals by split and label, and per-file problems."""
+    adapter = get_adapter(entry.adapter_id)(root, entry=entry, **(options or {}))
+    by_split: Counter[str] = Counter()
+    by_label: Counter[str] = Counter()
+    problems = 0
+    for item in adapter.samples():
+        if isinstance(item, Quarantined):
+            problems += 1
+            continue
+        by_split[item.our_split()] += 1
+        by_label[item.label] += 1
+    return {"total": sum(by_label.values()), "by_split": dict(sorted(by_split.items())),
+            "by_label": dict(sorted(by_label.items())), "problems": problems}
+
+
+def compare_counts(entry: SourceEntry, found: dict, tolerance: float) -> tuple[str, list[dict]]:
+    """`complete` | `incomplete` | `mismatch` | `unknown` (no published counts), with the differences."""
+    published = entry.counts
+    if not published:
+        return "unknown", []
+    official = {s.lower() for s in entry.official_split}
+    actual = {"total": found["total"], **found["by_label"]}
+    if official:  # split counts are only comparable when the split is the source's own
+        actual.update(found["by_split"])
+    diffs = []
+    for key, want in published.items():
+        if key not in actual and key not in ("total", "normal", "defective"):
+            continue
+        have = actual.get(key, 0)
+        if abs(have - want) > tolerance * want:
+            diffs.append({"count": key, "published": want, "found": have})
+    if not diffs:
+        return "complete", []
+    short = any(d["found"] < d["published"] for d in diffs if d["count"] == "total")
+    return ("incomplete" if short else "mismatch"), diffs
