@@ -166,6 +166,10 @@ class IngestResult:
             "by_split": catalog.counts_by("split", source=self.source),
             "by_label": catalog.counts_by("label", source=self.source),
             "by_defect_type": by_defect,
+            "unmapped_labels": [row[0] for row in catalog.db.execute(
+                "SELECT DISTINCT json_extract(value, '$.source_label') FROM records, "
+                "json_each(records.data, '$.defect_labels') WHERE source = ? "
+                "AND json_extract(value, '$.type') IS NULL ORDER BY 1", (self.source,))],
             "quarantine": [{"path": q.path, "reason": q.reason} for q in self.quarantined],
         }
 
@@ -213,9 +217,11 @@ def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, op
             seen_keys[key] = item.rel_path
             yield Job(item, key, catalog.fingerprint(key))
 
-    if on_total:
+    if on_total:  # unknown totals leave the bar indeterminate (a spinner with count and rate)
         hint = adapter.count_hint()
-        on_total(min(hint, limit) if hint is not None and limit is not None else (hint or limit or 0))
+        total = min(hint, limit) if hint is not None and limit is not None else (hint if hint is not None else limit)
+        if total is not None:
+            on_total(total)
     normalizer = SampleNormalizer(entry, adapter.base, workspace.store_root, options, label_map)
     batch: list[tuple[Record, str]] = []
 

@@ -30,6 +30,9 @@ FEATURES: dict = {
     **{c: _value("string") for c in _STRING_COLUMNS[:6]},
     "defect_types": _list(_value("string")),
     "source_labels": _list(_value("string")),
+    "defect_labels": _list({k: _value("string") for k in ("source_label", "type", "part")}),
+    "split_origin": _value("string"),
+    "source_attributes": _value("string"),  # JSON: source facts such as ELPV's defect probability
     "boxes": _list({k: _value("string" if k == "label" else "float32") for k in ("label", "x0", "y0", "x1", "y1")}),
     "has_mask": _value("bool"),
     "attributes": {
@@ -76,4 +79,5 @@ def record_row(record: Record, image: bytes, image_ext: str, mask: bytes | None)
     row["image"] = {"bytes": image, "path": f"{record.key.rsplit('/', 1)[-1]}.{image_ext}"}
     row["mask"] = {"bytes": mask, "path": f"{record.key.rsplit('/', 1)[-1]}.mask.png"} if mask is not None else None
     row["caption_meta"] = json.dumps(row["caption_meta"], sort_keys=True)
+    row["source_attributes"] = json.dumps(row["source_attributes"], sort_keys=True)
     return {name: row.get(name) for name in FEATURES}
