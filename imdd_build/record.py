@@ -118,7 +118,7 @@ class Record(BaseModel):
     caption: Optional[str] = None
     caption_source: Optional[Literal["template", "llm", "expert"]] = None
     caption_status: Optional[Literal["draft", "verified", "rejected"]] = None
-    caption_meta: dict[str, str] = Field(default_factory=dict)
+    caption_meta: dict[str, Any] = Field(default_factory=dict)  # provenance: generator, model, prompt, checks
 
     @field_validator("key")
     @classmethod
