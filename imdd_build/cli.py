@@ -410,3 +410,7 @@ def version_cmd(as_json: bool = JSON_OPT) -> None:
 
 def main() -> None:
     app()
+
+
+# Commands that live in their own modules register themselves on `app` when imported.
+from . import cli_publish  # noqa: E402,F401  (push-to-hub, dedupe, stats)
