@@ -10,6 +10,7 @@ uncommitted batch and a re-run redoes exactly that.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -200,9 +201,15 @@ def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, op
         if on_quarantine:
             on_quarantine(item)
 
+    # Adapters may locate the dataset root (and set `adapter.base`) when listing starts: take the
+    # first item before the normalizer captures the base.
+    listing = iter(adapter.samples())
+    first = next(listing, None)
+    head = [] if first is None else [first]
+
     def jobs() -> Iterator[Job]:
         taken = 0
-        for item in adapter.samples():
+        for item in itertools.chain(head, listing):
             if isinstance(item, Quarantined):
                 quarantine(item)
                 continue
