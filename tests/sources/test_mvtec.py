@@ -63,6 +63,7 @@ def test_reingest_changes_nothing_and_single_category_root_gives_same_keys(tmp_p
     assert again["records"] == 9
     one = cli("ingest", "mvtec", "--root", str(tmp_path / "mvtec" / "screw"), "--workers", "1")
     assert one["seen"] == 3 and one["written"] == 0 and one["records"] == 9
+    assert one["unchanged"] == 3 and one["quarantined"] == 0  # same keys, same fingerprints
 
 
 def test_quarantined_file_fixed_later_is_ingested_and_leaves_quarantine(tmp_path, cli):
