@@ -1,0 +1,71 @@
+"""KolektorSDD2 (Božič, Tabernik, Skočaj, Computers in Industry 2021). CC BY-NC-SA 4.0.
+
+Native layout:
+
+    root/train/10000.png  10000_GT.png  10001.png  10001_GT.png ...
+    root/test/20000.png   20000_GT.png ...
+
+The root may also be one folder above (e.g. a `KolektorSDD2/` level); split folder names are
+matched case-insensitively. Images are RGB PNG, about 230x630. Every image has a mask
+`<id>_GT.png` (0/255): the mask is read here (small files) and the image is `defective` iff its
+maximum is > 0 (then the mask is attached), else `normal` without a mask. The source has no label
+spellings, so `source_labels` stays empty and the canonical type is `anomaly`. An image without a
+`_GT` file, or with an unreadable one, is quarantined; a `_GT` file without an image is ignored.
+
+Official split: the `train/` and `test/` folders (no validation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..record import Quarantined
+from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from .ksdd import mask_has_defect
+
+SPLITS = ("train", "test")
+
+
+def _splits(folder: Path) -> list[Path]:
+    return [d for d in sorted_dirs(folder) if d.name.lower() in SPLITS]
+
+
+class KolektorSDD2Adapter(SourceAdapter):
+    id = "ksdd2"
+
+    def __init__(self, root: Path, entry=None, **options):
+        super().__init__(root, entry, **options)
+        # found here, not in samples(): ingest reads `base` before it starts iterating the samples
+        self.base = self._find_base()
+
+    def _find_base(self) -> Path:
+        base = next((f for f in (self.root, *sorted_dirs(self.root)) if _splits(f)), None)
+        if base is None:
+            raise RootError(f"{self.root}: no train/ or test/ folder (is this the unpacked KolektorSDD2 folder?)")
+        return base
+
+    def samples(self) -> Iterator[RawSample | Quarantined]:
+        base = self.base
+        for split in _splits(base):
+            files = sorted_images(split)
+            masks = {p.stem.lower()[:-3]: p for p in files if p.stem.lower().endswith("_gt")}
+            for image in files:
+                if image.stem.lower().endswith("_gt"):
+                    continue
+                rel = image.relative_to(base).as_posix()
+                mask = masks.get(image.stem.lower())
+                if mask is None:
+                    yield Quarantined(source=self.source_id, path=rel, reason=f"no mask {image.stem}_GT.png")
+                    continue
+                try:
+                    defective = mask_has_defect(mask)
+                except (OSError, ValueError) as exc:
+                    yield Quarantined(source=self.source_id, path=rel,
+                                      reason=f"mask {mask.relative_to(base).as_posix()} is unreadable: {exc}")
+                    continue
+                yield RawSample(
+                    rel_path=rel, product="commutator", source_split=split.name,
+                    label="defective" if defective else "normal",
+                    mask_path=mask.relative_to(base).as_posix() if defective else None,
+                )
