@@ -1,0 +1,152 @@
+"""CrackForest / CFD (Shi et al., "Automatic Road Crack Detection Using Random Structured Forests",
+IEEE T-ITS 17(12), 2016). License unstated (research).
+
+Native layout (repository `cuilimeng/CrackForest-dataset`): `image/001.jpg` ... (480x320 RGB road
+photos) and `groundTruth/001.mat`, a MATLAB file holding a `groundTruth` struct whose `Segmentation`
+field is a label map (background 1, crack 2) and whose `Boundaries` field marks edges.
+
+Quirks handled:
+* the `.mat` mask is decoded in the worker (`scipy.io.loadmat`): crack = `Segmentation > 1` when the
+  map is 1-based (its smallest value is at least 1), else `Segmentation > 0`; `Boundaries` is the
+  fallback when there is no `Segmentation`; a `.mat` without either fails that sample only;
+* the PNG variant: masks as images of the same stem in a `seg/`, `mask(s)/`, `gt/`,
+  `groundTruthPngImg/` or `label(s)/` folder (any non-zero pixel is crack; above 127 for JPEG masks);
+  the `.mat` is preferred when both exist; the repository's `seg/*.seg` text files are ignored;
+* an image without any mask is quarantined; every CFD image shows cracks (label defective);
+* the root may be the folder holding `image/` or its parent (a `CrackForest-dataset-master/` checkout);
+  paths are relative to the folder holding `image/`;
+* no official split: a seeded split by image stem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..normalize import SampleError
+from ..record import Quarantined
+from ..store import sha256_file
+from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from .masks import MaskFiles, MaskSource
+
+CRACK = "crack"
+IMAGE_DIRS = ("image", "images", "img", "imgs")
+MAT_DIRS = ("groundtruth",)
+PNG_DIRS = ("seg", "mask", "masks", "gt", "groundtruthpngimg", "groundtruth_png", "label", "labels")
+
+
+def _field(obj, name: str):
+    """A field of a loadmat struct, whatever the loadmat flags (mat_struct or record array)."""
+    if hasattr(obj, name):
+        return getattr(obj, name)
+    if isinstance(obj, np.ndarray) and obj.dtype.names and name in obj.dtype.names:
+        value = obj[name]
+        while isinstance(value, np.ndarray) and value.dtype == object and value.size == 1:
+            value = value.item()
+        return value
+    return None
+
+
+def decode_cfd_mat(path: Path) -> np.ndarray:
+    """The crack mask (bool, h x w) of a CFD `groundTruth/*.mat` file."""
+    from scipy.io import loadmat
+
+    try:
+        data = loadmat(str(path), squeeze_me=True, struct_as_record=False)
+    except Exception as exc:  # scipy raises several kinds for corrupt files
+        raise SampleError(f"not a readable MATLAB file: {exc}") from None
+    gt = data.get("groundTruth", data.get("groundtruth"))
+    if gt is None:
+        raise SampleError(f"no 'groundTruth' variable (found {sorted(k for k in data if not k.startswith('__'))})")
+    if isinstance(gt, np.ndarray) and gt.dtype == object:
+        gt = gt.flat[0]  # several annotators: the first
+    seg = _field(gt, "Segmentation")
+    if seg is not None:
+        seg = np.asarray(seg)
+        if seg.ndim != 2 or seg.size == 0:
+            raise SampleError(f"Segmentation has shape {seg.shape}")
+        return seg > 1 if seg.min() >= 1 else seg > 0
+    bounds = _field(gt, "Boundaries")
+    if bounds is not None and np.asarray(bounds).ndim == 2:
+        return np.asarray(bounds) > 0
+    raise SampleError("groundTruth has neither Segmentation nor Boundaries")
+
+
+@dataclass
+class CfdMatMask(MaskSource):
+    """The crack pixels of one CFD `.mat` ground-truth file (root-relative path)."""
+
+    path: str
+
+    def load(self, base: Path, size: tuple[int, int], max_pixels: int) -> np.ndarray:
+        try:
+            mask = decode_cfd_mat(base / self.path)
+        except SampleError as exc:
+            raise SampleError(f"mask {self.path}: {exc}") from None
+        if mask.shape != (size[1], size[0]):
+            raise SampleError(f"mask {self.path}: mask size {mask.shape[1]}x{mask.shape[0]} does not match "
+                              f"image size {size[0]}x{size[1]}")
+        return mask.astype(np.uint8) * 255
+
+    def fingerprint(self, base: Path) -> str:
+        try:
+            return sha256_file(base / self.path)
+        except OSError as exc:
+            raise SampleError(f"cannot read mask file: {exc.strerror or exc}") from exc
+
+    def describe(self) -> str | None:
+        return self.path
+
+
+def _child(parent: Path, names: tuple[str, ...]) -> Path | None:
+    return next((d for d in sorted_dirs(parent) if d.name.lower() in names), None)
+
+
+class CrackForestAdapter(SourceAdapter):
+    id = "crackforest"
+    labels = (CRACK,)
+
+    def __init__(self, root: Path, entry=None, **options):
+        super().__init__(root, entry, **options)
+        # `ingest` reads `self.base` before it starts `samples()`, so the base is found here.
+        self.base = self._dataset_dir()
+
+    def _dataset_dir(self) -> Path:
+        if _child(self.root, IMAGE_DIRS) is not None:
+            return self.root
+        nested = [d for d in sorted_dirs(self.root) if _child(d, IMAGE_DIRS) is not None]
+        if len(nested) == 1:
+            return nested[0]
+        raise RootError(f"{self.root}: no image/ folder found (expected image/*.jpg and groundTruth/*.mat)")
+
+    def samples(self) -> Iterator[RawSample | Quarantined]:
+        data = self.base
+        mats: dict[str, Path] = {}
+        mat_dir = _child(data, MAT_DIRS)
+        if mat_dir is not None:
+            mats = {p.stem.lower(): p for p in sorted(mat_dir.iterdir())
+                    if p.is_file() and p.suffix.lower() == ".mat" and not p.name.startswith(".")}
+        pngs: dict[str, Path] = {}
+        for folder in (d for d in sorted_dirs(data) if d.name.lower() in PNG_DIRS + MAT_DIRS):
+            for p in sorted_images(folder):
+                pngs.setdefault(p.stem.lower(), p)
+        for image in sorted_images(_child(data, IMAGE_DIRS)):
+            rel = image.relative_to(data).as_posix()
+            stem = image.stem.lower()
+            if stem in mats:
+                mask: MaskSource = CfdMatMask(mats[stem].relative_to(data).as_posix())
+            elif stem in pngs:
+                png = pngs[stem]
+                jpeg = png.suffix.lower() in (".jpg", ".jpeg")
+                mask = MaskFiles([png.relative_to(data).as_posix()], threshold=127 if jpeg else 0)
+            else:
+                yield Quarantined(source=self.source_id, path=rel,
+                                  reason=f"no mask for {image.stem} (groundTruth/{image.stem}.mat or a PNG mask)")
+                continue
+            yield RawSample(
+                rel_path=rel, product="road", source_split="", label="defective", source_labels=[CRACK],
+                mask=mask, split=self.seeded(stem), split_origin="seeded",
+            )
