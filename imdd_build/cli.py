@@ -21,7 +21,7 @@ from .ingest import ingest
 from .normalize import NormalizeOptions
 from .record import KEY_RE, Quarantined
 from .registry import SourceEntry, get_source, load_registry, markdown_table
-from .roots import compare_counts, count_source, load_roots
+from .roots import compare_counts, count_source, load_roots, read_yaml_mapping
 from .shard import ShardOptions, parse_size, write_shards
 from .sources import ADAPTERS, RootError
 from .sources.demo import generate_demo
@@ -89,12 +89,7 @@ def _parse_opts(pairs: list[str]) -> dict:
 def _load_label_map(path: Optional[Path]) -> dict:
     if path is None:
         return {}
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise RootError(f"{path}: cannot read label map: {exc}") from None
-    if not isinstance(data, dict):
-        raise RootError(f"{path}: a label map is a YAML mapping of source label -> defect type")
+    data = read_yaml_mapping(path, "label map", "source label -> canonical defect type")
     return {str(k): v for k, v in data.items()}
 
 

@@ -20,13 +20,19 @@ from .registry import SourceEntry
 from .sources import RootError, get_adapter
 
 
-def load_roots(path: Path) -> dict[str, dict]:
+def read_yaml_mapping(path: Path, what: str, shape: str) -> dict:
+    """A small user-given YAML file that must be a mapping; RootError naming the file otherwise."""
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise RootError(f"{path}: cannot read roots file: {exc}") from None
+        raise RootError(f"{path}: cannot read {what}: {exc}") from None
     if not isinstance(raw, dict):
-        raise RootError(f"{path}: expected a YAML mapping of source id -> root path")
+        raise RootError(f"{path}: expected a YAML mapping of {shape}")
+    return raw
+
+
+def load_roots(path: Path) -> dict[str, dict]:
+    raw = read_yaml_mapping(path, "roots file", "source id -> root path")
     out = {}
     for sid, value in raw.items():
         spec = {"root": value} if isinstance(value, (str, Path)) else dict(value or {})
