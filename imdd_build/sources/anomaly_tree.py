@@ -10,64 +10,26 @@ and for the other anomaly sources of the same family (Eyecandies, Real-IAD).
 * `AnomalyTreeAdapter` walks `<category>/<split>/<class>/<image>` with pairing hooks that the
   per-source adapters override (mask folders, `rgb/` + `gt/` sub-folders, other normal spellings).
 
-The dataset root is located when the adapter is constructed (not lazily in `samples()`), because
-ingest reads `adapter.base` before it starts iterating.
+The dataset root is located when the adapter is constructed, so a wrong root fails at once.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
-
-from ..normalize import SampleError, load_mask_array
 from ..record import Quarantined
-from ..store import sha256_file
 from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
-from .masks import MaskSource
+from .masks import MaskFiles, MaskSource
 
 GROUND_TRUTH_DIRS = ("ground_truth", "gt")
 
 
-@dataclass
-class HalfMaxMask(MaskSource):
-    """The union of mask files, each binarised at half its own maximum value.
-
-    Handles 0/1 masks (defect = 1), clean 0/255 masks and anti-aliased 0..255 masks (defect >= 128)
-    alike; an all-zero file adds nothing.
-    """
-
-    paths: list[str]
-
-    def load(self, base: Path, size: tuple[int, int], max_pixels: int) -> np.ndarray:
-        out = np.zeros((size[1], size[0]), dtype=bool)
-        for rel in self.paths:
-            try:
-                raw = load_mask_array(base / rel, size, max_pixels, binary=False)
-            except SampleError as exc:
-                raise SampleError(f"mask {rel}: {exc}") from None
-            if raw.ndim == 3:  # colour masks: brightest channel, alpha (LA / RGBA) left out
-                raw = (raw[..., :-1] if raw.shape[2] in (2, 4) else raw).max(axis=2)
-            top = float(raw.max()) if raw.size else 0.0
-            if top > 0:
-                out |= raw >= (top / 2.0 if top > 1 else top)
-        return out.astype(np.uint8) * 255
-
-    def fingerprint(self, base: Path) -> str:
-        try:
-            shas = [sha256_file(base / p) for p in self.paths]
-        except OSError as exc:
-            raise SampleError(f"cannot read mask file: {exc.strerror or exc}") from exc
-        return hashlib.sha256(json.dumps({"files": shas, "rule": "half-max"}).encode()).hexdigest()
-
-    def describe(self) -> str | None:
-        return ";".join(self.paths) or None
+def HalfMaxMask(paths: list[str]) -> MaskFiles:  # noqa: N802  (reads like the mask kind it makes)
+    """The union of mask files, each binarised at half its own maximum (see MaskFiles.half_max)."""
+    return MaskFiles(paths, half_max=True)
 
 
 def has_split_dirs(path: Path) -> bool:

@@ -45,12 +45,15 @@ class MaskFiles(MaskSource):
     """The union of one or more mask image files (root-relative paths).
 
     A pixel is defect when its value is > `threshold` (0 for clean 0/255, 0/1 or class-index masks;
-    127 for masks stored as JPEG). `values`, when given, counts only those gray values.
+    127 for masks stored as JPEG). `values`, when given, counts only those gray values. `half_max`
+    binarises each file at half its own maximum instead (0/1, 0/255 and anti-aliased masks alike;
+    an all-zero file adds nothing). Colour masks use their brightest channel, alpha left out.
     """
 
     paths: list[str]
     threshold: int = 0
     values: list[int] | None = None
+    half_max: bool = False
 
     def load(self, base: Path, size: tuple[int, int], max_pixels: int) -> np.ndarray:
         out = np.zeros((size[1], size[0]), dtype=bool)
@@ -60,9 +63,15 @@ class MaskFiles(MaskSource):
             except SampleError as exc:
                 raise SampleError(f"mask {rel}: {exc}") from None
             if raw.ndim == 3:
-                raw = raw.max(axis=2)
-            hit = np.isin(raw, self.values) if self.values else raw > self.threshold
-            out |= hit
+                raw = (raw[..., :-1] if raw.shape[2] in (2, 4) else raw).max(axis=2)
+            if self.values:
+                out |= np.isin(raw, self.values)
+            elif self.half_max:
+                top = float(raw.max()) if raw.size else 0.0
+                if top > 0:
+                    out |= raw >= (top / 2.0 if top > 1 else top)
+            else:
+                out |= raw > self.threshold
         return out.astype(np.uint8) * 255
 
     def fingerprint(self, base: Path) -> str:
@@ -70,7 +79,8 @@ class MaskFiles(MaskSource):
             shas = [sha256_file(base / p) for p in self.paths]
         except OSError as exc:
             raise SampleError(f"cannot read mask file: {exc.strerror or exc}") from exc
-        return _digest({"files": shas, "threshold": self.threshold, "values": self.values})
+        return _digest({"files": shas, "threshold": self.threshold, "values": self.values,
+                        "half_max": self.half_max})
 
     def describe(self) -> str | None:
         return ";".join(self.paths) or None
