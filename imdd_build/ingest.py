@@ -129,7 +129,7 @@ class SampleNormalizer:
             split=sample.our_split(), split_origin=sample.split_origin, source_split=sample.source_split,
             label=sample.label, defect_types=defect_types, source_labels=list(sample.source_labels),
             defect_labels=[DefectLabel(source_label=r.source_label, type=r.type, part=r.part) for r in resolved
-                           if not r.normal],
+                           if defective and not r.normal],  # a normal image's own spelling is no defect
             source_attributes=dict(sample.attributes), source_path=sample.rel_path,
             mask_source_path=sample.mask.describe() if sample.mask is not None else None, sha256=image_sha,
             orig_width=img.orig_width, orig_height=img.orig_height, orig_mode=img.orig_mode,
