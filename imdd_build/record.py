@@ -8,7 +8,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SPLITS = ("train", "validation", "test", "unlabeled")
-LABELS = ("normal", "defective")
+LABELS = ("normal", "defective", "unknown")  # unknown: the source has no label (WM-811K unlabelled maps)
 RESIZE_MODES = ("letterbox", "stretch", "crop")
 CAPTION_SOURCES = ("template", "llm", "expert")
 CAPTION_STATUSES = ("draft", "verified", "rejected")
@@ -95,7 +95,7 @@ class Record(BaseModel):
     split: Literal["train", "validation", "test", "unlabeled"]
     split_origin: Literal["official", "seeded"] = "official"
     source_split: str
-    label: Literal["normal", "defective"]
+    label: Literal["normal", "defective", "unknown"]
     defect_types: list[str] = Field(default_factory=list)  # canonical taxonomy names
     source_labels: list[str] = Field(default_factory=list)  # the source's own spellings
     defect_labels: list[DefectLabel] = Field(default_factory=list)

@@ -57,3 +57,15 @@ def test_word_count_in_style_range(label, shape, regions, locs):
                 locations=cells if shape else [], area_fraction=0.3, regions=regions, elongation=5, shape=shape,
                 severity="severe", basis="mask" if shape else None)
     assert MIN_WORDS <= word_count(template_caption(r)) <= MAX_WORDS
+
+
+def test_unlabelled_caption_claims_neither_defect_nor_its_absence():
+    text = template_caption(_record(key="demo/x/u/000", label="unknown"))
+    assert MIN_WORDS <= word_count(text) <= MAX_WORDS
+    assert "no visible defects" not in text and "defect" in text and "not stated" in text
+
+
+def test_canonical_types_are_spoken_by_their_taxonomy_names():
+    assert defect_phrase(["edge_localized_cluster"]) == "an edge-localized cluster defect"
+    assert defect_phrase(["multiple_defects"]) == "several combined defects"
+    assert defect_phrase(["anomaly"]) == "an unspecified defect"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from ..catalog import Catalog
 from ..record import Record
-from ..taxonomy import defect_name, domain_name
+from ..taxonomy import defect_name, domain_name, load_taxonomy
 
 TEMPLATE_VERSION = "2"
 MIN_WORDS, MAX_WORDS = 30, 60
@@ -37,9 +37,16 @@ def _human(name: str) -> str:
     return re.sub(r"[_\-]+", " ", name).strip().lower()
 
 
+def _spoken(defect_type: str) -> str:
+    """A canonical type by its taxonomy name ("edge-localized cluster"); other labels humanized."""
+    if defect_type in load_taxonomy().defect_types:
+        return defect_name(defect_type).lower()
+    return _human(defect_type)
+
+
 def defect_phrase(defect_types: list[str]) -> str:
     """"a scratch defect", "crack and hole defects", "several combined defects", "an unspecified defect"."""
-    names = list(dict.fromkeys(_human(defect_name(d)) for d in defect_types if _human(d)))
+    names = list(dict.fromkeys(_spoken(d) for d in defect_types if _human(d)))
     specific = [n for n in names if n not in GENERIC_DEFECTS]
     if not specific:
         return "an unspecified defect"
@@ -92,7 +99,13 @@ def template_caption(record: Record) -> str:
     subject = product if domain in (product, "industrial product") else f"{product} ({domain})"
     shot = _pick(record.key, "shot", ("A close-up inspection photograph", "An industrial inspection image",
                                       "A high-resolution inspection image"))
-    if record.label == "normal":
+    if record.label == "unknown":
+        sentences = [
+            f"{shot} of {_article(subject)}.",
+            "The source gives no inspection label for this sample, so whether it shows a defect is not stated.",
+            "It is kept as unlabelled data for self-supervised or semi-supervised training.",
+        ]
+    elif record.label == "normal":
         sentences = [
             f"{shot} of {_article(subject)} with no visible defects.",
             "The surface is intact, with uniform color and texture and a regular shape, and shows no scratches, "
