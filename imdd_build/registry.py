@@ -89,6 +89,8 @@ def _load(path: Path) -> dict[str, SourceEntry]:
     raw = yaml.safe_load(path.read_text()) or {}
     entries = {}
     for sid, entry in (raw.get("sources") or {}).items():
+        if entry.get("id", sid) != sid:
+            raise ValueError(f"{path}: source {sid}: id {entry['id']!r} differs from its key")
         try:
             entries[sid] = SourceEntry(id=sid, **{k: v for k, v in entry.items() if k != "id"})
         except Exception as exc:
