@@ -131,8 +131,16 @@ def _load(path: Path) -> Taxonomy:
                     version=int(raw.get("version") or 1))
 
 
+@lru_cache(maxsize=8)
+def _resolved_default(env_value: str | None) -> Path:
+    return Path(env_value or GUIDELINES_DIR / "taxonomy.yaml").resolve()
+
+
 def load_taxonomy(path: Path | None = None) -> Taxonomy:
-    return _load(Path(path or taxonomy_path()).resolve())
+    """The taxonomy (cached per file; called per caption, so no filesystem work on a hit)."""
+    if path is None:
+        return _load(_resolved_default(os.environ.get("IMDD_TAXONOMY")))
+    return _load(Path(path).resolve())
 
 
 def domain_name(domain: str) -> str:

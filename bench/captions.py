@@ -1,0 +1,111 @@
+"""Caption throughput: the template captioner (captions/s, with and without the checks) and the LLM
+path (requests/s) against the local fake OpenAI server with artificial latency.
+
+    .venv/bin/python bench/captions.py [--records 4096] [--concurrency 256] [--latencies 1.0,0.25]
+
+The ideal LLM rate is concurrency / latency: a client that is never the bottleneck sustains close
+to it. The server runs in its own process (tests/llm_server.py) so that it does not share the
+client's interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from imdd_build.caption.checks import check_caption
+from imdd_build.caption.llm import LLMOptions, caption_llm
+from imdd_build.caption.pricing import load_prices
+from imdd_build.caption.template import template_caption
+from imdd_build.catalog import Catalog
+from imdd_build.geometry import canvas_geometry
+from imdd_build.record import DefectAttributes, Record
+from imdd_build.store import Store
+
+CELLS = ["upper left", "upper center", "upper right", "center left", "center", "center right", "lower left",
+         "lower center", "lower right"]
+DEFECTS = [("scratch",), ("crack",), ("hole",), ("broken_large",), ("color",), ("combined",), ("crack", "hole")]
+
+
+def records(n: int) -> list[Record]:
+    out = []
+    for i in range(n):
+        normal = i % 4 == 0
+        cells = CELLS[i % 9: i % 9 + 1 + i % 3] or ["center"]
+        attrs = {} if normal else dict(location=cells[0], locations=cells, area_fraction=(i % 50) / 400,
+                                       regions=1 + i % 4, elongation=1 + i % 12,
+                                       shape=["compact", "elongated", "scattered", "extensive"][i % 4],
+                                       severity=["minor", "moderate", "severe"][i % 3], basis="mask")
+        out.append(Record(key=f"bench/p{i % 7}/{i:07d}", source="mvtec", domain="metal_part", product=f"part_{i % 7}",
+                          split="test", source_split="test", label="normal" if normal else "defective",
+                          defect_types=[] if normal else list(DEFECTS[i % len(DEFECTS)]), source_path=f"{i}.png",
+                          sha256=f"{i:064x}", orig_width=512, orig_height=512, orig_mode="RGB",
+                          geometry=canvas_geometry(512, 512), image=f"{i:064x}.png", image_format="png",
+                          license="CC0-1.0", attributes=DefectAttributes(**attrs)))
+    return out
+
+
+def bench_template(recs: list[Record]) -> tuple[float, float]:
+    t = time.perf_counter()
+    texts = [template_caption(r) for r in recs]
+    plain = len(recs) / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for r, text in zip(recs, texts):
+        check_caption(r, text)
+    checked = len(recs) / (time.perf_counter() - t + len(recs) / plain)
+    return plain, checked
+
+
+def bench_llm(recs: list[Record], latency: float, concurrency: int, jitter: float) -> dict:
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "llm_server.py"), "--latency", str(latency),
+                               "--jitter", str(jitter)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        with tempfile.TemporaryDirectory() as tmp:
+            catalog = Catalog(Path(tmp) / "catalog.sqlite")
+            catalog.upsert((r, "bench") for r in recs)
+            os.environ.setdefault("OPENAI_API_KEY", "sk-bench-not-a-key")
+            options = LLMOptions(base_url=f"http://127.0.0.1:{port}/v1", concurrency=concurrency, timeout=60)
+            summary = caption_llm(catalog, Store(Path(tmp) / "store"), options, load_prices(options.model))
+            catalog.close()
+    finally:
+        server.terminate()
+        server.wait()
+    ideal = concurrency / latency
+    return {"latency": latency, "requests": summary["requests"], "elapsed": summary["elapsed_s"],
+            "rps": summary["requests_per_s"], "ideal": ideal, "ratio": summary["requests_per_s"] / ideal,
+            "errors": summary["errors"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--records", type=int, default=4096)
+    ap.add_argument("--template-records", type=int, default=20000)
+    ap.add_argument("--concurrency", type=int, default=256)
+    ap.add_argument("--latencies", default="1.0,0.5,0.25")
+    ap.add_argument("--jitter", type=float, default=0.2, help="server latency varies by +-this share")
+    args = ap.parse_args()
+    plain, checked = bench_template(records(args.template_records))
+    print(f"template captioner: {plain:,.0f} captions/s; with checks: {checked:,.0f} captions/s "
+          f"({args.template_records} records, one core)")
+    print(f"\nLLM path, concurrency {args.concurrency}, {args.records} records, local fake server "
+          f"(latency +-{args.jitter:.0%}), on {os.cpu_count()} CPU cores shared by client and server")
+    print(f"{'latency s':>9} | {'requests':>8} | {'elapsed s':>9} | {'req/s':>8} | {'ideal req/s':>11} | {'ratio':>5}")
+    print("-" * 66)
+    for lat in (float(x) for x in args.latencies.split(",")):
+        r = bench_llm(records(args.records), lat, args.concurrency, args.jitter)
+        print(f"{r['latency']:>9.2f} | {r['requests']:>8} | {r['elapsed']:>9.2f} | {r['rps']:>8.1f} | "
+              f"{r['ideal']:>11.0f} | {r['ratio']:>5.2f}" + (f"  errors {r['errors']}" if r["errors"] else ""))
+
+
+if __name__ == "__main__":
+    main()
