@@ -69,3 +69,13 @@ def test_canonical_types_are_spoken_by_their_taxonomy_names():
     assert defect_phrase(["edge_localized_cluster"]) == "an edge-localized cluster defect"
     assert defect_phrase(["multiple_defects"]) == "several combined defects"
     assert defect_phrase(["anomaly"]) == "an unspecified defect"
+
+
+def test_many_defect_types_still_fit_the_length_range():
+    many = ("open_circuit", "short_circuit", "mouse_bite", "spur", "spurious_copper", "pin_hole")
+    rec = _record(defects=many, location="center", locations=["upper left", "upper right", "center", "center right",
+                  "lower left", "lower right"], area_fraction=0.035, regions=10, elongation=2, shape="scattered",
+                  severity="moderate", basis="boxes")
+    text = template_caption(rec)
+    assert MIN_WORDS <= word_count(text) <= MAX_WORDS, text
+    assert "pin hole" in text and "moderate" in text and "centred on the center" not in text

@@ -88,7 +88,8 @@ def _location(record: Record) -> str:
         return ""
     where = "the center" if a.location == "center" else f"the {a.location} area"
     if len(a.locations) >= 4:
-        return f", centred on {where} and extending across much of the object"
+        anchor = "around the center" if a.location == "center" else f"centred on {where}"
+        return f", {anchor} and extending across much of the object"
     return _pick(record.key, "loc", (f" in {where}", f" located in {where}", f", visible in {where}"))
 
 
@@ -130,6 +131,15 @@ def template_caption(record: Record) -> str:
         text += " The image was captured under controlled lighting for automated visual quality inspection."
     if word_count(text) > MAX_WORDS:
         text = " ".join(sentences[:2])
+    if word_count(text) > MAX_WORDS and record.label == "defective":  # many defect types: the short form
+        a = record.attributes
+        first = f"An inspection image of {_article(subject)} showing {defect_phrase(record.defect_types)}{_location(record)}."
+        if a.basis is None:
+            text = first + " Their location and extent are not annotated."
+        else:
+            regions = "one region" if a.regions == 1 else f"{a.regions} regions"
+            text = (f"{first} They cover {regions} and {_percent(a.area_fraction)} of the visible surface, "
+                    f"{a.severity or 'unknown'} in severity.")
     return text
 
 
