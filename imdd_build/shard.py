@@ -1,6 +1,10 @@
 """Shard: catalog -> Parquet (`data/{split}-{i:05d}-of-{n:05d}.parquet`) and WebDataset tars
 (`webdataset/{split}-{i:06d}.tar`), a `manifest.json` and a `README.md` with `configs:`.
 
+With `layout="by_source"` (what push-to-hub uses) every source gets its own folder,
+`data/<source>/{split}-{i:05d}-of-{n:05d}.parquet`, so one config per source and the `default`
+config can glob the same files without duplicating data.
+
 Deterministic: records are ordered by a seeded hash of their key (or by key), shards are planned
 from stored file sizes before anything is written, and no timestamps enter any file, so the same
 catalog and options give byte-identical output.
@@ -32,6 +36,8 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 10**3, "m": 10**6, "g": 10**9}
 META_BYTES = 2048  # json + txt + tar headers per sample, for planning
+MAX_FILES_PER_FOLDER = 10_000  # the Hub's limit on entries per folder
+LAYOUTS = ("flat", "by_source")
 
 
 def parse_size(text: str) -> int:
@@ -52,6 +58,9 @@ class ShardOptions:
     seed: int = 0
     jpeg_quality: int = 95
     sources: tuple[str, ...] = ()
+    layout: str = "flat"  # flat: data/{split}-*; by_source: data/<source>/{split}-*
+    exclude: frozenset[str] = frozenset()  # keys left out (e.g. train copies of leaked test images)
+    write_readme: bool = True
 
 
 @dataclass
@@ -63,43 +72,67 @@ class _Entry:
 
 @dataclass
 class ShardPlan:
-    splits: dict[str, list[list[str]]] = field(default_factory=dict)  # split -> shards -> keys
+    # (folder prefix, split) -> shards -> keys; the prefix is "" (flat) or "<source>/" (by_source)
+    groups: dict[tuple[str, str], list[list[str]]] = field(default_factory=dict)
     image_formats: Counter = field(default_factory=Counter)
     with_masks: bool = False
     total: int = 0
     uncaptioned: int = 0
     excluded_rejected: int = 0
+    excluded_keys: int = 0
+
+    @property
+    def splits(self) -> dict[str, list[list[str]]]:
+        """split -> every shard of that split (all folders), in SPLITS order."""
+        out: dict[str, list[list[str]]] = {}
+        for split in SPLITS:
+            for (_prefix, s), shards in self.groups.items():
+                if s == split:
+                    out.setdefault(split, []).extend(shards)
+        return out
 
 
 def plan_shards(catalog: Catalog, store: Store, options: ShardOptions) -> ShardPlan:
     """Which keys go into which shard of which split (records with a rejected caption are left out)."""
+    if options.layout not in LAYOUTS:
+        raise ValueError(f"invalid layout {options.layout!r} ({' or '.join(LAYOUTS)})")
     plan = ShardPlan()
-    entries: dict[str, list[_Entry]] = {}
+    entries: dict[tuple[str, str], list[_Entry]] = {}
     for record in catalog.iter_records():
         if options.sources and record.source not in options.sources:
             continue
         if record.caption_status == "rejected":
             plan.excluded_rejected += 1
             continue
+        if record.key in options.exclude:
+            plan.excluded_keys += 1
+            continue
         nbytes = store.size(record.image) + (store.size(record.mask) if record.mask else 0) + META_BYTES
         order = record.key if options.order == "key" else hashlib.sha256(
             f"{options.seed}:{record.key}".encode()).hexdigest()
-        entries.setdefault(record.split, []).append(_Entry(order, record.key, nbytes))
+        prefix = f"{record.source}/" if options.layout == "by_source" else ""
+        entries.setdefault((prefix, record.split), []).append(_Entry(order, record.key, nbytes))
         plan.image_formats[record.image_format] += 1
         plan.with_masks |= record.mask is not None
         plan.uncaptioned += record.caption is None
         plan.total += 1
-    for split in SPLITS:
+    for prefix, split in sorted(entries, key=lambda g: (g[0], SPLITS.index(g[1]))):
         shards: list[list[str]] = []
         size = 0
-        for entry in sorted(entries.get(split, []), key=lambda e: (e.order, e.key)):
+        for entry in sorted(entries[(prefix, split)], key=lambda e: (e.order, e.key)):
             if not shards or (size + entry.nbytes > options.max_shard_bytes and shards[-1]):
                 shards.append([])
                 size = 0
             shards[-1].append(entry.key)
             size += entry.nbytes
-        if shards:
-            plan.splits[split] = shards
+        plan.groups[(prefix, split)] = shards
+    per_folder = Counter()
+    for (prefix, _split), shards in plan.groups.items():
+        per_folder[prefix] += len(shards)
+    for prefix, n in per_folder.items():
+        if n >= MAX_FILES_PER_FOLDER:
+            raise ValueError(f"{n} shards in data/{prefix}: the Hub allows fewer than {MAX_FILES_PER_FOLDER} files "
+                             "per folder; raise --max-shard-size")
     return plan
 
 
@@ -123,20 +156,24 @@ def _transcode(data: bytes, to_ext: str, quality: int) -> bytes:
 
 
 
-def shard_name(fmt: str, split: str, index: int, count: int) -> str:
+def shard_name(fmt: str, split: str, index: int, count: int, prefix: str = "") -> str:
     if fmt == "parquet":
-        return f"data/{split}-{index:05d}-of-{count:05d}.parquet"
-    return f"webdataset/{split}-{index:06d}.tar"
+        return f"data/{prefix}{split}-{index:05d}-of-{count:05d}.parquet"
+    return f"webdataset/{prefix}{split}-{index:06d}.tar"
 
 
 def _remove_stale(out: Path, keep: set[str]) -> list[str]:
     removed = []
-    for pattern in ("data/*.parquet", "webdataset/*.tar", "data/.*.tmp", "webdataset/.*.tmp"):
+    for pattern in ("data/**/*.parquet", "webdataset/**/*.tar", "data/**/.*.tmp", "webdataset/**/.*.tmp"):
         for path in sorted(out.glob(pattern)):
             rel = path.relative_to(out).as_posix()
-            if rel not in keep:
+            if rel not in keep and path.is_file():
                 path.unlink()
                 removed.append(rel)
+    for folder in sorted((p for d in ("data", "webdataset") for p in [out / d, *(out / d).glob("**/*")]
+                          if p.is_dir()), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
     return removed
 
 
@@ -145,6 +182,8 @@ def dataset_readme(plan: ShardPlan, options: ShardOptions, counts: dict[str, Cou
     """README.md with the YAML `configs:` that `datasets.load_dataset(DIR)` reads."""
     fmt = "parquet" if "parquet" in options.formats else "webdataset"
     pattern = "data/{split}-*.parquet" if fmt == "parquet" else "webdataset/{split}-*.tar"
+    if options.layout == "by_source":
+        pattern = pattern.replace("/{split}", "/*/{split}")
     header = {
         "configs": [{"config_name": "default", "data_files": [
             {"split": split, "path": pattern.format(split=split)} for split in plan.splits]}],
@@ -182,11 +221,14 @@ def write_shards(catalog: Catalog, store: Store, options: ShardOptions,
     for fmt in options.formats:
         (out / ("data" if fmt == "parquet" else "webdataset")).mkdir(parents=True, exist_ok=True)
     manifest_shards = []
-    counts: dict[str, Counter] = {}
-    for split, shards in plan.splits.items():
-        counts[split] = Counter()
+    counts: dict[str, Counter] = {split: Counter() for split in plan.splits}
+    for (prefix, split), shards in plan.groups.items():
+        if prefix:
+            for fmt in options.formats:
+                (out / shard_name(fmt, split, 0, 1, prefix)).parent.mkdir(parents=True, exist_ok=True)
         for index, keys in enumerate(shards):
-            writers = {fmt: WRITERS[fmt](out / shard_name(fmt, split, index, len(shards)), image_ext, plan.with_masks)
+            writers = {fmt: WRITERS[fmt](out / shard_name(fmt, split, index, len(shards), prefix), image_ext,
+                                         plan.with_masks)
                        for fmt in options.formats}
             labels = Counter()
             try:
@@ -212,10 +254,13 @@ def write_shards(catalog: Catalog, store: Store, options: ShardOptions,
                 raise
             for fmt, writer in writers.items():
                 writer.close()
-                rel = shard_name(fmt, split, index, len(shards))
-                manifest_shards.append({"path": rel, "format": fmt, "split": split, "samples": writer.count,
-                                        "bytes": (out / rel).stat().st_size, "sha256": sha256_file(out / rel),
-                                        "normal": labels["normal"], "defective": labels["defective"]})
+                rel = shard_name(fmt, split, index, len(shards), prefix)
+                entry = {"path": rel, "format": fmt, "split": split, "samples": writer.count,
+                         "bytes": (out / rel).stat().st_size, "sha256": sha256_file(out / rel),
+                         "normal": labels["normal"], "defective": labels["defective"]}
+                if prefix:
+                    entry["source"] = prefix.rstrip("/")
+                manifest_shards.append(entry)
             counts[split].update(labels)
     removed = _remove_stale(out, {s["path"] for s in manifest_shards})
     manifest = {
@@ -234,10 +279,12 @@ def write_shards(catalog: Catalog, store: Store, options: ShardOptions,
     for s in manifest_shards:
         if s["format"] == default_fmt:
             split_bytes[s["split"]] += s["bytes"]
-    _write_atomic(out / "README.md", dataset_readme(plan, options, counts, split_bytes).encode())
+    if options.write_readme:
+        _write_atomic(out / "README.md", dataset_readme(plan, options, counts, split_bytes).encode())
     return {"command": "shard", "out": str(out), "records": plan.total, "splits": manifest["splits"],
             "shards": len(manifest_shards), "image_ext": image_ext, "has_masks": plan.with_masks,
             "uncaptioned": plan.uncaptioned, "excluded_rejected": plan.excluded_rejected,
+            "excluded_keys": plan.excluded_keys,
             "removed_stale": removed, "manifest": str(out / "manifest.json")}
 
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from ..record import Record
 from .rows import FEATURES, arrow_schema, record_row
 
-ROW_GROUP_BYTES = 100_000_000  # the Hub's row-group guidance: under 100 MB
+ROW_GROUP_BYTES = 90_000_000  # the Hub's row-group guidance is under 100 MB; keep a margin
 
 
 class ParquetShardWriter:
@@ -34,11 +34,12 @@ class ParquetShardWriter:
                                        write_statistics=True)
 
     def write(self, record: Record, image: bytes, image_ext: str, mask: bytes | None) -> None:
+        nbytes = len(image) + len(mask or b"") + 1024
+        if self.rows and self.pending_bytes + nbytes > ROW_GROUP_BYTES:
+            self._flush()  # close the row group before it would pass the limit
         self.rows.append(record_row(record, image, image_ext, mask))
-        self.pending_bytes += len(image) + len(mask or b"") + 1024
+        self.pending_bytes += nbytes
         self.count += 1
-        if self.pending_bytes >= ROW_GROUP_BYTES:
-            self._flush()
 
     def _flush(self) -> None:
         if self.rows:

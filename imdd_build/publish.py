@@ -1,0 +1,144 @@
+"""Build the Hub repository folder: license policy -> dedupe/leakage -> Parquet per source ->
+figures -> dataset card. `push-to-hub --dry-run DIR` stops here; a real push uploads this folder.
+
+Layout (one copy of the data, many configs):
+
+    README.md                                   the card (YAML configs + dataset_info)
+    data/<source>/<split>-{i:05d}-of-{n:05d}.parquet
+    webdataset/<source>/<split>-{i:06d}.tar      with --with-webdataset
+    assets/*.png                                the stats figures and sample grids
+    metadata/dedupe.json                        every duplicate group, leakage and dropped keys
+    manifest.json                               every shard with sha256 and counts
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .card import CardInput, ConfigInfo, render_card
+from .catalog import Catalog
+from .dedupe import DEFAULT_RADIUS, find_duplicates, save_groups
+from .license_policy import Policy, check_policy, unregistered_entry
+from .record import SPLITS, Record
+from .registry import load_registry
+from .shard import ShardOptions, write_shards
+from .stats import collect_stats, draw_figures, public_stats
+from .store import Store
+
+PUBLISH_SHARD_BYTES = 450_000_000  # planned from stored bytes; keeps every file under the Hub's 500 MB
+
+
+@dataclass
+class PublishOptions:
+    repo_id: str
+    sources: tuple[str, ...] = ()
+    private: bool = False
+    allow_noncommercial: bool = False
+    with_webdataset: bool = False
+    radius: int = DEFAULT_RADIUS
+    leakage: str = "drop-train"
+    max_shard_bytes: int = PUBLISH_SHARD_BYTES
+
+
+def check_folder(out: Path) -> None:
+    if out.exists() and any(out.iterdir()) and not (out / "manifest.json").exists():
+        raise ValueError(f"{out}: not empty and not a folder imdd-build wrote; choose an empty or new folder")
+
+
+def select_sources(catalog: Catalog, wanted: tuple[str, ...]) -> list[str]:
+    present = list(catalog.counts_by("source"))
+    missing = [s for s in wanted if s not in present]
+    if missing:
+        raise ValueError(f"--sources: {', '.join(missing)} not in the catalog (present: {', '.join(present) or 'none'})")
+    chosen = list(wanted) or present
+    if not chosen:
+        raise ValueError("the catalog is empty: ingest something first")
+    if "default" in chosen:
+        raise ValueError("a source named 'default' would clash with the default config")
+    return sorted(chosen)
+
+
+def resolve_policy(catalog: Catalog, options: PublishOptions) -> tuple[list[str], dict, Policy]:
+    """(sources, their registry entries, the license policy); PolicyError (a ValueError) on refusal."""
+    sources = select_sources(catalog, options.sources)
+    registry = load_registry()
+    entries = {}
+    for s in sources:
+        if s in registry:
+            entries[s] = registry[s]
+        else:
+            first = next(catalog.iter_records(source=s, batch=1))
+            entries[s] = unregistered_entry(s, first.license)
+    policy = check_policy(entries, private=options.private, allow_noncommercial=options.allow_noncommercial)
+    return sources, entries, policy
+
+
+def build_repo(catalog: Catalog, store: Store, out: Path, options: PublishOptions,
+               on_stage: Callable[[str], None] | None = None,
+               on_total: Callable[[int], None] | None = None,
+               on_record: Callable[[Record], None] | None = None) -> dict:
+    """Write the exact folder that would be uploaded; return a summary (and the policy)."""
+    stage = on_stage or (lambda name: None)
+    out = Path(out)
+    check_folder(out)
+    sources, entries, policy = resolve_policy(catalog, options)
+
+    stage("dedupe")
+    dedupe = find_duplicates(catalog, store, radius=options.radius, sources=sources, leakage=options.leakage)
+    save_groups(catalog, dedupe)
+
+    stage("shard")
+    out.mkdir(parents=True, exist_ok=True)
+    formats = ("parquet", "webdataset") if options.with_webdataset else ("parquet",)
+    shard_options = ShardOptions(out=out, formats=formats, max_shard_bytes=options.max_shard_bytes,
+                                 sources=tuple(sources), layout="by_source", exclude=frozenset(dedupe.dropped),
+                                 write_readme=False)
+    sharded = write_shards(catalog, store, shard_options, on_total=on_total, on_record=on_record)
+    manifest = json.loads((out / "manifest.json").read_text())
+
+    stage("stats")
+    for folder in ("assets", "metadata"):
+        shutil.rmtree(out / folder, ignore_errors=True)
+        (out / folder).mkdir()
+    published = [r for r in catalog.iter_records() if r.source in entries and r.caption_status != "rejected"
+                 and r.key not in dedupe.dropped]
+    stats = collect_stats(published)
+    figures = draw_figures(stats, store, catalog.get)
+    for name, png in figures.items():
+        (out / "assets" / f"{name}.png").write_bytes(png)
+    groups = [g.as_dict() for g in dedupe.groups]
+    (out / "metadata" / "dedupe.json").write_text(
+        json.dumps({**dedupe.summary(), "groups": groups}, indent=1, sort_keys=True) + "\n")
+
+    stage("card")
+    per = defaultdict(lambda: defaultdict(lambda: {"num_examples": 0, "num_bytes": 0}))
+    wds: dict[str, list[str]] = defaultdict(list)
+    for shard in manifest["shards"]:
+        if shard["format"] == "parquet":
+            for config in ("default", shard["source"]):
+                per[config][shard["split"]]["num_examples"] += shard["samples"]
+                per[config][shard["split"]]["num_bytes"] += shard["bytes"]
+        else:
+            wds[f"{shard['source']}/{shard['split']}"].append(shard["path"])
+
+    def ordered(splits: dict) -> dict:
+        return {s: dict(splits[s]) for s in SPLITS if s in splits}
+    configs = [ConfigInfo("default", {s: f"data/*/{s}-*.parquet" for s in ordered(per["default"])},
+                          ordered(per["default"]))]
+    configs += [ConfigInfo(s, {sp: f"data/{s}/{sp}-*.parquet" for sp in ordered(per[s])}, ordered(per[s]))
+                for s in sources if s in per]
+    card = CardInput(repo_id=options.repo_id, entries=entries, policy=policy, configs=configs,
+                     stats=public_stats(stats), figures=[f"assets/{n}.png" for n in figures],
+                     dedupe={**dedupe.summary(), "group_list": groups}, webdataset=dict(wds))
+    (out / "README.md").write_text(render_card(card))
+    return {"out": str(out), "records": sharded["records"], "splits": sharded["splits"],
+            "configs": {c.name: {s: v["num_examples"] for s, v in c.splits.items()} for c in configs},
+            "files": sum(1 for p in out.rglob("*") if p.is_file()), "shards": sharded["shards"],
+            "policy": policy.as_dict(), "gated": policy.gated,
+            "dedupe": {k: v for k, v in dedupe.summary().items() if k != "dropped"},
+            "dropped_for_leakage": sorted(dedupe.dropped), "figures": sorted(figures)}
