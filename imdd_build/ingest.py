@@ -5,6 +5,11 @@ mask bytes, the adapter's facts, the registry entry, the normalize options). A s
 already has that fingerprint in the catalog is skipped without decoding; anything else is
 normalized and upserted. Records are committed in batches, so a killed run loses at most one
 uncommitted batch and a re-run redoes exactly that.
+
+Scale: the adapter's listing streams into the executor (a local process pool or Ray) with a
+bounded window of jobs in flight, and the driver keeps no per-sample state in memory (key
+collisions are checked in a temporary SQLite table), so memory stays flat at millions of samples.
+Outcomes come back in input order, so the catalog is the same whatever the executor and workers.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .catalog import Catalog
-from .executor import map_ordered
+from .executor import Executor, make_executor
 from .geometry import transform_box
 from .maskops import box_attributes, mask_attributes, mask_to_boxes
 from .normalize import NormalizeOptions, SampleError, encode_mask, mask_to_canvas, normalize_image, normalize_pixels
@@ -28,7 +33,7 @@ from .store import Store, sha256_file
 from .taxonomy import Resolved, load_taxonomy, norm_label
 from .workspace import Workspace
 
-NORMALIZER_VERSION = "2"
+NORMALIZER_VERSION = "3"  # 3: PNG outputs by normalize.encode_png (Up filter + zlib RLE)
 
 
 @dataclass
@@ -64,10 +69,11 @@ class SampleNormalizer:
                  label_map: dict | None = None):
         self.entry, self.base, self.store, self.options = entry, base, Store(store_root), options
         self.label_map = label_map or {}
+        self._entry_facts = entry.model_dump(mode="json")  # the same for every sample: dump once
 
     def fingerprint(self, job: Job, image_sha: str, mask_sha: str | None) -> str:
         facts = {"v": NORMALIZER_VERSION, "image": image_sha, "mask": mask_sha, "sample": job.sample.facts(),
-                 "entry": self.entry.model_dump(mode="json"), "options": self.options.fingerprint(),
+                 "entry": self._entry_facts, "options": self.options.fingerprint(),
                  "labels": [asdict(r) for r in self._resolve(job.sample)]}
         return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -178,21 +184,26 @@ class IngestResult:
 def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, options: NormalizeOptions,
            workers: int = 1, limit: int | None = None, commit_every: int = 256,
            adapter_options: dict | None = None, label_map: dict | None = None,
+           executor: Executor | str = "local", ray_address: str | None = None,
            on_total: Callable[[int], None] | None = None,
            on_outcome: Callable[[Outcome], None] | None = None,
            on_quarantine: Callable[[Quarantined], None] | None = None) -> IngestResult:
     """Ingest one source root into the workspace catalog; returns what happened.
 
     `source` names the adapter; records carry `entry.id` (the same for registry sources; the
-    user's own id for generic adapters). Samples stream from the adapter into a bounded pool.
+    user's own id for generic adapters). Samples stream from the adapter into a bounded pool
+    (`executor`: "local" process pool of `workers`, "ray" tasks on the cluster at `ray_address`,
+    or an `Executor`); the driver commits the outcomes in input order.
     """
+    if isinstance(executor, str):
+        executor = make_executor(executor, workers, ray_address)
     adapter = get_adapter(source)(Path(root), entry=entry, **(adapter_options or {}))
     source_id = entry.id
     result = IngestResult(source=source_id, root=str(root))
     catalog = workspace.catalog()
     run_id = catalog.start_run("ingest", {"source": source_id, "adapter": source, "root": str(root),
                                           "options": asdict(options)})
-    seen_keys: dict[str, str] = {}
+    catalog.begin_key_claims()
     pending_quarantine: list[Quarantined] = []
 
     def quarantine(item: Quarantined) -> None:
@@ -217,11 +228,11 @@ def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, op
                 break
             taken += 1
             key = make_key(source_id, item.rel_path)
-            if key in seen_keys:
+            first_path = catalog.claim_key(key, item.rel_path)
+            if first_path is not None:
                 quarantine(Quarantined(
-                    source=source_id, path=item.rel_path, reason=f"key {key} collides with {seen_keys[key]}"))
+                    source=source_id, path=item.rel_path, reason=f"key {key} collides with {first_path}"))
                 continue
-            seen_keys[key] = item.rel_path
             yield Job(item, key, catalog.fingerprint(key))
 
     if on_total:  # unknown totals leave the bar indeterminate (a spinner with count and rate)
@@ -229,6 +240,7 @@ def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, op
         total = min(hint, limit) if hint is not None and limit is not None else (hint if hint is not None else limit)
         if total is not None:
             on_total(total)
+    load_taxonomy()  # parsed once here, so forked workers inherit it instead of each parsing the YAML
     normalizer = SampleNormalizer(entry, adapter.base, workspace.store_root, options, label_map)
     batch: list[tuple[Record, str]] = []
 
@@ -240,7 +252,7 @@ def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, op
         pending_quarantine.clear()
 
     try:
-        for outcome in map_ordered(normalizer, jobs(), workers):
+        for outcome in executor.map(normalizer, jobs()):
             result.seen += 1
             if outcome.quarantined:
                 quarantine(outcome.quarantined)

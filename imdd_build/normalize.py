@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import math
 import os
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,15 +144,46 @@ def place_on_canvas(im: Image.Image, geometry: Geometry, orig_w: int, orig_h: in
     return canvas
 
 
-PNG_COMPRESS_LEVEL = 1  # zlib level 1: ~4x faster than the default 6 for a few % more bytes on photos
+PNG_COMPRESS_LEVEL = 1
+PNG_COMPRESS_TYPE = zlib.Z_RLE
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def encode_png(im: Image.Image) -> bytes:
+    """8-bit L or RGB as PNG: the "Up" filter on every row (one vectorized subtraction) and zlib's
+    run-length strategy at level 1.
+
+    Measured on 512x512 canvases (bench/README.md): 3-4x faster than Pillow's encoder, whose
+    per-row adaptive filter choice is most of its time, for the same size or smaller (noisy
+    synthetic photos 526 vs 522 KB, real MTD/DeepPCB images 5-15% smaller). Deterministic: the bytes
+    depend only on the pixels and the zlib settings. Other modes go through Pillow.
+    """
+    if im.mode not in ("L", "RGB"):
+        buf = io.BytesIO()
+        im.save(buf, "PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL, compress_type=PNG_COMPRESS_TYPE)
+        return buf.getvalue()
+    arr = np.asarray(im)
+    h, w = arr.shape[:2]
+    rows = arr.reshape(h, -1)
+    filtered = np.empty((h, rows.shape[1] + 1), dtype=np.uint8)
+    filtered[:, 0] = 2  # filter type Up: each byte minus the byte above it (mod 256)
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+    compressor = zlib.compressobj(PNG_COMPRESS_LEVEL, zlib.DEFLATED, 15, 9, PNG_COMPRESS_TYPE)
+    idat = compressor.compress(filtered.data) + compressor.flush()
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2 if im.mode == "RGB" else 0, 0, 0, 0)
+    return _PNG_SIGNATURE + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
 def _encode(im: Image.Image, fmt: str, quality: int) -> bytes:
+    if fmt != "jpeg":
+        return encode_png(im)
     buf = io.BytesIO()
-    if fmt == "jpeg":
-        im.save(buf, "JPEG", quality=quality, optimize=False, progressive=False)
-    else:
-        im.save(buf, "PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL)
+    im.save(buf, "JPEG", quality=quality, optimize=False, progressive=False)
     return buf.getvalue()
 
 

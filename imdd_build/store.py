@@ -27,10 +27,16 @@ class Store:
         """Store `data`; return its reference `<sha256>.<ext>`. Idempotent."""
         ref = f"{hashlib.sha256(data).hexdigest()}.{ext}"
         path = self.path(ref)
-        if path.exists() and path.stat().st_size == len(data):
-            return ref
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            if os.stat(path).st_size == len(data):
+                return ref  # already stored (same content, same name): one stat, no write
+        except FileNotFoundError:
+            pass
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        except FileNotFoundError:  # first file of this prefix folder
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
