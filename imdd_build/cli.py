@@ -21,7 +21,7 @@ from .caption.llm import DEFAULT_MODEL, LLMOptions, caption_llm
 from .caption.pricing import load_prices
 from .caption.prompt import RESPONSE_FORMATS
 from .console import emit, err, progress_bar
-from .executor import default_workers
+from .executor import default_workers, make_executor
 from .ingest import ingest
 from .normalize import NormalizeOptions
 from .record import KEY_RE, Quarantined
@@ -133,7 +133,7 @@ def generic_adapters() -> list[str]:
 def _run_ingest(ws: Workspace, source: str, root: Path, resize_mode: Optional[str], jpeg_quality: int,
                 max_pixels: int, workers: int, limit: Optional[int], categories: list[str],
                 commit_every: int = 256, entry: Optional[SourceEntry] = None, adapter_options: Optional[dict] = None,
-                label_map: Optional[dict] = None) -> dict:
+                label_map: Optional[dict] = None, executor: str = "local", ray_address: Optional[str] = None) -> dict:
     entry = entry or source_entry(source)
     options = NormalizeOptions(resize_mode=resize_mode or entry.resize_mode, jpeg_quality=jpeg_quality,
                                max_pixels=max_pixels)
@@ -141,7 +141,8 @@ def _run_ingest(ws: Workspace, source: str, root: Path, resize_mode: Optional[st
     with progress_bar(f"ingest {entry.id}") as bar:
         result = ingest(ws, entry.adapter_id, root, entry, options, workers=workers, limit=limit,
                         commit_every=commit_every, adapter_options=adapter_options, label_map=label_map,
-                        on_total=bar.total, on_outcome=bar.advance, on_quarantine=_print_quarantine)
+                        executor=make_executor(executor, workers, ray_address), on_total=bar.total,
+                        on_outcome=bar.advance, on_quarantine=_print_quarantine)
     with ws.catalog() as catalog:
         return result.summary(catalog)
 
@@ -180,9 +181,15 @@ def ingest_cmd(
     include_unlabeled: bool = typer.Option(False, "--include-unlabeled",
                                            help="Keep unlabelled samples (WM-811K) with split=unlabeled."),
     opt: list[str] = typer.Option([], "--opt", help="Adapter option KEY=VALUE (repeatable), see `sources`."),
+    executor: str = typer.Option("local", "--executor", help="local (process pool of --workers) or ray "
+                                                             "(Ray tasks; pip install 'imdd[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="--executor ray: the cluster (ray://head:10001, auto); "
+                                                   "default $RAY_ADDRESS, else a local Ray instance."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Ingest a source dataset: normalize to 512x512, store, catalog; quarantine bad files."""
+    make_executor(executor, workers, ray_address)  # a wrong --executor is a run-level error before any work
     ws = _workspace(ctx)
     adapter_options = _parse_opts(opt)
     if include_unlabeled:
@@ -201,7 +208,7 @@ def ingest_cmd(
                 results[sid] = _run_ingest(ws, entry.adapter_id, spec["root"], mode, jpeg_quality, max_pixels,
                                            workers, limit, category, commit_every, entry=entry,
                                            adapter_options={**adapter_options, **(spec.get("options") or {})},
-                                           label_map=labels)
+                                           label_map=labels, executor=executor, ray_address=ray_address)
             except RootError as exc:  # one unusable root does not stop the others
                 failed[sid] = str(exc)
                 err.print(f"[red]error[/red] {escape(sid)}: {escape(str(exc))}")
@@ -216,7 +223,8 @@ def ingest_cmd(
         raise RootError("--root is required (the folder the archive unpacks to)")
     entry = source_entry(source, license=license, domain=domain, source_id=source_id, redistribution=redistribution)
     summary = _run_ingest(ws, entry.adapter_id, root, mode, jpeg_quality, max_pixels, workers, limit, category,
-                          commit_every, entry=entry, adapter_options=adapter_options, label_map=labels)
+                          commit_every, entry=entry, adapter_options=adapter_options, label_map=labels,
+                          executor=executor, ray_address=ray_address)
     emit(summary, as_json, title=f"ingest {entry.id}")
 
 
@@ -472,3 +480,4 @@ def main() -> None:
 
 # Commands that live in their own modules register themselves on `app` when imported.
 from . import cli_publish  # noqa: E402,F401  (push-to-hub, dedupe, stats)
+from . import cli_review  # noqa: E402,F401

@@ -1,0 +1,116 @@
+"""Reviewers, their tokens and browser sessions.
+
+A token is 32 random bytes (URL-safe base64), printed once by `review add-reviewer`; only its
+SHA-256 is stored. Lookups go by the hash and the stored hash is compared with `hmac.compare_digest`.
+The page logs in with the token and then holds a session cookie (HttpOnly, SameSite=Strict, its
+own random id, hashed in `review_sessions`) plus a CSRF token that every state-changing request
+sends back in `X-CSRF-Token`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import sqlite3
+import time
+from typing import Optional
+
+from .queue import WRITE_LOCK, Reviewer
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+SESSION_SECONDS = 12 * 3600
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def add_reviewer(db: sqlite3.Connection, name: str, admin: bool = False) -> tuple[Reviewer, str]:
+    """Create a reviewer (or give an existing one a new token, revoking the old); returns the token once."""
+    if not NAME_RE.match(name):
+        raise ValueError(f"reviewer name {name!r}: 1-64 of letters, digits, '_', '.', '@', '-'")
+    token = secrets.token_urlsafe(32)
+    with WRITE_LOCK:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT id FROM review_reviewers WHERE name = ?", (name,)).fetchone()
+            if row:
+                db.execute("UPDATE review_reviewers SET token_hash = ?, is_admin = ?, active = 1, origin = 'local' "
+                           "WHERE id = ?", (hash_token(token), int(admin), row[0]))
+                db.execute("DELETE FROM review_sessions WHERE reviewer_id = ?", (row[0],))
+                rid = row[0]
+            else:
+                rid = db.execute("INSERT INTO review_reviewers (name, token_hash, is_admin, created_at) "
+                                 "VALUES (?, ?, ?, ?)", (name, hash_token(token), int(admin), time.time())).lastrowid
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    return Reviewer(int(rid), name, admin), token
+
+
+def revoke_reviewer(db: sqlite3.Connection, name: str) -> bool:
+    with WRITE_LOCK:
+        cur = db.execute("UPDATE review_reviewers SET token_hash = NULL, active = 0 WHERE name = ?", (name,))
+        row = db.execute("SELECT id FROM review_reviewers WHERE name = ?", (name,)).fetchone()
+        if row:
+            db.execute("DELETE FROM review_sessions WHERE reviewer_id = ?", (row[0],))
+    return cur.rowcount > 0
+
+
+def external_reviewer(db: sqlite3.Connection, name: str, origin: str) -> Reviewer:
+    """A reviewer known from an import (Label Studio): no token, cannot log in."""
+    with WRITE_LOCK:
+        row = db.execute("SELECT id, is_admin FROM review_reviewers WHERE name = ?", (name,)).fetchone()
+        if row:
+            return Reviewer(row[0], name, bool(row[1]))
+        rid = db.execute("INSERT INTO review_reviewers (name, token_hash, is_admin, active, origin, created_at) "
+                         "VALUES (?, NULL, 0, 0, ?, ?)", (name, origin, time.time())).lastrowid
+    return Reviewer(int(rid), name, False)
+
+
+def verify_token(db: sqlite3.Connection, token: Optional[str]) -> Optional[Reviewer]:
+    if not token or len(token) > 256:
+        return None
+    digest = hash_token(token)
+    row = db.execute("SELECT id, name, is_admin, token_hash FROM review_reviewers WHERE token_hash = ? AND active = 1",
+                     (digest,)).fetchone()
+    if row is None or not hmac.compare_digest(row[3], digest):
+        return None
+    return Reviewer(row[0], row[1], bool(row[2]))
+
+
+def create_session(db: sqlite3.Connection, reviewer: Reviewer) -> tuple[str, str]:
+    """A new browser session: (cookie value, csrf token)."""
+    sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    now = time.time()
+    with WRITE_LOCK:
+        db.execute("DELETE FROM review_sessions WHERE expires_at < ?", (now,))
+        db.execute("INSERT INTO review_sessions VALUES (?, ?, ?, ?)", (hash_token(sid), reviewer.id, csrf,
+                                                                     now + SESSION_SECONDS))
+    return sid, csrf
+
+
+def session(db: sqlite3.Connection, sid: Optional[str]) -> Optional[tuple[Reviewer, str]]:
+    """The session's reviewer and csrf token, or None (unknown, expired or revoked)."""
+    if not sid or len(sid) > 256:
+        return None
+    digest = hash_token(sid)
+    row = db.execute("SELECT s.id_hash, r.id, r.name, r.is_admin, s.csrf FROM review_sessions s "
+                     "JOIN review_reviewers r ON r.id = s.reviewer_id "
+                     "WHERE s.id_hash = ? AND s.expires_at >= ? AND r.active = 1", (digest, time.time())).fetchone()
+    if row is None or not hmac.compare_digest(row[0], digest):
+        return None
+    return Reviewer(row[1], row[2], bool(row[3])), row[4]
+
+
+def end_session(db: sqlite3.Connection, sid: Optional[str]) -> None:
+    if sid:
+        with WRITE_LOCK:
+            db.execute("DELETE FROM review_sessions WHERE id_hash = ?", (hash_token(sid),))
+
+
+def csrf_ok(expected: str, given: Optional[str]) -> bool:
+    return bool(given) and hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))

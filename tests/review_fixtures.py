@@ -1,0 +1,128 @@
+"""Shared helpers of the review tests: a captioned demo workspace, reviewers, a real server process."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import httpx
+from conftest import Cli
+
+from imdd_build.catalog import Catalog
+from imdd_build.sources.demo import generate_demo
+
+BROKEN_KEY = "demo/metal_plate/test/scratch/000"
+BROKEN_CAPTION = "Nice picture of a plate."
+_TEMPLATES: dict[int, Path] = {}
+
+
+def _template(clones: int) -> Path:
+    """A captioned demo workspace (built once per test process and size), with one caption that fails checks."""
+    if clones in _TEMPLATES:
+        return _TEMPLATES[clones]
+    base = Path(tempfile.mkdtemp(prefix="imdd-review-"))
+    atexit.register(shutil.rmtree, base, True)
+    ws = base / "ws"
+    cli = Cli(ws)
+    cli("ingest", "demo", "--root", str(generate_demo(base / "src")), "--workers", "1")
+    cli("caption")
+    with Catalog(ws / "catalog.sqlite") as catalog:
+        broken = catalog.get(BROKEN_KEY)
+        catalog.set_captions([broken.model_copy(update={"caption": BROKEN_CAPTION, "caption_meta": {}})])
+        if clones:
+            originals = list(catalog.iter_records())
+            items = []
+            for i in range(clones):
+                rec = originals[i % len(originals)]
+                key = f"demo/clone/{i:05d}/" + rec.key.split("/", 1)[1]
+                items.append((rec.model_copy(update={"key": key, "source_path": f"clone/{i}/{rec.source_path}"}),
+                               "clone"))
+            catalog.upsert(items)
+    _TEMPLATES[clones] = ws
+    return ws
+
+
+def review_workspace(dest: Path, clones: int = 0) -> Path:
+    """A private copy of the template workspace under `dest`."""
+    ws = Path(dest) / "ws"
+    shutil.copytree(_template(clones), ws)
+    return ws
+
+
+def add_reviewer(ws: Path, name: str, admin: bool = False) -> str:
+    args = ["review", "add-reviewer", name] + (["--admin"] if admin else [])
+    return Cli(ws)(*args)["token"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ReviewServer:
+    """`imdd-build review serve` in a child process on a free loopback port."""
+
+    def __init__(self, ws: Path, lease_minutes: float = 15.0, extra: Optional[list[str]] = None):
+        self.ws = Path(ws)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = self.ws.parent / f"server-{self.port}.log"
+        cmd = [sys.executable, "-m", "imdd_build", "--workspace", str(self.ws), "review", "serve",
+               "--port", str(self.port), "--lease-minutes", str(lease_minutes), *(extra or [])]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(cmd, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}: {self.log.read_text()}")
+            try:
+                if httpx.get(self.url + "/login", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                self.stop()
+                raise RuntimeError(f"server did not start: {self.log.read_text()}")
+            time.sleep(0.1)
+
+    def client(self, token: Optional[str] = None, **kwargs) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def __enter__(self) -> ReviewServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def raw_get(port: int, path: str, token: Optional[str]) -> tuple[int, bytes]:
+    """A GET whose path goes on the wire exactly as given (no client-side dot-segment normalisation)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        head = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
+        if token:
+            head += f"Authorization: Bearer {token}\r\n"
+        s.sendall((head + "\r\n").encode("latin-1"))
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    return status, data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in data else b""
