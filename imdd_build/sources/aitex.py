@@ -60,12 +60,7 @@ class AITEXAdapter(SourceAdapter):
     id = "aitex"
     labels = CODES
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # found here, not in samples(): ingest reads `base` before it starts iterating the samples
-        self.base = self._find_base()
-
-    def _find_base(self) -> Path:
+    def locate(self) -> Path:
         base = next((f for f in (self.root, *sorted_dirs(self.root))
                      if _child_ci(f, "Defect_images") or _child_ci(f, "NODefect_images")), None)
         if base is None:

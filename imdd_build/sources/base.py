@@ -107,6 +107,13 @@ class SourceAdapter:
             raise RootError(f"{self.root}: not a directory")
         if not self.root_is_dir and not self.root.exists():
             raise RootError(f"{self.root}: not found")
+        self.base = self.locate()
+
+    def locate(self) -> Path:
+        """The folder sample paths are relative to (the dataset root inside what the user gave).
+
+        Called once at construction, so a wrong root is a RootError before anything runs."""
+        return self.root
 
     @property
     def source_id(self) -> str:

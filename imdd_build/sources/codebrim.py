@@ -193,7 +193,7 @@ class CodebrimAdapter(SourceAdapter):
 
     def __init__(self, root: Path, entry=None, **options):
         super().__init__(root, entry, **options)
-        # found eagerly: ingest reads `base` before it starts iterating samples()
+        # found eagerly, so a wrong root fails at once
         self.found = self.find()
         self.base = self.found[0][0].parent
 

@@ -127,7 +127,7 @@ class DAGMAdapter(SourceAdapter):
 
     def __init__(self, root: Path, entry=None, **options):
         super().__init__(root, entry, **options)
-        # found here, not in samples(): ingest reads `base` before it starts iterating the samples
+        # found eagerly, so a wrong root fails at once
         self.split_classes, self.def_classes = self._find()
         if not self.split_classes and not self.def_classes:
             raise RootError(f"{self.root}: no DAGM class folder with Train/ and Test/ (or ClassN_def) found")

@@ -50,7 +50,7 @@ class ELPVAdapter(SourceAdapter):
 
     def __init__(self, root: Path, entry=None, **options):
         super().__init__(root, entry, **options)
-        # found here, not in samples(): ingest reads `base` before it starts iterating the samples
+        # found eagerly, so a wrong root fails at once
         self.labels_csv = _find_labels(self.root)
         if self.labels_csv is None:
             raise RootError(f"{self.root}: no labels.csv found (is this the elpv-dataset folder?)")

@@ -60,12 +60,7 @@ def find_items_folder(root: Path, depth: int = 3) -> Path | None:
 class KolektorSDDAdapter(SourceAdapter):
     id = "ksdd"
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # found here, not in samples(): ingest reads `base` before it starts iterating the samples
-        self.base = self._find_base()
-
-    def _find_base(self) -> Path:
+    def locate(self) -> Path:
         base = find_items_folder(self.root)
         if base is None:
             raise RootError(f"{self.root}: no kosNN folders found (is this the unpacked KolektorSDD folder?)")

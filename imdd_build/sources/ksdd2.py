@@ -34,12 +34,7 @@ def _splits(folder: Path) -> list[Path]:
 class KolektorSDD2Adapter(SourceAdapter):
     id = "ksdd2"
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # found here, not in samples(): ingest reads `base` before it starts iterating the samples
-        self.base = self._find_base()
-
-    def _find_base(self) -> Path:
+    def locate(self) -> Path:
         base = next((f for f in (self.root, *sorted_dirs(self.root)) if _splits(f)), None)
         if base is None:
             raise RootError(f"{self.root}: no train/ or test/ folder (is this the unpacked KolektorSDD2 folder?)")

@@ -42,12 +42,7 @@ class MTDAdapter(SourceAdapter):
     id = "mtd"
     labels = CLASSES
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # `ingest` reads `self.base` before it starts `samples()`, so the base is found here.
-        self.base = self._find_base()
-
-    def _find_base(self) -> Path:
+    def locate(self) -> Path:
         if _class_dirs(self.root):
             return self.root
         if self.root.name.lower().startswith("mt_") and self.root.is_dir():

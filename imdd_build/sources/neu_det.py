@@ -142,7 +142,7 @@ class NeuDetAdapter(SourceAdapter):
 
     def __init__(self, root: Path, entry=None, **options):
         super().__init__(root, entry, **options)
-        # found eagerly: ingest reads `base` before it starts iterating samples()
+        # found eagerly, so a wrong root fails at once
         self.base, self.units = find_neu_det(self.root)
 
     def samples(self) -> Iterator[RawSample | Quarantined]:

@@ -106,12 +106,7 @@ class SeverstalAdapter(SourceAdapter):
     id = "severstal"
     labels = ("1", "2", "3", "4")
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # found here, not in samples(): ingest reads `base` before it starts iterating the samples
-        self.base = self._find_base()
-
-    def _find_base(self) -> Path:
+    def locate(self) -> Path:
         for folder in (self.root, *sorted_dirs(self.root)):
             images = _child_ci(folder, "train_images")
             if _child_ci(folder, "train.csv") and images is not None and images.is_dir():

@@ -67,7 +67,7 @@ class XsddAdapter(SourceAdapter):
 
     def __init__(self, root: Path, entry=None, **options):
         super().__init__(root, entry, **options)
-        # found eagerly: ingest reads `base` before it starts iterating samples()
+        # found eagerly, so a wrong root fails at once
         self.base, self.units = find_xsdd(self.root)
 
     def samples(self) -> Iterator[RawSample | Quarantined]:
