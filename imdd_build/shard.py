@@ -27,7 +27,7 @@ import yaml
 from PIL import Image
 
 from .catalog import Catalog
-from .normalize import encode_mask
+from .normalize import encode_mask, encode_png
 from .record import SPLITS, Record
 from .store import Store, sha256_file
 from .writers import WRITERS
@@ -151,9 +151,9 @@ def _transcode(data: bytes, to_ext: str, quality: int) -> bytes:
         if to_ext == "jpg":
             im.convert("RGB").save(buf, "JPEG", quality=quality, optimize=False, progressive=False)
         else:
-            im.save(buf, "PNG", optimize=False, compress_level=6)
+            im.load()
+            return encode_png(im.convert("RGB") if im.mode != "RGB" else im)  # 3-4x faster than Pillow's
         return buf.getvalue()
-
 
 
 def shard_name(fmt: str, split: str, index: int, count: int, prefix: str = "") -> str:
