@@ -314,6 +314,8 @@ def shard_cmd(
     order: str = typer.Option("shuffle", "--order", help="shuffle (seeded, deterministic) or key."),
     seed: int = typer.Option(0, "--seed", help="Seed of the shuffled order."),
     source: list[str] = typer.Option([], "--source", help="Only these sources (repeatable)."),
+    workers: int = typer.Option(default_workers(), "--workers", min=1,
+                                help="Shards written in parallel processes (same bytes whatever N)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Write deterministic Parquet + WebDataset shards, manifest.json and README.md."""
@@ -321,10 +323,10 @@ def shard_cmd(
         raise ValueError(f"invalid --order {order!r} (shuffle or key)")
     options = ShardOptions(out=out, formats=tuple(f.strip() for f in fmt.split(",") if f.strip()),
                            max_shard_bytes=parse_size(max_shard_size), image_ext=image_ext, order=order,
-                           seed=seed, sources=tuple(source))
+                           seed=seed, sources=tuple(source), workers=workers)
     ws = _workspace(ctx)
     with ws.catalog() as catalog, progress_bar("shard") as bar:
-        summary = write_shards(catalog, ws.store(), options, on_total=bar.total, on_record=bar.advance)
+        summary = write_shards(catalog, ws.store(), options, on_total=bar.total, on_advance=bar.add)
     emit(summary, as_json)
 
 
@@ -345,9 +347,9 @@ def demo_cmd(
         with progress_bar("caption") as bar:
             bar.total(catalog.count(source="demo"))
             captioned = caption_workspace(catalog, source="demo", on_record=bar.advance)
-        options = ShardOptions(out=out or ws.root / "demo-shards", sources=("demo",))
+        options = ShardOptions(out=out or ws.root / "demo-shards", sources=("demo",), workers=workers)
         with progress_bar("shard") as bar:
-            sharded = write_shards(catalog, ws.store(), options, on_total=bar.total, on_record=bar.advance)
+            sharded = write_shards(catalog, ws.store(), options, on_total=bar.total, on_advance=bar.add)
     summary = {"command": "demo", "source_root": str(source_root), "workspace": str(ws.root),
                "records": ingested["records"], "quarantined": ingested["quarantined"],
                "captioned": captioned["captioned"], "out": sharded["out"], "splits": sharded["splits"],

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from .cli import JSON_OPT, _workspace, app, run_level_errors
+from .executor import default_workers
 from .console import emit, err, progress_bar
 from .dedupe import DEFAULT_RADIUS, MAX_RADIUS, find_duplicates, save_groups
 from .shard import parse_size
@@ -35,6 +36,7 @@ def _need(module: str) -> None:
 def push_to_hub_cmd(
     ctx: typer.Context,
     repo_id: str = typer.Argument(..., help="The dataset repository, e.g. my-org/imdd-1m."),
+    workers: int = typer.Option(default_workers(), "--workers", min=1, help="Shard-writing processes."),
     private: bool = typer.Option(False, "--private", help="Create the repository private."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Branch to push to (created when missing)."),
     sources: Optional[str] = typer.Option(None, "--sources", help="Comma-separated source ids (default: all)."),
@@ -75,7 +77,7 @@ def push_to_hub_cmd(
     out = dry_run or ws.root / "publish" / repo_id.replace("/", "__")
     options = PublishOptions(repo_id=repo_id, sources=_split_list(sources), private=private,
                              allow_noncommercial=allow_noncommercial, with_webdataset=with_webdataset,
-                             radius=radius, leakage=leakage, max_shard_bytes=shard_bytes)
+                             radius=radius, leakage=leakage, max_shard_bytes=shard_bytes, workers=workers)
     check_folder(out)
     with ws.catalog() as catalog:
         resolve_policy(catalog, options)  # refusals before any progress output or work

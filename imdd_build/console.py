@@ -40,6 +40,9 @@ class Bar:
     def advance(self, *_args) -> None:
         self.progress.advance(self.task)
 
+    def add(self, n: int) -> None:
+        self.progress.advance(self.task, n)
+
 
 @contextmanager
 def progress_bar(description: str) -> Iterator[Bar]:

@@ -43,6 +43,7 @@ class PublishOptions:
     radius: int = DEFAULT_RADIUS
     leakage: str = "drop-train"
     max_shard_bytes: int = PUBLISH_SHARD_BYTES
+    workers: int = 1  # shard-writing processes (same bytes whatever N)
 
 
 def check_folder(out: Path) -> None:
@@ -97,7 +98,7 @@ def build_repo(catalog: Catalog, store: Store, out: Path, options: PublishOption
     formats = ("parquet", "webdataset") if options.with_webdataset else ("parquet",)
     shard_options = ShardOptions(out=out, formats=formats, max_shard_bytes=options.max_shard_bytes,
                                  sources=tuple(sources), layout="by_source", exclude=frozenset(dedupe.dropped),
-                                 write_readme=False)
+                                 write_readme=False, workers=options.workers)
     sharded = write_shards(catalog, store, shard_options, on_total=on_total, on_record=on_record)
     manifest = json.loads((out / "manifest.json").read_text())
 

@@ -27,6 +27,7 @@ import yaml
 from PIL import Image
 
 from .catalog import Catalog
+from .executor import map_ordered
 from .normalize import encode_mask, encode_png
 from .record import SPLITS, Record
 from .store import Store, sha256_file
@@ -61,6 +62,7 @@ class ShardOptions:
     layout: str = "flat"  # flat: data/{split}-*; by_source: data/<source>/{split}-*
     exclude: frozenset[str] = frozenset()  # keys left out (e.g. train copies of leaked test images)
     write_readme: bool = True
+    workers: int = 1  # shards are written in parallel processes; the bytes do not depend on this
 
 
 @dataclass
@@ -204,10 +206,80 @@ def dataset_readme(plan: ShardPlan, options: ShardOptions, counts: dict[str, Cou
     return "\n".join(lines)
 
 
+@dataclass
+class _ShardJob:
+    prefix: str
+    split: str
+    index: int
+    count: int
+    keys: list[str]
+
+
+class _ShardWriter:
+    """Writes one planned shard in every format; a plain object so it pickles into worker processes.
+
+    Each call opens the catalog read-only: workers never write it, and SQLite's WAL lets them read
+    while nothing else writes."""
+
+    def __init__(self, catalog_path: Path, store_root: Path, options: ShardOptions, image_ext: str,
+                 with_masks: bool):
+        self.catalog_path, self.store_root, self.options = catalog_path, store_root, options
+        self.image_ext, self.with_masks = image_ext, with_masks
+
+    def __call__(self, job: _ShardJob) -> tuple[list[dict], Counter]:
+        import sqlite3
+
+        options, out, store = self.options, Path(self.options.out), Store(self.store_root)
+        stored_ext = {"jpeg": "jpg", "png": "png"}
+        zero_mask = encode_mask(np.zeros((512, 512), dtype=np.uint8)) if self.with_masks else None
+        writers = {fmt: WRITERS[fmt](out / shard_name(fmt, job.split, job.index, job.count, job.prefix),
+                                     self.image_ext, self.with_masks) for fmt in options.formats}
+        labels: Counter = Counter()
+        db = sqlite3.connect(f"file:{self.catalog_path}?mode=ro", uri=True)
+        try:
+            for key in job.keys:
+                row = db.execute("SELECT data FROM records WHERE key = ?", (key,)).fetchone()
+                record = Record.model_validate_json(row[0])
+                image = store.read(record.image)
+                mask = store.read(record.mask) if record.mask else None
+                own_ext = stored_ext[record.image_format]
+                for fmt, writer in writers.items():
+                    if fmt == "webdataset":
+                        wds_image = image if own_ext == self.image_ext else _transcode(image, self.image_ext,
+                                                                                       options.jpeg_quality)
+                        writer.write(record, wds_image, self.image_ext, mask if mask is not None else zero_mask)
+                    else:
+                        writer.write(record, image, own_ext, mask)
+                labels[record.label] += 1
+        except BaseException:
+            for writer in writers.values():
+                writer.abort()
+            raise
+        finally:
+            db.close()
+        entries = []
+        for fmt, writer in writers.items():
+            writer.close()
+            rel = shard_name(fmt, job.split, job.index, job.count, job.prefix)
+            entry = {"path": rel, "format": fmt, "split": job.split, "samples": writer.count,
+                     "bytes": (out / rel).stat().st_size, "sha256": sha256_file(out / rel),
+                     "normal": labels["normal"], "defective": labels["defective"]}
+            if job.prefix:
+                entry["source"] = job.prefix.rstrip("/")
+            entries.append(entry)
+        return entries, labels
+
+
 def write_shards(catalog: Catalog, store: Store, options: ShardOptions,
                  on_total: Callable[[int], None] | None = None,
-                 on_record: Callable[[Record], None] | None = None) -> dict:
-    """Write every planned shard in every requested format; return the manifest-like summary."""
+                 on_record: Callable[[Record], None] | None = None,
+                 on_advance: Callable[[int], None] | None = None) -> dict:
+    """Write every planned shard in every requested format; return the manifest-like summary.
+
+    `options.workers` > 1 writes shards in parallel processes (same bytes). Progress: `on_advance(n)`
+    after each shard with its sample count (`on_record` is kept for callers that count records;
+    it is called with None per sample, after the shard is written).
+    """
     unknown = set(options.formats) - set(WRITERS)
     if unknown or not options.formats:
         raise ValueError(f"unknown shard format(s) {sorted(unknown)}; choose from {sorted(WRITERS)}")
@@ -215,53 +287,27 @@ def write_shards(catalog: Catalog, store: Store, options: ShardOptions,
     if on_total:
         on_total(plan.total)
     image_ext = _resolve_image_ext(options.image_ext, plan.image_formats)
-    stored_ext = {"jpeg": "jpg", "png": "png"}
-    zero_mask = encode_mask(np.zeros((512, 512), dtype=np.uint8))
     out = Path(options.out)
     for fmt in options.formats:
         (out / ("data" if fmt == "parquet" else "webdataset")).mkdir(parents=True, exist_ok=True)
-    manifest_shards = []
-    counts: dict[str, Counter] = {split: Counter() for split in plan.splits}
+    jobs = []
     for (prefix, split), shards in plan.groups.items():
         if prefix:
             for fmt in options.formats:
                 (out / shard_name(fmt, split, 0, 1, prefix)).parent.mkdir(parents=True, exist_ok=True)
-        for index, keys in enumerate(shards):
-            writers = {fmt: WRITERS[fmt](out / shard_name(fmt, split, index, len(shards), prefix), image_ext,
-                                         plan.with_masks)
-                       for fmt in options.formats}
-            labels = Counter()
-            try:
-                for key in keys:
-                    record = catalog.get(key)
-                    image = store.read(record.image)
-                    mask = store.read(record.mask) if record.mask else None
-                    own_ext = stored_ext[record.image_format]
-                    for fmt, writer in writers.items():
-                        if fmt == "webdataset":
-                            wds_image = image if own_ext == image_ext else _transcode(image, image_ext,
-                                                                                      options.jpeg_quality)
-                            writer.write(record, wds_image, image_ext,
-                                         mask if mask is not None else zero_mask if plan.with_masks else None)
-                        else:
-                            writer.write(record, image, own_ext, mask)
-                    labels[record.label] += 1
-                    if on_record:
-                        on_record(record)
-            except BaseException:
-                for writer in writers.values():
-                    writer.abort()
-                raise
-            for fmt, writer in writers.items():
-                writer.close()
-                rel = shard_name(fmt, split, index, len(shards), prefix)
-                entry = {"path": rel, "format": fmt, "split": split, "samples": writer.count,
-                         "bytes": (out / rel).stat().st_size, "sha256": sha256_file(out / rel),
-                         "normal": labels["normal"], "defective": labels["defective"]}
-                if prefix:
-                    entry["source"] = prefix.rstrip("/")
-                manifest_shards.append(entry)
-            counts[split].update(labels)
+        jobs += [_ShardJob(prefix, split, index, len(shards), keys) for index, keys in enumerate(shards)]
+    writer = _ShardWriter(catalog.path, store.root, options, image_ext, plan.with_masks)
+    manifest_shards = []
+    counts: dict[str, Counter] = {split: Counter() for split in plan.splits}
+    for job, (entries, labels) in zip(jobs, map_ordered(writer, jobs, max(1, options.workers),
+                                                        inflight_per_worker=2, chunksize=1)):
+        manifest_shards.extend(entries)
+        counts[job.split].update(labels)
+        if on_advance:
+            on_advance(len(job.keys))
+        if on_record:
+            for _ in job.keys:
+                on_record(None)
     removed = _remove_stale(out, {s["path"] for s in manifest_shards})
     manifest = {
         "format_version": 1,

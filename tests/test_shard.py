@@ -77,7 +77,7 @@ def test_webdataset_reads_every_sample_with_the_same_members(built):
         assert meta["has_mask"] == (meta["label"] == "defective")
 
 
-def test_same_inputs_give_byte_identical_shards(tmp_path, cli, workspace):
+def test_same_inputs_give_byte_identical_shards_whatever_the_worker_counts(tmp_path, cli, workspace):
     from conftest import Cli
     write_mvtec(tmp_path / "mvtec")
     digests = []
@@ -85,7 +85,7 @@ def test_same_inputs_give_byte_identical_shards(tmp_path, cli, workspace):
         other = Cli(tmp_path / f"ws{n}")
         other("ingest", "mvtec", "--root", str(tmp_path / "mvtec"), "--workers", str(n + 1))
         other("caption")
-        other("shard", "--out", str(tmp_path / f"out{n}"), "--max-shard-size", "200KB")
+        other("shard", "--out", str(tmp_path / f"out{n}"), "--max-shard-size", "200KB", "--workers", str(n + 1))
         files = sorted(p for p in (tmp_path / f"out{n}").rglob("*") if p.is_file())
         digests.append({p.relative_to(tmp_path / f"out{n}").as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
                         for p in files})
