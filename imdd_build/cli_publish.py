@@ -12,9 +12,9 @@ import typer
 from rich.markup import escape
 
 from .cli import JSON_OPT, _workspace, app, run_level_errors
-from .executor import default_workers
 from .console import emit, err, progress_bar
 from .dedupe import DEFAULT_RADIUS, MAX_RADIUS, find_duplicates, save_groups
+from .executor import default_workers
 from .shard import parse_size
 
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
