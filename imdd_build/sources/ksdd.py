@@ -57,6 +57,29 @@ def find_items_folder(root: Path, depth: int = 3) -> Path | None:
     return None
 
 
+def paired_masks(folder: Path, base: Path, suffix: str, mask_name: str,
+                 source_id: str) -> Iterator[tuple[str, str, bool] | Quarantined]:
+    """Images of `folder` with their `<stem><suffix>` mask beside them (Kolektor style):
+    (image rel path, mask rel path, defective iff the mask has a non-zero pixel), or Quarantined."""
+    files = sorted_images(folder)
+    masks = {p.stem.lower()[:-len(suffix)]: p for p in files if p.stem.lower().endswith(suffix)}
+    for image in files:
+        if image.stem.lower().endswith(suffix):
+            continue
+        rel = image.relative_to(base).as_posix()
+        mask = masks.get(image.stem.lower())
+        if mask is None:
+            yield Quarantined(source=source_id, path=rel, reason=f"no mask {image.stem}{mask_name} next to the image")
+            continue
+        try:
+            defective = mask_has_defect(mask)
+        except (OSError, ValueError) as exc:
+            yield Quarantined(source=source_id, path=rel,
+                              reason=f"mask {mask.relative_to(base).as_posix()} is unreadable: {exc}")
+            continue
+        yield rel, mask.relative_to(base).as_posix(), defective
+
+
 class KolektorSDDAdapter(SourceAdapter):
     id = "ksdd"
 
@@ -71,27 +94,15 @@ class KolektorSDDAdapter(SourceAdapter):
         for item in sorted_dirs(base):
             if not ITEM.match(item.name):
                 continue
-            files = sorted_images(item)
-            masks = {p.stem.lower()[:-6]: p for p in files if p.stem.lower().endswith("_label")}
-            for image in files:
-                if image.stem.lower().endswith("_label"):
+            for pair in paired_masks(item, base, "_label", "_label.bmp", self.source_id):
+                if isinstance(pair, Quarantined):
+                    yield pair
                     continue
-                rel = image.relative_to(base).as_posix()
-                mask = masks.get(image.stem.lower())
-                if mask is None:
-                    yield Quarantined(source=self.source_id, path=rel,
-                                      reason=f"no mask {image.stem}_label.bmp next to the image")
-                    continue
-                try:
-                    defective = mask_has_defect(mask)
-                except (OSError, ValueError) as exc:
-                    yield Quarantined(source=self.source_id, path=rel,
-                                      reason=f"mask {mask.relative_to(base).as_posix()} is unreadable: {exc}")
-                    continue
+                rel, mask, defective = pair
                 yield RawSample(
                     rel_path=rel, product="commutator", source_split="",
                     label="defective" if defective else "normal",
-                    mask_path=mask.relative_to(base).as_posix() if defective else None,
+                    mask_path=mask if defective else None,
                     split=self.seeded(item.name.lower()), split_origin="seeded",
                     attributes={"item": item.name},
                 )

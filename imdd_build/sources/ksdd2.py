@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
-from .ksdd import mask_has_defect
+from .base import RawSample, RootError, SourceAdapter, sorted_dirs
+from .ksdd import paired_masks
 
 SPLITS = ("train", "test")
 
@@ -43,24 +43,13 @@ class KolektorSDD2Adapter(SourceAdapter):
     def samples(self) -> Iterator[RawSample | Quarantined]:
         base = self.base
         for split in _splits(base):
-            files = sorted_images(split)
-            masks = {p.stem.lower()[:-3]: p for p in files if p.stem.lower().endswith("_gt")}
-            for image in files:
-                if image.stem.lower().endswith("_gt"):
+            for pair in paired_masks(split, base, "_gt", "_GT.png", self.source_id):
+                if isinstance(pair, Quarantined):
+                    yield pair
                     continue
-                rel = image.relative_to(base).as_posix()
-                mask = masks.get(image.stem.lower())
-                if mask is None:
-                    yield Quarantined(source=self.source_id, path=rel, reason=f"no mask {image.stem}_GT.png")
-                    continue
-                try:
-                    defective = mask_has_defect(mask)
-                except (OSError, ValueError) as exc:
-                    yield Quarantined(source=self.source_id, path=rel,
-                                      reason=f"mask {mask.relative_to(base).as_posix()} is unreadable: {exc}")
-                    continue
+                rel, mask, defective = pair
                 yield RawSample(
                     rel_path=rel, product="commutator", source_split=split.name,
                     label="defective" if defective else "normal",
-                    mask_path=mask.relative_to(base).as_posix() if defective else None,
+                    mask_path=mask if defective else None,
                 )

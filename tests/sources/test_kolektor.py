@@ -107,7 +107,7 @@ def test_ksdd2_official_split_and_defect_iff_mask_nonzero(tmp_path, cli, workspa
     assert out["by_split"] == {"test": 3, "train": 3}
     assert out["by_label"] == {"defective": 2, "normal": 4}
     assert out["by_defect_type"] == {"anomaly": 2}
-    assert [(q["path"], q["reason"]) for q in out["quarantine"]] == [("train/10003.png", "no mask 10003_GT.png")]
+    assert [(q["path"], q["reason"]) for q in out["quarantine"]] == [("train/10003.png", "no mask 10003_GT.png next to the image")]
     with Workspace(workspace).catalog() as catalog:
         r = catalog.get(make_key("ksdd2", "train/10001.png"))
         assert r.label == "defective" and r.source_split == "train" and r.split_origin == "official"
