@@ -1,0 +1,104 @@
+"""Registry commands: `sources` (the registry, download checks, README table) and `taxonomy check`.
+
+Registered on the main Typer app when imported (at the end of cli.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .cli import JSON_OPT, _entry_from_spec, _workspace, app, generic_adapters, run_level_errors
+from .console import emit, err, progress_bar
+from .registry import load_registry, markdown_table
+from .roots import compare_counts, count_source, load_roots
+from .sources import ADAPTERS, RootError
+from .taxcheck import check_taxonomy
+from .taxonomy import load_taxonomy
+
+
+@app.command("sources")
+@run_level_errors("sources")
+def sources_cmd(
+    roots: Optional[Path] = typer.Option(None, "--roots", help="YAML of source id -> root: check each download."),
+    tolerance: float = typer.Option(0.0, "--tolerance", min=0.0,
+                                    help="Relative difference to published counts still accepted."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print the README table of sources."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """The source registry; with --roots, which roots exist and whether their counts match the published ones."""
+    registry = load_registry()
+    if markdown:
+        sys.stdout.write(markdown_table(registry))
+        return
+    rows = [{"id": e.id, "name": e.name, "license": e.license, "redistribution": e.redistribution,
+             "annotation": e.annotation, "domains": e.all_domains(), "official_split": e.official_split,
+             "published_counts": e.counts, "adapter": e.adapter_id in ADAPTERS} for e in registry.values()]
+    generic = generic_adapters()
+    if roots is None:
+        if not as_json:
+            for r in rows:
+                err.print(f"{r['id']:<12} {r['name'][:30]:<31} {r['license'][:20]:<21} {r['redistribution']:<14} "
+                          f"{', '.join(r['annotation'])}", markup=False)
+            err.print(f"generic adapters (--license/--domain): {', '.join(generic)}", markup=False)
+        emit({"command": "sources", "sources": rows, "generic_adapters": generic}, as_json)
+        return
+    checks = {}
+    with progress_bar("check roots") as bar:
+        specs = load_roots(roots)
+        bar.total(len(specs))
+        for sid, spec in specs.items():
+            check = {"root": str(spec["root"]), "exists": spec["root"].exists()}
+            try:
+                entry = _entry_from_spec(sid, spec)
+                if check["exists"]:
+                    found = count_source(entry, spec["root"], spec.get("options"))
+                    status, diffs = compare_counts(entry, found, tolerance)
+                    check.update(found=found, status=status, differences=diffs, published=entry.counts)
+                else:
+                    check.update(status="missing")
+            except RootError as exc:
+                check.update(status="error", error=str(exc))
+            checks[sid] = check
+            bar.advance()
+    if not as_json:
+        for sid, c in checks.items():
+            found = c.get("found", {}).get("total", "-")
+            extra = "; ".join(f"{d['count']}: found {d['found']}, published {d['published']}"
+                              for d in c.get("differences", [])) or c.get("error", "")
+            err.print(f"{sid:<12} {c['status']:<11} found {found!s:<8} {c['root']}  {extra}", markup=False)
+    summary = {"command": "sources", "roots": checks,
+               "incomplete": sorted(s for s, c in checks.items() if c["status"] in ("incomplete", "mismatch")),
+               "missing": sorted(s for s, c in checks.items() if c["status"] in ("missing", "error"))}
+    emit(summary, as_json)
+
+
+taxonomy_app = typer.Typer(help="The defect taxonomy (annotation_guidelines/taxonomy.yaml).", no_args_is_help=True)
+app.add_typer(taxonomy_app, name="taxonomy")
+
+
+@taxonomy_app.command("check")
+@run_level_errors("taxonomy check")
+def taxonomy_check_cmd(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
+    """List source labels that map to no canonical defect type; print domain and defect-type counts.
+
+    Exits 1 when a label is unmapped or the taxonomy is inconsistent.
+    """
+    ws = _workspace(ctx)
+    catalog = ws.catalog() if ws.catalog_path.exists() else None
+    try:
+        summary = check_taxonomy(load_taxonomy(), load_registry(), ADAPTERS, catalog)
+    finally:
+        if catalog is not None:
+            catalog.close()
+    if not as_json:
+        for u in summary["unmapped"]:
+            err.print(f"unmapped {u['source']}: {u['label']!r} ({u['where']})", markup=False)
+        for problem in summary["problems"]:
+            err.print(f"problem {problem}", markup=False)
+    emit({k: v for k, v in summary.items() if as_json or k not in ("labels_per_defect_type",)}, as_json,
+         title="taxonomy check")
+    if summary["unmapped"] or summary["problems"]:
+        raise typer.Exit(1)
