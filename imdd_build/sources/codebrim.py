@@ -207,23 +207,23 @@ class CodebrimAdapter(SourceAdapter):
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.base).as_posix()
 
-    def _lists(self, folder: Path) -> Iterator[Quarantined | tuple[str, dict[str, list[Entry]]]]:
+    def _lists(self, folder: Path) -> tuple[dict[str, dict[str, list[Entry]]], list[Quarantined]]:
+        """`defects.xml` / `background.xml` of `folder` by stem, and the unreadable ones."""
+        lists: dict[str, dict[str, list[Entry]]] = {}
+        bad: list[Quarantined] = []
         for stem in ("defects", "background"):
             path = _find_file_ci(folder, f"{stem}.xml")
             if path is None:
                 continue
             try:
-                yield stem, read_list_xml(path)
+                lists[stem] = read_list_xml(path)
             except CodebrimXmlError as exc:
-                yield Quarantined(source=self.source_id, path=self._rel(path), reason=str(exc))
+                bad.append(Quarantined(source=self.source_id, path=self._rel(path), reason=str(exc)))
+        return lists, bad
 
     def _patches(self, folder: Path) -> Iterator[RawSample | Quarantined]:
-        lists: dict[str, dict[str, list[Entry]]] = {}
-        for item in self._lists(folder):
-            if isinstance(item, Quarantined):
-                yield item
-            else:
-                lists[item[0]] = item[1]
+        lists, bad = self._lists(folder)
+        yield from bad
         for split_dir in sorted_dirs(folder):
             if split_dir.name.lower() not in SPLIT_MAP:
                 continue
@@ -250,12 +250,8 @@ class CodebrimAdapter(SourceAdapter):
             per_image = {p.stem.lower(): p for p in sorted(ann_dir.iterdir())
                          if p.is_file() and p.suffix.lower() == ".xml" and not p.name.startswith(".")
                          and p.stem.lower() not in ("defects", "background")}
-        lists: dict[str, dict[str, list[Entry]]] = {}
-        for item in self._lists(folder):
-            if isinstance(item, Quarantined):
-                yield item
-            else:
-                lists[item[0]] = item[1]
+        lists, bad = self._lists(folder)
+        yield from bad
         for image in sorted(p for p in images_dir.rglob("*") if p.is_file() and is_image(p)
                             and not any(part.startswith((".", "__")) for part in p.relative_to(images_dir).parts)):
             entries: list[Entry] | None = None
