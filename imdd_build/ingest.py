@@ -212,8 +212,9 @@ def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, op
         if on_quarantine:
             on_quarantine(item)
 
-    # Adapters may locate the dataset root (and set `adapter.base`) when listing starts: take the
-    # first item before the normalizer captures the base.
+    # Most adapters find their dataset root in `locate()` at construction; the MVTec-tree ones
+    # (mvtec, visa, demo, mvtec_like) and a few generic ones find it when listing starts, so the
+    # first item is taken before the normalizer captures `adapter.base`.
     listing = iter(adapter.samples())
     first = next(listing, None)
     head = [] if first is None else [first]
