@@ -22,9 +22,9 @@ from typing import Any
 from ..catalog import Catalog
 from ..store import Store
 from .cache import Answer, ensure_tables
-from .llm import LLMOptions, LLMRun, iter_candidates, make_client, next_step
+from .llm import LLMOptions, LLMRun, iter_candidates, make_client, next_step, request_body
 from .pricing import Prices
-from .prompt import build_messages, response_format, retry_messages
+from .prompt import build_messages, retry_messages
 
 MAX_REQUESTS = 50_000
 MAX_BYTES = 190 * 1024 * 1024
@@ -34,16 +34,6 @@ ENDPOINT = "/v1/chat/completions"
 
 def _now() -> float:
     return time.time()
-
-
-def _body(options: LLMOptions, messages: list[dict], fmt: str) -> dict:
-    body: dict[str, Any] = {"model": options.model, "messages": messages, "max_tokens": options.max_tokens}
-    rf = response_format(fmt)
-    if rf is not None:
-        body["response_format"] = rf
-    if options.temperature is not None:
-        body["temperature"] = options.temperature
-    return body
 
 
 def _pending(catalog: Catalog) -> set[tuple[str, int]]:
@@ -136,7 +126,7 @@ def submit(catalog: Catalog, store: Store, options: LLMOptions, prices: Prices, 
             run.stopped = "max_cost"
             break
         line = (json.dumps({"custom_id": custom_id, "method": "POST", "url": ENDPOINT,
-                            "body": _body(options, messages, options.response_format)},
+                            "body": request_body(options, messages, options.response_format)},
                            ensure_ascii=False) + "\n").encode()
         if chunk and (len(chunk) >= max_requests or size + len(line) > max_bytes):
             close_chunk()

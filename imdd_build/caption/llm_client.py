@@ -1,0 +1,149 @@
+"""The HTTP layer of `caption --llm`: run options, the openai client, request bodies and retries.
+
+`LLMOptions` says what a run asks the server and how; `make_client(s)` builds the official openai
+client (key from OPENAI_API_KEY only, never stored or logged); `classify`, `retry_after_seconds`
+and `backoff` decide what an error means and how long to wait before trying again.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .prompt import response_format
+
+DEFAULT_MODEL = "gpt-4o-mini"
+
+
+class FatalError(RuntimeError):
+    """The run cannot go on (bad key, unknown model): stop, keep what is done, report."""
+
+
+class RecordError(RuntimeError):
+    """This record could not be answered in this run (retries exhausted, a 4xx for this request)."""
+
+
+@dataclass
+class LLMOptions:
+    model: str = DEFAULT_MODEL
+    base_url: str | None = None
+    vision: bool = False
+    image_detail: str = "high"
+    concurrency: int = 16
+    max_cost: float | None = None
+    limit: int | None = None
+    where: str | None = None
+    source: str | None = None
+    timeout: float = 120.0
+    max_retries: int = 6
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    max_tokens: int = 400
+    temperature: float | None = None
+    response_format: str = "json_schema"  # falls back to json_object, then none, if the server refuses it
+    dry_run: bool = False
+    flush_every: int = 200
+
+    def request_options(self) -> dict:
+        """What changes the answer (part of the cache key): not concurrency, timeouts or budgets."""
+        return {"vision": self.vision, "detail": self.image_detail if self.vision else None,
+                "max_tokens": self.max_tokens, "temperature": self.temperature}
+
+
+def request_body(options: LLMOptions, messages: list[dict], fmt: str) -> dict:
+    """The chat-completion request body (the synchronous run and the Batch API send the same)."""
+    body: dict[str, Any] = {"model": options.model, "messages": messages, "max_tokens": options.max_tokens}
+    rf = response_format(fmt)
+    if rf is not None:
+        body["response_format"] = rf
+    if options.temperature is not None:
+        body["temperature"] = options.temperature
+    return body
+
+
+# -- retries -------------------------------------------------------------------------------------
+def retry_after_seconds(headers: Any) -> float | None:
+    """Retry-After as seconds: `retry-after-ms`, `retry-after` seconds, or an HTTP date."""
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) / scale)
+        except ValueError:
+            parsed = email.utils.parsedate_tz(value)
+            if parsed is not None:
+                return max(0.0, email.utils.mktime_tz(parsed) - time.time())
+    return None
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with jitter: uniform in [d/2, d], d = min(cap, base * 2**attempt)."""
+    d = min(cap, base * (2 ** attempt))
+    return random.uniform(d / 2, d)
+
+
+CONNECTIONS_PER_CLIENT = 32
+
+
+def make_clients(options: LLMOptions) -> list:
+    """Async clients sharing the concurrency, at most 32 connections each: httpcore's pool does work
+    linear in its size on every request, so one pool of 256 connections costs the client CPU."""
+    n = max(1, -(-options.concurrency // CONNECTIONS_PER_CLIENT))
+    per = -(-options.concurrency // n)
+    return [make_client(options, connections=per) for _ in range(n)]
+
+
+def make_client(options: LLMOptions, async_client: bool = True, connections: int | None = None):
+    """The official openai client; key from OPENAI_API_KEY (a local --base-url may run without)."""
+    try:
+        import openai
+    except ImportError:
+        raise ValueError("caption --llm needs the openai package: pip install -e '.[llm]'") from None
+    key = os.environ.get("OPENAI_API_KEY")
+    base_url = options.base_url or os.environ.get("OPENAI_BASE_URL") or None
+    if not key:
+        if not base_url:
+            raise ValueError("OPENAI_API_KEY is not set (a local server without keys: pass --base-url)")
+        key = "EMPTY"  # vLLM, Ollama and llama.cpp servers accept any key unless started with one
+    try:
+        import httpx2 as httpx  # the transport of openai >= 3
+    except ImportError:  # pragma: no cover
+        import httpx
+    conns = max(connections or options.concurrency, 1)
+    limits = httpx.Limits(max_connections=conns, max_keepalive_connections=conns)
+    if async_client:
+        return openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=options.timeout,
+                                  http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=options.timeout))
+    return openai.OpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=options.timeout)
+
+
+def classify(exc: BaseException) -> tuple[str, float | None]:
+    """('retry', retry-after) | ('format', None) | ('fatal', None) | ('record', None)."""
+    import openai
+
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+        return "retry", None
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        after = retry_after_seconds(getattr(exc.response, "headers", None))
+        if status == 429 or status >= 500 or status in (408, 409):
+            return "retry", after
+        if status in (400, 422) and re.search(r"response_format|json_schema|structured|schema", str(exc), re.IGNORECASE):
+            return "format", None
+        if status in (401, 403, 404):
+            return "fatal", None
+    return "record", None
+
+
+def short_error(exc: BaseException) -> str:
+    status = getattr(exc, "status_code", None)
+    text = re.sub(r"\s+", " ", str(exc))[:200]
+    return f"{type(exc).__name__}{f' {status}' if status else ''}: {text}"

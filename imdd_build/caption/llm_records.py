@@ -1,0 +1,121 @@
+"""Record selection and provenance for `caption --llm`: which records to draft, what each needs
+next from its cached answers (`next_step`), and the caption fields built from those answers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ..catalog import Catalog
+from ..record import Record
+from .cache import Answer
+from .checks import CheckResult, check_caption
+from .llm_client import LLMOptions
+from .prompt import CaptionDraft, Prompt, parse_draft
+from .template import TEMPLATE_VERSION, template_caption, word_count
+
+
+# -- selecting records ---------------------------------------------------------------------------
+_WHERE_COLUMNS = ("SELECT key, source, split, label, caption_status, data, "
+                  "json_extract(data, '$.product') AS product, json_extract(data, '$.domain') AS domain, "
+                  "json_extract(data, '$.caption_source') AS caption_source FROM records")
+
+
+def iter_candidates(catalog: Catalog, source: str | None = None, where: str | None = None,
+                    page: int = 500) -> Iterator[Record]:
+    """Records in key order, filtered by `--source` and `--where` (an SQL boolean expression over
+    key, source, split, label, caption_status, caption_source, product, domain and data (JSON)).
+    Read through a read-only connection, so a `--where` can never write."""
+    if where and ";" in where:
+        raise ValueError("--where: one SQL expression, no ';'")
+    ro = sqlite3.connect(f"file:{catalog.path}?mode=ro", uri=True, timeout=60)
+    try:
+        conds, args = ["key > ?"], [""]
+        if source:
+            conds.append("source = ?")
+            args.append(source)
+        if where:
+            conds.append(f"({where})")
+        sql = f"SELECT key, data FROM ({_WHERE_COLUMNS}) WHERE {' AND '.join(conds)} ORDER BY key LIMIT {int(page)}"
+        while True:
+            try:
+                rows = ro.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise ValueError(f"--where {where!r}: {exc}") from None
+            if not rows:
+                return
+            for _, data in rows:
+                yield Record.model_validate_json(data)
+            args[0] = rows[-1][0]
+    finally:
+        ro.close()
+
+
+# -- answers -> captions -------------------------------------------------------------------------
+def evaluate(record: Record, content: str | None) -> tuple[CaptionDraft | None, CheckResult]:
+    draft, why = parse_draft(content)
+    if draft is None:
+        result = CheckResult()
+        result.add("valid_answer", False, why)
+        return None, result
+    result = check_caption(record, draft.caption, draft.model_dump())
+    result.results = {"valid_answer": True, **result.results}
+    return draft, result
+
+
+@dataclass
+class Step:
+    """What a record needs next: `send` attempt N (with the reasons of the previous one), or `done`."""
+
+    done: bool
+    attempt: int
+    previous: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    answers: list[tuple[Answer, CaptionDraft | None, CheckResult]] = field(default_factory=list)
+
+
+def next_step(record: Record, answers: dict[int, Answer]) -> Step:
+    first = answers.get(1)
+    if first is None:
+        return Step(False, 1)
+    d1, r1 = evaluate(record, first.content)
+    if r1.passed:
+        return Step(True, 1, answers=[(first, d1, r1)])
+    second = answers.get(2)
+    if second is None:
+        return Step(False, 2, previous=first.content, reasons=r1.reasons, answers=[(first, d1, r1)])
+    d2, r2 = evaluate(record, second.content)
+    return Step(True, 2, answers=[(first, d1, r1), (second, d2, r2)])
+
+
+def caption_fields(record: Record, step: Step, ck: str, prompt: Prompt, options: LLMOptions) -> dict[str, Any]:
+    """The caption fields of a finished record, with provenance, from its answers only (deterministic)."""
+    final_answer, final_draft, final_result = step.answers[-1]
+    usage_in = sum(a.input_tokens for a, _, _ in step.answers)
+    usage_out = sum(a.output_tokens for a, _, _ in step.answers)
+    cost = round(sum(a.cost_usd for a, _, _ in step.answers), 8)
+    meta: dict[str, Any] = {
+        "generator": "llm", "source": "llm", "model": final_answer.model, "prompt_version": prompt.version,
+        "prompt_sha": prompt.sha, "at": datetime.fromtimestamp(final_answer.created_at, timezone.utc).isoformat(),
+        "attempts": step.attempt, "cache_key": ck, "vision": options.vision, "mode": final_answer.mode,
+        "checks": final_result.as_meta(), "usage": {"input_tokens": usage_in, "output_tokens": usage_out},
+        "cost_usd": cost, "review_priority": 1 if final_result.passed else 0,
+    }
+    if len(step.answers) > 1:
+        meta["first_attempt_reasons"] = step.answers[0][2].reasons
+    draft = final_draft or next((d for _, d, _ in reversed(step.answers) if d is not None), None)
+    if draft is None:  # no usable answer at all: keep the template text, say why, review it first
+        text = template_caption(record)
+        meta.update({"generator": "template", "source": "template", "version": TEMPLATE_VERSION,
+                     "llm_failed": True, "words": word_count(text)})
+        return {"caption": text, "caption_source": "template", "caption_status": "draft", "caption_meta": meta}
+    if final_draft is None:  # the retry was unusable; the first draft (which failed checks) is kept
+        meta["checks"] = step.answers[0][2].as_meta()
+    meta["stated"] = {"defect_terms": draft.defect_terms, "location": draft.location, "severity": draft.severity}
+    meta["words"] = word_count(draft.caption)
+    return {"caption": draft.caption.strip(), "caption_source": "llm", "caption_status": "draft", "caption_meta": meta}
+
