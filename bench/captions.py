@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -64,7 +65,26 @@ def bench_template(recs: list[Record]) -> tuple[float, float]:
     return plain, checked
 
 
-def bench_llm(recs: list[Record], latency: float, concurrency: int, jitter: float) -> dict:
+def _cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process (Linux /proc), or None where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _steady_rate(db: Path) -> float:
+    """Answers/s between the 10th and 90th percentile of answer times: the sustained rate, without
+    the start (process spawn, first connections) and the drain of the last requests."""
+    con = sqlite3.connect(db)
+    times = [t for (t,) in con.execute("SELECT created_at FROM llm_answers ORDER BY created_at")]
+    con.close()
+    lo, hi = times[len(times) // 10], times[len(times) * 9 // 10]
+    return (len(times) * 9 // 10 - len(times) // 10) / (hi - lo) if hi > lo else float("nan")
+
+
+def bench_llm(recs: list[Record], latency: float, concurrency: int, jitter: float, processes: int) -> dict:
     server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "llm_server.py"), "--latency", str(latency),
                                "--jitter", str(jitter)],
                               stdout=subprocess.PIPE, text=True)
@@ -74,16 +94,24 @@ def bench_llm(recs: list[Record], latency: float, concurrency: int, jitter: floa
             catalog = Catalog(Path(tmp) / "catalog.sqlite")
             catalog.upsert((r, "bench") for r in recs)
             os.environ.setdefault("OPENAI_API_KEY", "sk-bench-not-a-key")
-            options = LLMOptions(base_url=f"http://127.0.0.1:{port}/v1", concurrency=concurrency, timeout=60)
+            options = LLMOptions(base_url=f"http://127.0.0.1:{port}/v1", concurrency=concurrency, timeout=60,
+                                 processes=processes)
+            server_cpu = _cpu_seconds(server.pid)
             summary = caption_llm(catalog, Store(Path(tmp) / "store"), options, load_prices(options.model))
+            server_cpu = None if server_cpu is None else _cpu_seconds(server.pid) - server_cpu
+            steady = _steady_rate(catalog.path)
             catalog.close()
     finally:
         server.terminate()
         server.wait()
     ideal = concurrency / latency
-    return {"latency": latency, "requests": summary["requests"], "elapsed": summary["elapsed_s"],
-            "rps": summary["requests_per_s"], "ideal": ideal, "ratio": summary["requests_per_s"] / ideal,
-            "errors": summary["errors"]}
+    elapsed, n = summary["elapsed_s"], summary["requests"]
+    client_cpu = sum(summary["client_cpu_s"])
+    return {"latency": latency, "processes": summary["processes"], "requests": n, "elapsed": elapsed,
+            "rps": summary["requests_per_s"], "steady": steady, "ideal": ideal, "ratio": steady / ideal,
+            "client_ms": 1000 * client_cpu / max(n, 1),
+            "client_busy": client_cpu / (elapsed * summary["processes"]),
+            "server_busy": None if server_cpu is None else server_cpu / elapsed, "errors": summary["errors"]}
 
 
 def main() -> None:
@@ -91,20 +119,29 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=4096)
     ap.add_argument("--template-records", type=int, default=20000)
     ap.add_argument("--concurrency", type=int, default=256)
-    ap.add_argument("--latencies", default="1.0,0.5,0.25")
+    ap.add_argument("--latencies", default="2.0,1.0,0.5,0.25")
+    ap.add_argument("--processes", default="1,0", help="client processes to compare (0: auto, as the CLI default)")
     ap.add_argument("--jitter", type=float, default=0.2, help="server latency varies by +-this share")
     args = ap.parse_args()
     plain, checked = bench_template(records(args.template_records))
     print(f"template captioner: {plain:,.0f} captions/s; with checks: {checked:,.0f} captions/s "
           f"({args.template_records} records, one core)")
-    print(f"\nLLM path, concurrency {args.concurrency}, {args.records} records, local fake server "
-          f"(latency +-{args.jitter:.0%}), on {os.cpu_count()} CPU cores shared by client and server")
-    print(f"{'latency s':>9} | {'requests':>8} | {'elapsed s':>9} | {'req/s':>8} | {'ideal req/s':>11} | {'ratio':>5}")
-    print("-" * 66)
+    print(f"\nLLM path, {args.concurrency} requests in flight, {args.records} records, local fake server in its own "
+          f"process (latency +-{args.jitter:.0%}), {os.cpu_count()} CPU cores shared by client(s) and server.")
+    print("steady req/s: answers/s between the 10th and 90th percentile of answer times; ratio = steady / ideal.")
+    print("client ms/req: client CPU per request, all client processes; busy: CPU / wall, per process.\n")
+    head = (f"{'latency s':>9} | {'procs':>5} | {'elapsed s':>9} | {'req/s':>7} | {'steady':>7} | {'ideal':>6} | "
+            f"{'ratio':>5} | {'client ms/req':>13} | {'client busy':>11} | {'server busy':>11}")
+    print(head)
+    print("-" * len(head))
     for lat in (float(x) for x in args.latencies.split(",")):
-        r = bench_llm(records(args.records), lat, args.concurrency, args.jitter)
-        print(f"{r['latency']:>9.2f} | {r['requests']:>8} | {r['elapsed']:>9.2f} | {r['rps']:>8.1f} | "
-              f"{r['ideal']:>11.0f} | {r['ratio']:>5.2f}" + (f"  errors {r['errors']}" if r["errors"] else ""))
+        for procs in (int(x) for x in args.processes.split(",")):
+            r = bench_llm(records(args.records), lat, args.concurrency, args.jitter, procs)
+            server = "n/a" if r["server_busy"] is None else f"{r['server_busy']:.0%}"
+            print(f"{r['latency']:>9.2f} | {r['processes']:>5} | {r['elapsed']:>9.2f} | {r['rps']:>7.1f} | "
+                  f"{r['steady']:>7.1f} | {r['ideal']:>6.0f} | {r['ratio']:>5.2f} | {r['client_ms']:>13.2f} | "
+                  f"{r['client_busy']:>11.0%} | {server:>11}" + (f"  errors {r['errors']}" if r["errors"] else ""),
+                  flush=True)
 
 
 if __name__ == "__main__":

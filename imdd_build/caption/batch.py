@@ -99,6 +99,7 @@ def submit(catalog: Catalog, store: Store, options: LLMOptions, prices: Prices, 
         lines, chunk, size, chunk_cost = [], [], 0, 0.0
 
     seen: set[str] = set()
+    stopped: str | None = None
     for record in iter_candidates(catalog, options.source, options.where):
         prepared = run.prepare(record)
         if prepared is None:
@@ -113,7 +114,7 @@ def submit(catalog: Catalog, store: Store, options: LLMOptions, prices: Prices, 
             counts["in_flight"] += 1
             continue
         if options.limit is not None and counts["requests"] >= options.limit:
-            run.stopped = "limit"
+            stopped = "limit"
             break
         custom_id = f"{ck[:40]}-{step.attempt}"
         if custom_id in seen:
@@ -123,7 +124,7 @@ def submit(catalog: Catalog, store: Store, options: LLMOptions, prices: Prices, 
             messages = retry_messages(messages, step.previous, step.reasons, run.prompt)
         est = prices.cost(*run.estimate(messages), batch=True)
         if options.max_cost is not None and est_total + est > options.max_cost:
-            run.stopped = "max_cost"
+            stopped = "max_cost"
             break
         line = (json.dumps({"custom_id": custom_id, "method": "POST", "url": ENDPOINT,
                             "body": request_body(options, messages, options.response_format)},
@@ -140,7 +141,7 @@ def submit(catalog: Catalog, store: Store, options: LLMOptions, prices: Prices, 
     close_chunk()
     run.flush()
     return {"command": "caption", "mode": "llm-batch", "action": "submit", "model": options.model,
-            "batches": created, **counts, "estimated_cost_usd": round(est_total, 6), "stopped": run.stopped,
+            "batches": created, **counts, "estimated_cost_usd": round(est_total, 6), "stopped": stopped,
             "kept": run.c["kept"], "already": run.c["already"]}
 
 

@@ -9,6 +9,7 @@ terms, location and severity the model says it wrote) is checked too.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -60,13 +61,13 @@ _NOT_LOCALIZED = re.compile(r"\bnot (?:annotated|localized|localised|known)\b|\b
 
 
 @lru_cache(maxsize=4)
-def _taxonomy(path: str) -> Taxonomy:
-    return load_taxonomy(Path(path))
+def _taxonomy(env_value: str | None) -> Taxonomy:
+    return load_taxonomy(taxonomy_path())
 
 
 def taxonomy() -> Taxonomy:
-    """The taxonomy, cached by its path as configured (load_taxonomy resolves the path on every call)."""
-    return _taxonomy(str(taxonomy_path()))
+    """The taxonomy, cached by IMDD_TAXONOMY as set (load_taxonomy resolves the path on every call)."""
+    return _taxonomy(os.environ.get("IMDD_TAXONOMY"))
 
 
 def style_guide_path() -> Path:
@@ -168,6 +169,17 @@ def _all_type_names(tax: Taxonomy) -> tuple[str, ...]:
     return _TYPE_NAMES[id(tax)]
 
 
+_ANY_TYPE_NAME: dict[int, re.Pattern] = {}
+
+
+def _any_type_name(tax: Taxonomy) -> re.Pattern:
+    """One pattern matching wherever any type name might: a cheap first pass before the per-name one."""
+    if id(tax) not in _ANY_TYPE_NAME:
+        alternatives = "|".join(_term_pattern(n).pattern[2:-2] for n in _all_type_names(tax))
+        _ANY_TYPE_NAME[id(tax)] = re.compile(rf"\b(?:{alternatives})\b", re.IGNORECASE)
+    return _ANY_TYPE_NAME[id(tax)]
+
+
 def _names(text: str, term: str) -> bool:
     for m in _term_pattern(term).finditer(text):
         if not _LIKE_SUFFIX.match(text[m.end():]):  # "a scratch-like mark" describes a shape, not the type
@@ -226,7 +238,8 @@ def check_caption(record: Record, text: str | None, stated: dict | None = None,
     stated_terms = [str(t) for t in stated.get("defect_terms") or [] if str(t).strip()]
     if record.label == "normal":
         clean = bool(_CLEAN_STATEMENT.search(text))
-        claimed = [n for n in _all_type_names(tax) if _names(affirmative, n)]
+        claimed = ([n for n in _all_type_names(tax) if _names(affirmative, n)]
+                   if _any_type_name(tax).search(affirmative) else [])
         claimed += [w for w in _GENERIC_WORDS if re.search(rf"\b{w}\b", affirmative, re.IGNORECASE)]
         ok = clean and not claimed and not stated_terms
         why = []

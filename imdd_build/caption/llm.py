@@ -1,7 +1,8 @@
 """LLM caption drafting against OpenAI or any OpenAI-compatible server (vLLM, Ollama, llama.cpp).
 
-One async loop, `concurrency` workers pulling records from a bounded queue (memory stays flat at
-any catalog size). Per record: the cached answers decide the next step (`next_step`), so a rerun
+One async loop per client process, `concurrency` workers pulling records from a bounded queue
+(memory stays flat at any catalog size); `--processes N` runs N such processes over hash partitions
+of the records, sharing one budget (`llm_pool`). Per record: the cached answers decide the next step (`next_step`), so a rerun
 after a crash, a kill or `--max-cost` sends only requests that were never answered. Every answer is
 committed to `llm_answers` the moment it arrives; captions are written back in batches (they can
 always be rebuilt from the answers). A draft that fails the checks is retried once with the reasons;
@@ -11,7 +12,8 @@ The API key comes from OPENAI_API_KEY only; it is handed to the client and never
 or printed by this module.
 
 Entry point `caption_llm` here; the parts live in `llm_client` (options, client, retries),
-`llm_records` (selection, next step, provenance) and `llm_run` (the async run, `LLMRun`).
+`llm_records` (selection, next step, provenance), `llm_run` (the async run, `LLMRun`), `llm_state`
+(budget, limit, pause and stop, per process or shared) and `llm_pool` (the client processes).
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ from .llm_client import (  # noqa: F401  (re-exported: imported from imdd_build.
     request_body,
     retry_after_seconds,
     short_error,
+    transport_name,
 )
 from .llm_records import Step, caption_fields, evaluate, iter_candidates, next_step  # noqa: F401
+from .llm_pool import auto_processes, run_processes
 from .llm_run import EST_OUTPUT_TOKENS, LLMRun  # noqa: F401
 from .pricing import Prices
 
@@ -55,15 +59,29 @@ def caption_llm(catalog: Catalog, store: Store, options: LLMOptions, prices: Pri
     if options.dry_run:
         summary = {**base, **run.dry_run(), "kept": run.c["kept"], "already": run.c["already"]}
     else:
-        run.clients = list(client) if isinstance(client, (list, tuple)) else [client] if client else make_clients(options)
+        processes = auto_processes(options.concurrency) if options.processes == 0 else options.processes
+        processes = 1 if client is not None else max(1, min(processes, options.concurrency))
         started = time.perf_counter()
-        asyncio.run(run.run_async())
+        cpu = time.process_time()
+        if processes == 1:
+            run.clients = list(client) if isinstance(client, (list, tuple)) else [client] if client else make_clients(options)
+            asyncio.run(run.run_async())
+            counters, samples, fmt, state, crashes = run.c, run.error_samples, run.format, run.state, []
+            client_cpu, per_process = [round(time.process_time() - cpu, 3)], [run.c["requests"]]
+        else:
+            make_client(options, async_client=False).close()  # a missing key fails here, not in N processes
+            merged = run_processes(catalog, store, options, prices, processes, on_record=on_record)
+            counters = {**run.c, **merged["c"]}  # the parent's own counters are all zero
+            samples, fmt, state, crashes = merged["error_samples"], merged["format"], merged["state"], merged["crashes"]
+            client_cpu, per_process = merged["cpu_s"], merged["requests"]
         elapsed = time.perf_counter() - started
-        summary = {**base, **run.c, "cost_usd": round(run.spent, 6),
-                   "stopped": run.stopped or ("limit" if run.limited else None), "error": run.fatal,
-                   "error_samples": run.error_samples, "elapsed_s": round(elapsed, 3),
-                   "requests_per_s": round(run.c["requests"] / elapsed, 2) if elapsed > 0 else None,
-                   "response_format": run.format}
+        summary = {**base, **counters, "cost_usd": round(state.spent, 6),
+                   "stopped": state.stopped or ("limit" if state.limited else None),
+                   "error": state.fatal or ("; ".join(crashes) if crashes else None),
+                   "error_samples": samples, "elapsed_s": round(elapsed, 3),
+                   "requests_per_s": round(counters["requests"] / elapsed, 2) if elapsed > 0 else None,
+                   "response_format": fmt, "processes": processes, "transport": transport_name(options),
+                   "client_cpu_s": client_cpu, "requests_per_process": per_process}
     summary["records"] = catalog.count()
     summary["uncaptioned"] = catalog.db.execute("SELECT COUNT(*) FROM records WHERE caption_status IS NULL").fetchone()[0]
     return summary

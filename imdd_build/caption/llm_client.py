@@ -8,6 +8,7 @@ and `backoff` decide what an error means and how long to wait before trying agai
 from __future__ import annotations
 
 import email.utils
+import importlib.util
 import os
 import random
 import re
@@ -35,6 +36,8 @@ class LLMOptions:
     vision: bool = False
     image_detail: str = "high"
     concurrency: int = 16
+    transport: str = "auto"  # auto (aiohttp when installed), aiohttp or httpx
+    processes: int = 1  # client processes sharing the run (0: one per 64 in flight, at most one per core)
     max_cost: float | None = None
     limit: int | None = None
     where: str | None = None
@@ -93,9 +96,25 @@ def backoff(attempt: int, base: float, cap: float) -> float:
 CONNECTIONS_PER_CLIENT = 32
 
 
+def transport_name(options: LLMOptions) -> str:
+    """The HTTP transport under the openai client: `aiohttp` (the SDK's `DefaultAioHttpClient`,
+    about half the client CPU per request) when installed, else the SDK's default httpx."""
+    if options.transport not in ("auto", "aiohttp", "httpx"):
+        raise ValueError(f"invalid --transport {options.transport!r} (auto, aiohttp or httpx)")
+    if options.transport != "auto":
+        return options.transport
+    import openai
+
+    has_aiohttp = importlib.util.find_spec("aiohttp") is not None
+    return "aiohttp" if has_aiohttp and hasattr(openai, "DefaultAioHttpClient") else "httpx"
+
+
 def make_clients(options: LLMOptions) -> list:
-    """Async clients sharing the concurrency, at most 32 connections each: httpcore's pool does work
-    linear in its size on every request, so one pool of 256 connections costs the client CPU."""
+    """Async clients sharing the concurrency. One aiohttp-backed client; with httpx, clients of at
+    most 32 connections each: httpcore's pool does work linear in its size on every request, so one
+    pool of 256 connections costs the client CPU."""
+    if transport_name(options) == "aiohttp":
+        return [make_client(options)]
     n = max(1, -(-options.concurrency // CONNECTIONS_PER_CLIENT))
     per = -(-options.concurrency // n)
     return [make_client(options, connections=per) for _ in range(n)]
@@ -120,8 +139,15 @@ def make_client(options: LLMOptions, async_client: bool = True, connections: int
     conns = max(connections or options.concurrency, 1)
     limits = httpx.Limits(max_connections=conns, max_keepalive_connections=conns)
     if async_client:
+        if transport_name(options) == "aiohttp":
+            try:
+                http = openai.DefaultAioHttpClient(limits=limits, timeout=options.timeout)
+            except RuntimeError:
+                raise ValueError("--transport aiohttp needs the SDK's aiohttp extra: pip install 'openai[aiohttp]'") from None
+        else:
+            http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=options.timeout)
         return openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=options.timeout,
-                                  http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=options.timeout))
+                                  http_client=http)
     return openai.OpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=options.timeout)
 
 

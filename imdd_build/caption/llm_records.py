@@ -5,6 +5,7 @@ next from its cached answers (`next_step`), and the caption fields built from th
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,11 +26,17 @@ _WHERE_COLUMNS = ("SELECT key, source, split, label, caption_status, data, "
                   "json_extract(data, '$.caption_source') AS caption_source FROM records")
 
 
+def in_partition(key: str, partition: tuple[int, int] | None) -> bool:
+    """Whether client process `i` of `n` owns this record: crc32 of the key, modulo n."""
+    return partition is None or zlib.crc32(key.encode()) % partition[1] == partition[0]
+
+
 def iter_candidates(catalog: Catalog, source: str | None = None, where: str | None = None,
-                    page: int = 500) -> Iterator[Record]:
+                    page: int = 500, partition: tuple[int, int] | None = None) -> Iterator[Record]:
     """Records in key order, filtered by `--source` and `--where` (an SQL boolean expression over
-    key, source, split, label, caption_status, caption_source, product, domain and data (JSON)).
-    Read through a read-only connection, so a `--where` can never write."""
+    key, source, split, label, caption_status, caption_source, product, domain and data (JSON)),
+    and to partition `(i, n)` when given. Read through a read-only connection, so a `--where` can
+    never write."""
     if where and ";" in where:
         raise ValueError("--where: one SQL expression, no ';'")
     ro = sqlite3.connect(f"file:{catalog.path}?mode=ro", uri=True, timeout=60)
@@ -48,8 +55,9 @@ def iter_candidates(catalog: Catalog, source: str | None = None, where: str | No
                 raise ValueError(f"--where {where!r}: {exc}") from None
             if not rows:
                 return
-            for _, data in rows:
-                yield Record.model_validate_json(data)
+            for key, data in rows:
+                if in_partition(key, partition):
+                    yield Record.model_validate_json(data)
             args[0] = rows[-1][0]
     finally:
         ro.close()

@@ -16,6 +16,8 @@ from ..store import Store
 from .cache import Answer, AnswerCache, apply_captions, cache_key, ensure_tables, is_protected
 from .llm_client import FatalError, LLMOptions, RecordError, backoff, classify, request_body, short_error
 from .llm_records import Step, caption_fields, iter_candidates, next_step
+from .llm_state import RunState
+from .llm_writer import CatalogWriter
 from .pricing import Prices
 from .prompt import build_messages, estimate_text_tokens, facts, load_prompt, mask_overlay, retry_messages
 
@@ -26,28 +28,20 @@ EST_OUTPUT_TOKENS = 110  # ~42 words of caption plus the JSON around it
 class LLMRun:
     def __init__(self, catalog: Catalog, store: Store, options: LLMOptions, prices: Prices,
                  client: Any = None, on_record: Callable[[Record], None] | None = None,
-                 on_total: Callable[[int], None] | None = None):
+                 state: RunState | None = None, partition: tuple[int, int] | None = None):
         self.catalog, self.store, self.opts, self.prices = catalog, store, options, prices
         self.clients = list(client) if isinstance(client, (list, tuple)) else [client] if client else []
         self.next_client = 0
-        try:
-            from openai.types.chat import ChatCompletion
-        except ImportError:  # a dry run needs no client
-            ChatCompletion = None
-        self.chat_completion = ChatCompletion
         self.on_record = on_record
-        self.on_total = on_total
         self.prompt = load_prompt()
         ensure_tables(catalog)
         self.cache = AnswerCache(catalog)
         self.format = options.response_format
-        self.pause_until = 0.0
-        self.stopped: str | None = None
-        self.limited = False
-        self.fatal: str | None = None
+        # budget, limit, pause and stop: this process's own, or shared by the --processes clients
+        self.state = state or RunState(options.max_cost, options.limit)
+        self.partition = partition
         self.pending: dict[str, dict] = {}
-        self.spent = 0.0
-        self.reserved = 0.0
+        self.writer: CatalogWriter | None = None  # during run_async: answers and captions go through it
         self.c = {"captioned": 0, "passed": 0, "failed_checks": 0, "unusable": 0, "retried_with_reasons": 0,
                   "from_cache": 0, "requests": 0, "transport_retries": 0, "errors": 0, "kept": 0, "already": 0,
                   "not_sent": 0, "input_tokens": 0, "output_tokens": 0}
@@ -61,14 +55,8 @@ class LLMRun:
                 min(EST_OUTPUT_TOKENS, self.opts.max_tokens))
 
     def _reserve(self, messages: list[dict]) -> float | None:
-        if self.stopped:
-            return None
         est = self.prices.cost(*self.estimate(messages))
-        if self.opts.max_cost is not None and self.spent + self.reserved + est > self.opts.max_cost:
-            self.stopped = "max_cost"
-            return None
-        self.reserved += est
-        return est
+        return est if self.state.reserve(est) else None
 
     # records ----------------------------------------------------------------------------------
     def prepare(self, record: Record) -> tuple[dict, str] | None:
@@ -111,7 +99,10 @@ class LLMRun:
 
     def flush(self) -> None:
         if self.pending:
-            apply_captions(self.catalog, self.pending)
+            if self.writer is not None:
+                self.writer.captions(self.pending)
+            else:
+                apply_captions(self.catalog, self.pending)
             self.pending = {}
 
     async def one(self, record: Record, record_facts: dict, ck: str) -> None:
@@ -138,22 +129,25 @@ class LLMRun:
         if est is None:
             return None
         loop = asyncio.get_running_loop()
+        state = self.state
+        cost = 0.0
         try:
             tries = 0
             while True:
-                wait = self.pause_until - loop.time()
+                wait = state.pause_until() - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                if self.fatal:
+                if state.fatal:
                     return None
                 body = request_body(self.opts, messages, self.format)
                 client = self.clients[self.next_client % len(self.clients)]
                 self.next_client += 1
                 try:
                     # The client's generic `post` with the documented request body: the same request as
-                    # `chat.completions.create` without its per-call TypedDict walk over the messages,
-                    # which costs more CPU than everything else here at hundreds of requests/s.
-                    resp = await client.post("/chat/completions", body=body, cast_to=self.chat_completion,
+                    # `chat.completions.create` without its per-call TypedDict walk over the messages
+                    # and model construction of the answer, which cost more CPU than everything else
+                    # here at hundreds of requests/s. The answer comes back as the parsed JSON object.
+                    resp = await client.post("/chat/completions", body=body, cast_to=object,
                                              options={"headers": {"X-Imdd-Record": record.key,
                                                                   "X-Imdd-Request": f"{ck}:{attempt}"}})
                 except Exception as exc:  # noqa: BLE001 - classified below
@@ -163,33 +157,36 @@ class LLMRun:
                         log.warning("server refused the response format; falling back to %s", self.format)
                         continue
                     if kind == "fatal":
-                        self.fatal = short_error(exc)
-                        raise FatalError(self.fatal) from None
+                        state.fail(short_error(exc))
+                        raise FatalError(short_error(exc)) from None
                     if kind == "record" or tries >= self.opts.max_retries:
                         raise RecordError(short_error(exc)) from None
                     delay = after if after is not None else backoff(tries, self.opts.backoff_base, self.opts.backoff_max)
                     if after is not None and getattr(exc, "status_code", None) == 429:
-                        self.pause_until = max(self.pause_until, loop.time() + delay)  # everyone waits
+                        state.pause(loop.time() + delay)  # everyone waits, in every client process
                     tries += 1
                     self.c["transport_retries"] += 1
                     log.info("retrying %s after %.2fs: %s", record.key, delay, short_error(exc))
                     await asyncio.sleep(delay)
                     continue
                 break
+            content, usage = completion_parts(resp)
+            est_in, _ = self.estimate(messages)
+            n_in = int(usage.get("prompt_tokens") or est_in)
+            n_out = int(usage.get("completion_tokens") or (len(content or "") // 4))
+            cost = self.prices.cost(n_in, n_out)
         finally:
-            self.reserved -= est
-        content = resp.choices[0].message.content if resp.choices else None
-        usage = getattr(resp, "usage", None)
-        est_in, _ = self.estimate(messages)
-        n_in = int(getattr(usage, "prompt_tokens", None) or est_in)
-        n_out = int(getattr(usage, "completion_tokens", None) or (len(content or "") // 4))
-        cost = self.prices.cost(n_in, n_out)
-        answer = Answer(cache_key=ck, attempt=attempt, record_key=record.key, model=getattr(resp, "model", None)
-                        or self.opts.model, prompt_version=self.prompt.version, content=content,
-                        input_tokens=n_in, output_tokens=n_out, cost_usd=cost, mode="sync", created_at=time.time())
-        answer.model = self.opts.model  # the requested name (servers may report a resolved snapshot)
-        self.cache.put(answer)  # durable before anything else: a kill after this never re-sends it
-        self.spent += cost
+            state.settle(est, cost)
+        # the requested model name is stored (servers may report a resolved snapshot)
+        answer = Answer(cache_key=ck, attempt=attempt, record_key=record.key, model=self.opts.model,
+                        prompt_version=self.prompt.version, content=content, input_tokens=n_in,
+                        output_tokens=n_out, cost_usd=cost, mode="sync", created_at=time.time())
+        # durable before the caption built from it, within a millisecond or two: a kill after the
+        # commit never re-sends it
+        if self.writer is not None:
+            self.writer.answer(answer)
+        else:
+            self.cache.put(answer)
         self.c["requests"] += 1
         self.c["input_tokens"] += n_in
         self.c["output_tokens"] += n_out
@@ -200,7 +197,7 @@ class LLMRun:
             item = await queue.get()
             if item is None:
                 return
-            if self.fatal or self.stopped:
+            if self.state.halted:
                 self.c["not_sent"] += 1
                 continue
             record, record_facts, ck = item
@@ -217,24 +214,24 @@ class LLMRun:
         n = max(1, self.opts.concurrency)
         queue: asyncio.Queue = asyncio.Queue(maxsize=2 * n)
         workers = [asyncio.create_task(self.worker(queue)) for _ in range(n)]
-        taken = 0
+        self.writer = CatalogWriter(self.catalog.path, on_error=self.state.fail)
         try:
-            for record in iter_candidates(self.catalog, self.opts.source, self.opts.where):
-                if self.fatal or self.stopped:
+            for record in iter_candidates(self.catalog, self.opts.source, self.opts.where, partition=self.partition):
+                if self.state.halted:
                     break
                 prepared = self.prepare(record)
                 if prepared is None:
                     continue
-                if self.opts.limit is not None and taken >= self.opts.limit:
-                    self.limited = True  # not `stopped`: what is queued still runs
+                if not self.state.take():  # --limit reached; not a stop: what is queued still runs
                     break
-                taken += 1
                 await queue.put((record, *prepared))
         finally:
             for _ in workers:
                 await queue.put(None)
             await asyncio.gather(*workers, return_exceptions=True)
             self.flush()
+            self.writer.close()
+            self.writer = None
             for client in self.clients:
                 await client.close()
 
@@ -263,4 +260,16 @@ class LLMRun:
                 "estimated_cost_usd": round(self.prices.cost(tin, tout), 6),
                 "estimated_batch_cost_usd": round(self.prices.cost(tin, tout, batch=True), 6),
                 "note": "first attempts only; a draft that fails the checks costs one more request"}
+
+
+
+def completion_parts(resp: Any) -> tuple[str | None, dict]:
+    """(message content, usage) of a chat-completion answer parsed as JSON."""
+    if not isinstance(resp, dict):
+        raise RecordError(f"unexpected answer of type {type(resp).__name__}")
+    choices = resp.get("choices") or []
+    message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    usage = resp.get("usage")
+    return (content if isinstance(content, str) else None), (usage if isinstance(usage, dict) else {})
 
