@@ -2,10 +2,14 @@
 path (requests/s) against the local fake OpenAI server with artificial latency.
 
     .venv/bin/python bench/captions.py [--records 4096] [--concurrency 256] [--latencies 1.0,0.25]
+                                       [--processes 1,0]
 
 The ideal LLM rate is concurrency / latency: a client that is never the bottleneck sustains close
 to it. The server runs in its own process (tests/llm_server.py) so that it does not share the
-client's interpreter.
+client's interpreter. Each latency is run with each client process count (`--processes`, 0 = the
+CLI's default: one per 64 in flight, at most one per core); the single-process run is the baseline.
+The busy columns say which side ran out of CPU: a client process near 100% is the bottleneck; the
+whole machine near 100% means the cores are.
 """
 
 from __future__ import annotations
@@ -74,6 +78,16 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def _box_jiffies() -> tuple[int, int] | None:
+    """(busy, total) CPU jiffies of the whole machine since boot (Linux /proc/stat)."""
+    try:
+        values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return sum(values) - idle, sum(values)
+
+
 def _steady_rate(db: Path) -> float:
     """Answers/s between the 10th and 90th percentile of answer times: the sustained rate, without
     the start (process spawn, first connections) and the drain of the last requests."""
@@ -96,9 +110,12 @@ def bench_llm(recs: list[Record], latency: float, concurrency: int, jitter: floa
             os.environ.setdefault("OPENAI_API_KEY", "sk-bench-not-a-key")
             options = LLMOptions(base_url=f"http://127.0.0.1:{port}/v1", concurrency=concurrency, timeout=60,
                                  processes=processes)
-            server_cpu = _cpu_seconds(server.pid)
+            server_cpu, box = _cpu_seconds(server.pid), _box_jiffies()
             summary = caption_llm(catalog, Store(Path(tmp) / "store"), options, load_prices(options.model))
             server_cpu = None if server_cpu is None else _cpu_seconds(server.pid) - server_cpu
+            box_after = _box_jiffies()
+            box_busy = None if box is None or box_after is None else \
+                (box_after[0] - box[0]) / max(1, box_after[1] - box[1])
             steady = _steady_rate(catalog.path)
             catalog.close()
     finally:
@@ -111,7 +128,8 @@ def bench_llm(recs: list[Record], latency: float, concurrency: int, jitter: floa
             "rps": summary["requests_per_s"], "steady": steady, "ideal": ideal, "ratio": steady / ideal,
             "client_ms": 1000 * client_cpu / max(n, 1),
             "client_busy": client_cpu / (elapsed * summary["processes"]),
-            "server_busy": None if server_cpu is None else server_cpu / elapsed, "errors": summary["errors"]}
+            "server_busy": None if server_cpu is None else server_cpu / elapsed, "box_busy": box_busy,
+            "errors": summary["errors"]}
 
 
 def main() -> None:
@@ -129,18 +147,20 @@ def main() -> None:
     print(f"\nLLM path, {args.concurrency} requests in flight, {args.records} records, local fake server in its own "
           f"process (latency +-{args.jitter:.0%}), {os.cpu_count()} CPU cores shared by client(s) and server.")
     print("steady req/s: answers/s between the 10th and 90th percentile of answer times; ratio = steady / ideal.")
-    print("client ms/req: client CPU per request, all client processes; busy: CPU / wall, per process.\n")
+    print("client ms/req: client CPU per request, all client processes; busy: CPU / wall, per process; "
+          "box busy: all cores of the machine, whatever runs on them.\n")
     head = (f"{'latency s':>9} | {'procs':>5} | {'elapsed s':>9} | {'req/s':>7} | {'steady':>7} | {'ideal':>6} | "
-            f"{'ratio':>5} | {'client ms/req':>13} | {'client busy':>11} | {'server busy':>11}")
+            f"{'ratio':>5} | {'client ms/req':>13} | {'client busy':>11} | {'server busy':>11} | {'box busy':>8}")
     print(head)
     print("-" * len(head))
     for lat in (float(x) for x in args.latencies.split(",")):
         for procs in (int(x) for x in args.processes.split(",")):
             r = bench_llm(records(args.records), lat, args.concurrency, args.jitter, procs)
             server = "n/a" if r["server_busy"] is None else f"{r['server_busy']:.0%}"
+            box = "n/a" if r["box_busy"] is None else f"{r['box_busy']:.0%}"
             print(f"{r['latency']:>9.2f} | {r['processes']:>5} | {r['elapsed']:>9.2f} | {r['rps']:>7.1f} | "
                   f"{r['steady']:>7.1f} | {r['ideal']:>6.0f} | {r['ratio']:>5.2f} | {r['client_ms']:>13.2f} | "
-                  f"{r['client_busy']:>11.0%} | {server:>11}" + (f"  errors {r['errors']}" if r["errors"] else ""),
+                  f"{r['client_busy']:>11.0%} | {server:>11} | {box:>8}" + (f"  errors {r['errors']}" if r["errors"] else ""),
                   flush=True)
 
 

@@ -101,3 +101,5 @@ def caption_cmd(
     emit(summary, as_json)
     if summary.get("error"):
         raise typer.Exit(2)
+    if summary.get("stopped") == "interrupted":
+        raise typer.Exit(130)  # what a shell reports for Ctrl-C; answers so far are kept

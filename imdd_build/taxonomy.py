@@ -139,8 +139,14 @@ def _resolved_default(env_value: str | None) -> Path:
 def load_taxonomy(path: Path | None = None) -> Taxonomy:
     """The taxonomy (cached per file; called per caption, so no filesystem work on a hit)."""
     if path is None:
-        return _load(_resolved_default(os.environ.get("IMDD_TAXONOMY")))
+        return _load_default(os.environ.get("IMDD_TAXONOMY"))
     return _load(Path(path).resolve())
+
+
+@lru_cache(maxsize=8)
+def _load_default(env_value: str | None) -> Taxonomy:
+    """The configured taxonomy keyed by the variable's text: one dict lookup per call."""
+    return _load(_resolved_default(env_value))
 
 
 def domain_name(domain: str) -> str:

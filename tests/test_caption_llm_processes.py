@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import test_caption_llm as base
 from test_caption_llm import KEY, N, _answers, _count, _records
 
@@ -150,3 +152,27 @@ def test_local_and_shared_state_agree():
         state.fail("AuthenticationError 401: bad key")
         state.fail("a later error")
         assert state.fatal == "AuthenticationError 401: bad key"
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_ctrl_c_stops_cleanly_keeping_every_answer(ws, server, processes):
+    server.latency = 0.3
+    env = {**os.environ, "OPENAI_API_KEY": KEY}
+    cmd = [sys.executable, "-m", "imdd_build", "--workspace", str(ws), "caption", "--llm", "--base-url",
+           server.base_url, "--concurrency", "4", "--processes", processes, "--json"]
+    db = ws / "catalog.sqlite"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and _count(db, "SELECT COUNT(*) FROM llm_answers") < 8:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, errout = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in errout
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["stopped"] == "interrupted" and 8 <= summary["requests"] < N
+    assert len(server.chat_log()) == summary["requests"] == len(_answers(ws))  # nothing answered was lost
+    rest = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert rest.returncode == 0, rest.stderr
+    assert json.loads(rest.stdout.strip().splitlines()[-1])["requests"] == N - summary["requests"]
+    sent = [e["request"] for e in server.chat_log()]
+    assert len(sent) == len(set(sent)) == N

@@ -69,7 +69,9 @@ def caption_llm(catalog: Catalog, store: Store, options: LLMOptions, prices: Pri
             counters, samples, fmt, state, crashes = run.c, run.error_samples, run.format, run.state, []
             client_cpu, per_process = [round(time.process_time() - cpu, 3)], [run.c["requests"]]
         else:
-            make_client(options, async_client=False).close()  # a missing key fails here, not in N processes
+            # a missing key or a bad --where fails here, once, not in N processes
+            make_client(options, async_client=False).close()
+            next(iter_candidates(catalog, options.source, options.where, page=1), None)
             merged = run_processes(catalog, store, options, prices, processes, on_record=on_record)
             counters = {**run.c, **merged["c"]}  # the parent's own counters are all zero
             samples, fmt, state, crashes = merged["error_samples"], merged["format"], merged["state"], merged["crashes"]

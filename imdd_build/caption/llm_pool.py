@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import dataclasses
+import logging
 import multiprocessing as mp
 import os
 import queue
@@ -37,6 +38,7 @@ from .llm_run import LLMRun
 from .llm_state import SharedRunState
 from .pricing import Prices
 
+log = logging.getLogger("imdd_build.caption.llm")
 PER_PROCESS = 64  # requests in flight per client process that `--processes auto` aims at
 FORMAT_ORDER = ("json_schema", "json_object", "none")
 
@@ -143,6 +145,7 @@ def run_processes(catalog: Catalog, store: Store, options: LLMOptions, prices: P
         except KeyboardInterrupt:
             interrupts += 1
             state.stop("interrupted")
+            log.warning("interrupted: finishing the requests in flight (Ctrl-C again to abort)")
             if interrupts > 1:
                 for p in procs:
                     p.kill()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -215,6 +216,7 @@ class LLMRun:
         queue: asyncio.Queue = asyncio.Queue(maxsize=2 * n)
         workers = [asyncio.create_task(self.worker(queue)) for _ in range(n)]
         self.writer = CatalogWriter(self.catalog.path, on_error=self.state.fail)
+        on_sigint = self._stop_on_sigint()
         try:
             for record in iter_candidates(self.catalog, self.opts.source, self.opts.where, partition=self.partition):
                 if self.state.halted:
@@ -232,8 +234,29 @@ class LLMRun:
             self.flush()
             self.writer.close()
             self.writer = None
+            if on_sigint:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
             for client in self.clients:
                 await client.close()
+
+    def _stop_on_sigint(self) -> bool:
+        """First Ctrl-C: a clean stop (nothing new is sent, answers in flight are kept, the summary
+        is printed); a second one interrupts. Only where Python's own handler is in place (not in
+        the --processes children, which ignore SIGINT and follow the parent's stop)."""
+        if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, None):
+            return False
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            self.state.stop("interrupted")
+            loop.remove_signal_handler(signal.SIGINT)  # the next Ctrl-C raises KeyboardInterrupt
+            log.warning("interrupted: finishing the requests in flight (Ctrl-C again to abort)")
+
+        try:
+            loop.add_signal_handler(signal.SIGINT, stop)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            return False
+        return True
 
     def dry_run(self) -> dict:
         """Count and price what a run would send, sending nothing."""
