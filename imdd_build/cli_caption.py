@@ -70,6 +70,9 @@ def caption_cmd(
             summary.update(check_workspace(catalog, source=source))
         emit(summary, as_json)
         return
+    if force:
+        raise ValueError("--force is for template captions; --llm redrafts on its own when the prompt, model, "
+                         "options or a record's facts change, and never pays twice for the same request")
     if batch not in (None, "submit", "status", "collect"):
         raise ValueError(f"invalid --batch {batch!r} (submit, status or collect)")
     if fmt not in RESPONSE_FORMATS:

@@ -176,3 +176,8 @@ def test_ctrl_c_stops_cleanly_keeping_every_answer(ws, server, processes):
     assert json.loads(rest.stdout.strip().splitlines()[-1])["requests"] == N - summary["requests"]
     sent = [e["request"] for e in server.chat_log()]
     assert len(sent) == len(set(sent)) == N
+
+
+def test_force_is_refused_with_llm(ws, server, llm):
+    out = llm("--force", expect=2)
+    assert "--force is for template captions" in out["error"] and server.log == []
