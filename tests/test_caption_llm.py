@@ -273,24 +273,37 @@ def _count(db: Path, sql: str) -> int:
         return -1
 
 
-def test_sigkill_mid_run_then_rerun_captions_each_record_once(ws, server):
-    server.latency = 0.05
-    env = {**os.environ, "OPENAI_API_KEY": KEY}
-    cmd = [sys.executable, "-m", "imdd_build", "--workspace", str(ws), "caption", "--llm", "--base-url",
-           server.base_url, "--concurrency", "4", "--json"]
-    db = ws / "catalog.sqlite"
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
+def caption_cmd(ws: Path, server: FakeOpenAI, *extra: str) -> list[str]:
+    """`caption --llm` as a separate process (python -m imdd_build), 4 requests in flight."""
+    return [sys.executable, "-m", "imdd_build", "--workspace", str(ws), "caption", "--llm", "--base-url",
+            server.base_url, "--concurrency", "4", *extra, "--json"]
+
+
+def wait_for_answers(db: Path, n: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Until `llm_answers` holds n rows; fails if the run ends first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and _count(db, "SELECT COUNT(*) FROM llm_answers") < n:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run finished before it could be stopped"
+
+
+def kill_after_answers(cmd: list[str], env: dict, db: Path, n: int = 12) -> tuple[str, str, float]:
+    """Run cmd, SIGKILL it once n answers are stored; (stdout, stderr, monotonic time of the kill).
+    Returns once everything holding its pipes (client processes too) is gone."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        while time.time() < deadline and proc.poll() is None:
-            if _count(db, "SELECT COUNT(*) FROM llm_answers") >= 12:
-                break
-            time.sleep(0.005)
-        assert proc.poll() is None, "the run finished before it could be killed"
+        wait_for_answers(db, n, proc)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         out, errout = proc.communicate()
-    kill_t = time.monotonic()
+    return out, errout, time.monotonic()
+
+
+def test_sigkill_mid_run_then_rerun_captions_each_record_once(ws, server):
+    server.latency = 0.05
+    env = {**os.environ, "OPENAI_API_KEY": KEY}
+    cmd = caption_cmd(ws, server)
+    out, errout, kill_t = kill_after_answers(cmd, env, ws / "catalog.sqlite")
     persisted = {f"{ck}:{a}" for _, a, ck in _answers(ws)}
     assert 12 <= len(persisted) < N
     before = server.chat_log()
@@ -309,5 +322,5 @@ def test_sigkill_mid_run_then_rerun_captions_each_record_once(ws, server):
     assert len(rows) == N and len({r[0] for r in rows}) == N  # one answer per record
     recs = _records(ws)
     assert all(r.caption_source == "llm" and r.caption_meta["attempts"] == 1 for r in recs.values())
-    for text in (out.decode(), errout.decode(), done.stdout, done.stderr):
+    for text in (out, errout, done.stdout, done.stderr):
         assert KEY not in text

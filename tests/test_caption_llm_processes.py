@@ -6,13 +6,12 @@ import multiprocessing as mp
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 import test_caption_llm as base
-from test_caption_llm import KEY, N, _answers, _count, _records
+from test_caption_llm import KEY, N, _answers, _records, caption_cmd, kill_after_answers, wait_for_answers
 
 from imdd_build.caption.llm_state import RunState, SharedRunState
 
@@ -77,21 +76,8 @@ def test_httpx_transport(ws, server, llm):
 def test_sigkill_with_processes_then_rerun_captions_each_record_once(ws, server):
     server.latency = 0.05
     env = {**os.environ, "OPENAI_API_KEY": KEY}
-    cmd = [sys.executable, "-m", "imdd_build", "--workspace", str(ws), "caption", "--llm", "--base-url",
-           server.base_url, "--concurrency", "4", "--processes", "2", "--json"]
-    db = ws / "catalog.sqlite"
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if _count(db, "SELECT COUNT(*) FROM llm_answers") >= 12:
-                break
-            time.sleep(0.005)
-        assert proc.poll() is None, "the run finished before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        out, errout = proc.communicate()  # returns once the client processes, which share its pipes, are gone
-    kill_t = time.monotonic()
+    cmd = caption_cmd(ws, server, "--processes", "2")
+    out, errout, kill_t = kill_after_answers(cmd, env, ws / "catalog.sqlite")  # waits for the client processes too
     time.sleep(0.3)
     assert [e for e in server.chat_log() if e["t"] > kill_t] == []  # the client processes died with it
     persisted = {f"{ck}:{a}" for _, a, ck in _answers(ws)}
@@ -106,7 +92,7 @@ def test_sigkill_with_processes_then_rerun_captions_each_record_once(ws, server)
     rows = _answers(ws)
     assert len(rows) == N and len({r[0] for r in rows}) == N
     assert all(r.caption_source == "llm" for r in _records(ws).values())
-    for text in (out.decode(), errout.decode(), done.stdout, done.stderr):
+    for text in (out, errout, done.stdout, done.stderr):
         assert KEY not in text
 
 
@@ -158,13 +144,9 @@ def test_local_and_shared_state_agree():
 def test_ctrl_c_stops_cleanly_keeping_every_answer(ws, server, processes):
     server.latency = 0.3
     env = {**os.environ, "OPENAI_API_KEY": KEY}
-    cmd = [sys.executable, "-m", "imdd_build", "--workspace", str(ws), "caption", "--llm", "--base-url",
-           server.base_url, "--concurrency", "4", "--processes", processes, "--json"]
-    db = ws / "catalog.sqlite"
+    cmd = caption_cmd(ws, server, "--processes", processes)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and _count(db, "SELECT COUNT(*) FROM llm_answers") < 8:
-        time.sleep(0.01)
+    wait_for_answers(ws / "catalog.sqlite", 8, proc)
     proc.send_signal(signal.SIGINT)
     out, errout = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in errout
