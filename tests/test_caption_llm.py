@@ -231,6 +231,7 @@ def test_api_key_never_in_workspace_files_or_logs(ws, server, llm, caplog, capfd
     caplog.set_level(logging.DEBUG)
     recs = sorted(_records(ws))
     server.faults = {recs[0]: ["429:0.01", "badcaption", "malformed"], recs[1]: ["500", "schema", "ok"]}
+    llm("--concurrency", "4", "--vision", "--processes", "2", "--limit", "10")  # client processes too
     llm("--concurrency", "4", "--vision")
     llm("--dry-run")
     llm("--batch", "submit", "--model", "gpt-4.1-mini")
