@@ -2,8 +2,9 @@
 
 `llm_answers` holds every answered request, keyed by (cache key, attempt). The cache key hashes
 what decides the answer: the image's content hash, the facts sent, the prompt text, the model and
-the request options. An answer is committed the moment it arrives, before anything else happens
-with it, so a run killed at any point re-sends only requests that were never answered.
+the request options. An answer is committed as it arrives (during a run by `llm_writer`'s thread,
+within a millisecond or two), before the caption built from it, so a killed run re-sends only
+requests whose answer was never stored.
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 One async loop per client process, `concurrency` workers pulling records from a bounded queue
 (memory stays flat at any catalog size); `--processes N` runs N such processes over hash partitions
-of the records, sharing one budget (`llm_pool`). Per record: the cached answers decide the next step (`next_step`), so a rerun
-after a crash, a kill or `--max-cost` sends only requests that were never answered. Every answer is
-committed to `llm_answers` the moment it arrives; captions are written back in batches (they can
-always be rebuilt from the answers). A draft that fails the checks is retried once with the reasons;
+of the records, sharing one budget (`llm_pool`). Per record: the cached answers decide the next
+step (`next_step`), so a rerun after a crash, a kill or `--max-cost` sends only requests that were
+never answered. Every answer is committed to `llm_answers` as it arrives, by a writer thread in
+group commits (`llm_writer`); captions are written back in batches (they can always be rebuilt
+from the answers). A draft that fails the checks is retried once with the reasons;
 if it still fails it is kept as an LLM draft with its reasons and `review_priority` 0.
 
 The API key comes from OPENAI_API_KEY only; it is handed to the client and never stored, logged
