@@ -1,14 +1,30 @@
 """CrackForest / CFD (Shi et al., "Automatic Road Crack Detection Using Random Structured Forests",
-IEEE T-ITS 17(12), 2016). License unstated (research).
+IEEE T-ITS 17(12), 2016). The repository README (section "2.License."): "The dataset is made
+available for non-commercial research purposes only."
 
-Native layout (repository `cuilimeng/CrackForest-dataset`): `image/001.jpg` ... (480x320 RGB road
-photos) and `groundTruth/001.mat`, a MATLAB file holding a `groundTruth` struct whose `Segmentation`
-field is a label map (background 1, crack 2) and whose `Boundaries` field marks edges.
+Native layout (repository `cuilimeng/CrackForest-dataset`): `image/001.jpg` ... `image/155.jpg`
+(480x320 RGB road photos) and, for 118 of them, `groundTruth/001.mat`: a MATLAB file holding a
+BSDS500-style `groundTruth` struct with a `Segmentation` label map and a `Boundaries` edge map; `seg/`
+holds the same annotation as BSDS `.seg` run-length text files. The other 37 images have no ground
+truth and are quarantined, so a complete download lists 155 images and yields 118 samples.
+
+Which labels are crack (the reasoning, since nothing official states it). The README has only the
+license and history (the paper could not be consulted here). The annotation follows
+the BSDS500 ground-truth format (`groundTruth.Segmentation` / `.Boundaries`, BSDS `.seg` files), and
+in BSDS a `Segmentation` value is a *segment id* -- a region the annotator closed off -- not a class.
+So `Segmentation > 1` is not "crack": it is "every segment but the first". What the real 118 files
+hold (inspected for issue #20 with the photos overlaid; the files themselves are not in this repo):
+1 is the pavement around the cracks; 2 the cracks (up to ~10 px inscribed radius); 3, in 22 files,
+solid blocks of pavement enclosed by crack loops (inscribed radius up to ~39 px: image 101 gets
+61,622 mask pixels at 512 from `> 1` where its cracks are ~10,212); 4, in 5 files, short thin crack
+pieces (~3 px) closed off as a segment of their own. The label-3 blocks are intact pavement in the
+photos and the label-4 pieces follow visible cracks, so crack = labels 2 and 4, pavement = 1 and 3.
+A map holding any other label fails that sample (a new kind of segment must be looked at, not
+guessed); a 0/1 map (converted copies) is read as background/crack.
 
 Quirks handled:
-* the `.mat` mask is decoded in the worker (`scipy.io.loadmat`): crack = `Segmentation > 1` when the
-  map is 1-based (its smallest value is at least 1), else `Segmentation > 0`; `Boundaries` is the
-  fallback when there is no `Segmentation`; a `.mat` without either fails that sample only;
+* the `.mat` mask is decoded in the worker (`scipy.io.loadmat`) by the rule above; `Boundaries` is
+  the fallback when there is no `Segmentation`; a `.mat` without either fails that sample only;
 * the PNG variant: masks as images of the same stem in a `seg/`, `mask(s)/`, `gt/`,
   `groundTruthPngImg/` or `label(s)/` folder (any non-zero pixel is crack; above 127 for JPEG masks);
   the `.mat` is preferred when both exist; the repository's `seg/*.seg` text files are ignored;
@@ -36,6 +52,10 @@ CRACK = "crack"
 IMAGE_DIRS = ("image", "images", "img", "imgs")
 MAT_DIRS = ("groundtruth",)
 PNG_DIRS = ("seg", "mask", "masks", "gt", "groundtruthpngimg", "groundtruth_png", "label", "labels")
+#: `Segmentation` segment ids (see the module docstring): 2 and 4 are crack, 1 and 3 pavement.
+CRACK_LABELS = (2, 4)
+PAVEMENT_LABELS = (1, 3)
+DECODER = "cfd-crack-labels-2-4"
 
 
 def _field(obj, name: str):
@@ -68,11 +88,23 @@ def decode_cfd_mat(path: Path) -> np.ndarray:
         seg = np.asarray(seg)
         if seg.ndim != 2 or seg.size == 0:
             raise SampleError(f"Segmentation has shape {seg.shape}")
-        return seg > 1 if seg.min() >= 1 else seg > 0
+        return segmentation_cracks(seg)
     bounds = _field(gt, "Boundaries")
     if bounds is not None and np.asarray(bounds).ndim == 2:
         return np.asarray(bounds) > 0
     raise SampleError("groundTruth has neither Segmentation nor Boundaries")
+
+
+def segmentation_cracks(seg: np.ndarray) -> np.ndarray:
+    """Crack pixels of a CFD `Segmentation` map: labels 2 and 4 (1 and 3 are pavement); 0/1 maps as is."""
+    values = set(np.unique(seg).tolist())
+    if values <= {0, 1}:
+        return seg == 1
+    unknown = sorted(values - set(CRACK_LABELS) - set(PAVEMENT_LABELS))
+    if unknown:
+        raise SampleError(f"Segmentation holds label(s) {', '.join(map(str, unknown))}; CFD uses 1 pavement, "
+                          "2 crack, 3 pavement enclosed by cracks, 4 crack")
+    return np.isin(seg, CRACK_LABELS)
 
 
 @dataclass
@@ -92,8 +124,8 @@ class CfdMatMask(MaskSource):
         return mask.astype(np.uint8) * 255
 
     def fingerprint(self, base: Path) -> str:
-        try:
-            return sha256_file(base / self.path)
+        try:  # the decoding rule is part of the mask: a catalog built with `> 1` is rebuilt, not skipped
+            return f"{sha256_file(base / self.path)}:{DECODER}"
         except OSError as exc:
             raise SampleError(f"cannot read mask file: {exc.strerror or exc}") from exc
 
