@@ -15,7 +15,6 @@ Outcomes come back in input order, so the catalog is the same whatever the execu
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from .normalize import NormalizeOptions, SampleError, encode_mask, mask_to_canva
 from .record import DefectAttributes, DefectLabel, Quarantined, Record, make_key
 from .registry import SourceEntry
 from .sources import RawSample, get_adapter
+from .sources.listing import open_listing
 from .store import Store, sha256_file
 from .taxonomy import Resolved, load_taxonomy, norm_label
 from .workspace import Workspace
@@ -198,6 +198,11 @@ def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, op
     if isinstance(executor, str):
         executor = make_executor(executor, workers, ray_address)
     adapter = get_adapter(source)(Path(root), entry=entry, **(adapter_options or {}))
+    # Read up to the first sample now: a root that yields none is a run-level error before the
+    # catalog records a run. Most adapters find their dataset root in `locate()` at construction;
+    # the MVTec-tree ones (mvtec, visa, demo, mvtec_like) and a few generic ones find it when
+    # listing starts, so this also comes before the normalizer captures `adapter.base`.
+    listing = open_listing(adapter)
     source_id = entry.id
     result = IngestResult(source=source_id, root=str(root))
     catalog = workspace.catalog()
@@ -212,16 +217,9 @@ def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, op
         if on_quarantine:
             on_quarantine(item)
 
-    # Most adapters find their dataset root in `locate()` at construction; the MVTec-tree ones
-    # (mvtec, visa, demo, mvtec_like) and a few generic ones find it when listing starts, so the
-    # first item is taken before the normalizer captures `adapter.base`.
-    listing = iter(adapter.samples())
-    first = next(listing, None)
-    head = [] if first is None else [first]
-
     def jobs() -> Iterator[Job]:
         taken = 0
-        for item in itertools.chain(head, listing):
+        for item in listing:
             if isinstance(item, Quarantined):
                 quarantine(item)
                 continue

@@ -18,6 +18,7 @@ import yaml
 from .record import Quarantined
 from .registry import SourceEntry
 from .sources import RootError, get_adapter
+from .sources.listing import open_listing
 
 
 def read_yaml_mapping(path: Path, what: str, shape: str) -> dict:
@@ -52,7 +53,7 @@ def count_source(entry: SourceEntry, root: Path, options: dict | None = None) ->
     by_split: Counter[str] = Counter()
     by_label: Counter[str] = Counter()
     problems = 0
-    for item in adapter.samples():
+    for item in open_listing(adapter):
         if isinstance(item, Quarantined):
             problems += 1
             continue

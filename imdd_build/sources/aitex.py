@@ -58,6 +58,7 @@ def _images_below(folder: Path) -> list[Path]:
 
 class AITEXAdapter(SourceAdapter):
     id = "aitex"
+    expected = "Defect_images/*.png with Mask_images/*_mask.png, and NODefect_images/<fabric>/*.png"
     labels = CODES
 
     def locate(self) -> Path:

@@ -97,6 +97,8 @@ class SourceAdapter:
     labels: ClassVar[tuple[str, ...]] = ()
     #: Does the root have to be a directory (False for adapters that take a single file)?
     root_is_dir: ClassVar[bool] = True
+    #: What a root must hold to yield samples, in a few words (the run-level error when it yields none).
+    expected: ClassVar[str] = "images in the layout of the adapter's docstring"
 
     def __init__(self, root: Path, entry=None, **options):
         self.root = Path(root)

@@ -26,6 +26,7 @@ from .anomaly_tree import AnomalyTreeAdapter
 
 class BTADAdapter(AnomalyTreeAdapter):
     id = "btad"
+    expected = "<product>/{train,test}/{ok,ko}/ images with ground_truth/ko/ masks (products 01, 02, 03)"
     labels = ("ok", "ko")
     normal_names = frozenset({"ok", "good"})
 

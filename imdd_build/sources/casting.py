@@ -49,6 +49,7 @@ def _candidates(root: Path, folder: str) -> list[Path]:
 
 class CastingAdapter(SourceAdapter):
     id = "casting"
+    expected = "casting_data/{train,test}/{def_front,ok_front}/*.jpeg (or casting_512x512/{def_front,ok_front}/)"
     labels = tuple(CLASSES)
 
     def _variant(self) -> str:

@@ -157,6 +157,7 @@ def _split_of_json(path: Path) -> tuple[str, str | None]:
 
 class CocoAdapter(SourceAdapter):
     id = "coco"
+    expected = "images named by a COCO instances JSON (annotations/*.json, or --opt annotations=FILE)"
     generic = True
     annotation_kinds = ("mask", "boxes", "class")
 

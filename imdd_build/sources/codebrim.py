@@ -176,6 +176,8 @@ def layout_of(folder: Path) -> str | None:
 
 class CodebrimAdapter(SourceAdapter):
     id = "codebrim"
+    expected = ("original_dataset/ (images/ with annotations/ or defects.xml) or "
+                "classification_dataset/{train,val,test}/<class>/")
     labels = CLASSES
 
     def find(self) -> list[tuple[Path, str]]:

@@ -57,6 +57,8 @@ def _threshold(mask_rel: str) -> int:
 
 class Crack500Adapter(SourceAdapter):
     id = "crack500"
+    expected = ("crops *.jpg with <stem>_mask.png (traincrop/ ... and train/val/test.txt), or "
+                "{train,val,test}/images/ with masks/")
     labels = (CRACK,)
 
     def samples(self) -> Iterator[RawSample | Quarantined]:

@@ -139,6 +139,7 @@ def _child(parent: Path, names: tuple[str, ...]) -> Path | None:
 
 class CrackForestAdapter(SourceAdapter):
     id = "crackforest"
+    expected = "image/*.jpg with groundTruth/<stem>.mat (or a same-stem PNG mask in seg/, gt/ or masks/)"
     labels = (CRACK,)
 
     def __init__(self, root: Path, entry=None, **options):

@@ -133,6 +133,7 @@ def parse_boxes(text: str, default_label: str | None) -> list[tuple]:
 
 class CsvAdapter(SourceAdapter):
     id = "csv"
+    expected = "a CSV manifest with path and label columns naming existing images"
     generic = True
     annotation_kinds = ("class", "boxes", "mask")
     root_is_dir = False

@@ -99,6 +99,7 @@ def read_ellipses(path: Path, degrees: bool) -> tuple[dict[str, tuple[float, ...
 
 class DAGMAdapter(SourceAdapter):
     id = "dagm"
+    expected = "Class1 ... Class10 with {Train,Test}/*.PNG and Label/*_label.PNG (or the 2007 ClassN/ and ClassN_def/)"
 
     def _find(self) -> tuple[list[Path], list[Path]]:
         """(class folders with Train/Test, ClassN_def folders), first copy of each class only."""

@@ -63,6 +63,7 @@ def parse_boxes(path: Path) -> list[tuple[str, float, float, float, float, int]]
 
 class DeepPCBAdapter(SourceAdapter):
     id = "deeppcb"
+    expected = "PCBData/group<G>/<G>/<id>_test.jpg with group<G>/<G>_not/<id>.txt and the trainval.txt/test.txt lists"
     labels = (*TYPES.values(), TEMPLATE)
 
     def __init__(self, root: Path, entry=None, **options):

@@ -120,6 +120,7 @@ def generate_demo(root: Path, seed: int = 0) -> Path:
 
 class DemoAdapter(SourceAdapter):
     id = "demo"
+    expected = "the tree `imdd-build demo` writes (<product>/{train,test}/<class>/ with ground_truth/)"
 
     def samples(self) -> Iterator[RawSample]:
         self.base, categories = find_categories(self.root)

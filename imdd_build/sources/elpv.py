@@ -46,6 +46,7 @@ def _find_labels(root: Path, depth: int = 4) -> Path | None:
 
 class ELPVAdapter(SourceAdapter):
     id = "elpv"
+    expected = "labels.csv with images/cellNNNN.png"
     labels = ("functional", "defective")
 
     def __init__(self, root: Path, entry=None, **options):

@@ -87,6 +87,7 @@ def non_empty(path: Path) -> bool:
 
 class EyecandiesAdapter(SourceAdapter):
     id = "eyecandies"
+    expected = "<Class>/{train,val,test_public}/data/NNN_image_0.png with NNN_metadata.yaml"
     labels = ("good", *TYPED, "anomalous")
 
     def __init__(self, root: Path, entry=None, **options):

@@ -190,6 +190,7 @@ class MaskIndex:
 # -- the adapter -----------------------------------------------------------------------------------
 class FolderAdapter(SourceAdapter):
     id = "folder"
+    expected = "images in one folder per class (<class>/ or <split>/<class>/)"
     generic = True
     annotation_kinds = ("class", "mask")
 

@@ -95,6 +95,7 @@ def index_xml(root: Path) -> dict[str, Path]:
 
 class GC10Adapter(SourceAdapter):
     id = "gc10"
+    expected = "class folders 1 ... 10 of *.jpg with VOC XML files in lable/ or label/"
     labels = GC10_CLASSES
 
     def __init__(self, root: Path, entry=None, **options):

@@ -61,6 +61,8 @@ def benchmark_id(name: str) -> str | None:
 
 class ICCAD12Adapter(SourceAdapter):
     id = "iccad12"
+    expected = ("PNG layout clips in iccad1 ... iccad5/{train,test}/, class from an HS/NHS sub-folder or file "
+                "name (the DLHSD image tarball; the repository's feature CSVs and .OAS layouts hold no clips)")
     labels = ("HS", "hotspot", "hotspots", "NHS", "non-hotspot", "non-hotspots", "nonhotspot", "nonhotspots")
 
     def _benchmarks(self) -> tuple[Path, list[tuple[str, Path]]]:

@@ -82,6 +82,7 @@ def paired_masks(folder: Path, base: Path, suffix: str, mask_name: str,
 
 class KolektorSDDAdapter(SourceAdapter):
     id = "ksdd"
+    expected = "kosNN/PartN.jpg with PartN_label.bmp"
 
     def locate(self) -> Path:
         base = find_items_folder(self.root)

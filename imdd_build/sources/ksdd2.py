@@ -33,6 +33,7 @@ def _splits(folder: Path) -> list[Path]:
 
 class KolektorSDD2Adapter(SourceAdapter):
     id = "ksdd2"
+    expected = "{train,test}/<id>.png with <id>_GT.png"
 
     def locate(self) -> Path:
         base = next((f for f in (self.root, *sorted_dirs(self.root)) if _splits(f)), None)

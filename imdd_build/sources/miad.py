@@ -16,4 +16,5 @@ from .anomaly_tree import AnomalyTreeAdapter
 
 class MIADAdapter(AnomalyTreeAdapter):
     id = "miad"
+    expected = "<category>/{train,test}/<class>/ images with ground_truth/<defect>/ masks"
     normal_names = frozenset({"good", "normal"})

@@ -16,5 +16,6 @@ from .anomaly_tree import AnomalyTreeAdapter
 
 class MPDDAdapter(AnomalyTreeAdapter):
     id = "mpdd"
+    expected = "<category>/{train,test}/<class>/*.png with ground_truth/<defect>/*_mask.png"
     labels = ("good", "hole", "scratches", "bend_and_parts_mismatch", "parts_mismatch", "defective_painting",
               "major_rust", "total_rust", "flattening", "anomalous")

@@ -40,6 +40,7 @@ def _files(folder: Path) -> list[Path]:
 
 class MTDAdapter(SourceAdapter):
     id = "mtd"
+    expected = "MT_<class>/Imgs/<stem>.jpg with <stem>.png masks"
     labels = CLASSES
 
     def locate(self) -> Path:

@@ -14,6 +14,7 @@ from .mvtec_tree import find_categories, iter_mvtec_tree
 
 class MVTecAdapter(SourceAdapter):
     id = "mvtec"
+    expected = "<category>/{train,test}/<class>/NNN.png with ground_truth/<class>/NNN_mask.png"
     normal_names = {"good"}
 
     def samples(self) -> Iterator[RawSample]:

@@ -24,6 +24,7 @@ from .base import sorted_images
 
 class MVTec3DAdapter(AnomalyTreeAdapter):
     id = "mvtec3d"
+    expected = "<category>/{train,validation,test}/<class>/rgb/NNN.png with gt/NNN.png"
     labels = ("good", "combined", "contamination", "crack", "hole", "bent", "cut", "color", "thread", "open")
 
     def class_images(self, class_dir: Path) -> list[Path]:

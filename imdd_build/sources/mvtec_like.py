@@ -36,6 +36,7 @@ def _is_category(path: Path) -> bool:
 
 class MVTecLikeAdapter(SourceAdapter):
     id = "mvtec_like"
+    expected = "<category>/<split>/<class>/ images with ground_truth/<class>/<stem>_mask.* masks"
     generic = True
     annotation_kinds = ("mask", "class")
 

@@ -73,6 +73,7 @@ def gray_values(path: Path) -> set[int]:
 
 class MVTecLOCOAdapter(AnomalyTreeAdapter):
     id = "mvtec_loco"
+    expected = "<category>/{train,validation,test}/<class>/NNN.png with ground_truth/<class>/NNN/ mask folders"
     labels = ("good", "logical_anomalies", "structural_anomalies")
 
     def __init__(self, root: Path, entry=None, **options):

@@ -49,6 +49,7 @@ def parse_cls_name(stem: str) -> tuple[str, str, str] | None:
 
 class NeuClsAdapter(SourceAdapter):
     id = "neu_cls"
+    expected = "<code>_<n>.bmp images (codes Cr, In, Pa, PS, RS, Sc)"
     labels = (*CODES, *NEU_CLASSES)
 
     def samples(self) -> Iterator[RawSample | Quarantined]:

@@ -138,6 +138,7 @@ def find_neu_det(root: Path) -> tuple[Path, list[tuple[str, Path, Path]]]:
 
 class NeuDetAdapter(SourceAdapter):
     id = "neu_det"
+    expected = "ANNOTATIONS/*.xml with IMAGES/*.jpg (or {train,validation}/annotations/ with images/)"
     labels = NEU_CLASSES
 
     def __init__(self, root: Path, entry=None, **options):

@@ -54,6 +54,7 @@ def _xml_index(folder: Path | None) -> dict[str, Path]:
 
 class PKUPCBAdapter(SourceAdapter):
     id = "pku_pcb"
+    expected = "PCB_DATASET/images/<Class>/*.jpg with Annotations/<Class>/*.xml, and PCB_USED/*.JPG"
     labels = (*CLASSES, "missing_hole", "mouse_bite", "open_circuit", "short", "spur", "spurious_copper",
               TEMPLATE)
 

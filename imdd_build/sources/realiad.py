@@ -47,6 +47,7 @@ _SAMPLE = re.compile(r"^S\d+$", re.I)
 
 class RealIADAdapter(SourceAdapter):
     id = "realiad"
+    expected = "realiad_jsons/<variant>/<category>.json with the images under realiad_<resolution>/<category>/"
     labels = ("OK", "NG", *CODES)
 
     def __init__(self, root: Path, entry=None, **options):

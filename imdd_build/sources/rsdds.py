@@ -45,6 +45,7 @@ def _is_gt(path: Path) -> bool:
 
 class RSDDsAdapter(SourceAdapter):
     id = "rsdds"
+    expected = "Type-I/Type-II RSDDs dataset/Rail surface images/*.jpg with GroundTruth/*.jpg"
     labels = (DEFECT,)
 
     def __init__(self, root: Path, entry=None, **options):

@@ -104,6 +104,7 @@ def _run_pixels(rles: list[str]) -> int | None:
 
 class SeverstalAdapter(SourceAdapter):
     id = "severstal"
+    expected = "train.csv with train_images/*.jpg"
     labels = ("1", "2", "3", "4")
 
     def locate(self) -> Path:

@@ -46,6 +46,7 @@ def find_textures(root: Path) -> tuple[Path, list[Path]]:
 
 class TildaAdapter(SourceAdapter):
     id = "tilda"
+    expected = "texture folders c1r1 ... c4r3 holding e0 ... e6/*.tif"
     labels = ERROR_CLASSES
 
     def __init__(self, root: Path, entry=None, **options):

@@ -44,6 +44,7 @@ def read_image_anno(path: Path) -> dict[str, list[str]]:
 
 class VisAAdapter(SourceAdapter):
     id = "visa"
+    expected = "split_csv/1cls.csv with <object>/Data/Images/{Normal,Anomaly}/*.JPG (or the VisA_pytorch tree)"
 
     def layout(self) -> str:
         if (self.root / SPLIT_CSV).is_file():

@@ -49,6 +49,7 @@ def _child(folder: Path, names: tuple[str, ...]) -> Path | None:
 
 class VocAdapter(SourceAdapter):
     id = "voc"
+    expected = "Annotations/*.xml with the images in JPEGImages/"
     generic = True
     annotation_kinds = ("boxes", "class", "mask")
 

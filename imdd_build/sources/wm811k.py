@@ -171,6 +171,7 @@ def _finite(value: float, cast=float):
 
 class WM811KAdapter(SourceAdapter):
     id = "wm811k"
+    expected = "LSWMD.pkl rows with a waferMap and a failureType (unlabelled rows need --include-unlabeled)"
     labels = LABELS
     root_is_dir = False
 

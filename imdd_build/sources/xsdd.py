@@ -63,6 +63,7 @@ def find_xsdd(root: Path) -> tuple[Path, list[tuple[str, Path]]]:
 
 class XsddAdapter(SourceAdapter):
     id = "xsdd"
+    expected = "the seven X-SDD class folders of images (finishing_roll_printing ... surface_scratch)"
     labels = XSDD_CLASSES
 
     def __init__(self, root: Path, entry=None, **options):

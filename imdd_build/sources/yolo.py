@@ -111,6 +111,7 @@ def parse_label_file(text: str) -> list[tuple[int, list[float]]]:
 
 class YoloAdapter(SourceAdapter):
     id = "yolo"
+    expected = "images/ with labels/*.txt (split folders optional)"
     generic = True
     annotation_kinds = ("boxes", "mask", "class")
 
