@@ -6,15 +6,23 @@ Native layout (the commonly distributed crop release): pavement crops `*.jpg` wi
 `train.txt`, `val.txt`, `test.txt` at the root, one crop per line: either `<image>` alone or
 `<image> <mask>` (root-relative paths).
 
+The widely used re-packaged layout (e.g. in crack-segmentation repositories) is read too:
+`Crack500/{train,val,test}/images/<stem>.jpg` with `Crack500/{train,val,test}/masks/<stem>.png`,
+masks in their own folder under the image's own stem (no `_mask` suffix), the split given by the
+folder above `images/`. Both layouts are recognised per file, so the root may be `Crack500/` or a
+folder above it.
+
 Quirks handled:
-* a file whose stem ends in `_mask` is a mask, never an image; an image's mask is the listed mask
-  path, else `<stem>_mask.<png|jpg|bmp>` in its folder (case-insensitive); masks stored as JPEG are
+* a file whose stem ends in `_mask`, or any file in a `masks/` (or `mask/`) folder, is a mask, never
+  an image; an image's mask is the listed mask path, else `<stem>_mask.<png|jpg|bmp>` in its folder,
+  else, for an image in an `images/` (or `image/`) folder, `<stem>.<png|jpg|bmp>` (or
+  `<stem>_mask.*`) in the sibling `masks/` folder (all case-insensitive); masks stored as JPEG are
   thresholded above 127, others above 0 (0/1 and 0/255 alike); an image without a mask is quarantined;
 * list paths are matched tolerantly: exact, case-insensitive, with leading folders the local copy
   lacks (e.g. `CRACK500/traincrop/x.jpg`), or by unique file name; a listed image that is not found
   is quarantined (the run goes on);
-* split from the lists (`train`, `val` -> validation, `test`); images in no list, or every image when
-  there are no lists, get a seeded split grouped by the original photo (the `YYYYMMDD_HHMMSS`
+* split from the lists (`train`, `val` -> validation, `test`), else from the split folder above
+  `images/` (`train`, `val`, `test`, any case); other images, or every image when there is neither, get a seeded split grouped by the original photo (the `YYYYMMDD_HHMMSS`
   prefix of the crop name, else the stem), `split_origin = seeded`, `source_split = ""`;
 * images are found recursively below the root (hidden files and `__MACOSX` skipped); every crop
   shows a crack (label defective).
@@ -27,12 +35,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, is_image
+from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, is_image
 from .masks import MaskFiles
 
 CRACK = "crack"
 LISTS = ("train.txt", "val.txt", "test.txt")
 MASK_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_DIRS = ("images", "image")
+MASK_DIRS = ("masks", "mask")
 _PHOTO = re.compile(r"^(\d{8}_\d{6})")
 
 
@@ -48,7 +58,29 @@ def _walk(root: Path) -> list[Path]:
 
 
 def _is_mask(path: Path) -> bool:
-    return path.stem.lower().endswith("_mask")
+    return path.stem.lower().endswith("_mask") or path.parent.name.lower() in MASK_DIRS
+
+
+def _mask_candidates(rel: str) -> list[str]:
+    """Lower-case root-relative paths an image's mask may have, in order of preference."""
+    folder, _, name = rel.lower().rpartition("/")
+    stem = name.rsplit(".", 1)[0]
+    prefix = f"{folder}/" if folder else ""
+    out = [f"{prefix}{stem}_mask{ext}" for ext in MASK_EXTS]
+    parent, _, leaf = folder.rpartition("/")
+    if leaf in IMAGE_DIRS:  # `<split>/images/x.jpg` -> `<split>/masks/x.png`
+        up = f"{parent}/" if parent else ""
+        out += [f"{up}{masks}/{stem}{suffix}{ext}" for masks in MASK_DIRS for suffix in ("", "_mask")
+                for ext in MASK_EXTS]
+    return out
+
+
+def _folder_split(rel: str) -> str | None:
+    """The split folder above an `images/` folder (`train/images/x.jpg` -> `train`), if any."""
+    parts = rel.split("/")
+    if len(parts) >= 3 and parts[-2].lower() in IMAGE_DIRS and parts[-3].lower() in SPLIT_MAP:
+        return parts[-3]
+    return None
 
 
 def _threshold(mask_rel: str) -> int:
@@ -69,7 +101,7 @@ class Crack500Adapter(SourceAdapter):
             by_name.setdefault(low.rsplit("/", 1)[-1], []).append(low)
         images = [f for f in files if not _is_mask(f)]
         if not images:
-            raise RootError(f"{self.root}: no crack images (*.jpg with *_mask.png) found")
+            raise RootError(f"{self.root}: no crack images found (expected {self.expected})")
 
         def find(listed: str) -> str | None:
             parts = [p for p in listed.replace("\\", "/").lower().split("/") if p not in ("", ".")]
@@ -101,11 +133,13 @@ class Crack500Adapter(SourceAdapter):
         for image in images:
             rel = image.relative_to(self.root).as_posix()
             split, mask = listed.get(rel, (None, None))
+            split = split or _folder_split(rel)
             if mask is None:
-                mask = next((rels[k] for ext in MASK_EXTS
-                             if (k := f"{rel.rsplit('.', 1)[0]}_mask{ext}".lower()) in rels), None)
+                mask = next((rels[k] for k in _mask_candidates(rel) if k in rels), None)
             if mask is None:
-                yield Quarantined(source=self.source_id, path=rel, reason=f"mask {image.stem}_mask.png not found")
+                in_images = image.parent.name.lower() in IMAGE_DIRS
+                wanted = f"masks/{image.stem}.png" if in_images else f"{image.stem}_mask.png"
+                yield Quarantined(source=self.source_id, path=rel, reason=f"mask {wanted} not found")
                 continue
             m = _PHOTO.match(image.stem)
             common = (dict(source_split=split) if split else
