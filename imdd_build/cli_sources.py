@@ -65,10 +65,11 @@ def sources_cmd(
             bar.advance()
     if not as_json:
         for sid, c in checks.items():
-            found = c.get("found", {}).get("total", "-")
+            f = c.get("found", {})
+            found = f"{f['total']} of {f['listed']} listed" if f else "-"
             extra = "; ".join(f"{d['count']}: found {d['found']}, published {d['published']}"
                               for d in c.get("differences", [])) or c.get("error", "")
-            err.print(f"{sid:<12} {c['status']:<11} found {found!s:<8} {c['root']}  {extra}", markup=False)
+            err.print(f"{sid:<12} {c['status']:<11} samples {found:<20} {c['root']}  {extra}", markup=False)
     summary = {"command": "sources", "roots": checks,
                "incomplete": sorted(s for s, c in checks.items() if c["status"] in ("incomplete", "mismatch")),
                "missing": sorted(s for s, c in checks.items() if c["status"] in ("missing", "error"))}

@@ -20,7 +20,8 @@ COUNT_KEYS = ("total", "train", "validation", "test", "unlabeled", "normal", "de
 class SourceEntry(BaseModel):
     """One source dataset. `products` maps the source's product/category names to taxonomy domains;
     `domain` is the fallback; `domains` lists every domain the source covers (card, stats).
-    `counts` are the published counts (keys in COUNT_KEYS); `counts_note` says how sure they are.
+    `counts` are the published counts (keys in COUNT_KEYS); `counts_note` says how sure they are;
+    `class_counts` the published images per source label (spelled as the adapter's `source_labels`).
     `seeded_split` gives the fractions for sources without an official split."""
 
     id: str
@@ -38,6 +39,7 @@ class SourceEntry(BaseModel):
     citation: str = ""
     counts: dict[str, int] = Field(default_factory=dict)
     counts_note: str = ""
+    class_counts: dict[str, int] = Field(default_factory=dict)
     domain: str = "unknown"
     domains: list[str] = Field(default_factory=list)
     products: dict[str, str] = Field(default_factory=dict)

@@ -48,10 +48,13 @@ def load_roots(path: Path) -> dict[str, dict]:
 
 
 def count_source(entry: SourceEntry, root: Path, options: dict | None = None) -> dict:
-    """What the adapter lists under `root`: totals by split and label, and per-file problems."""
+    """What the adapter lists under `root`: samples (`total`) by split, label and source label, and
+    per-file problems; `listed` counts both (every item the listing named, e.g. CrackForest's 155
+    photos of which 118 have ground truth)."""
     adapter = get_adapter(entry.adapter_id)(root, entry=entry, **(options or {}))
     by_split: Counter[str] = Counter()
     by_label: Counter[str] = Counter()
+    by_class: Counter[str] = Counter()
     problems = 0
     for item in open_listing(adapter):
         if isinstance(item, Quarantined):
@@ -59,14 +62,17 @@ def count_source(entry: SourceEntry, root: Path, options: dict | None = None) ->
             continue
         by_split[item.our_split()] += 1
         by_label[item.label] += 1
-    return {"total": sum(by_label.values()), "by_split": dict(sorted(by_split.items())),
-            "by_label": dict(sorted(by_label.items())), "problems": problems}
+        by_class.update(dict.fromkeys(item.source_labels, 1))
+    total = sum(by_label.values())
+    return {"listed": total + problems, "total": total, "by_split": dict(sorted(by_split.items())),
+            "by_label": dict(sorted(by_label.items())), "by_class": dict(sorted(by_class.items())),
+            "problems": problems}
 
 
 def compare_counts(entry: SourceEntry, found: dict, tolerance: float) -> tuple[str, list[dict]]:
     """`complete` | `incomplete` | `mismatch` | `unknown` (no published counts), with the differences."""
     published = entry.counts
-    if not published:
+    if not published and not entry.class_counts:
         return "unknown", []
     official = {s.lower() for s in entry.official_split}
     actual = {"total": found["total"], **found["by_label"]}
@@ -79,6 +85,10 @@ def compare_counts(entry: SourceEntry, found: dict, tolerance: float) -> tuple[s
         have = actual.get(key, 0)
         if abs(have - want) > tolerance * want:
             diffs.append({"count": key, "published": want, "found": have})
+    for name, want in entry.class_counts.items():
+        have = found.get("by_class", {}).get(name, 0)
+        if abs(have - want) > tolerance * want:
+            diffs.append({"count": f"class {name}", "published": want, "found": have})
     if not diffs:
         return "complete", []
     short = any(d["found"] < d["published"] for d in diffs if d["count"] == "total")
