@@ -57,17 +57,19 @@ from .queue_schema import (
     CAPTION_FIELDS,
     DECISIONS,
     MAX_CAPTION_CHARS,
+    MAX_SKIPS,
     REASONS,
     SCHEMA,
     STATES,
     TIERS,
     WRITE_LOCK,
     _Tx,
+    migrate,
 )
 from .queue_store import QueueStore
 
 __all__ = [
-    "CAPTION_FIELDS", "DECISIONS", "MAX_CAPTION_CHARS", "REASONS", "SCHEMA", "STATES", "TIERS", "WRITE_LOCK",
+    "CAPTION_FIELDS", "DECISIONS", "MAX_CAPTION_CHARS", "MAX_SKIPS", "REASONS", "SCHEMA", "STATES", "TIERS", "WRITE_LOCK",
     "Conflict", "Invalid", "NotFound", "QueueStore", "ReviewQueue", "Reviewer", "category", "check_results",
     "guideline_version", "load_gold", "valid_key", "word_diff",
     "_VERSION_LINE", "_Tx", "_checks", "_seeded", "_snapshot", "_unit",
@@ -83,4 +85,4 @@ class ReviewQueue(EnqueueMixin, LeasingMixin, DecisionsMixin, AdjudicationMixin)
         self.lease_seconds = float(lease_seconds)
         self.clock = clock
         with WRITE_LOCK:
-            self.db.executescript(SCHEMA)
+            migrate(self.db)
