@@ -115,7 +115,7 @@ class Gate:
         if method not in _BODY_METHODS:
             return receive
         body = await self._read(receive)
-        if api:
+        if api and body.strip():
             scope.setdefault("state", {})["json"] = await anyio.to_thread.run_sync(_parse_json, body)
         return _replay(body, receive)
 

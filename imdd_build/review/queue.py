@@ -69,7 +69,8 @@ from .queue_schema import (
 from .queue_store import QueueStore
 
 __all__ = [
-    "CAPTION_FIELDS", "DECISIONS", "MAX_CAPTION_CHARS", "MAX_SKIPS", "REASONS", "SCHEMA", "STATES", "TIERS", "WRITE_LOCK",
+    "CAPTION_FIELDS", "DECISIONS", "MAX_CAPTION_CHARS", "MAX_SKIPS", "REASONS", "SCHEMA", "STATES", "TIERS",
+    "WRITE_LOCK",
     "Conflict", "Invalid", "NotFound", "QueueStore", "ReviewQueue", "Reviewer", "category", "check_results",
     "guideline_version", "load_gold", "valid_key", "word_diff",
     "_VERSION_LINE", "_Tx", "_checks", "_seeded", "_snapshot", "_unit",

@@ -100,7 +100,7 @@ class LeasingMixin(QueueStore):
         return out
 
     def progress(self, reviewer: Optional[Reviewer] = None) -> dict:
-        """Items per state (kept current by triggers, so this reads a handful of rows), leases, and the reviewer's own."""
+        """Items per state (kept current by triggers: a handful of rows read), leases, and the reviewer's own."""
         counts = dict.fromkeys(STATES, 0)
         counts.update(self.db.execute("SELECT state, n FROM review_counts").fetchall())
         total = sum(counts.values())

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Optional
 
+import anyio
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -162,16 +163,17 @@ def create_app(workspace_root: Path, lease_seconds: float = 900.0, secure_cookie
             raise Refusal(403, "missing or wrong X-CSRF-Token")
         return reviewer
 
-    def api_user(request: Request) -> Reviewer:
-        reviewer = getattr(request.state, "reviewer", None)  # the gate authenticated /api/ requests already
+    async def api_user(request: Request) -> Reviewer:
+        """The gate authenticated `/api/` requests already (no second thread hop); pages ask here."""
+        reviewer = getattr(request.state, "reviewer", None)
         if reviewer is not None:
             return reviewer
         try:
-            return authenticate(request.headers, request.method)
+            return await anyio.to_thread.run_sync(authenticate, request.headers, request.method)
         except Refusal as refusal:
             raise HTTPException(refusal.status, refusal.detail, headers=refusal.headers or None) from None
 
-    def admin_user(reviewer: Reviewer = Depends(api_user)) -> Reviewer:
+    async def admin_user(reviewer: Reviewer = Depends(api_user)) -> Reviewer:
         if not reviewer.is_admin:
             raise HTTPException(403, "admins only")
         return reviewer
@@ -258,7 +260,10 @@ def create_app(workspace_root: Path, lease_seconds: float = 900.0, secure_cookie
     @app.get("/guidelines/{name}", response_class=HTMLResponse)
     def guideline_page(request: Request, name: str):
         if page_session(request) is None:
-            api_user(request)  # a Bearer token works too; else 401
+            try:  # a Bearer token works too; else 401
+                authenticate(request.headers, request.method)
+            except Refusal as refusal:
+                raise HTTPException(refusal.status, refusal.detail, headers=refusal.headers or None) from None
         path = guidelines.get(name)
         if path is None:
             raise HTTPException(404, "no such guideline")
