@@ -225,7 +225,7 @@ def main() -> None:
                   "requests_per_s": sum(len(v) for v in out["lat"].values()) / elapsed,
                   "statuses": dict(out["statuses"]), "checks": checks(ws, out["acked"]),
                   "stats_baseline": stats_baseline(ws)}
-    print(f"| route | requests | p50 ms | p95 ms | p99 ms |\n|---|---:|---:|---:|---:|")
+    print("| route | requests | p50 ms | p95 ms | p99 ms |\n|---|---:|---:|---:|---:|")
     for route, r in result["routes"].items():
         print(f"| `{route}` | {r['n']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} |")
     c, b = result["checks"], result["stats_baseline"]

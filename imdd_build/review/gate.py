@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
 import anyio
+from fastapi import HTTPException, Request
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import Headers, MutableHeaders
 
 log = logging.getLogger("imdd.review")
@@ -166,3 +169,22 @@ def _replay(body: bytes, receive):
         return await receive()
 
     return replay
+
+
+def short_errors(errors: list[dict]) -> str:
+    """A validation failure in a few words: field names and error kinds, never the input itself."""
+    parts = []
+    for e in errors[:5]:
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path"))
+        loc = loc if re.fullmatch(r"[A-Za-z0-9_.\[\]]{1,60}", loc) else "field"
+        parts.append(f"{loc} ({e.get('type', 'invalid')})")
+    return "invalid " + ", ".join(parts or ["request"])
+
+
+def parsed(request: Request, model: type[BaseModel]) -> Any:
+    """The gate's parsed JSON body validated as `model` (in the worker thread); short 422 when it is not."""
+    data = getattr(request.state, "json", None)
+    try:
+        return model.model_validate({} if data is None else data)
+    except ValidationError as exc:
+        raise HTTPException(422, short_errors(exc.errors(include_input=False))) from None

@@ -28,13 +28,13 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from ..catalog import Catalog
 from ..store import Store
 from ..taxonomy import GUIDELINES_DIR
 from . import auth
-from .gate import Gate, Refusal, log
+from .gate import Gate, Refusal, log, parsed, short_errors
 from .queue import (
     DECISIONS,
     REASONS,
@@ -71,25 +71,6 @@ class UndoBody(BaseModel):
 
 class CheckBody(BaseModel):
     caption: str = Field(..., max_length=8000)
-
-
-def short_errors(errors: list[dict]) -> str:
-    """A validation failure in a few words: field names and error kinds, never the input itself."""
-    parts = []
-    for e in errors[:5]:
-        loc = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path"))
-        loc = loc if re.fullmatch(r"[A-Za-z0-9_.\[\]]{1,60}", loc) else "field"
-        parts.append(f"{loc} ({e.get('type', 'invalid')})")
-    return "invalid " + ", ".join(parts or ["request"])
-
-
-def parsed(request: Request, model: type[BaseModel]) -> Any:
-    """The gate's parsed JSON body validated as `model` (in the worker thread); short 422 when it is not."""
-    data = getattr(request.state, "json", None)
-    try:
-        return model.model_validate({} if data is None else data)
-    except ValidationError as exc:
-        raise HTTPException(422, short_errors(exc.errors(include_input=False))) from None
 
 
 def create_app(workspace_root: Path, lease_seconds: float = 900.0, secure_cookies: bool = False,
