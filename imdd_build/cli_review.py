@@ -17,12 +17,15 @@ app.add_typer(review_app, name="review")
 
 
 def _queue(ctx: typer.Context, lease_seconds: float = 900.0):
+    from .review.auth import private
     from .review.queue import ReviewQueue
 
     ws = _workspace(ctx)
     if not ws.catalog_path.exists():
         raise FileNotFoundError(f"no catalog at {ws.catalog_path}: run ingest and caption first")
-    return ReviewQueue(ws.catalog(), lease_seconds=lease_seconds)
+    queue = ReviewQueue(ws.catalog(), lease_seconds=lease_seconds)
+    private(ws.catalog_path)  # it holds token hashes, sessions and the audit log
+    return queue
 
 
 @review_app.command("enqueue")
@@ -94,6 +97,9 @@ def serve_cmd(
     lease_minutes: float = typer.Option(15.0, "--lease-minutes", min=0.01, help="How long an item stays with a "
                                                                                  "reviewer before it returns."),
     secure_cookies: bool = typer.Option(False, "--secure-cookies", help="Mark cookies Secure (behind HTTPS)."),
+    allowed_host: list[str] = typer.Option([], "--allowed-host", help="A host name the Host header may carry "
+                                                                       "(repeatable; loopback names are allowed on a "
+                                                                       "loopback bind)."),
 ) -> None:
     """Run the review web app (FastAPI + uvicorn) on the workspace."""
     try:
@@ -110,13 +116,14 @@ def serve_cmd(
         loopback = host == "localhost"
     if not loopback:
         err.print(f"[yellow]warning:[/yellow] binding {escape(host)}: reachable from other machines; put it behind "
-                  "HTTPS and use --secure-cookies")
+                  "HTTPS, use --secure-cookies and name the site with --allowed-host")
     if not reviewers:
         err.print("[yellow]warning:[/yellow] no reviewers yet: imdd-build review add-reviewer NAME")
     if not items:
         err.print("[yellow]warning:[/yellow] the queue is empty: imdd-build review enqueue")
     err.print(f"review app on http://{escape(host)}:{port}/ ({items} items, {reviewers} reviewers)")
-    serve(_workspace(ctx).root, host=host, port=port, lease_seconds=lease_minutes * 60, secure_cookies=secure_cookies)
+    serve(_workspace(ctx).root, host=host, port=port, lease_seconds=lease_minutes * 60, secure_cookies=secure_cookies,
+          allowed_hosts=allowed_host)
 
 
 @review_app.command("status")

@@ -126,3 +126,41 @@ def raw_get(port: int, path: str, token: Optional[str]) -> tuple[int, bytes]:
             data += chunk
     status = int(data.split(b" ", 2)[1])
     return status, data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in data else b""
+
+
+def raw_request(port: int, method: str, path: str, headers: Optional[dict] = None, body: bytes = b"",
+                timeout: float = 10.0) -> tuple[int, dict, bytes]:
+    """One request written by hand (headers may promise more body than is sent); (status, headers, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        s.sendall(head.encode("latin-1") + b"\r\n" + body)
+        data = b""
+        while b"\r\n\r\n" not in data or not _complete(data):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split(" ", 2)[1]), fields, rest
+
+
+def _complete(data: bytes) -> bool:
+    head, _, rest = data.partition(b"\r\n\r\n")
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            return len(rest) >= int(value)
+    return False
+
+
+def login(server: ReviewServer, token: str) -> tuple[httpx.Client, str]:
+    """A browser-like client logged in with the form: (client holding the session cookie, the page's CSRF token)."""
+    c = server.client()
+    form = c.get("/login")
+    csrf = form.text.split('name="csrf" value="')[1].split('"')[0]
+    assert c.post("/login", data={"token": token, "csrf": csrf}).status_code == 303
+    page = c.get("/")
+    return c, page.text.split('name="csrf-token" content="')[1].split('"')[0]

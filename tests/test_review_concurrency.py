@@ -30,6 +30,8 @@ def test_sixteen_reviewers_pull_and_submit(tmp_path):
     conflicts = Counter()
     errors: list[str] = []
     start = threading.Barrier(N_REVIEWERS)
+    busy = [N_REVIEWERS]  # reviewers between asking for an item and answering it (a skip reopens one)
+    busy_lock = threading.Lock()
 
     with ReviewServer(ws) as server:
         def work(i: int) -> None:
@@ -40,7 +42,15 @@ def test_sixteen_reviewers_pull_and_submit(tmp_path):
                 while time.time() < deadline:
                     r = c.post("/api/next")
                     if r.status_code == 204:
-                        return
+                        with busy_lock:
+                            busy[0] -= 1
+                            idle = busy[0] == 0
+                        if idle:  # nobody holds an item they might still skip: the queue is really empty
+                            return
+                        time.sleep(0.1)
+                        with busy_lock:
+                            busy[0] += 1
+                        continue
                     if r.status_code != 200:
                         errors.append(f"next {r.status_code} {r.text}")
                         return
@@ -120,7 +130,7 @@ def test_sixteen_reviewers_pull_and_submit(tmp_path):
                           "WHERE q.state = 'disputed' AND r.caption_status != 'draft'").fetchone()[0] == 0
     finally:
         db.close()
-    assert stats["overall"]["done"] + stats["overall"]["disputed"] == n_items
+    assert stats["overall"]["items"] == n_items and stats["overall"]["open"] == 0  # a reviewer's (blind) counts
     status = Cli(ws)("review", "status")
     assert sum(r["decisions"] for r in status["throughput"].values()) == len(decisions)
     assert status["agreement"]["pairs"] == sum(1 for r in required.values() if r == 2)

@@ -131,13 +131,18 @@ def test_undo_only_while_nothing_happened_since(q):
     a, b = people(q, "a", "b")
     x = q.next_item(a)
     q.submit(a, x["key"], "accept", x["version"])
+    undone = q.undo(a)  # before the second review: a takes it back
+    assert undone["item"]["key"] == x["key"] and q._row(x["key"])["decisions"] == 0
+    q.submit(a, x["key"], "accept", undone["item"]["version"])
     y = q.next_item(b)
     q.submit(b, y["key"], "accept", y["version"])
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict) as first:
         q.undo(a, q.history(a)[0]["event_id"])  # b decided after a
-    undone = q.undo(b)
-    assert undone["item"]["key"] == x["key"] and q.catalog.get(x["key"]).caption_status == "draft"
-    assert q._row(x["key"])["state"] == "open" and q._row(x["key"])["decisions"] == 1
+    with pytest.raises(Conflict) as second:
+        q.undo(b)  # both reviews are in: closed for the second reviewer too
+    assert str(first.value) == str(second.value)  # the same words: no hint of what the other did
+    assert q.catalog.get(x["key"]).caption_status == "verified"
+    assert q._row(x["key"])["state"] == "done" and q._row(x["key"])["decisions"] == 2
 
 
 def test_undo_refuses_when_the_record_changed_meanwhile(q):

@@ -80,7 +80,7 @@ def test_path_traversal_keys_are_refused(env, path):
     assert status == 401 and b"root:" not in body  # authentication comes first
     if path.endswith("/review"):
         with env["server"].client(env["tokens"]["alice"]) as c:
-            r = c.post(path, json={"decision": "accept", "version": 1})
+            r = c.post(path, json={"decision": "accept", "version": "x"})
         assert r.status_code in (400, 404)
 
 
@@ -89,7 +89,7 @@ def test_unknown_and_malformed_keys(env):
         assert c.get("/api/items/demo/nope/image").status_code == 404
         assert c.get("/api/items/Demo/UPPER/image").status_code == 400
         assert c.get("/api/items/demo/a.b/image").status_code == 400
-        r = c.post("/api/items/demo/nope/review", json={"decision": "accept", "version": 1})
+        r = c.post("/api/items/demo/nope/review", json={"decision": "accept", "version": "x"})
         assert r.status_code == 404
         normal = "demo/metal_plate/train/good/000"
         assert c.get(f"/api/items/{normal}/mask").status_code == 404  # no mask: nothing served
@@ -99,15 +99,17 @@ def test_stale_versions_and_foreign_leases_are_refused(env):
     with env["server"].client(env["tokens"]["bob"]) as bob, env["server"].client(env["tokens"]["alice"]) as alice:
         item = bob.post("/api/next").json()
         key, version = item["key"], item["version"]
-        for v in (version - 1, version + 1, 0, -5):
+        for v in (version[:-1], version + "0", "", "1", "2"):
             r = bob.post(f"/api/items/{key}/review", json={"decision": "accept", "version": v})
             assert r.status_code == 409 and "stale" in r.json()["detail"]
+        for v in (1, 2, None, ["x"]):  # integer versions are gone: the token is opaque
+            assert bob.post(f"/api/items/{key}/review", json={"decision": "accept", "version": v}).status_code == 422
         r = alice.post(f"/api/items/{key}/review", json={"decision": "accept", "version": version})
         assert r.status_code == 409
         assert alice.post(f"/api/items/{key}/adjudicate", json={"decision": "accept", "version": version}).status_code == 409
         r = bob.post(f"/api/items/{key}/review", json={"decision": "accept", "version": version})
         assert r.status_code == 200
-        r = bob.post(f"/api/items/{key}/review", json={"decision": "accept", "version": version + 1})
+        r = bob.post(f"/api/items/{key}/review", json={"decision": "accept", "version": version})
         assert r.status_code == 409
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -219,6 +220,27 @@ def _normalize_location(value: str) -> list[str]:
 
 
 # -- the checks ----------------------------------------------------------------------------------
+def disallowed_characters(text: str, limit: int = 5) -> list[str]:
+    """The control, format (invisible, bidi) and surrogate code points in `text`, as `U+XXXX`, first `limit`.
+
+    One rule for every caption text: Unicode categories Cc, Cf, Cs and Co (NUL, BEL, the ESC of ANSI
+    escapes, U+202E, U+200B, lone surrogates, private use), except tab, newline and carriage return,
+    which are whitespace that the writers normalise. Drafts fail `no_markup` on them and the review
+    app refuses them in an expert's text.
+    """
+    if text.isprintable():  # fast path: every C* code point is non-printable
+        return []
+    found: list[str] = []
+    for ch in text:
+        if ch not in "\t\n\r" and unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co"):
+            name = f"U+{ord(ch):04X}"
+            if name not in found:
+                found.append(name)
+                if len(found) >= limit:
+                    break
+    return found
+
+
 def check_caption(record: Record, text: str | None, stated: dict | None = None,
                   tax: Taxonomy | None = None) -> CheckResult:
     """Check one caption text (and optionally the LLM's structured statement) against the record."""
@@ -232,6 +254,9 @@ def check_caption(record: Record, text: str | None, stated: dict | None = None,
     n = word_count(text)
     result.add("length", lo <= n <= hi, f"the caption has {n} words; the style guide asks for {lo} to {hi}")
     bad = [why for pattern, why in _MARKUP if pattern.search(text)]
+    hidden = disallowed_characters(text)
+    if hidden:
+        bad.append(f"control or invisible characters ({', '.join(hidden)})")
     result.add("no_markup", not bad, f"the caption contains {', '.join(bad)}; write plain sentences")
     affirmative = _affirmative(text)
     stated = stated or {}

@@ -14,7 +14,9 @@ import hmac
 import re
 import secrets
 import sqlite3
+import threading
 import time
+from pathlib import Path
 from typing import Optional
 
 from .queue import WRITE_LOCK, Reviewer
@@ -114,3 +116,47 @@ def end_session(db: sqlite3.Connection, sid: Optional[str]) -> None:
 
 def csrf_ok(expected: str, given: Optional[str]) -> bool:
     return bool(given) and hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))
+
+
+class LoginThrottle:
+    """Failed logins per client address: logged, and after `limit` failures within `window` seconds that
+    address gets 429 (with Retry-After) until its oldest failure leaves the window, right token or not."""
+
+    def __init__(self, limit: int = 5, window: float = 300.0, clock=time.monotonic):
+        self.limit, self.window, self.clock = limit, window, clock
+        self.failures: dict[str, list[float]] = {}
+        self.lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> list[float]:
+        recent = [t for t in self.failures.get(client, []) if t > now - self.window]
+        if recent:
+            self.failures[client] = recent
+        else:
+            self.failures.pop(client, None)
+        return recent
+
+    def retry_after(self, client: str) -> float:
+        """Seconds this address must wait before its next attempt (0: go ahead)."""
+        with self.lock:
+            now = self.clock()
+            recent = self._recent(client, now)
+            return max(0.0, recent[-self.limit] + self.window - now) if len(recent) >= self.limit else 0.0
+
+    def failed(self, client: str) -> int:
+        """Record a failure; returns how many this address has within the window."""
+        with self.lock:
+            now = self.clock()
+            recent = self._recent(client, now)
+            recent.append(now)
+            self.failures[client] = recent
+            if len(self.failures) > 10000:  # bound the memory a scan from many addresses can take
+                self.failures.pop(next(iter(self.failures)))
+            return len(recent)
+
+
+def private(catalog_path: Path) -> None:
+    """Make the catalog (token hashes, sessions, the audit log) and its WAL files readable by the owner only."""
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(str(catalog_path) + suffix)
+        if path.exists() and path.stat().st_mode & 0o777 != 0o600:
+            path.chmod(0o600)

@@ -142,42 +142,66 @@ def import_tasks(q: ReviewQueue, path: Path) -> dict:
                "cancelled": 0, "already_decided": 0, "not_open": 0, "unknown_keys": [], "invalid": [],
                "reviewers": []}
     reviewers: set[str] = set()
-    for task in tasks:
-        data = task.get("data") or {}
-        key = str(data.get("key") or (task.get("meta") or {}).get("imdd_key") or "")
-        if not valid_key(key):
-            summary["invalid"].append({"task": task.get("id"), "reason": "no valid data.key"})
-            continue
-        draft = data.get("draft")
-        for annotation in task.get("annotations") or []:
-            if annotation.get("was_cancelled"):
-                summary["cancelled"] += 1
-                continue
-            text, choice, reason = _read_result(annotation)
-            if choice == "reject":
-                decision = "reject"
-                reason = reason if reason in REASONS else "caption_unfixable"
-            elif text is not None and " ".join(text.split()) != " ".join((draft or "").split()):
-                decision = "edit"
-            else:
-                decision = "accept"
-            name = _completed_by(annotation)
-            reviewer = external_reviewer(q.db, name, "label-studio")
-            reviewers.add(name)
-            lead = annotation.get("lead_time")
-            imported = {"format": "label-studio", "task_id": task.get("id"), "annotation_id": annotation.get("id"),
-                        "lead_time": lead, "completed_by": annotation.get("completed_by"),
-                        "at": _timestamp(annotation.get("created_at") or annotation.get("updated_at"))}
-            try:
-                q.submit(reviewer, key, decision, None, caption=text if decision == "edit" else None,
-                         reason=reason if decision == "reject" else None,
-                         time_spent=float(lead) if isinstance(lead, (int, float)) else None, imported=imported)
-                summary["imported"] += 1
-            except NotFound:
-                summary["unknown_keys"].append(key)
-            except Conflict as exc:
-                summary["already_decided" if "already" in str(exc) else "not_open"] += 1
-            except Invalid as exc:
-                summary["invalid"].append({"task": task.get("id"), "reason": str(exc)})
+    for n, task in enumerate(tasks):
+        try:
+            _import_task(q, task, _task_ref(task, n), summary, reviewers)
+        except (Invalid, ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
+            # a malformed task (wrong types, lone surrogates, absurd numbers): skipped and reported, the rest go on
+            summary["invalid"].append({"task": _task_ref(task, n), "reason": _short_reason(exc)})
     summary["reviewers"] = sorted(reviewers)
     return summary
+
+
+def _task_ref(task: Any, n: int) -> Any:
+    """The task's Label Studio id when it is a plain integer, else its position (`#n`): never echoed text."""
+    task_id = task.get("id") if isinstance(task, dict) else None
+    return task_id if isinstance(task_id, int) and not isinstance(task_id, bool) else f"#{n}"
+
+
+def _short_reason(exc: Exception) -> str:
+    """The reason a task was skipped, without echoing its content."""
+    if isinstance(exc, Invalid):
+        return str(exc)[:200]
+    if isinstance(exc, UnicodeError):
+        return "text that is not valid Unicode (a lone surrogate?)"
+    return f"malformed task ({type(exc).__name__})"
+
+
+def _import_task(q: ReviewQueue, task: dict, ref: Any, summary: dict, reviewers: set[str]) -> None:
+    """One task's annotations as decisions (see `import_tasks`)."""
+    data = task.get("data") or {}
+    key = str(data.get("key") or (task.get("meta") or {}).get("imdd_key") or "")
+    if not valid_key(key):
+        summary["invalid"].append({"task": ref, "reason": "no valid data.key"})
+        return
+    draft = data.get("draft")
+    for annotation in task.get("annotations") or []:
+        if annotation.get("was_cancelled"):
+            summary["cancelled"] += 1
+            continue
+        text, choice, reason = _read_result(annotation)
+        if choice == "reject":
+            decision = "reject"
+            reason = reason if reason in REASONS else "caption_unfixable"
+        elif text is not None and " ".join(text.split()) != " ".join((draft or "").split()):
+            decision = "edit"
+        else:
+            decision = "accept"
+        name = _completed_by(annotation)
+        reviewer = external_reviewer(q.db, name, "label-studio")
+        reviewers.add(name)
+        lead = annotation.get("lead_time")
+        imported = {"format": "label-studio", "task_id": task.get("id"), "annotation_id": annotation.get("id"),
+                    "lead_time": lead, "completed_by": annotation.get("completed_by"),
+                    "at": _timestamp(annotation.get("created_at") or annotation.get("updated_at"))}
+        try:
+            q.submit(reviewer, key, decision, None, caption=text if decision == "edit" else None,
+                     reason=reason if decision == "reject" else None,
+                     time_spent=float(lead) if isinstance(lead, (int, float)) else None, imported=imported)
+            summary["imported"] += 1
+        except NotFound:
+            summary["unknown_keys"].append(key)
+        except Conflict as exc:
+            summary["already_decided" if "already" in str(exc) else "not_open"] += 1
+        except Invalid as exc:
+            summary["invalid"].append({"task": ref, "reason": str(exc)[:200]})

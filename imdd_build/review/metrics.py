@@ -110,8 +110,9 @@ def throughput(q: ReviewQueue, now: Optional[float] = None) -> dict:
     per: dict[str, list] = defaultdict(list)
     for name, decision, at, spent in rows:
         per[name].append((decision, at, spent))
-    skips = dict(q.db.execute("SELECT r.name, COUNT(*) FROM review_skips s JOIN review_reviewers r "
-                              "ON r.id = s.reviewer_id GROUP BY r.name").fetchall())
+    skips = {name: n for name, n in q.db.execute(  # from the log: only the latest skips are kept in review_skips
+        "SELECT reviewer, SUM(action = 'skip') - SUM(action = 'undo' AND json_extract(data, '$.action') = 'skip') "
+        "FROM review_events WHERE action IN ('skip', 'undo') GROUP BY reviewer") if n}
     for name in sorted(set(per) | set(skips)):
         items = per.get(name, [])
         reviewed = [i for i in items if i[0] != "flag"]
@@ -128,28 +129,37 @@ def throughput(q: ReviewQueue, now: Optional[float] = None) -> dict:
     return out
 
 
-def agreement(q: ReviewQueue) -> dict:
-    """First two reviews of each double-reviewed item: percent agreement and Cohen's kappa on
-    accept/reject (edit counts as accept), and the mean normalized word edit distance between the two
-    final captions where both kept one."""
+def first_answers(q: ReviewQueue) -> dict[str, list[tuple[str, Optional[str]]]]:
+    """Per double-reviewed item, the first answer of each of its first two reviewers, from the audit log:
+    (decision, final caption). Later undos and re-answers do not count, so undoing cannot raise agreement."""
     rows = q.db.execute(
-        "SELECT d.key, d.decision, d.final_caption FROM review_decisions d JOIN review_queue q ON q.key = d.key "
-        "WHERE q.required >= 2 AND d.decision != 'flag' ORDER BY d.key, d.event_id")
+        "SELECT e.key, e.reviewer_id, e.action, e.data FROM review_events e JOIN review_queue q ON q.key = e.key "
+        "WHERE q.required >= 2 AND e.action IN ('accept', 'edit', 'reject') ORDER BY e.key, e.id")
+    out: dict[str, list] = {}
+    seen: set[tuple[str, int]] = set()
+    for key, reviewer_id, action, data in rows:
+        answers = out.setdefault(key, [])
+        if (key, reviewer_id) in seen or len(answers) >= 2:
+            continue
+        seen.add((key, reviewer_id))
+        data = json.loads(data)
+        final = data.get("caption") if action == "edit" else (data.get("draft") if action == "accept" else None)
+        answers.append((action, final))
+    return {k: v for k, v in out.items() if len(v) == 2}
+
+
+def agreement(q: ReviewQueue) -> dict:
+    """Each reviewer's first answer on each double-reviewed item (from the audit log): percent agreement
+    and Cohen's kappa on accept/reject (edit counts as accept), and the mean normalized word edit
+    distance between the two final captions where both kept one."""
     a: list[str] = []
     b: list[str] = []
     distances: list[float] = []
-    last_key, first = None, None
-    for key, decision, final in rows:
-        if key != last_key:
-            last_key, first = key, (decision, final)
-            continue
-        if first is None:
-            continue
+    for (first, second) in first_answers(q).values():
         a.append(category(first[0]))
-        b.append(category(decision))
-        if first[1] is not None and final is not None:
-            distances.append(normalized_edit_distance(first[1], final))
-        first = None
+        b.append(category(second[0]))
+        if first[1] is not None and second[1] is not None:
+            distances.append(normalized_edit_distance(first[1], second[1]))
     kappa = cohen_kappa(a, b)
     pa = percent_agreement(a, b)
     return {"pairs": len(a), "percent_agreement": None if pa is None else round(pa, 4),
@@ -193,7 +203,8 @@ def review_status(q: ReviewQueue) -> dict[str, Any]:
         "pending_writes": q.db.execute("SELECT COUNT(*) FROM review_outbox").fetchone()[0],
         "reviewers": [dict(zip(("name", "admin", "active", "origin"), r)) for r in q.db.execute(
             "SELECT name, is_admin, active, origin FROM review_reviewers ORDER BY name")],
-        "note": "agreement uses the first two reviews of double-reviewed items; edit counts as accept",
+        "note": "agreement uses each of the first two reviewers' first answer (audit log) on double-reviewed items; "
+                "edit counts as accept",
     }
 
 

@@ -5,12 +5,16 @@ Tables live in the workspace catalog file (`review_*`, created with CREATE TABLE
 * `review_queue`: one row per record with a draft caption, materialised with its priority
   (`tier` 0 failed checks, 1 stratified sample, 2 the rest; `rank` a seeded hash that orders a tier),
   the number of reviews it needs (2 for double review), its state (`open`, `done`, `disputed`,
-  `flagged`), the current lease and a `version` that every change bumps. The next item is one
-  indexed query (`review_queue_next` on state, tier, rank): nothing ever loads the whole queue.
+  `flagged`), the current lease and its `lease_token` (a fresh random token per lease and per
+  change: the API's opaque `version`). The next item is one indexed query (`review_queue_next` on
+  state, tier, rank): nothing ever loads the whole queue. `review_counts` holds the items per state,
+  kept by triggers inside the transaction that changes an item.
 * `review_decisions`: the decisions in force, one per (item, reviewer); undo removes one.
 * `review_events`: the audit log. Append-only (triggers refuse UPDATE and DELETE): who, when, what,
   time spent, guideline version, the draft and the final text with their diff, label corrections,
   and the record's caption fields before and after.
+* `review_idempotency`: the answer to each (reviewer, `Idempotency-Key`), so a retried decision
+  returns it instead of a conflict (kept a day).
 * `review_outbox`: record changes decided but not yet written to the catalog. A decision commits its
   event and outbox row in one transaction; the change then goes through the Catalog API
   (`set_captions`, `upsert` for label corrections) and the row is removed. A crash in between is
@@ -57,17 +61,20 @@ from .queue_schema import (
     CAPTION_FIELDS,
     DECISIONS,
     MAX_CAPTION_CHARS,
+    MAX_SKIPS,
     REASONS,
     SCHEMA,
     STATES,
     TIERS,
     WRITE_LOCK,
     _Tx,
+    migrate,
 )
 from .queue_store import QueueStore
 
 __all__ = [
-    "CAPTION_FIELDS", "DECISIONS", "MAX_CAPTION_CHARS", "REASONS", "SCHEMA", "STATES", "TIERS", "WRITE_LOCK",
+    "CAPTION_FIELDS", "DECISIONS", "MAX_CAPTION_CHARS", "MAX_SKIPS", "REASONS", "SCHEMA", "STATES", "TIERS",
+    "WRITE_LOCK",
     "Conflict", "Invalid", "NotFound", "QueueStore", "ReviewQueue", "Reviewer", "category", "check_results",
     "guideline_version", "load_gold", "valid_key", "word_diff",
     "_VERSION_LINE", "_Tx", "_checks", "_seeded", "_snapshot", "_unit",
@@ -83,4 +90,4 @@ class ReviewQueue(EnqueueMixin, LeasingMixin, DecisionsMixin, AdjudicationMixin)
         self.lease_seconds = float(lease_seconds)
         self.clock = clock
         with WRITE_LOCK:
-            self.db.executescript(SCHEMA)
+            migrate(self.db)

@@ -10,14 +10,19 @@ from .queue_common import Conflict, Invalid, NotFound, Reviewer, _snapshot, guid
 from .queue_schema import WRITE_LOCK
 from .queue_store import QueueStore
 
+UNDO_CLOSED = "the item moved on since your decision (or all its reviews are in): ask an admin to adjudicate"
+
 
 class AdjudicationMixin(QueueStore):
     # -- undo ------------------------------------------------------------------------------
     def undo(self, reviewer: Reviewer, event_id: Optional[int] = None) -> dict:
         """Undo the reviewer's latest decision (or the given one) while nothing happened to the item since.
 
-        The item is leased back to the reviewer; a resolved outcome is taken back out of the record
-        (only if the record still holds it). Appends an `undo` event; the log itself is never changed.
+        The item is leased back to the reviewer (their one lease: any other goes back to the queue); a
+        resolved outcome is taken back out of the record (only if the record still holds it). Once all
+        reviews of a double-reviewed item are in, nobody can undo (that would let a reviewer learn the
+        other's answer and change their own); every refusal then reads the same. Appends an `undo`
+        event; the log itself is never changed.
         """
         with WRITE_LOCK:
             self.drain()
@@ -31,10 +36,12 @@ class AdjudicationMixin(QueueStore):
                     event_id = row[0]
                     if event_id is None:
                         raise Conflict("nothing to undo")
+                if not 0 < int(event_id) < 1 << 62:
+                    raise NotFound("event")
                 event = self.db.execute("SELECT key, reviewer_id, action, data FROM review_events WHERE id = ?",
                                         (int(event_id),)).fetchone()
                 if event is None or event[1] != reviewer.id:
-                    raise NotFound(f"event {event_id}")
+                    raise NotFound("event")
                 key, _, action, data = event
                 data = json.loads(data)
                 skip = self.db.execute("SELECT 1 FROM review_skips WHERE reviewer_id = ? AND event_id = ?",
@@ -43,11 +50,12 @@ class AdjudicationMixin(QueueStore):
                                           (reviewer.id, event_id)).fetchone()
                 if not skip and not decided:
                     raise Conflict("that decision is no longer in force")
-                latest = self.db.execute("SELECT MAX(id) FROM review_events WHERE key = ? AND action != 'undo'",
-                                         (key,)).fetchone()[0]
-                if not skip and latest != event_id:
-                    raise Conflict("the item changed after your decision; ask an admin to adjudicate")
                 q = self._row(key)
+                latest = self.db.execute("SELECT MAX(id) FROM review_events WHERE key = ? "
+                                         "AND action NOT IN ('undo', 'skip')", (key,)).fetchone()[0]
+                closed = q["required"] >= 2 and q["decisions"] >= q["required"]
+                if not skip and (closed or latest != event_id):
+                    raise Conflict(UNDO_CLOSED)
                 undo_data: dict[str, Any] = {"undoes": event_id, "action": action}
                 if skip:
                     self.db.execute("DELETE FROM review_skips WHERE reviewer_id = ? AND key = ?", (reviewer.id, key))
@@ -72,9 +80,7 @@ class AdjudicationMixin(QueueStore):
                 if skip and (q["state"] != "open" or self._has_decided(key, reviewer.id)):
                     leased = True  # nothing to hand back: the item moved on or was decided meanwhile
                 if not leased:
-                    self.db.execute("UPDATE review_queue SET lease_reviewer = ?, lease_until = ?, leased_at = ?, "
-                                    "version = version + 1, updated_at = ? WHERE key = ?",
-                                    (reviewer.id, now + self.lease_seconds, now, now, key))
+                    self._lease(key, reviewer, now)
             self.drain()
             return {"undone": event_id, "key": key, "action": action, "undo_event": undo_event,
                     "item": None if leased else self.item(key)}
@@ -82,7 +88,7 @@ class AdjudicationMixin(QueueStore):
     # -- adjudication ----------------------------------------------------------------------
     def adjudication(self, after: str = "", limit: int = 20) -> list[dict]:
         """Disputed and flagged items (admins): every decision on each, a page at a time by key."""
-        rows = self.db.execute("SELECT key, state, version FROM review_queue WHERE state IN ('disputed', 'flagged') "
+        rows = self.db.execute("SELECT key, state, lease_token FROM review_queue WHERE state IN ('disputed', 'flagged') "
                                "AND key > ? ORDER BY key LIMIT ?", (after, max(1, min(int(limit), 100)))).fetchall()
         out = []
         for key, state, version in rows:
@@ -98,7 +104,7 @@ class AdjudicationMixin(QueueStore):
                         "defect_types": record.defect_types if record else []})
         return out
 
-    def adjudicate(self, admin: Reviewer, key: str, decision: str, version: Optional[int],
+    def adjudicate(self, admin: Reviewer, key: str, decision: str, version: Optional[str],
                    caption: Optional[str] = None, reason: Optional[str] = None, labels: Optional[dict] = None) -> dict:
         """An admin's final word on a disputed or flagged item (or reopen it with `skip`)."""
         if not admin.is_admin:
@@ -110,10 +116,10 @@ class AdjudicationMixin(QueueStore):
             now = self.clock()
             with self._tx():
                 row, record = self._load(key)
-                if version is None or int(version) != row["version"]:
-                    raise Conflict(f"stale version {version} (the item is at {row['version']})")
                 if row["state"] not in ("disputed", "flagged"):
                     raise Conflict(f"the item is {row['state']}, not disputed or flagged")
+                if not self._token_ok(row["lease_token"], version):
+                    raise Conflict("stale version: the item changed; reload the adjudication list")
                 data: dict[str, Any] = {"decision": decision, "draft": record.caption,
                                         "guideline_version": guideline_version(), "previous_state": row["state"]}
                 if decision == "skip":

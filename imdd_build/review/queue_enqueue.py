@@ -56,11 +56,10 @@ class EnqueueMixin(QueueStore):
                     required = 2 if _unit(seed, "double", key) < double_rate else 1
                     todo.append((key, src, stratum, 0 if bad else 2, _seeded(seed, "rank", key), required, now, now))
                 with self._tx():
-                    before = self.db.total_changes
-                    self.db.executemany(
+                    cur = self.db.executemany(  # rowcount: rows inserted, not the count triggers' updates
                         "INSERT OR IGNORE INTO review_queue (key, source, stratum, tier, rank, required, "
                         "enqueued_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", todo)
-                    added += self.db.total_changes - before
+                    added += max(cur.rowcount, 0)
         sampled = self._sample(sample_rate)
         gold_set, gold_unknown = self._set_gold(gold or {})
         with WRITE_LOCK, self._tx():

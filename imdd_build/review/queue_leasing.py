@@ -21,44 +21,53 @@ NEXT_SQL = ("SELECT q.key FROM review_queue q WHERE q.state = 'open' "
 class LeasingMixin(QueueStore):
     # -- leasing ---------------------------------------------------------------------------
     def next_item(self, reviewer: Reviewer) -> Optional[dict]:
-        """Lease the next item to the reviewer (their current lease first); None when nothing is left."""
+        """Lease the next item to the reviewer; None when nothing is left.
+
+        A reviewer holds one lease at a time: while it runs they get the same item and the same token
+        back (asking again does not extend it), so nobody can hoard items or keep one forever.
+        """
         with WRITE_LOCK:
             self.drain()
             now = self.clock()
             with self._tx():
                 row = self.db.execute(
-                    "SELECT key, leased_at FROM review_queue WHERE lease_reviewer = ? AND lease_until >= ? "
+                    "SELECT key FROM review_queue WHERE lease_reviewer = ? AND lease_until >= ? "
                     "AND state = 'open' ORDER BY leased_at LIMIT 1", (reviewer.id, now)).fetchone()
-                if row:
-                    key, leased_at = row
-                else:
+                if row is None:
                     row = self.db.execute(NEXT_SQL, {"now": now, "r": reviewer.id}).fetchone()
                     if not row:
                         return None
-                    key, leased_at = row[0], now
-                self.db.execute("UPDATE review_queue SET lease_reviewer = ?, lease_until = ?, leased_at = ?, "
-                                "version = version + 1 WHERE key = ?",
-                                (reviewer.id, now + self.lease_seconds, leased_at, key))
-            return self.item(key)
+                    self._lease(row[0], reviewer, now)
+            return self.item(row[0])
 
     def next_plan(self) -> str:
         """EXPLAIN QUERY PLAN of the next-item query (tests assert it walks the index)."""
         rows = self.db.execute("EXPLAIN QUERY PLAN " + NEXT_SQL, {"now": 0, "r": 1}).fetchall()
         return "\n".join(str(r[-1]) for r in rows)
 
-    def item(self, key: str, with_lease: bool = True) -> dict:
-        """What the page shows for an item: draft, metadata, checks (never another reviewer's decision)."""
+    def item(self, key: str, with_lease: bool = True, seen: Optional[dict] = None) -> dict:
+        """What the page shows for an item: draft, metadata, checks (never another reviewer's decision).
+
+        `seen` (a history entry's event data) shows the item as the reviewer saw it when deciding: the
+        draft, its source and labels then, and no state, so a later outcome reveals nothing.
+        """
         row, record = self._load(key)
+        if seen is not None:
+            before = seen.get("labels_before") or {}
+            record = record.model_copy(update={
+                "caption": seen.get("draft"), "caption_source": seen.get("draft_source", record.caption_source),
+                "caption_status": "draft", "label": before.get("label", record.label),
+                "defect_types": before.get("defect_types", record.defect_types)})
         return {
             "key": key,
             "caption": record.caption,
             "image_url": f"/api/items/{key}/image",
             "mask_url": f"/api/items/{key}/mask" if record.mask else None,
-            "version": row["version"] if with_lease else None,
+            "version": row["lease_token"] if with_lease else None,
             "lease_until": row["lease_until"] if with_lease else None,
             "required_reviews": row["required"],
             "priority": TIERS[row["tier"]],
-            "state": row["state"],
+            "state": row["state"] if seen is None else None,
             "metadata": {
                 "source": record.source, "domain": record.domain, "product": record.product,
                 "split": record.split, "label": record.label, "defect_types": record.defect_types,
@@ -81,21 +90,19 @@ class LeasingMixin(QueueStore):
             {"r": reviewer.id, "b": before if before is not None else 1 << 62, "n": max(1, min(int(limit), 50))})
         out = []
         for event_id, key, decision, final, reason, at in rows.fetchall():
-            draft = json.loads(self.db.execute("SELECT data FROM review_events WHERE id = ?",
-                                               (event_id,)).fetchone()[0]).get("draft")
+            seen = json.loads(self.db.execute("SELECT data FROM review_events WHERE id = ?", (event_id,)).fetchone()[0])
             try:
-                item = self.item(key, with_lease=False)
+                item = self.item(key, with_lease=False, seen=seen)
             except NotFound:
                 continue
-            item["caption"] = draft
             out.append({"event_id": event_id, "key": key, "decision": decision, "final_caption": final,
                         "reason": reason, "at": at, "item": item})
         return out
 
     def progress(self, reviewer: Optional[Reviewer] = None) -> dict:
+        """Items per state (kept current by triggers: a handful of rows read), leases, and the reviewer's own."""
         counts = dict.fromkeys(STATES, 0)
-        for state, n in self.db.execute("SELECT state, COUNT(*) FROM review_queue GROUP BY state"):
-            counts[state] = n
+        counts.update(self.db.execute("SELECT state, n FROM review_counts").fetchall())
         total = sum(counts.values())
         out: dict[str, Any] = {"items": total, **counts,
                                "leased": self.db.execute("SELECT COUNT(*) FROM review_queue WHERE lease_reviewer IS NOT NULL "
@@ -108,3 +115,9 @@ class LeasingMixin(QueueStore):
                 "AND decision != 'flag'", (since, reviewer.id)).fetchone()
             out["me"] = {"name": reviewer.name, "decisions": mine, "last_24h": today}
         return out
+
+    def recount(self) -> dict:
+        """Items per state counted from the queue itself (what `review_counts` must equal)."""
+        counts = dict.fromkeys(STATES, 0)
+        counts.update(self.db.execute("SELECT state, COUNT(*) FROM review_queue GROUP BY state").fetchall())
+        return counts

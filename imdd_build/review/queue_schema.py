@@ -10,6 +10,7 @@ REASONS = ("wrong_defect_label", "wrong_mask", "bad_image", "caption_unfixable")
 STATES = ("open", "done", "disputed", "flagged")
 TIERS = {0: "failed_checks", 1: "sample", 2: "rest"}
 MAX_CAPTION_CHARS = 4000
+MAX_SKIPS = 100  # a reviewer's remembered skips: the next-item walk never passes more than these
 CAPTION_FIELDS = ("caption", "caption_source", "caption_status", "caption_meta")
 
 SCHEMA = """
@@ -44,6 +45,7 @@ CREATE TABLE IF NOT EXISTS review_queue (
     lease_until REAL,
     leased_at REAL,
     version INTEGER NOT NULL DEFAULT 1,
+    lease_token TEXT,
     enqueued_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
@@ -69,6 +71,7 @@ CREATE TABLE IF NOT EXISTS review_skips (
     event_id INTEGER NOT NULL,
     PRIMARY KEY (reviewer_id, key)
 );
+CREATE INDEX IF NOT EXISTS review_skips_reviewer ON review_skips(reviewer_id, event_id);
 CREATE TABLE IF NOT EXISTS review_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     key TEXT NOT NULL,
@@ -84,12 +87,54 @@ CREATE TRIGGER IF NOT EXISTS review_events_no_update BEFORE UPDATE ON review_eve
     BEGIN SELECT RAISE(ABORT, 'review_events is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS review_events_no_delete BEFORE DELETE ON review_events
     BEGIN SELECT RAISE(ABORT, 'review_events is append-only'); END;
+CREATE TABLE IF NOT EXISTS review_idempotency (
+    reviewer_id INTEGER NOT NULL,
+    token TEXT NOT NULL,
+    key TEXT NOT NULL,
+    response TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (reviewer_id, token)
+);
+CREATE INDEX IF NOT EXISTS review_idempotency_at ON review_idempotency(at);
 CREATE TABLE IF NOT EXISTS review_outbox (
     event_id INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
     changes TEXT NOT NULL
 );
 """
+
+# Items per state, kept current by triggers inside the transaction that changes an item (stats read 4 rows).
+COUNT_TRIGGERS = (
+    "CREATE TRIGGER review_counts_insert AFTER INSERT ON review_queue "
+    "BEGIN UPDATE review_counts SET n = n + 1 WHERE state = new.state; END",
+    "CREATE TRIGGER review_counts_delete AFTER DELETE ON review_queue "
+    "BEGIN UPDATE review_counts SET n = n - 1 WHERE state = old.state; END",
+    "CREATE TRIGGER review_counts_update AFTER UPDATE OF state ON review_queue WHEN old.state != new.state "
+    "BEGIN UPDATE review_counts SET n = n - 1 WHERE state = old.state; "
+    "UPDATE review_counts SET n = n + 1 WHERE state = new.state; END",
+)
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Create the tables; bring an older workspace's queue up to date (lease token column, state counts)."""
+    db.executescript(SCHEMA)
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'review_counts_update'").fetchone() and \
+            "lease_token" in {row[1] for row in db.execute("PRAGMA table_info(review_queue)")}:
+        return
+    with _Tx(db):
+        if "lease_token" not in {row[1] for row in db.execute("PRAGMA table_info(review_queue)")}:
+            db.execute("ALTER TABLE review_queue ADD COLUMN lease_token TEXT")
+            # integer versions from before are void: every item gets an opaque token (adjudication quotes it)
+            db.execute("UPDATE review_queue SET lease_token = lower(hex(randomblob(12)))")
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'review_counts_update'").fetchone():
+            db.execute("DROP TABLE IF EXISTS review_counts")
+            db.execute("CREATE TABLE review_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+            db.executemany("INSERT INTO review_counts VALUES (?, 0)", [(s,) for s in STATES])
+            db.execute("UPDATE review_counts SET n = (SELECT COUNT(*) FROM review_queue q "
+                       "WHERE q.state = review_counts.state)")
+            for trigger in COUNT_TRIGGERS:
+                db.execute(trigger)
+
 
 # One writer at a time inside a process (the server's threads); SQLite's BEGIN IMMEDIATE orders processes.
 WRITE_LOCK = threading.RLock()

@@ -3,7 +3,9 @@ audit events, rows), releasing leases, and writing pending outcomes (the outbox)
 
 from __future__ import annotations
 
+import hmac
 import json
+import secrets
 import sqlite3
 from collections.abc import Callable
 from typing import Optional
@@ -60,9 +62,27 @@ class QueueStore:
         return self.db.execute("SELECT 1 FROM review_decisions WHERE key = ? AND reviewer_id = ?",
                                (key, reviewer_id)).fetchone() is not None
 
+    @staticmethod
+    def _token_ok(expected: Optional[str], given) -> bool:
+        """Does the client's `version` match the item's current (opaque) token?"""
+        return bool(expected) and isinstance(given, str) and len(given) <= 64 and \
+            hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
+
+    def _lease(self, key: str, reviewer: Reviewer, now: float, leased_at: Optional[float] = None) -> None:
+        """Lease `key` to the reviewer with a fresh opaque token, dropping any other lease they hold."""
+        self.db.execute("UPDATE review_queue SET lease_reviewer = NULL, lease_until = NULL, leased_at = NULL, "
+                        "lease_token = NULL, version = version + 1 WHERE lease_reviewer = ? AND key != ?",
+                        (reviewer.id, key))
+        self.db.execute("UPDATE review_queue SET lease_reviewer = ?, lease_until = ?, leased_at = ?, lease_token = ?, "
+                        "version = version + 1, updated_at = ? WHERE key = ?",
+                        (reviewer.id, now + self.lease_seconds, leased_at if leased_at is not None else now,
+                         secrets.token_urlsafe(12), now, key))
+
     def _release(self, key: str, now: float, state: Optional[str] = None) -> None:
-        sets = "lease_reviewer = NULL, lease_until = NULL, leased_at = NULL, version = version + 1, updated_at = ?"
-        args: list = [now]
+        """Take the lease back; the item gets a fresh token (what an admin's adjudication must quote)."""
+        sets = ("lease_reviewer = NULL, lease_until = NULL, leased_at = NULL, lease_token = ?, version = version + 1, "
+                "updated_at = ?")
+        args: list = [secrets.token_urlsafe(12), now]
         if state:
             sets += ", state = ?"
             args.append(state)

@@ -4,16 +4,28 @@ API clients send `Authorization: Bearer <token>`; the page logs in with the toke
 holds a session cookie, and sends the session's CSRF token in `X-CSRF-Token` with every POST.
 Images and masks are served by catalog key only (the store reference comes from the record, never
 from the request). Each worker thread has its own catalog connection; writes are serialized.
+`gate.Gate` runs first: Host/Origin checks, authentication before the body is read, a 64 KiB body
+limit, JSON parsed off the event loop, security headers on every response.
+
+Blind double review: a reviewer who is no admin never sees another reviewer's decision, nor
+anything derived from it: the answer to a double-reviewed item's review holds no state or outcome,
+`/api/stats` gives them only item, open and leased counts, an item is visible to them only while
+they hold its lease, and their history shows items as they were when they decided.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Optional
 
-from fastapi import Depends, FastAPI, Form, HTTPException, Request
+import anyio
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
@@ -22,6 +34,7 @@ from ..catalog import Catalog
 from ..store import Store
 from ..taxonomy import GUIDELINES_DIR
 from . import auth
+from .gate import Gate, Refusal, log, parsed, short_errors
 from .queue import (
     DECISIONS,
     REASONS,
@@ -38,40 +51,42 @@ HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "imdd_session"
 LOGIN_CSRF_COOKIE = "imdd_login_csrf"
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+MAX_ID = (1 << 62) - 1  # event ids fit SQLite's 64-bit integers with room to spare
 
 
 class ReviewBody(BaseModel):
-    decision: str
-    version: int
+    decision: str = Field(..., max_length=16)
+    version: str = Field(..., max_length=64)  # the opaque lease token the item came with
     caption: Optional[str] = Field(None, max_length=8000)
     reason: Optional[str] = Field(None, max_length=200)
     labels: Optional[dict[str, Any]] = None
-    time_spent_ms: Optional[float] = None
+    time_spent_ms: Optional[float] = Field(None, ge=0, le=1e9)
     note: Optional[str] = Field(None, max_length=2000)
 
 
 class UndoBody(BaseModel):
-    event_id: Optional[int] = None
+    event_id: Optional[int] = Field(None, ge=1, le=MAX_ID)
 
 
 class CheckBody(BaseModel):
     caption: str = Field(..., max_length=8000)
 
 
-def create_app(workspace_root: Path, lease_seconds: float = 900.0, secure_cookies: bool = False) -> FastAPI:
+def create_app(workspace_root: Path, lease_seconds: float = 900.0, secure_cookies: bool = False,
+               allowed_hosts: Optional[Iterable[str]] = None) -> FastAPI:
+    """The app over a workspace. `allowed_hosts`: the names the `Host` header may carry (None: any)."""
     workspace_root = Path(workspace_root)
     catalog_path = workspace_root / "catalog.sqlite"
     if not catalog_path.exists():
         raise FileNotFoundError(f"no catalog at {catalog_path}: ingest and caption first")
+    auth.private(catalog_path)
     store = Store(workspace_root / "store")
     local = threading.local()
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     static = {p.name: p for p in (HERE / "static").iterdir() if p.suffix in STATIC_TYPES}
     guidelines = {p.stem: p for p in sorted(GUIDELINES_DIR.glob("*")) if p.suffix in (".md", ".yaml")}
-    stats_cache: dict[str, Any] = {"at": 0.0, "value": None}
-    stats_lock = threading.Lock()
+    throttle = auth.LoginThrottle()
 
     def queue() -> ReviewQueue:
         q = getattr(local, "queue", None)
@@ -82,19 +97,13 @@ def create_app(workspace_root: Path, lease_seconds: float = 900.0, secure_cookie
     queue().drain()  # finish writes a crash left in the outbox
     app = FastAPI(title="imdd review", docs_url=None, redoc_url=None, openapi_url=None)
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_request, exc):
+        return JSONResponse({"detail": short_errors(exc.errors())}, status_code=422)
 
     @app.exception_handler(NotFound)
-    async def _not_found(_request, exc):
-        return JSONResponse({"detail": f"not found: {exc.args[0] if exc.args else ''}"}, status_code=404)
+    async def _not_found(_request, _exc):
+        return JSONResponse({"detail": "not found"}, status_code=404)
 
     @app.exception_handler(Conflict)
     async def _conflict(_request, exc):
@@ -112,26 +121,40 @@ def create_app(workspace_root: Path, lease_seconds: float = 900.0, secure_cookie
     def _unauthorized(detail: str = "missing or invalid token") -> HTTPException:
         return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
-    def api_user(request: Request) -> Reviewer:
-        header = request.headers.get("authorization")
+    def authenticate(headers, method: str) -> Reviewer:
+        """The reviewer a request's headers name (Bearer token, or session cookie + CSRF header); else Refusal."""
+        header = headers.get("authorization")
         db = queue().db
         if header is not None:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer":
-                raise _unauthorized("use Authorization: Bearer <token>")
+                raise Refusal(401, "use Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"})
             reviewer = auth.verify_token(db, token.strip())
             if reviewer is None:
-                raise _unauthorized()
+                log.warning("rejected API token (%s)", "no token" if not token.strip() else "unknown token")
+                raise Refusal(401, "missing or invalid token", {"WWW-Authenticate": "Bearer"})
             return reviewer
-        found = auth.session(db, request.cookies.get(SESSION_COOKIE))
+        from starlette.requests import cookie_parser
+
+        found = auth.session(db, cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE))
         if found is None:
-            raise _unauthorized()
+            raise Refusal(401, "missing or invalid token", {"WWW-Authenticate": "Bearer"})
         reviewer, csrf = found
-        if request.method not in ("GET", "HEAD") and not auth.csrf_ok(csrf, request.headers.get("x-csrf-token")):
-            raise HTTPException(403, "missing or wrong X-CSRF-Token")
+        if method not in ("GET", "HEAD") and not auth.csrf_ok(csrf, headers.get("x-csrf-token")):
+            raise Refusal(403, "missing or wrong X-CSRF-Token")
         return reviewer
 
-    def admin_user(reviewer: Reviewer = Depends(api_user)) -> Reviewer:
+    async def api_user(request: Request) -> Reviewer:
+        """The gate authenticated `/api/` requests already (no second thread hop); pages ask here."""
+        reviewer = getattr(request.state, "reviewer", None)
+        if reviewer is not None:
+            return reviewer
+        try:
+            return await anyio.to_thread.run_sync(authenticate, request.headers, request.method)
+        except Refusal as refusal:
+            raise HTTPException(refusal.status, refusal.detail, headers=refusal.headers or None) from None
+
+    async def admin_user(reviewer: Reviewer = Depends(api_user)) -> Reviewer:
         if not reviewer.is_admin:
             raise HTTPException(403, "admins only")
         return reviewer
@@ -163,10 +186,19 @@ def create_app(workspace_root: Path, lease_seconds: float = 900.0, secure_cookie
 
     @app.post("/login")
     def login(request: Request, token: str = Form(..., max_length=256), csrf: str = Form(..., max_length=256)):
+        client = request.client.host if request.client else "unknown"
+        wait = throttle.retry_after(client)
+        if wait:
+            log.warning("login from %s refused: too many failed logins (retry in %.0f s)", client, wait)
+            response = login_form(request, 429, "Too many failed logins; wait a few minutes.")
+            response.headers["Retry-After"] = str(int(wait) + 1)
+            return response
         if not auth.csrf_ok(request.cookies.get(LOGIN_CSRF_COOKIE) or "", csrf):
             return login_form(request, 403, "The form expired; try again.")
         reviewer = auth.verify_token(queue().db, token.strip())
         if reviewer is None:
+            n = throttle.failed(client)
+            log.warning("failed login from %s (%d in the last %.0f s)", client, n, throttle.window)
             return login_form(request, 401, "Unknown token.")
         sid, _csrf = auth.create_session(queue().db, reviewer)
         response = RedirectResponse("/", status_code=303)
@@ -209,7 +241,10 @@ def create_app(workspace_root: Path, lease_seconds: float = 900.0, secure_cookie
     @app.get("/guidelines/{name}", response_class=HTMLResponse)
     def guideline_page(request: Request, name: str):
         if page_session(request) is None:
-            api_user(request)  # a Bearer token works too; else 401
+            try:  # a Bearer token works too; else 401
+                authenticate(request.headers, request.method)
+            except Refusal as refusal:
+                raise HTTPException(refusal.status, refusal.detail, headers=refusal.headers or None) from None
         path = guidelines.get(name)
         if path is None:
             raise HTTPException(404, "no such guideline")
@@ -255,28 +290,35 @@ def create_app(workspace_root: Path, lease_seconds: float = 900.0, secure_cookie
         return media(key, "mask")
 
     @app.post("/api/items/{key:path}/review")
-    def api_review(key: str, body: ReviewBody, reviewer: Reviewer = Depends(api_user)):
+    def api_review(key: str, request: Request, reviewer: Reviewer = Depends(api_user)):
+        """A decision; `Idempotency-Key` makes a retry return the first answer instead of a conflict."""
         checked_key(key)
+        idem = request.headers.get("idempotency-key")
+        if idem is not None and not IDEMPOTENCY_KEY.match(idem):
+            raise HTTPException(400, "Idempotency-Key: 1-128 of letters, digits, '_', '.', ':', '-'")
+        body = parsed(request, ReviewBody)
         if body.decision not in DECISIONS:
             raise Invalid(f"decision must be one of {', '.join(DECISIONS)}")
         spent = body.time_spent_ms / 1000.0 if body.time_spent_ms is not None else None
         result = queue().submit(reviewer, key, body.decision, body.version, caption=body.caption,
-                                reason=body.reason, labels=body.labels, time_spent=spent, note=body.note)
-        stats_cache["at"] = 0.0
+                                reason=body.reason, labels=body.labels, time_spent=spent, note=body.note,
+                                idempotency_key=idem)
+        if not reviewer.is_admin and result.get("required_reviews", 1) > 1:
+            result = {k: v for k, v in result.items() if k not in ("state", "outcome")}  # blind: nothing of the other
         return result
 
     @app.post("/api/items/{key:path}/adjudicate")
-    def api_adjudicate(key: str, body: ReviewBody, admin: Reviewer = Depends(admin_user)):
+    def api_adjudicate(key: str, request: Request, admin: Reviewer = Depends(admin_user)):
         checked_key(key)
-        result = queue().adjudicate(admin, key, body.decision, body.version, caption=body.caption,
-                                    reason=body.reason, labels=body.labels)
-        stats_cache["at"] = 0.0
-        return result
+        body = parsed(request, ReviewBody)
+        return queue().adjudicate(admin, key, body.decision, body.version, caption=body.caption,
+                                  reason=body.reason, labels=body.labels)
 
     @app.post("/api/items/{key:path}/check")
-    def api_check(key: str, body: CheckBody, _reviewer: Reviewer = Depends(api_user)):
+    def api_check(key: str, request: Request, _reviewer: Reviewer = Depends(api_user)):
         from .queue import _checks
 
+        body = parsed(request, CheckBody)
         record = queue().catalog.get(checked_key(key))
         if record is None:
             raise HTTPException(404, "not found")
@@ -286,11 +328,14 @@ def create_app(workspace_root: Path, lease_seconds: float = 900.0, secure_cookie
 
     @app.get("/api/items/{key:path}")
     def api_item(key: str, reviewer: Reviewer = Depends(api_user)):
+        """The item; a reviewer who is no admin sees it only while holding its lease (else 404)."""
         q = queue()
-        item = q.item(checked_key(key), with_lease=False)
-        row = q.db.execute("SELECT lease_reviewer, version FROM review_queue WHERE key = ?", (key,)).fetchone()
-        if row and row[0] == reviewer.id:
-            item["version"] = row[1]
+        checked_key(key)
+        row = q.db.execute("SELECT lease_reviewer, lease_until FROM review_queue WHERE key = ?", (key,)).fetchone()
+        holder = row is not None and row[0] == reviewer.id and (row[1] or 0) >= q.clock()
+        if not holder and not reviewer.is_admin:
+            raise NotFound(key)
+        item = q.item(key, with_lease=holder)
         if reviewer.is_admin:
             item["decisions"] = [{"reviewer": n, "decision": d, "final_caption": f, "reason": r}
                                  for n, d, f, r in q.db.execute(
@@ -300,23 +345,21 @@ def create_app(workspace_root: Path, lease_seconds: float = 900.0, secure_cookie
         return item
 
     @app.post("/api/undo")
-    def api_undo(body: UndoBody, reviewer: Reviewer = Depends(api_user)):
-        result = queue().undo(reviewer, body.event_id)
-        stats_cache["at"] = 0.0
-        return result
+    def api_undo(request: Request, reviewer: Reviewer = Depends(api_user)):
+        return queue().undo(reviewer, parsed(request, UndoBody).event_id)
 
     @app.get("/api/history")
-    def api_history(before: Optional[int] = None, limit: int = 1, reviewer: Reviewer = Depends(api_user)):
+    def api_history(before: Optional[int] = Query(None, ge=0, le=MAX_ID), limit: int = Query(1, ge=1, le=50),
+                    reviewer: Reviewer = Depends(api_user)):
         return {"items": queue().history(reviewer, before, limit)}
 
     @app.get("/api/stats")
     def api_stats(reviewer: Reviewer = Depends(api_user)):
+        """Counts kept current by the decisions' own transactions; no admin gets only what reveals no decision."""
         q = queue()
-        with stats_lock:
-            if stats_cache["value"] is None or time.time() - stats_cache["at"] > 2.0:
-                stats_cache["value"] = q.progress()
-                stats_cache["at"] = time.time()
-            overall = dict(stats_cache["value"])
+        overall = q.progress()
+        if not reviewer.is_admin:  # done/disputed/flagged would tell how another reviewer answered
+            overall = {k: overall[k] for k in ("items", "open", "leased")}
         since = time.time() - 86400
         n, today = q.db.execute("SELECT COUNT(*), COALESCE(SUM(at >= ?), 0) FROM review_decisions "
                                 "WHERE reviewer_id = ? AND decision != 'flag'", (since, reviewer.id)).fetchone()
@@ -324,19 +367,40 @@ def create_app(workspace_root: Path, lease_seconds: float = 900.0, secure_cookie
         return {"overall": overall, "me": mine, "guideline_version": guideline_version()}
 
     @app.get("/api/adjudication")
-    def api_adjudication(after: str = "", limit: int = 20, _admin: Reviewer = Depends(admin_user)):
+    def api_adjudication(after: str = Query("", max_length=512), limit: int = Query(20, ge=1, le=100),
+                         _admin: Reviewer = Depends(admin_user)):
         return {"items": queue().adjudication(after, limit)}
 
     @app.get("/api/guidelines")
     def api_guidelines(_reviewer: Reviewer = Depends(api_user)):
         return {"guidelines": [f"/guidelines/{name}" for name in guidelines], "version": guideline_version()}
 
+    app.add_middleware(Gate, authenticate=authenticate, cookie_names=(SESSION_COOKIE, LOGIN_CSRF_COOKIE),
+                       allowed_hosts=allowed_hosts)
     return app
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
 def serve(workspace_root: Path, host: str = "127.0.0.1", port: int = 8765, lease_seconds: float = 900.0,
-          secure_cookies: bool = False, log_level: str = "warning") -> None:
+          secure_cookies: bool = False, log_level: str = "warning", allowed_hosts: Iterable[str] = ()) -> None:
+    """Run the app with uvicorn. The `Host` header is checked against `allowed_hosts` (plus the loopback
+    names when bound to loopback); with neither, any Host is accepted."""
+    import ipaddress
+
     import uvicorn
 
-    app = create_app(workspace_root, lease_seconds=lease_seconds, secure_cookies=secure_cookies)
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    hosts = [*allowed_hosts, *((host, *LOOPBACK_NAMES) if loopback else ())]
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    app = create_app(workspace_root, lease_seconds=lease_seconds, secure_cookies=secure_cookies,
+                     allowed_hosts=hosts or None)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, server_header=False)

@@ -139,8 +139,11 @@ async function refreshStats() {
   const { status, data } = await api("GET", "/api/stats");
   if (status !== 200) return;
   const o = data.overall;
-  $("progress").textContent = "you: " + data.me.decisions + " (24h " + data.me.last_24h + ") · all: " + o.done +
-    " done / " + o.items + " items · " + o.open + " open · " + o.disputed + " disputed · " + o.flagged + " flagged";
+  // reviewers get items/open/leased only (blind double review); admins get every state
+  const parts = [o.items + " items", o.open + " open"];
+  for (const k of ["done", "disputed", "flagged"]) if (k in o) parts.push(o[k] + " " + k);
+  $("progress").textContent = "you: " + data.me.decisions + " (24h " + data.me.last_24h + ") · all: " +
+    parts.join(" · ");
 }
 
 async function next() {
