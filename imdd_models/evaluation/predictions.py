@@ -220,11 +220,13 @@ def scan_predictions(folder: str | Path, check_maps: bool = False) -> Prediction
             problems.append(f"{where}: duplicate key {pred.key!r} (first on line {predictions[pred.key].line})")
             continue
         predictions[pred.key] = pred
-        if check_maps and pred.anomaly_map is not None:
+        if pred.anomaly_map is not None:
             try:
-                load_anomaly_map(folder, pred)
+                _map_path(folder, pred.anomaly_map)
+                if check_maps:
+                    load_anomaly_map(folder, pred)
             except PredictionError as exc:
-                problems.append(str(exc))
+                problems.append(f"{where}: {exc}")
     return PredictionSet(folder, predictions, _read_meta(folder, problems), hashlib.sha256(raw).hexdigest(), problems)
 
 
