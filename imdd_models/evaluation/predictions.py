@@ -16,8 +16,8 @@ per line is carried and ignored. An optional `meta.json` (any JSON object: model
 date) is the predictions' provenance and is copied into reports.
 
 Every other field is an error naming the field; NaN or infinite scores are errors naming the key. A
-missing field reads as null (or empty for `class_scores`/`boxes`), and metrics that need it count the
-record as lacking a prediction. `validate_predictions(folder)` lists every problem (an empty list means
+missing field reads as null (`class_scores` as empty), and metrics that need it count the record as
+lacking a prediction (`boxes: []` is a prediction of no box, a missing or null `boxes` is none). `validate_predictions(folder)` lists every problem (an empty list means
 valid); `read_predictions` raises on the first one.
 """
 
@@ -53,7 +53,7 @@ class Prediction:
     label: str | None = None
     defect_type: str | None = None
     class_scores: dict[str, float] = field(default_factory=dict)
-    boxes: list[dict] = field(default_factory=list)
+    boxes: list[dict] | None = None  # None: no detection output; []: detected nothing
     anomaly_map: str | None = None
 
 
@@ -85,9 +85,9 @@ def _finite(value, where: str, problems: list[str]) -> float | None:
     return float(value)
 
 
-def _check_boxes(boxes, where: str, problems: list[str]) -> list[dict]:
+def _check_boxes(boxes, where: str, problems: list[str]) -> list[dict] | None:
     if boxes is None:
-        return []
+        return None
     if not isinstance(boxes, list):
         problems.append(f"{where}.boxes: expected a list")
         return []

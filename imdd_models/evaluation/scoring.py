@@ -105,7 +105,8 @@ def _pixel_metrics(items: list[Item], folder, classes: set[str] | None, mask_sou
 
 def _box_metrics(items: list[Item], classes: set[str] | None, box_sources: set[str]) -> dict:
     scope = [it for it in items if it.source in box_sources]
-    images = [BoxImage(it.key, it.boxes, it.pred.boxes) for it in scope if it.pred is not None]
+    images = [BoxImage(it.key, it.boxes, it.pred.boxes) for it in scope
+              if it.pred is not None and it.pred.boxes is not None]
     result = box_map(images, classes)
     result["counts"]["no_prediction"] = len(scope) - len(images)
     return result

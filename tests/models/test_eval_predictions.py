@@ -21,7 +21,7 @@ def test_a_valid_folder(tmp_path):
     preds = read_predictions(folder)
     assert set(preds.predictions) == {"a", "b"}
     b = preds.predictions["b"]  # absent fields read as null / empty
-    assert b.image_score is None and b.label is None and b.boxes == [] and b.anomaly_map is None
+    assert b.image_score is None and b.label is None and b.boxes is None and b.anomaly_map is None
     assert preds.predictions["a"].boxes[0]["score"] == 0.8
     assert preds.provenance()["meta"] == {"model": "tiny"} and len(preds.sha256) == 64
     assert load_anomaly_map(folder, preds.predictions["a"]).dtype == np.float32
