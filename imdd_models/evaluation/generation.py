@@ -1,8 +1,8 @@
 """Generated images against real ones: FID, KID and IS computed by torchmetrics on a user-supplied network.
 
 The Inception weights that make FID comparable to published numbers cannot be downloaded here, so the
-feature network is a TorchScript file (`--feature-weights`), e.g. the 2015 Inception exported as
-TorchScript (NVlabs' / clean-fid's `inception-2015-12-05.pt`). Each image is converted to RGB, resized
+feature network is a file (`--feature-weights`): a TorchScript archive, e.g. the 2015 Inception as
+TorchScript (NVlabs' / clean-fid's `inception-2015-12-05.pt`), or a `torch.export` program (`.pt2`). Each image is converted to RGB, resized
 to `image_size` x `image_size` (PIL bicubic) and given to the network as a float32 NCHW batch of values
 in [0, 255]. When the network's `forward` takes `return_features` (as those Inception exports do),
 `net(x, return_features=True)` gives the FID/KID features and `net(x)` the class logits for IS;
@@ -14,6 +14,7 @@ Features are extracted once and handed to torchmetrics' `FrechetInceptionDistanc
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -28,10 +29,14 @@ FID_RELIABLE_SAMPLES = 10_000
 
 
 class FeatureNet:
-    """A TorchScript network called on image batches: (features, logits) per batch."""
+    """A loaded network called on image batches: (features, logits) per batch."""
 
     def __init__(self, module, image_size: int = 299):
-        self.module = module.eval()
+        self.module = module
+        try:
+            module.eval()
+        except NotImplementedError:  # a torch.export module: its train/eval mode was fixed when exported
+            pass
         self.image_size = image_size
         schema = getattr(getattr(module, "forward", None), "schema", None)
         self.splits_outputs = schema is not None and any(a.name == "return_features" for a in schema.arguments)
@@ -45,16 +50,21 @@ class FeatureNet:
 
 
 def load_feature_net(path: str | Path, image_size: int = 299) -> FeatureNet:
-    """The TorchScript network in `path`; ValueError naming the file when it is not one."""
+    """The network in `path`: a `torch.export` program (`.pt2`) or a TorchScript archive; errors name the file."""
     import torch
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: feature network file not found")
+    if path.suffix == ".pt2":
+        try:
+            return FeatureNet(torch.export.load(str(path)).module(), image_size)
+        except Exception as exc:  # noqa: BLE001  (torch raises many types for a bad archive)
+            raise ValueError(f"{path}: not a torch.export program ({str(exc).splitlines()[0]})") from None
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # noqa: BLE001  (torch raises RuntimeError/ValueError for non-TorchScript files)
-        raise ValueError(f"{path}: not a TorchScript archive ({str(exc).splitlines()[0]}); export the feature "
-                         f"network with torch.jit.script/trace and torch.jit.save") from None
+        raise ValueError(f"{path}: not a TorchScript archive ({str(exc).splitlines()[0]}); save the feature "
+                         f"network with torch.jit.save, or torch.export.save as a .pt2 file") from None
     return FeatureNet(module, image_size)
 
 
@@ -122,6 +132,12 @@ def _identity(dim: int):
     return Precomputed()
 
 
+def _number(value) -> float | None:
+    """A finite float, or None (a std over one subset or split is undefined; JSON has no NaN)."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
 def metrics_from_features(real, generated, generated_logits, kid_subset_size: int = 1000, kid_subsets: int = 100,
                           is_splits: int = 10, seed: int = 0) -> dict:
     """FID, KID (mean, std) and IS (mean, std) with torchmetrics from (N, d) feature tensors."""
@@ -133,20 +149,23 @@ def metrics_from_features(real, generated, generated_logits, kid_subset_size: in
     n_real, n_gen = len(real), len(generated)
     if n_real < 2 or n_gen < 2:
         raise ValueError(f"FID needs at least 2 real and 2 generated images (got {n_real} and {n_gen})")
-    fid = FrechetInceptionDistance(feature=_identity(real.shape[1]))
-    fid.update(real, real=True)
-    fid.update(generated, real=False)
-    subset = min(kid_subset_size, n_real, n_gen)
-    kid = KernelInceptionDistance(feature=_identity(real.shape[1]), subsets=kid_subsets, subset_size=subset)
-    kid.update(real, real=True)
-    kid.update(generated, real=False)
-    inception = InceptionScore(feature=_identity(generated_logits.shape[1]), splits=min(is_splits, n_gen))
-    inception.update(generated_logits)
-    torch.manual_seed(seed)  # KID subsets and the IS split order are random draws
-    kid_mean, kid_std = kid.compute()
-    is_mean, is_std = inception.compute()
-    return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std),
-            "inception_score": float(is_mean), "inception_score_std": float(is_std),
+    with warnings.catch_warnings():  # "will save all extracted features": they are already all in memory
+        warnings.filterwarnings("ignore", message=".*save all extracted features.*")
+        warnings.filterwarnings("ignore", message=".*degrees of freedom.*")  # a std over one split: None below
+        fid = FrechetInceptionDistance(feature=_identity(real.shape[1]))
+        fid.update(real, real=True)
+        fid.update(generated, real=False)
+        subset = min(kid_subset_size, n_real, n_gen)
+        kid = KernelInceptionDistance(feature=_identity(real.shape[1]), subsets=kid_subsets, subset_size=subset)
+        kid.update(real, real=True)
+        kid.update(generated, real=False)
+        inception = InceptionScore(feature=_identity(generated_logits.shape[1]), splits=min(is_splits, n_gen))
+        inception.update(generated_logits)
+        torch.manual_seed(seed)  # KID subsets and the IS split order are random draws
+        kid_mean, kid_std = kid.compute()
+        is_mean, is_std = inception.compute()
+    return {"fid": _number(fid.compute()), "kid": _number(kid_mean), "kid_std": _number(kid_std),
+            "inception_score": _number(is_mean), "inception_score_std": _number(is_std),
             "kid_subset_size": subset, "kid_subsets": kid_subsets, "is_splits": min(is_splits, n_gen)}
 
 
