@@ -2,8 +2,8 @@
 
 Both curves are computed exactly from one descending sort of the scores: every distinct score is a
 threshold, tied scores move together (so ties give the same value as scikit-learn's `roc_auc_score`),
-and points are joined linearly (trapezoid rule). Memory is about 22 bytes per scored pixel (scores,
-ground truth, region weights and the sort order).
+and points are joined linearly (trapezoid rule). Memory is about 30 bytes per scored pixel (scores,
+ground truth, region weights, the sort order and its temporaries).
 """
 
 from __future__ import annotations
