@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..data import ReadStats, iter_raw
+from ..data import ReadStats, iter_raw, matches, parse_where
 from .anomaly import PixelAccumulator, roc_auc
 from .classification import accuracy
 from .detection import BoxImage, box_map
@@ -52,21 +52,29 @@ def _item(row: dict, pred: Prediction | None) -> Item:
 
 def join(data: str, preds: PredictionSet, split: str | None, where: str | None = None,
          allow_extra: bool = False, on_record: Callable[[], None] | None = None) -> tuple[list[Item], dict]:
-    """Records of the split joined with their predictions, and the join's counts (records, missing, extra)."""
-    stats = ReadStats()
+    """Records of the split joined with their predictions, and the join's counts.
+
+    Predictions for records of the split that `where` leaves out are ignored and counted
+    (`outside_where`); predictions for keys that are not records of the split at all are `extra`."""
+    terms = parse_where(where)
     items: list[Item] = []
-    for row in iter_raw(data, split, where, stats):
+    left_out: set[str] = set()
+    for row in iter_raw(data, split, None, ReadStats()):
+        if not matches(row, terms):
+            left_out.add(row["key"])
+            continue
         items.append(_item(row, preds.predictions.get(row["key"])))
         if on_record:
             on_record()
     keys = {it.key for it in items}
     missing = [it.key for it in items if it.pred is None]
-    extra = [k for k in preds.predictions if k not in keys]
+    extra = [k for k in preds.predictions if k not in keys and k not in left_out]
     if extra and not allow_extra:
         raise PredictionError(f"{preds.folder}: prediction for key {extra[0]!r} which is not a record of the "
                               f"evaluated split ({len(extra)} such key(s); --allow-extra counts them instead)")
     return items, {"records": len(items), "predicted": len(items) - len(missing), "missing": len(missing),
-                   "missing_examples": missing[:_EXAMPLES], "extra": len(extra), "extra_examples": extra[:_EXAMPLES]}
+                   "missing_examples": missing[:_EXAMPLES], "extra": len(extra), "extra_examples": extra[:_EXAMPLES],
+                   "outside_where": sum(1 for k in preds.predictions if k in left_out)}
 
 
 def _in_classes(item: Item, classes: set[str] | None) -> bool:

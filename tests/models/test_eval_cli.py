@@ -138,9 +138,10 @@ def test_partial_predictions_give_nulls_with_counts(demo_shards, test_rows, tmp_
     assert out["counts"]["pixel_auroc"]["no_prediction"] == 24 and out["counts"]["pixel_auroc"]["images"] == 0
     assert out["map50"] is None and out["counts"]["map50"]["no_prediction"] == 24
     assert out["accuracy"] is None and out["counts"]["accuracy"]["no_prediction"] == 24
-    out, _ = run("--predictions", folder, "--data", demo_shards, "--no-breakdown", "--where", "label=defective",
-                 "--allow-extra")
+    out, _ = run("--predictions", folder, "--data", demo_shards, "--no-breakdown", "--where", "label=defective")
     assert out["image_auroc"] is None and out["counts"]["image_auroc"]["normal"] == 0
+    n_normal = sum(r["label"] == "normal" for r in test_rows)  # their predictions: left out by --where, not extra
+    assert (out["records"], out["outside_where"], out["extra"]) == (24 - n_normal, n_normal, 0)
 
 
 def test_class_split_file(demo_shards, test_rows, tmp_path):
