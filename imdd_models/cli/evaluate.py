@@ -33,14 +33,18 @@ def evaluate_cmd(
     allow_extra: bool = typer.Option(False, "--allow-extra",
                                      help="Count predictions for keys outside the split instead of failing."),
     strict: bool = typer.Option(False, "--strict", help="Fail when any record of the split has no prediction."),
+    pixel_bins: int = typer.Option(0, "--pixel-bins", min=0,
+                                   help="0: exact pixel curves; N >= 2: N thresholds, constant memory."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Score a predictions folder against a split of IMDD shards: image/pixel AUROC, AUPRO, IoU, box mAP, accuracy."""
     from ..evaluation import evaluate, markdown_report
+    if pixel_bins == 1:
+        raise RunError("--pixel-bins: give 0 (exact) or at least 2 thresholds")
     with progress_bar("read records") as bar:
         groups = Bar(bar.progress, "score groups")
         result = evaluate(predictions, data, None if split == "all" else split, where, classes_seen, class_split,
-                          allow_extra, breakdown, on_record=bar.advance, on_group=groups.advance)
+                          allow_extra, breakdown, pixel_bins, on_record=bar.advance, on_group=groups.advance)
     if result["missing"]:
         message = (f"{result['missing']} of {result['records']} record(s) have no prediction "
                    f"(first: {result['missing_examples'][0]}); metrics are over the {result['predicted']} predicted")

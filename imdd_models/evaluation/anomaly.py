@@ -8,6 +8,8 @@ ground truth, region weights, the sort order and its temporaries).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
@@ -76,50 +78,117 @@ def _aupro(false_pos: np.ndarray, overlap: np.ndarray, regions: int, fpr_limit: 
     return _area_to_limit(false_pos / false_pos[-1], overlap / regions, fpr_limit) / fpr_limit
 
 
-class PixelAccumulator:
-    """Collects the pixel set (map scores, ground truth, regions) image by image, then scores it."""
+@dataclass
+class ImagePixels:
+    """One image's scored pixels (inside its content box): scores, ground truth, region weights, IoU counts."""
 
-    def __init__(self) -> None:
-        self._scores: list[np.ndarray] = []
-        self._truth: list[np.ndarray] = []
-        self._weights: list[np.ndarray] = []
-        self.images = 0
-        self.regions = 0
-        self.intersection = 0
-        self.union = 0
+    scores: np.ndarray
+    truth: np.ndarray
+    weights: np.ndarray
+    regions: int
+    intersection: int
+    union: int
+
+
+def image_pixels(anomaly_map: np.ndarray, mask: np.ndarray | None, content_box=None) -> ImagePixels:
+    """An image's map and boolean ground truth (None = all normal), cut to the content box."""
+    truth = np.zeros(anomaly_map.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    labels, count = label_regions(truth)
+    weights = np.zeros(truth.shape, dtype=np.float64)  # float64: a region's weights must sum to 1
+    if count:
+        sizes = np.bincount(labels.ravel(), minlength=count + 1).astype(np.float64)
+        weights = np.where(labels > 0, 1.0 / sizes[labels], 0.0)
+    if content_box is not None:
+        x0, y0, x1, y1 = (int(round(v)) for v in content_box)
+        anomaly_map, truth, weights = (a[y0:y1, x0:x1] for a in (anomaly_map, truth, weights))
+        # a region cut by the content box keeps its full-canvas size; masks are empty outside it anyway
+    predicted = anomaly_map >= IOU_THRESHOLD
+    return ImagePixels(anomaly_map.astype(np.float32, copy=False).ravel(), truth.ravel(), weights.ravel(), count,
+                       int(np.count_nonzero(predicted & truth)), int(np.count_nonzero(predicted | truth)))
+
+
+@dataclass
+class BinnedImage:
+    """An image reduced to per-bin sums (bin k = scores nearest to lo + k (hi - lo) / (bins - 1))."""
+
+    positive: np.ndarray
+    negative: np.ndarray
+    overlap: np.ndarray
+    regions: int
+    intersection: int
+    union: int
+
+
+def bin_image(px: ImagePixels, lo: float, hi: float, bins: int) -> BinnedImage:
+    """Per-bin counts of defect and normal pixels and sums of region weights; scores outside [lo, hi] are clipped."""
+    scale = (bins - 1) / (hi - lo) if hi > lo else 0.0
+    index = np.clip(np.rint((px.scores.astype(np.float64) - lo) * scale), 0, bins - 1).astype(np.int64)
+    return BinnedImage(np.bincount(index, weights=px.truth, minlength=bins),
+                       np.bincount(index, weights=~px.truth, minlength=bins),
+                       np.bincount(index, weights=px.weights, minlength=bins),
+                       px.regions, px.intersection, px.union)
+
+
+class PixelAccumulator:
+    """Collects the pixel set image by image, then scores it.
+
+    Exact by default (every distinct score a threshold). With `bins` (and the scores' `value_range`),
+    each image is reduced to per-bin sums at once: constant memory, thresholds on a grid of `bins`
+    values (exact when the scores lie on that grid), as anomalib's `num_thresholds`.
+    """
+
+    def __init__(self, bins: int = 0, value_range: tuple[float, float] | None = None) -> None:
+        if bins and (bins < 2 or value_range is None):
+            raise ValueError("binned pixel metrics need bins >= 2 and the scores' value range")
+        self.bins, self.value_range = bins, value_range
+        self._pixels: list[ImagePixels] = []
+        self._binned = [np.zeros(bins) for _ in range(3)] if bins else None
+        self.images = self.regions = self.intersection = self.union = 0
 
     def add(self, anomaly_map: np.ndarray, mask: np.ndarray | None, content_box=None) -> None:
         """One image: its map, its boolean ground truth (None = all normal) and the content box to keep."""
-        truth = np.zeros(anomaly_map.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-        labels, count = label_regions(truth)
-        weights = np.zeros(truth.shape, dtype=np.float64)  # float64: a region's weights must sum to 1
-        if count:
-            sizes = np.bincount(labels.ravel(), minlength=count + 1).astype(np.float64)
-            weights = np.where(labels > 0, 1.0 / sizes[labels], 0.0)
-        if content_box is not None:
-            x0, y0, x1, y1 = (int(round(v)) for v in content_box)
-            anomaly_map, truth, weights = (a[y0:y1, x0:x1] for a in (anomaly_map, truth, weights))
-            # a region cut by the content box keeps its full-canvas size; masks are empty outside it anyway
-        predicted = anomaly_map >= IOU_THRESHOLD
-        self.intersection += int(np.count_nonzero(predicted & truth))
-        self.union += int(np.count_nonzero(predicted | truth))
-        self._scores.append(anomaly_map.astype(np.float32, copy=False).ravel())
-        self._truth.append(truth.ravel())
-        self._weights.append(weights.ravel())
+        px = image_pixels(anomaly_map, mask, content_box)
+        if self.bins:
+            self.add_binned(bin_image(px, *self.value_range, self.bins))
+        else:
+            self.add_pixels(px)
+
+    def _count(self, item) -> None:
         self.images += 1
-        self.regions += count
+        self.regions += item.regions
+        self.intersection += item.intersection
+        self.union += item.union
+
+    def add_pixels(self, px: ImagePixels) -> None:
+        self._pixels.append(px)
+        self._count(px)
+
+    def add_binned(self, binned: BinnedImage) -> None:
+        for total, part in zip(self._binned, (binned.positive, binned.negative, binned.overlap)):
+            total += part
+        self._count(binned)
+
+    def _curves(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+        """Cumulative (true positives, false positives, overlap) from the highest threshold, and class sizes."""
+        if self.bins:
+            tps, fps, overlap = (np.r_[0.0, np.cumsum(a[::-1])] for a in self._binned)
+            return tps, fps, overlap, int(round(tps[-1])), int(round(fps[-1]))
+        scores = np.concatenate([p.scores for p in self._pixels]) if self._pixels else np.zeros(0, np.float32)
+        truth = np.concatenate([p.truth for p in self._pixels]) if self._pixels else np.zeros(0, bool)
+        positives = int(truth.sum())
+        if positives == 0 or positives == truth.size:
+            return None, None, None, positives, truth.size - positives
+        weights = np.concatenate([p.weights for p in self._pixels])
+        tps, fps, overlap = _cumulative_at_thresholds(scores, truth, ~truth, weights)  # one sort, both curves
+        return tps, fps, overlap, positives, truth.size - positives
 
     def result(self, fpr_limit: float = FPR_LIMIT) -> dict:
         """pixel_auroc, aupro and iou (None when the set has no defect pixel) with their counts."""
-        scores = np.concatenate(self._scores) if self._scores else np.zeros(0, np.float32)
-        truth = np.concatenate(self._truth) if self._truth else np.zeros(0, bool)
-        weights = np.concatenate(self._weights) if self._weights else np.zeros(0, np.float64)
-        positives = int(truth.sum())
-        counts = {"images": self.images, "pixels": int(truth.size), "defect_pixels": positives,
+        tps, fps, overlap, positives, negatives = self._curves()
+        counts = {"images": self.images, "pixels": positives + negatives, "defect_pixels": positives,
                   "regions": self.regions}
         auroc = aupro = None
-        if 0 < positives < truth.size:  # one sort serves both curves
-            tps, fps, overlap = _cumulative_at_thresholds(scores, truth, ~truth, weights)
+        if positives and negatives:
             auroc, aupro = _auc(fps, tps), _aupro(fps, overlap, self.regions, fpr_limit)
         return {"pixel_auroc": auroc, "aupro": aupro, "iou": self.intersection / self.union if positives else None,
                 "counts": counts}

@@ -61,7 +61,8 @@ def markdown_report(result: dict) -> str:
     lines += ["### Provenance", "",
               f"- data: `{result['data']}`, split `{split}`" + (f", where `{result['where']}`" if result.get("where") else ""),
               f"- records: {result['records']}, with a prediction: {result['predicted']}, "
-              f"missing: {result['missing']}, predictions outside the split: {result['extra']}",
+              f"missing: {result['missing']}, predictions outside the split: {result['extra']}"
+              + (f", left out by --where: {result['outside_where']}" if result.get("where") else ""),
               f"- predictions: `{prov['folder']}`, predictions.jsonl sha256 `{prov['predictions_sha256']}`"]
     if prov.get("meta"):
         lines.append(f"- model: `{json.dumps(prov['meta'], sort_keys=True)}`")

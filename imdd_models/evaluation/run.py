@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..protocol import ClassSplit, load_class_split, parse_class_list
 from .predictions import read_predictions
-from .scoring import METRICS, breakdowns, join, score
+from .scoring import METRICS, MapReader, breakdowns, join, score
 
 
 def seen_unseen(classes_seen: str | None, class_split: str | Path | None) -> tuple[set[str] | None, set[str] | None, dict | None]:
@@ -30,7 +30,7 @@ def seen_unseen(classes_seen: str | None, class_split: str | Path | None) -> tup
 
 def evaluate(predictions: str | Path, data: str, split: str | None = "test", where: str | None = None,
              classes_seen: str | None = None, class_split: str | Path | None = None, allow_extra: bool = False,
-             breakdown: bool = True, on_record: Callable[[], None] | None = None,
+             breakdown: bool = True, pixel_bins: int = 0, on_record: Callable[[], None] | None = None,
              on_group: Callable[[str], None] | None = None) -> dict:
     """Score a predictions folder against `data`'s `split`; the result is `imdd-models evaluate --json`."""
     seen, unseen, split_file = seen_unseen(classes_seen, class_split)
@@ -38,7 +38,9 @@ def evaluate(predictions: str | Path, data: str, split: str | None = "test", whe
     items, join_counts = join(data, preds, split, where, allow_extra, on_record)
     if not items:
         raise ValueError(f"{data}: no records in split {split!r}" + (f" matching --where {where}" if where else ""))
-    overall = score(items, preds.folder)
+    maps = MapReader(preds.folder, pixel_bins)
+    maps.prepare(items)
+    overall = score(items, maps)
     if on_group:
         on_group("all records")
     result = {"command": "evaluate", "data": str(data), "split": split, "where": where, **join_counts,
@@ -46,5 +48,5 @@ def evaluate(predictions: str | Path, data: str, split: str | None = "test", whe
     if split_file:
         result["class_split"] = split_file
     if breakdown or seen is not None:
-        result.update(breakdowns(items, preds.folder, seen, unseen, by_group=breakdown, on_group=on_group))
+        result.update(breakdowns(items, maps, seen, unseen, by_group=breakdown, on_group=on_group))
     return result

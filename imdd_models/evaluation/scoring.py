@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..data import ReadStats, iter_raw, matches, parse_where
-from .anomaly import PixelAccumulator, roc_auc
+from .anomaly import BinnedImage, PixelAccumulator, bin_image, image_pixels, roc_auc
 from .classification import accuracy
 from .detection import BoxImage, box_map
 from .predictions import LABELS, Prediction, PredictionError, PredictionSet, load_anomaly_map
@@ -95,19 +95,63 @@ def _mask_array(item: Item) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(item.mask_bytes)).convert("L")) > 127
 
 
-def _pixel_metrics(items: list[Item], folder, classes: set[str] | None, mask_sources: set[str]) -> dict:
-    scope = [it for it in items if (it.mask_bytes is not None and _in_classes(it, classes))
-             or (it.label == "normal" and it.source in mask_sources)]
-    acc = PixelAccumulator()
+class MapReader:
+    """The anomaly maps of a predictions folder as scored pixels, for every group that needs them.
+
+    Exact (`bins` 0): maps are read again for each group, so memory holds one group's pixel set at a
+    time. Binned: a first pass finds the scores' range over the whole pixel set, then each image is
+    read once more and kept only as per-bin sums, so every group is scored from those.
+    """
+
+    def __init__(self, folder, bins: int = 0) -> None:
+        self.folder, self.bins = folder, bins
+        self.value_range: tuple[float, float] | None = None
+        self._binned: dict[str, BinnedImage] = {}
+
+    def prepare(self, items: list[Item]) -> None:
+        """Binned mode: the value range over the maps of the split's pixel set."""
+        if not self.bins:
+            return
+        lo, hi = np.inf, -np.inf
+        for it in _pixel_set(items, None, _sources_with(items, lambda i: i.mask_bytes is not None)):
+            if it.pred is not None and it.pred.anomaly_map is not None:
+                px = image_pixels(load_anomaly_map(self.folder, it.pred), None, it.content_box)
+                if px.scores.size:
+                    lo, hi = min(lo, float(px.scores.min())), max(hi, float(px.scores.max()))
+        self.value_range = (lo, hi) if lo <= hi else (0.0, 1.0)
+
+    def add(self, acc: PixelAccumulator, it: Item) -> None:
+        """Add one item's map and ground truth to `acc`."""
+        mask = _mask_array(it) if it.mask_bytes is not None else None
+        if not self.bins:
+            acc.add(load_anomaly_map(self.folder, it.pred), mask, it.content_box)
+            return
+        if it.key not in self._binned:
+            px = image_pixels(load_anomaly_map(self.folder, it.pred), mask, it.content_box)
+            self._binned[it.key] = bin_image(px, *self.value_range, self.bins)
+        acc.add_binned(self._binned[it.key])
+
+    def accumulator(self) -> PixelAccumulator:
+        return PixelAccumulator(self.bins, self.value_range)
+
+
+def _pixel_set(items: list[Item], classes: set[str] | None, mask_sources: set[str]) -> list[Item]:
+    return [it for it in items if (it.mask_bytes is not None and _in_classes(it, classes))
+            or (it.label == "normal" and it.source in mask_sources)]
+
+
+def _pixel_metrics(items: list[Item], maps: MapReader, classes: set[str] | None, mask_sources: set[str]) -> dict:
+    acc = maps.accumulator()
     no_map = 0
-    for it in scope:
+    for it in _pixel_set(items, classes, mask_sources):
         if it.pred is None or it.pred.anomaly_map is None:
             no_map += 1
             continue
-        anomaly_map = load_anomaly_map(folder, it.pred)
-        acc.add(anomaly_map, _mask_array(it) if it.mask_bytes is not None else None, it.content_box)
+        maps.add(acc, it)
     result = acc.result()
     result["counts"]["no_prediction"] = no_map
+    if maps.bins:
+        result["counts"]["bins"] = maps.bins
     return result
 
 
@@ -130,12 +174,12 @@ def _sources_with(items: list[Item], has: Callable[[Item], bool]) -> set[str]:
     return {it.source for it in items if it.label == "defective" and has(it)}
 
 
-def score(items: list[Item], folder, classes: set[str] | None = None) -> dict:
+def score(items: list[Item], maps: MapReader, classes: set[str] | None = None) -> dict:
     """The seven metrics (each None when nothing in `items` scores it) and `counts` per metric."""
     mask_sources = _sources_with(items, lambda it: it.mask_bytes is not None)
     box_sources = _sources_with(items, lambda it: bool(it.boxes))
     image = _image_auroc(items, classes)
-    pixel = _pixel_metrics(items, folder, classes, mask_sources)
+    pixel = _pixel_metrics(items, maps, classes, mask_sources)
     boxes = _box_metrics(items, classes, box_sources)
     acc = _accuracy(items, classes)
     values = {"image_auroc": image["image_auroc"], "pixel_auroc": pixel["pixel_auroc"], "aupro": pixel["aupro"],
@@ -150,23 +194,23 @@ def classes_of(items: list[Item]) -> list[str]:
     return sorted({t for it in items if it.label == "defective" for t in it.defect_types})
 
 
-def breakdowns(items: list[Item], folder, seen: set[str] | None = None, unseen: set[str] | None = None,
+def breakdowns(items: list[Item], maps: MapReader, seen: set[str] | None = None, unseen: set[str] | None = None,
                by_group: bool = True, on_group: Callable[[str], None] | None = None) -> dict:
     """Per-source and per-class results (`by_group`), and seen/unseen results when a seen set is given."""
     out: dict = {}
     if by_group:
         out["by_source"], out["by_class"] = {}, {}
         for source in sorted({it.source for it in items}):
-            out["by_source"][source] = score([it for it in items if it.source == source], folder)
+            out["by_source"][source] = score([it for it in items if it.source == source], maps)
             if on_group:
                 on_group(f"source {source}")
         for cls in classes_of(items):
-            out["by_class"][cls] = score(items, folder, {cls})
+            out["by_class"][cls] = score(items, maps, {cls})
             if on_group:
                 on_group(f"class {cls}")
     if seen is not None:
         unseen = unseen if unseen is not None else set(classes_of(items)) - seen
         out["classes_seen"], out["classes_unseen"] = sorted(seen), sorted(unseen)
-        out["seen"] = score(items, folder, seen)
-        out["unseen"] = score(items, folder, unseen)
+        out["seen"] = score(items, maps, seen)
+        out["unseen"] = score(items, maps, unseen)
     return out

@@ -104,3 +104,21 @@ def test_content_box_excludes_padding():
     result = acc.result()
     assert result["counts"]["pixels"] == 48
     assert result["pixel_auroc"] == 1.0 and result["iou"] == 1.0
+
+
+def test_binned_curves_are_exact_on_the_grid_and_close_off_it():
+    rng = np.random.default_rng(7)
+    maps, masks = _random_case(rng, images=4, size=16)
+    maps = [(np.round(m * 20) / 20).astype(np.float32) for m in maps]  # multiples of 0.05 from 0 to 0.85
+    assert max(m.max() for m in maps) <= 0.85
+    exact, on_grid, coarse = PixelAccumulator(), PixelAccumulator(18, (0.0, 0.85)), PixelAccumulator(5, (0.0, 0.85))
+    for m, mask in zip(maps, masks):
+        for acc in (exact, on_grid, coarse):
+            acc.add(m, mask)
+    a, b, c = exact.result(), on_grid.result(), coarse.result()
+    assert b["pixel_auroc"] == pytest.approx(a["pixel_auroc"], abs=1e-12)
+    assert b["aupro"] == pytest.approx(a["aupro"], abs=1e-12)
+    assert b["iou"] == a["iou"] == c["iou"] and b["counts"] == a["counts"]
+    assert c["pixel_auroc"] == pytest.approx(a["pixel_auroc"], abs=0.05) and c["pixel_auroc"] != a["pixel_auroc"]
+    with pytest.raises(ValueError):
+        PixelAccumulator(bins=10)

@@ -95,6 +95,11 @@ def test_scores_match_independent_computations(demo_shards, test_rows, tmp_path)
     expected = box_map([BoxImage(r["key"], r["boxes"], by_key[r["key"]]["boxes"]) for r in test_rows])
     assert (out["map50"], out["map50_95"]) == (pytest.approx(expected["map50"]), pytest.approx(expected["map50_95"]))
     assert out["map50"] < 1
+    # --pixel-bins: the maps here are multiples of 0.1 from 0 to 1.1, so 12 thresholds hit every value
+    binned, _ = run("--predictions", folder, "--data", demo_shards, "--no-breakdown", "--pixel-bins", "12")
+    assert binned["pixel_auroc"] == pytest.approx(out["pixel_auroc"], abs=1e-9)
+    assert binned["aupro"] == pytest.approx(out["aupro"], abs=1e-9) and binned["iou"] == out["iou"]
+    assert binned["counts"]["aupro"]["bins"] == 12
 
 
 def test_missing_records_are_counted_and_strict_fails(demo_shards, test_rows, tmp_path):
