@@ -45,9 +45,11 @@ class Item:
 
 def _item(row: dict, pred: Prediction | None) -> Item:
     geometry = row.get("geometry") or {}
+    # WebDataset shards carry an all-zero mask.png for records without a mask; has_mask tells which
+    has_mask = bool(row.get("mask_bytes")) and row.get("has_mask", True) is not False
     return Item(key=row["key"], source=row.get("source") or "?", label=row.get("label") or "",
                 defect_types=list(row.get("defect_types") or []), boxes=list(row.get("boxes") or []),
-                mask_bytes=row.get("mask_bytes") or None, content_box=geometry.get("content_box"), pred=pred)
+                mask_bytes=row["mask_bytes"] if has_mask else None, content_box=geometry.get("content_box"), pred=pred)
 
 
 def join(data: str, preds: PredictionSet, split: str | None, where: str | None = None,

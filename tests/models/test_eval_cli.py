@@ -100,6 +100,11 @@ def test_scores_match_independent_computations(demo_shards, test_rows, tmp_path)
     assert binned["pixel_auroc"] == pytest.approx(out["pixel_auroc"], abs=1e-9)
     assert binned["aupro"] == pytest.approx(out["aupro"], abs=1e-9) and binned["iou"] == out["iou"]
     assert binned["counts"]["aupro"]["bins"] == 12
+    # the WebDataset copy of the same shards (all-zero mask.png where has_mask is false) scores the same
+    tar = demo_shards / "webdataset" / "test-000000.tar"
+    from_tar, _ = run("--predictions", folder, "--data", tar, "--no-breakdown")
+    assert {m: from_tar[m] for m in METRICS} == {m: out[m] for m in METRICS}
+    assert from_tar["counts"] == out["counts"]
 
 
 def test_missing_records_are_counted_and_strict_fails(demo_shards, test_rows, tmp_path):
@@ -162,3 +167,16 @@ def test_class_split_file(demo_shards, test_rows, tmp_path):
     out, _ = run("--predictions", folder, "--data", demo_shards, "--class-split", split_file,
                  "--classes-seen", "hole", expect=2)
     assert "not both" in out["error"]
+
+
+def test_webdataset_placeholder_masks_are_not_ground_truth(demo_shards):
+    """A WebDataset row of a record without a mask still has mask.png (all zero): has_mask decides."""
+    from imdd_models.data import iter_raw
+    from imdd_models.evaluation.scoring import _item
+    rows = list(iter_raw(str(demo_shards / "webdataset" / "test-000000.tar")))
+    normal = next(r for r in rows if r["label"] == "normal")
+    assert normal["mask_bytes"] and normal["has_mask"] is False
+    assert _item(normal, None).mask_bytes is None
+    defective = next(r for r in rows if r["label"] == "defective")
+    assert _item(defective, None).mask_bytes == defective["mask_bytes"]
+    assert _item({**defective, "has_mask": False}, None).mask_bytes is None  # a defective record without a mask
