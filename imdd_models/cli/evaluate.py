@@ -39,18 +39,15 @@ def evaluate_cmd(
 ) -> None:
     """Score a predictions folder against a split of IMDD shards: image/pixel AUROC, AUPRO, IoU, box mAP, accuracy."""
     from ..evaluation import evaluate, markdown_report
+    from ..evaluation.run import missing_message
     if pixel_bins == 1:
         raise RunError("--pixel-bins: give 0 (exact) or at least 2 thresholds")
     with progress_bar("read records") as bar:
         groups = Bar(bar.progress, "score groups")
         result = evaluate(predictions, data, None if split == "all" else split, where, classes_seen, class_split,
-                          allow_extra, breakdown, pixel_bins, on_record=bar.advance, on_group=groups.advance)
+                          allow_extra, breakdown, pixel_bins, strict, on_record=bar.advance, on_group=groups.advance)
     if result["missing"]:
-        message = (f"{result['missing']} of {result['records']} record(s) have no prediction "
-                   f"(first: {result['missing_examples'][0]}); metrics are over the {result['predicted']} predicted")
-        if strict:
-            raise RunError(message)
-        _warn(message)
+        _warn(missing_message(result))
     if result["extra"]:
         _warn(f"{result['extra']} prediction(s) for keys outside the split were ignored "
               f"(first: {result['extra_examples'][0]})")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..protocol import ClassSplit, load_class_split, parse_class_list
-from .predictions import read_predictions
+from .predictions import PredictionError, read_predictions
 from .scoring import METRICS, MapReader, breakdowns, join, score
 
 
@@ -28,9 +28,15 @@ def seen_unseen(classes_seen: str | None, class_split: str | Path | None) -> tup
     return None, None, None
 
 
+def missing_message(counts: dict) -> str:
+    """One line about the records of the split that have no prediction."""
+    return (f"{counts['missing']} of {counts['records']} record(s) have no prediction "
+            f"(first: {counts['missing_examples'][0]}); metrics are over the {counts['predicted']} predicted")
+
+
 def evaluate(predictions: str | Path, data: str, split: str | None = "test", where: str | None = None,
              classes_seen: str | None = None, class_split: str | Path | None = None, allow_extra: bool = False,
-             breakdown: bool = True, pixel_bins: int = 0, on_record: Callable[[], None] | None = None,
+             breakdown: bool = True, pixel_bins: int = 0, strict: bool = False, on_record: Callable[[], None] | None = None,
              on_group: Callable[[str], None] | None = None) -> dict:
     """Score a predictions folder against `data`'s `split`; the result is `imdd-models evaluate --json`."""
     seen, unseen, split_file = seen_unseen(classes_seen, class_split)
@@ -38,6 +44,8 @@ def evaluate(predictions: str | Path, data: str, split: str | None = "test", whe
     items, join_counts = join(data, preds, split, where, allow_extra, on_record)
     if not items:
         raise ValueError(f"{data}: no records in split {split!r}" + (f" matching --where {where}" if where else ""))
+    if join_counts["missing"] and strict:
+        raise PredictionError(missing_message(join_counts))
     maps = MapReader(preds.folder, pixel_bins)
     maps.prepare(items)
     overall = score(items, maps)
