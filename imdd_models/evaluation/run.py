@@ -42,8 +42,6 @@ def evaluate(predictions: str | Path, data: str, split: str | None = "test", whe
     seen, unseen, split_file = seen_unseen(classes_seen, class_split)
     preds = read_predictions(predictions)
     items, join_counts = join(data, preds, split, where, allow_extra, on_record)
-    if not items:
-        raise ValueError(f"{data}: no records in split {split!r}" + (f" matching --where {where}" if where else ""))
     if join_counts["missing"] and strict:
         raise PredictionError(missing_message(join_counts))
     maps = MapReader(preds.folder, pixel_bins)

@@ -68,6 +68,8 @@ def join(data: str, preds: PredictionSet, split: str | None, where: str | None =
         items.append(_item(row, preds.predictions.get(row["key"])))
         if on_record:
             on_record()
+    if not items:
+        raise ValueError(f"{data}: no records in split {split!r}" + (f" matching --where {where}" if where else ""))
     keys = {it.key for it in items}
     missing = [it.key for it in items if it.pred is None]
     extra = [k for k in preds.predictions if k not in keys and k not in left_out]

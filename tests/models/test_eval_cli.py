@@ -134,6 +134,8 @@ def test_bad_folders_are_one_error_line(demo_shards, test_rows, tmp_path):
     extra = write_folder(tmp_path / "e", [*lines, {"key": "demo/nowhere/001", "image_score": 0.1}], maps)
     out, _ = run("--predictions", extra, "--data", demo_shards, "--no-breakdown", expect=2)
     assert "'demo/nowhere/001' which is not a record of the evaluated split" in out["error"]
+    out, _ = run("--predictions", extra, "--data", demo_shards, "--split", "validation", expect=2)
+    assert out["error"] == f"{demo_shards}: no records in split 'validation'"
     out, _ = run("--predictions", extra, "--data", demo_shards, "--no-breakdown", "--allow-extra")
     assert out["extra"] == 1 and out["image_auroc"] == pytest.approx(1.0)
 
