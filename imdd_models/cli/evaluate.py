@@ -44,8 +44,10 @@ def evaluate_cmd(
         raise RunError("--pixel-bins: give 0 (exact) or at least 2 thresholds")
     with progress_bar("read records") as bar:
         groups = Bar(bar.progress, "score groups")
-        result = evaluate(predictions, data, None if split == "all" else split, where, classes_seen, class_split,
-                          allow_extra, breakdown, pixel_bins, strict, on_record=bar.advance, on_group=groups.advance)
+        result = evaluate(predictions, data, split=None if split == "all" else split, where=where,
+                          classes_seen=classes_seen, class_split=class_split, allow_extra=allow_extra,
+                          breakdown=breakdown, pixel_bins=pixel_bins, strict=strict,
+                          on_record=bar.advance, on_group=groups.advance)
     if result["missing"]:
         _warn(missing_message(result))
     if result["extra"]:
@@ -80,8 +82,9 @@ def evaluate_generation_cmd(
         raise RunError("--feature-weights is required: the Inception weights cannot be downloaded here; give a "
                        "TorchScript feature network (see README, Evaluate)")
     with progress_bar("extract features") as bar:
-        result = evaluate_generation(real, generated, feature_weights, split, where, image_size, batch_size,
-                                     kid_subset_size, kid_subsets, is_splits, seed, on_image=bar.advance)
+        result = evaluate_generation(real, generated, feature_weights, split=split, where=where,
+                                     image_size=image_size, batch_size=batch_size, kid_subset_size=kid_subset_size,
+                                     kid_subsets=kid_subsets, is_splits=is_splits, seed=seed, on_image=bar.advance)
     for message in result["warnings"]:
         _warn(message)
     emit(result, as_json)

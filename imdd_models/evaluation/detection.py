@@ -26,11 +26,12 @@ class BoxImage:
 
 
 def _xywh(box: dict) -> list[float]:
-    return [float(box["x0"]), float(box["y0"]), float(box["x1"]) - float(box["x0"]), float(box["y1"]) - float(box["y0"])]
+    x0, y0, x1, y1 = (float(box[k]) for k in ("x0", "y0", "x1", "y1"))
+    return [x0, y0, x1 - x0, y1 - y0]
 
 
 def _coco_inputs(images: list[BoxImage]) -> tuple[dict, list[dict], dict[str, int]]:
-    names = sorted({b["label"] for im in images for b in im.truth} | {d["label"] for im in images for d in im.detections})
+    names = sorted({b["label"] for im in images for b in [*im.truth, *im.detections]})
     cat_ids = {name: i + 1 for i, name in enumerate(names)}  # pycocotools treats id 0 as "no match"
     gt = {"images": [{"id": i + 1} for i in range(len(images))],
           "categories": [{"id": cid, "name": name} for name, cid in cat_ids.items()], "annotations": []}
@@ -38,8 +39,8 @@ def _coco_inputs(images: list[BoxImage]) -> tuple[dict, list[dict], dict[str, in
     for i, im in enumerate(images, start=1):
         for box in im.truth:
             xywh = _xywh(box)
-            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": i, "category_id": cat_ids[box["label"]],
-                                      "bbox": xywh, "area": xywh[2] * xywh[3], "iscrowd": 0})
+            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": i, "iscrowd": 0,
+                                      "category_id": cat_ids[box["label"]], "bbox": xywh, "area": xywh[2] * xywh[3]})
         for det in im.detections:
             dets.append({"image_id": i, "category_id": cat_ids[det["label"]], "bbox": _xywh(det),
                          "score": float(det["score"])})

@@ -1,15 +1,15 @@
 """Generated images against real ones: FID, KID and IS computed by torchmetrics on a user-supplied network.
 
-The Inception weights that make FID comparable to published numbers cannot be downloaded here, so the
-feature network is a file (`--feature-weights`): a TorchScript archive, e.g. the 2015 Inception as
-TorchScript (NVlabs' / clean-fid's `inception-2015-12-05.pt`), or a `torch.export` program (`.pt2`). Each image is converted to RGB, resized
-to `image_size` x `image_size` (PIL bicubic) and given to the network as a float32 NCHW batch of values
-in [0, 255]. When the network's `forward` takes `return_features` (as those Inception exports do),
-`net(x, return_features=True)` gives the FID/KID features and `net(x)` the class logits for IS;
+The Inception weights that make FID comparable to published numbers cannot be downloaded here, so the feature
+network is a file (`--feature-weights`): a TorchScript archive, e.g. the 2015 Inception as TorchScript
+(NVlabs' / clean-fid's `inception-2015-12-05.pt`), or a `torch.export` program (`.pt2`). Each image is
+converted to RGB, resized to `image_size` x `image_size` (PIL bicubic) and given to the network as a float32
+NCHW batch of values in [0, 255]. When the network's `forward` takes `return_features` (as those Inception
+exports do), `net(x, return_features=True)` gives the FID/KID features and `net(x)` the class logits for IS;
 otherwise `net(x)` serves both (IS then means something only if those outputs are class logits).
 
-Features are extracted once and handed to torchmetrics' `FrechetInceptionDistance`,
-`KernelInceptionDistance` and `InceptionScore` through an identity `feature=` module.
+Features are extracted once and handed to torchmetrics' `FrechetInceptionDistance`, `KernelInceptionDistance`
+and `InceptionScore` through an identity `feature=` module.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def sample_warnings(n_real: int, n_gen: int, dim: int) -> list[str]:
     return warnings
 
 
-def evaluate_generation(real: str, generated: str | Path, feature_weights: str | Path, split: str | None = None,
+def evaluate_generation(real: str, generated: str | Path, feature_weights: str | Path, *, split: str | None = None,
                         where: str | None = None, image_size: int = 299, batch_size: int = 32,
                         kid_subset_size: int = 1000, kid_subsets: int = 100, is_splits: int = 10, seed: int = 0,
                         on_image: Callable[[], None] | None = None) -> dict:

@@ -11,14 +11,15 @@ A predictions folder holds `predictions.jsonl`, one JSON object per image::
      "anomaly_map": "maps/000003.npy"}               # path relative to the folder, or null
 
 `anomaly_map` names a `.npy` float array (float32; float16/64 accepted) of shape 512x512 on the shards'
-512x512 canvas. Box coordinates are canvas pixels, like the shards' `boxes`. An optional `extra` object
-per line is carried and ignored. An optional `meta.json` (any JSON object: model, checkpoint, command,
-date) is the predictions' provenance and is copied into reports.
+512x512 canvas. Box coordinates are canvas pixels, like the shards' `boxes`. An optional `extra` object per
+line is carried and ignored. An optional `meta.json` (any JSON object: model, checkpoint, command, date) is
+the predictions' provenance and is copied into reports.
 
-Every other field is an error naming the field; NaN or infinite scores are errors naming the key. A
-missing field reads as null (`class_scores` as empty), and metrics that need it count the record as
-lacking a prediction (`boxes: []` is a prediction of no box, a missing or null `boxes` is none). `validate_predictions(folder)` lists every problem (an empty list means
-valid); `read_predictions` raises on the first one.
+Every other field is an error naming the field; NaN or infinite scores are errors naming the key. A missing
+field reads as null (`class_scores` as empty), and metrics that need it count the record as lacking a
+prediction (`boxes: []` is a prediction of no box, a missing or null `boxes` is none).
+`validate_predictions(folder)` lists every problem (an empty list means valid); `read_predictions` raises on
+the first one.
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ def markdown_report(result: dict) -> str:
                               {"seen": result["seen"], "unseen": result["unseen"]})
     prov = result["provenance"]
     lines += ["### Provenance", "",
-              f"- data: `{result['data']}`, split `{split}`" + (f", where `{result['where']}`" if result.get("where") else ""),
+              f"- data: `{result['data']}`, split `{split}`"
+              + (f", where `{result['where']}`" if result.get("where") else ""),
               f"- records: {result['records']}, with a prediction: {result['predicted']}, "
               f"missing: {result['missing']}, predictions outside the split: {result['extra']}"
               + (f", left out by --where: {result['outside_where']}" if result.get("where") else ""),

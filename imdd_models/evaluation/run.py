@@ -10,7 +10,8 @@ from .predictions import PredictionError, read_predictions
 from .scoring import METRICS, MapReader, breakdowns, join, score
 
 
-def seen_unseen(classes_seen: str | None, class_split: str | Path | None) -> tuple[set[str] | None, set[str] | None, dict | None]:
+def seen_unseen(classes_seen: str | None,
+                class_split: str | Path | None) -> tuple[set[str] | None, set[str] | None, dict | None]:
     """(seen, unseen, split file contents) from `--classes-seen a,b` or `--class-split FILE` (not both).
 
     With `--classes-seen`, every other class of the split is unseen; with a class split file, seen =
@@ -34,10 +35,10 @@ def missing_message(counts: dict) -> str:
             f"(first: {counts['missing_examples'][0]}); metrics are over the {counts['predicted']} predicted")
 
 
-def evaluate(predictions: str | Path, data: str, split: str | None = "test", where: str | None = None,
+def evaluate(predictions: str | Path, data: str, *, split: str | None = "test", where: str | None = None,
              classes_seen: str | None = None, class_split: str | Path | None = None, allow_extra: bool = False,
-             breakdown: bool = True, pixel_bins: int = 0, strict: bool = False, on_record: Callable[[], None] | None = None,
-             on_group: Callable[[str], None] | None = None) -> dict:
+             breakdown: bool = True, pixel_bins: int = 0, strict: bool = False,
+             on_record: Callable[[], None] | None = None, on_group: Callable[[str], None] | None = None) -> dict:
     """Score a predictions folder against `data`'s `split`; the result is `imdd-models evaluate --json`."""
     seen, unseen, split_file = seen_unseen(classes_seen, class_split)
     preds = read_predictions(predictions)
