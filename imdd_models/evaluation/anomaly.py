@@ -18,6 +18,11 @@ IOU_THRESHOLD = 0.5
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
+def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
+    """Trapezoid rule (numpy 1.x has no np.trapezoid, numpy 2 deprecates np.trapz)."""
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1])) / 2)
+
+
 def _cumulative_at_thresholds(scores: np.ndarray, *weights: np.ndarray) -> list[np.ndarray]:
     """Cumulative sums of `weights` over pixels with score >= t, for each distinct t (descending), from 0."""
     order = np.argsort(-scores)  # order within ties does not matter: only group ends are read
@@ -28,7 +33,7 @@ def _cumulative_at_thresholds(scores: np.ndarray, *weights: np.ndarray) -> list[
 
 
 def _auc(fps: np.ndarray, tps: np.ndarray) -> float:
-    return float(np.trapezoid(tps / tps[-1], fps / fps[-1]))
+    return float(_trapezoid(tps / tps[-1], fps / fps[-1]))
 
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
@@ -50,7 +55,7 @@ def _area_to_limit(fpr: np.ndarray, tpr: np.ndarray, limit: float) -> float:
         x0, x1, y0, y1 = fpr[nxt - 1], fpr[nxt], tpr[nxt - 1], tpr[nxt]
         y_cut = y0 + (y1 - y0) * (limit - x0) / (x1 - x0)
         x, y = np.r_[x, limit], np.r_[y, y_cut]
-    return float(np.trapezoid(y, x))
+    return float(_trapezoid(y, x))
 
 
 def label_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:

@@ -41,7 +41,8 @@ def _brute_force_aupro(maps, masks, limit=0.3):
     fpr = np.array([(background >= t).mean() for t in thresholds])
     pro = np.array([np.mean([(r >= t).mean() for r in regions]) for t in thresholds])
     grid = np.linspace(0, limit, 300_001)
-    return np.trapezoid(np.interp(grid, fpr, pro), grid) / limit
+    trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy 2 / 1.x
+    return trapezoid(np.interp(grid, fpr, pro), grid) / limit
 
 
 def _random_case(rng, images=3, size=14):
