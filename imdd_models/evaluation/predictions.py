@@ -142,7 +142,10 @@ def _parse_line(obj, where: str, problems: list[str]) -> Prediction | None:
     if not isinstance(class_scores, dict):
         problems.append(f"{where}.class_scores: expected an object (class name -> score)")
         class_scores = {}
-    class_scores = {str(k): _finite(v, f"{where}.class_scores[{k!r}]", problems) for k, v in class_scores.items()}
+    for name in [k for k, v in class_scores.items() if v is None]:
+        problems.append(f"{where}.class_scores[{name!r}]: expected a number, got null")
+    class_scores = {str(k): _finite(v, f"{where}.class_scores[{k!r}]", problems)
+                    for k, v in class_scores.items() if v is not None}
     anomaly_map = obj.get("anomaly_map")
     if anomaly_map is not None and (not isinstance(anomaly_map, str) or not anomaly_map.endswith(".npy")):
         problems.append(f"{where}.anomaly_map: expected a relative path to a .npy file, or null")

@@ -32,6 +32,7 @@ def test_a_valid_folder(tmp_path):
     ({**GOOD, "image_score": float("nan")}, "image_score: nan is not a finite number"),
     ({**GOOD, "image_score": "high"}, "image_score: expected a number"),
     ({**GOOD, "class_scores": {"hole": float("inf")}}, "class_scores['hole']: inf is not a finite number"),
+    ({**GOOD, "class_scores": {"hole": None}}, "class_scores['hole']: expected a number, got null"),
     ({**GOOD, "label": "bad"}, "label: 'bad' is not one of normal, defective"),
     ({**GOOD, "boxes": [{"label": "hole", "x0": 1, "y0": 2, "x1": 3, "y1": 4}]}, "missing field(s) score"),
     ({**GOOD, "boxes": [{"label": "hole", "score": 1, "x0": 5, "y0": 2, "x1": 3, "y1": 4}]}, "x1 < x0"),
