@@ -1,0 +1,30 @@
+"""`imdd-models`: a thin Typer layer over imdd_models; one module per command group.
+
+Each command module exposes `register(app)` and never imports this module back. To add a group, import
+its module below and call its `register(app)`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from .. import hide_broken_torchvision  # noqa: F401  (runs before transformers/diffusers are imported)
+from . import diffusion
+from . import evaluate as evaluation
+
+app = typer.Typer(name="imdd-models", help="Train and use diffusion and segmentation models on IMDD shards.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+
+@app.callback()
+def _group() -> None:
+    """Train and use diffusion and segmentation models on IMDD shards."""
+
+
+diffusion.register(app)
+evaluation.register(app)
+
+
+def main() -> None:
+    app()

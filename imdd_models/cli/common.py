@@ -1,0 +1,41 @@
+"""Conventions shared by every `imdd-models` command (the same as `imdd-build`'s):
+
+- run-level failures raise `RunError` (or FileNotFoundError/ValueError/KeyError) and become one
+  `error: ...` line on stderr and exit code 2 (with `--json`, also `{"command", "error"}` on stdout);
+- `--json` prints one JSON object as the last line of stdout, otherwise a summary table;
+- long work shows a rich progress bar on stderr (`progress_bar`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import typer
+
+from imdd_build.console import emit, err, progress_bar  # noqa: F401  (re-exported for command modules)
+
+JSON_OPT = typer.Option(False, "--json", help="Print one JSON object as the last line of stdout.")
+
+
+class RunError(Exception):
+    """A failure of the whole run (bad option, unreadable input): one line, exit 2."""
+
+
+def run_level_errors(command: str):
+    """Decorator: RunError and the usual input errors become one `error:` line and exit code 2."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except (RunError, FileNotFoundError, KeyError, ValueError) as exc:
+                message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+                message = message.splitlines()[0] if message else type(exc).__name__
+                err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+                if kwargs.get("as_json"):
+                    sys.stdout.write(json.dumps({"command": command, "error": message}) + "\n")
+                raise typer.Exit(2) from None
+        return inner
+    return wrap

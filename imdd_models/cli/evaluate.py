@@ -1,0 +1,96 @@
+"""Evaluation commands: evaluate (a predictions folder against shards), evaluate-generation (FID/KID/IS)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from imdd_build.console import Bar
+
+from .common import JSON_OPT, RunError, emit, err, progress_bar, run_level_errors
+
+_SUMMARY = ("records", "predicted", "missing", "extra", "image_auroc", "pixel_auroc", "aupro", "iou", "map50",
+            "map50_95", "accuracy")
+
+
+def _warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
+
+
+def evaluate_cmd(
+    predictions: Path = typer.Option(..., "--predictions", help="Predictions folder (predictions.jsonl + .npy maps)."),
+    data: str = typer.Option(..., "--data", help="Shard folder, WebDataset tar URL(s) or Hub dataset id."),
+    split: str = typer.Option("test", "--split", help="Split to score ('all' for every split)."),
+    where: Optional[str] = typer.Option(None, "--where", help="Only records matching FIELD=VALUE[,...]."),
+    classes_seen: Optional[str] = typer.Option(None, "--classes-seen",
+                                               help="Seen classes a,b: adds seen/unseen results (others unseen)."),
+    class_split: Optional[Path] = typer.Option(None, "--class-split",
+                                               help="Class split file (base = seen, novel = unseen)."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the result as Markdown tables."),
+    breakdown: bool = typer.Option(True, "--breakdown/--no-breakdown", help="Per-source and per-class results."),
+    allow_extra: bool = typer.Option(False, "--allow-extra",
+                                     help="Count predictions for keys outside the split instead of failing."),
+    strict: bool = typer.Option(False, "--strict", help="Fail when any record of the split has no prediction."),
+    pixel_bins: int = typer.Option(0, "--pixel-bins", min=0,
+                                   help="0: exact pixel curves; N >= 2: N thresholds, constant memory."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Score a predictions folder against a split of IMDD shards: image/pixel AUROC, AUPRO, IoU, box mAP, accuracy."""
+    from ..evaluation import evaluate, markdown_report
+    from ..evaluation.run import missing_message
+    if pixel_bins == 1:
+        raise RunError("--pixel-bins: give 0 (exact) or at least 2 thresholds")
+    with progress_bar("read records") as bar:
+        groups = Bar(bar.progress, "score groups")
+        result = evaluate(predictions, data, split=None if split == "all" else split, where=where,
+                          classes_seen=classes_seen, class_split=class_split, allow_extra=allow_extra,
+                          breakdown=breakdown, pixel_bins=pixel_bins, strict=strict,
+                          on_record=bar.advance, on_group=groups.advance)
+    if result["missing"]:
+        _warn(missing_message(result))
+    if result["extra"]:
+        _warn(f"{result['extra']} prediction(s) for keys outside the split were ignored "
+              f"(first: {result['extra_examples'][0]})")
+    if markdown:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(markdown_report(result), encoding="utf-8")
+        result["markdown"] = str(markdown)
+    emit(result if as_json else {"command": "evaluate", **{k: result[k] for k in _SUMMARY},
+                                 **({"markdown": result["markdown"]} if markdown else {})}, as_json)
+
+
+def evaluate_generation_cmd(
+    real: str = typer.Option(..., "--real", help="Real images: shard folder, tar URL(s) or Hub dataset id."),
+    generated: Path = typer.Option(..., "--generated", help="Folder of generated images (png/jpg/webp, recursive)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split of the real shards (default: all)."),
+    where: Optional[str] = typer.Option(None, "--where", help="Only real records matching FIELD=VALUE[,...]."),
+    feature_weights: Optional[Path] = typer.Option(None, "--feature-weights",
+                                                   help="TorchScript feature network (e.g. Inception 2015-12-05)."),
+    image_size: int = typer.Option(299, "--image-size", help="Images are resized to this square size."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    kid_subset_size: int = typer.Option(1000, "--kid-subset-size", min=2, help="KID subset size (capped at N)."),
+    kid_subsets: int = typer.Option(100, "--kid-subsets", min=1),
+    is_splits: int = typer.Option(10, "--is-splits", min=1),
+    seed: int = typer.Option(0, "--seed", help="Seed of KID's subsets and IS's splits."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """FID, KID and IS of generated images against real shard images (torchmetrics, your feature network)."""
+    from ..evaluation.generation import evaluate_generation
+    if feature_weights is None:
+        raise RunError("--feature-weights is required: the Inception weights cannot be downloaded here; give a "
+                       "TorchScript feature network (see README, Evaluate)")
+    with progress_bar("extract features") as bar:
+        result = evaluate_generation(real, generated, feature_weights, split=split, where=where,
+                                     image_size=image_size, batch_size=batch_size, kid_subset_size=kid_subset_size,
+                                     kid_subsets=kid_subsets, is_splits=is_splits, seed=seed, on_image=bar.advance)
+    for message in result["warnings"]:
+        _warn(message)
+    emit(result, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the evaluation commands to `app`."""
+    app.command("evaluate")(run_level_errors("evaluate")(evaluate_cmd))
+    app.command("evaluate-generation")(run_level_errors("evaluate-generation")(evaluate_generation_cmd))

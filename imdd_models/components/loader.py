@@ -1,0 +1,132 @@
+"""`load_components(dir)`: the frozen parts of a components folder (or a trained model folder, which has
+the same layout), with the few encoders training, precompute and generation share."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .captioner import ImplicitCaptioner
+from .writer import MANIFEST
+
+REQUIRED = ("vae", "text_encoder", "tokenizer", "image_encoder", "feature_extractor", "scheduler", "unet")
+
+
+@dataclass
+class Components:
+    """Frozen VAE, CLIP text and image towers (eval mode, no grad), tokenizer, image processor,
+    the DDPM training scheduler, the U-Net config and the captioner config."""
+
+    root: Path
+    manifest: dict
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    image_encoder: Any
+    image_processor: Any
+    scheduler: Any
+    unet_config: dict
+    captioner_config: dict
+
+    @property
+    def resolution(self) -> int:
+        return int(self.manifest["resolution"])
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Components":
+        for model in (self.vae, self.text_encoder, self.image_encoder):
+            model.to(device) if dtype is None else model.to(device=device, dtype=dtype)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    def tokenize(self, captions: list[str]) -> torch.Tensor:
+        """Token ids (B, 77), padded and truncated as SD does."""
+        return self.tokenizer(list(captions), padding="max_length", max_length=self.tokenizer.model_max_length,
+                              truncation=True, return_tensors="pt").input_ids
+
+    @torch.no_grad()
+    def text_states(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(last hidden states (B, 77, D) used as U-Net context, pooled EOS embedding (B, D) = e_T)."""
+        out = self.text_encoder(input_ids.to(self.device))
+        return out.last_hidden_state, out.pooler_output
+
+    @torch.no_grad()
+    def image_embeds(self, images: list[Image.Image]) -> torch.Tensor:
+        """CLIP image embeddings (B, 512) of PIL images, the captioner's input."""
+        pixels = self.image_processor([im.convert("RGB") for im in images], return_tensors="pt").pixel_values
+        dtype = next(self.image_encoder.parameters()).dtype
+        return self.image_encoder(pixel_values=pixels.to(self.device, dtype)).image_embeds
+
+    def pixels(self, images: list[Image.Image], flip: bool = False) -> torch.Tensor:
+        """Images resized to the training resolution as a (B, 3, R, R) tensor in [-1, 1]."""
+        size = self.resolution
+        arrays = []
+        for im in images:
+            im = im.convert("RGB")
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.Resampling.BICUBIC)
+            if flip:
+                im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            arrays.append(np.asarray(im, dtype=np.float32) / 127.5 - 1.0)
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+    @torch.no_grad()
+    def encode_latents(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Scaled VAE latent means (deterministic: the mean, not a sample)."""
+        dtype = next(self.vae.parameters()).dtype
+        dist = self.vae.encode(pixels.to(self.device, dtype)).latent_dist
+        return dist.mean * self.scaling_factor
+
+    def new_unet(self):
+        """A randomly initialised U-Net of the preset's config (seed it first)."""
+        from diffusers import UNet2DConditionModel
+        return UNet2DConditionModel.from_config(self.unet_config)
+
+    def new_captioner(self) -> ImplicitCaptioner:
+        return ImplicitCaptioner(**self.captioner_config)
+
+
+def load_components(root: Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Components:
+    """Load a components (or trained model) folder; FileNotFoundError naming what is missing."""
+    from diffusers import AutoencoderKL, DDPMScheduler
+    from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
+
+    from .._compat import image_processor_class
+
+    root = Path(root)
+    missing = [name for name in REQUIRED if not (root / name).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{root}: not a components folder (missing {', '.join(missing)}/); "
+                                "write one with `imdd-models components`")
+    manifest = json.loads((root / MANIFEST).read_text()) if (root / MANIFEST).is_file() else {}
+    vae = AutoencoderKL.from_pretrained(str(root / "vae"))
+    text_encoder = CLIPTextModel.from_pretrained(str(root / "text_encoder"))
+    image_encoder = CLIPVisionModelWithProjection.from_pretrained(str(root / "image_encoder"))
+    for model in (vae, text_encoder, image_encoder):
+        model.requires_grad_(False).eval()
+    unet_config = json.loads((root / "unet" / "config.json").read_text())
+    if "resolution" not in manifest:  # a pipeline folder from elsewhere: the U-Net's size says it
+        manifest["resolution"] = unet_config["sample_size"] * 2 ** (len(vae.config.block_out_channels) - 1)
+    cap_dir = root / "implicit_captioner"
+    captioner_config = (json.loads((cap_dir / "config.json").read_text()) if (cap_dir / "config.json").is_file()
+                        else {"in_dim": image_encoder.config.projection_dim, "hidden_dim": 256,
+                              "out_dim": text_encoder.config.hidden_size})
+    comps = Components(root=root, manifest=manifest, vae=vae, text_encoder=text_encoder,
+                       tokenizer=CLIPTokenizer.from_pretrained(str(root / "tokenizer")),
+                       image_encoder=image_encoder,
+                       image_processor=image_processor_class().from_pretrained(str(root / "feature_extractor")),
+                       scheduler=DDPMScheduler.from_pretrained(str(root / "scheduler")),
+                       unet_config=unet_config, captioner_config=captioner_config)
+    return comps.to(device, dtype)

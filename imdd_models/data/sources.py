@@ -1,0 +1,177 @@
+"""Where shards come from, and their rows undecoded.
+
+A data source (`--data`) is one of:
+- a shard folder written by `imdd-build shard` (Parquet `data/**.parquet`, else WebDataset `webdataset/**.tar`);
+- a latent folder written by `imdd-models precompute` (`latents.json` + `latents/*.parquet`);
+- WebDataset tar paths or URLs (`http(s)://`, `pipe:`, `file://`, brace patterns `train-{000000..000009}.tar`);
+- a Hugging Face dataset id (or any path `datasets.load_dataset` understands), streamed.
+
+Every shard yields *raw rows*: dicts with `key`, `image_bytes`, `mask_bytes`, `caption` and the record's
+other fields (split, source, label, defect_types, boxes, attributes, geometry, ...), pixels still encoded,
+so filtering and skipping cost no decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+LATENT_MANIFEST = "latents.json"
+_SPLIT_RE = re.compile(r"^([a-z]+)-\d+")
+_IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
+_JSON_COLUMNS = ("caption_meta", "source_attributes")
+_URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*:")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One unit of reading: a file, a URL, or shard `index` of a streamed Hub dataset."""
+
+    kind: str  # parquet | webdataset | hub | latents
+    location: str
+    split: str | None = None
+    index: int = 0
+    count: int = 1
+
+
+@dataclass
+class DataSource:
+    """The resolved `--data`: what it holds (`images` or `latents`) and its shards in a fixed order."""
+
+    spec: str
+    kind: str
+    shards: list[Shard]
+    manifest: dict | None = None
+
+
+def _split_of(path: Path) -> str | None:
+    m = _SPLIT_RE.match(path.name)
+    return m.group(1) if m else None
+
+
+def _local_shards(root: Path, split: str | None, fmt: str | None) -> DataSource:
+    if (root / LATENT_MANIFEST).is_file():
+        manifest = json.loads((root / LATENT_MANIFEST).read_text())
+        files = sorted((root / "latents").glob("*.parquet"))
+        shards = [Shard("latents", str(f), _split_of(f)) for f in files]
+        return DataSource(str(root), "latents", [s for s in shards if split in (None, s.split)], manifest)
+    parquet = sorted((root / "data").rglob("*.parquet")) if (root / "data").is_dir() else []
+    tars = sorted((root / "webdataset").rglob("*.tar")) if (root / "webdataset").is_dir() else []
+    if fmt == "webdataset" or (not parquet and fmt != "parquet"):
+        shards = [Shard("webdataset", str(f), _split_of(f)) for f in tars]
+    else:
+        shards = [Shard("parquet", str(f), _split_of(f)) for f in parquet]
+    if not shards:
+        raise FileNotFoundError(f"{root}: no shards (expected data/*.parquet, webdataset/*.tar or {LATENT_MANIFEST})")
+    return DataSource(str(root), "images", [s for s in shards if split in (None, s.split)])
+
+
+def _tar_shards(spec: str, split: str | None) -> DataSource:
+    import braceexpand
+    urls = [u for part in spec.split() for u in braceexpand.braceexpand(part)]
+    shards = [Shard("webdataset", u, _split_of(Path(u.rsplit("/", 1)[-1]))) for u in urls]
+    return DataSource(spec, "images", [s for s in shards if split in (None, s.split, "") or s.split is None])
+
+
+def _hub_shards(spec: str, split: str | None) -> DataSource:
+    import datasets
+    try:
+        ds = datasets.load_dataset(spec, split=split or "train", streaming=True)
+    except Exception as exc:  # noqa: BLE001  (network, missing repo, bad config: one message)
+        raise FileNotFoundError(f"{spec}: not a shard folder, tar URL or loadable dataset ({exc})") from None
+    n = ds.num_shards
+    return DataSource(spec, "images", [Shard("hub", spec, split or "train", i, n) for i in range(n)])
+
+
+def resolve(spec: str | Path, split: str | None = None, fmt: str | None = None) -> DataSource:
+    """Resolve `--data` into its shards (filtered to `split` where file names say it)."""
+    text = str(spec)
+    path = Path(text)
+    if path.is_dir():
+        return _local_shards(path, split, fmt)
+    if text.endswith(".parquet") and path.is_file():
+        return DataSource(text, "images", [Shard("parquet", text, _split_of(path))])
+    if ".tar" in text and (_URL_RE.match(text) or "{" in text or path.is_file() or " " in text):
+        return _tar_shards(text, split)
+    return _hub_shards(text, split)
+
+
+def _normalize(row: dict) -> dict:
+    """A Parquet/Hub row as a raw row: image/mask bytes lifted out, JSON columns parsed."""
+    image, mask = row.pop("image", None), row.pop("mask", None)
+    row["image_bytes"] = image.get("bytes") if isinstance(image, dict) else image
+    row["mask_bytes"] = mask.get("bytes") if isinstance(mask, dict) else mask
+    for col in _JSON_COLUMNS:
+        if isinstance(row.get(col), str):
+            try:
+                row[col] = json.loads(row[col])
+            except ValueError:
+                pass
+    return row
+
+
+def _parquet_rows(path: str) -> Iterator[dict]:
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=64):
+        for row in batch.to_pylist():
+            yield row if "latent" in row else _normalize(row)
+
+
+def _tar_groups(stream) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Members of a WebDataset tar grouped by sample key, in order (key = name up to the basename's first dot)."""
+    current, members = None, {}
+    with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        for info in tar:
+            if not info.isfile():
+                continue
+            base = info.name.rsplit("/", 1)
+            stem, dot, ext = base[-1].partition(".")
+            key = (base[0] + "/" + stem) if len(base) == 2 else stem
+            if key != current and current is not None:
+                yield current, members
+                members = {}
+            current = key
+            members[ext] = tar.extractfile(info).read()
+    if current is not None:
+        yield current, members
+
+
+def _webdataset_rows(location: str) -> Iterator[dict]:
+    from webdataset.gopen import gopen
+    stream = open(location, "rb") if Path(location).is_file() else gopen(location, "rb")
+    with stream:
+        for key, members in _tar_groups(stream):
+            meta = json.loads(members["json"]) if "json" in members else {}
+            row = {**meta, "key": meta.get("key", key)}
+            ext = next((e for e in _IMAGE_EXTS if e in members), None)
+            row["image_bytes"] = members.get(ext) if ext else None
+            row["mask_bytes"] = members.get("mask.png")
+            if "txt" in members:
+                row["caption"] = members["txt"].decode("utf-8")
+            yield row
+
+
+def _hub_rows(shard: Shard) -> Iterator[dict]:
+    import datasets
+    ds = datasets.load_dataset(shard.location, split=shard.split, streaming=True)
+    for col in ("image", "mask"):
+        if col in (ds.features or {}):
+            ds = ds.cast_column(col, datasets.Image(decode=False))
+    if shard.count > 1:
+        ds = ds.shard(num_shards=shard.count, index=shard.index)
+    for row in ds:
+        yield _normalize(dict(row))
+
+
+def shard_rows(shard: Shard) -> Iterator[dict]:
+    """The raw rows of one shard, in file order."""
+    if shard.kind in ("parquet", "latents"):
+        return _parquet_rows(shard.location)
+    if shard.kind == "webdataset":
+        return _webdataset_rows(shard.location)
+    return _hub_rows(shard)

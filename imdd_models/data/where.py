@@ -1,0 +1,43 @@
+"""`--where` filters over record fields: `source=demo,label=defective|normal,split=train`.
+
+Comma-separated `FIELD=VALUE` terms that must all hold; `|` separates accepted values of one field.
+A list field (defect_types) matches when any of its values is accepted. `FIELD!=VALUE` excludes.
+"""
+
+from __future__ import annotations
+
+import re
+
+_TERM = re.compile(r"^\s*([a-z_][a-z0-9_.]*)\s*(!?=)\s*(.*?)\s*$")
+
+
+def parse_where(text: str | None) -> list[tuple[str, bool, frozenset[str]]]:
+    """Terms (field, negated, accepted values); ValueError naming a malformed term."""
+    if not text:
+        return []
+    terms = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        m = _TERM.match(part)
+        if not m or not m.group(3):
+            raise ValueError(f"--where term {part.strip()!r}: expected FIELD=VALUE[|VALUE...] or FIELD!=VALUE")
+        terms.append((m.group(1), m.group(2) == "!=", frozenset(v.strip() for v in m.group(3).split("|"))))
+    return terms
+
+
+def _field(row: dict, name: str):
+    value = row
+    for part in name.split("."):  # attributes.severity
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def matches(row: dict, terms: list[tuple[str, bool, frozenset[str]]]) -> bool:
+    """True when the row satisfies every term."""
+    for name, negated, accepted in terms:
+        value = _field(row, name)
+        values = {str(v) for v in value} if isinstance(value, (list, tuple)) else {str(value)}
+        if bool(values & accepted) == negated:
+            return False
+    return True
