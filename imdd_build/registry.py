@@ -10,7 +10,8 @@ import yaml
 from pydantic import BaseModel, Field, field_validator
 
 REDISTRIBUTION = ("allowed", "noncommercial", "research_only", "forbidden", "unknown")
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "sources.yaml"
+# Package data (a symlink to the top-level sources.yaml in a checkout; a real file in a wheel).
+DEFAULT_PATH = Path(__file__).resolve().parent / "data" / "sources.yaml"
 
 
 ANNOTATIONS = ("mask", "boxes", "class", "probability")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import yaml
 
-GUIDELINES_DIR = Path(__file__).resolve().parent.parent / "annotation_guidelines"
+# Package data (a symlink to the top-level annotation_guidelines/ in a checkout; real files in a wheel).
+GUIDELINES_DIR = Path(__file__).resolve().parent / "data" / "annotation_guidelines"
 NORMAL = "normal"
 _SEP = re.compile(r"[^a-z0-9]+")
 
