@@ -30,6 +30,9 @@ from .workspace import DEFAULT_WORKSPACE, Workspace
 app = typer.Typer(name="imdd-build", help="Build the IMDD industrial-defect image-text corpus.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
+# The only commands that may create a workspace; every other one needs an existing catalog.
+CREATING_COMMANDS = ("ingest", "demo")
+
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON object as the last line of stdout.")
 
 
@@ -66,7 +69,7 @@ def main_callback(
     workspace: Optional[Path] = typer.Option(None, "--workspace", envvar="IMDD_WORKSPACE",
                                              help=f"Workspace folder (default {DEFAULT_WORKSPACE})."),
 ) -> None:
-    ctx.obj = Workspace(workspace)
+    ctx.obj = Workspace(workspace, create=ctx.invoked_subcommand in CREATING_COMMANDS)
 
 
 def _print_quarantine(q: Quarantined) -> None:
