@@ -47,7 +47,7 @@ class SourceEntry(BaseModel):
     @classmethod
     def _known_redistribution(cls, value: str) -> str:
         if value not in REDISTRIBUTION:
-            raise ValueError(f"redistribution must be one of {', '.join(REDISTRIBUTION)}, not {value!r}")
+            raise ValueError(f"must be one of {', '.join(REDISTRIBUTION)}, not {value!r}")
         return value
 
     @field_validator("annotation", mode="before")

@@ -32,6 +32,7 @@ from pathlib import Path
 from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
 from .masks import MaskFiles
+from .options import CategoryOptions
 
 NAME = re.compile(r"^(\d+)_(\d+)_(\d+)$")
 MASK = re.compile(r"^(\d+_\d+_\d+)[\s_-]*mask(\d*)$", re.IGNORECASE)
@@ -58,6 +59,7 @@ def _images_below(folder: Path) -> list[Path]:
 
 class AITEXAdapter(SourceAdapter):
     id = "aitex"
+    Options = CategoryOptions
     labels = CODES
 
     def locate(self) -> Path:

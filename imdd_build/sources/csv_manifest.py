@@ -53,6 +53,7 @@ from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, resolve_ci
 from ..taxonomy import norm_label
 from .folder import mask_files, normal_names, product_of, resolve_option_path, seeded_group, split_name
+from .options import CategoryOptions, Field, GenericOptions, MaskThresholdOptions, Optional
 
 MANIFEST_NAMES = ("manifest.csv", "labels.csv", "annotations.csv", "dataset.csv")
 COLUMNS = {
@@ -133,6 +134,13 @@ def parse_boxes(text: str, default_label: str | None) -> list[tuple]:
 
 class CsvAdapter(SourceAdapter):
     id = "csv"
+
+    class Options(GenericOptions, MaskThresholdOptions, CategoryOptions):
+        manifest: Optional[str] = Field(None, description="The manifest CSV (default: manifest.csv, labels.csv, "
+                                                          "annotations.csv, dataset.csv or the only *.csv).")
+        base: Optional[str] = Field(None, description="Folder the manifest's paths are relative to (relative to "
+                                                      "the manifest's folder).")
+        delimiter: Optional[str] = Field(None, description="Column delimiter (default: sniffed).")
     generic = True
     annotation_kinds = ("class", "boxes", "mask")
     root_is_dir = False

@@ -52,6 +52,7 @@ from ..record import Quarantined
 from ..taxonomy import norm_label
 from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, is_image, sorted_dirs
 from .masks import MaskFiles
+from .options import Field, GenericOptions, MaskThresholdOptions, Optional, auto_none, field_validator
 
 DEFAULT_NORMAL = ("good", "ok", "normal", "none", "pass", "passed", "no_defect", "nodefect", "defect_free",
                   "non_defective", "free", "clean", "negative")
@@ -190,6 +191,16 @@ class MaskIndex:
 # -- the adapter -----------------------------------------------------------------------------------
 class FolderAdapter(SourceAdapter):
     id = "folder"
+
+    class Options(GenericOptions, MaskThresholdOptions):
+        masks: Optional[str] = Field(None, description="The masks folder, or none (default: auto-detected).")
+        split_level: Optional[bool] = Field(None, description="Force (true) or forbid (false) the split folder "
+                                                              "level (default: auto).")
+
+        @field_validator("split_level", mode="before")
+        @classmethod
+        def _auto(cls, value):
+            return auto_none(value)
     generic = True
     annotation_kinds = ("class", "mask")
 

@@ -37,6 +37,7 @@ from .base import (
     sorted_dirs,
     sorted_images,
 )
+from .options import CategoryOptions
 
 _BENCH = re.compile(r"^iccad(?:[-_ ]?(?:12|2012))?[-_ ]?([1-5])$", re.IGNORECASE)
 _NON_HOTSPOT = re.compile(r"(?<![a-z])(nhs|non[-_ ]?hotspots?)(?![a-z])", re.IGNORECASE)
@@ -61,6 +62,7 @@ def benchmark_id(name: str) -> str | None:
 
 class ICCAD12Adapter(SourceAdapter):
     id = "iccad12"
+    Options = CategoryOptions
     labels = ("HS", "hotspot", "hotspots", "NHS", "non-hotspot", "non-hotspots", "nonhotspot", "nonhotspots")
 
     def _benchmarks(self) -> tuple[Path, list[tuple[str, Path]]]:

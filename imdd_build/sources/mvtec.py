@@ -10,10 +10,12 @@ from collections.abc import Iterator
 
 from .base import RawSample, SourceAdapter
 from .mvtec_tree import find_categories, iter_mvtec_tree
+from .options import CategoryOptions
 
 
 class MVTecAdapter(SourceAdapter):
     id = "mvtec"
+    Options = CategoryOptions
     normal_names = {"good"}
 
     def samples(self) -> Iterator[RawSample]:

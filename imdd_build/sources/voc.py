@@ -37,6 +37,7 @@ from .base import IMAGE_EXTS, RawSample, RootError, SourceAdapter, resolve_ci, s
 from .folder import is_normal, normal_names, opt_bool, product_of, resolve_option_path, seeded_group, walk_images
 from .masks import MaskFiles
 from .vocxml import VocError, parse_voc
+from .options import Field, GenericOptions, Optional
 
 IMAGE_DIRS = ("jpegimages", "jpegimage", "images", "imgs")
 SPLIT_LISTS = (("train", "train"), ("val", "validation"), ("test", "test"))
@@ -49,6 +50,11 @@ def _child(folder: Path, names: tuple[str, ...]) -> Path | None:
 
 class VocAdapter(SourceAdapter):
     id = "voc"
+
+    class Options(GenericOptions):
+        annotations: Optional[str] = Field(None, description="The XML folder (default: Annotations).")
+        images: Optional[str] = Field(None, description="The images folder (default: JPEGImages).")
+        inclusive: bool = Field(True, description="Box corners are inclusive pixel indices (VOC convention).")
     generic = True
     annotation_kinds = ("boxes", "class", "mask")
 

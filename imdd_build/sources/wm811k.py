@@ -44,6 +44,7 @@ from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter
 from .legacy_pickle import Arr, LegacyPickleError, Payload, read_frame, unwrap
 from .masks import ArrayMask
+from .options import CategoryOptions, Field
 
 PICKLE_NAME = "LSWMD.pkl"
 LABELS = ("Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random", "Scratch", "none")
@@ -171,6 +172,11 @@ def _finite(value: float, cast=float):
 
 class WM811KAdapter(SourceAdapter):
     id = "wm811k"
+
+    class Options(CategoryOptions):
+        include_unlabeled: bool = Field(False, description="Keep unlabelled wafers (split=unlabeled; also "
+                                                           "--include-unlabeled).")
+        render_size: int = Field(512, ge=1, le=4096, description="Rendered wafer map side in pixels.")
     labels = LABELS
     root_is_dir = False
 

@@ -41,6 +41,7 @@ from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
 from .folder import is_normal, normal_names, opt_list, product_of, seeded_group, split_name, walk_images
 from .masks import MaskSource, _digest
+from .options import Field, GenericOptions, Optional, field_validator
 
 YAML_NAMES = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
 NAME_FILES = ("classes.txt", "obj.names", "classes.names", "class_names.txt")
@@ -111,6 +112,14 @@ def parse_label_file(text: str) -> list[tuple[int, list[float]]]:
 
 class YoloAdapter(SourceAdapter):
     id = "yolo"
+
+    class Options(GenericOptions):
+        names: Optional[list[str]] = Field(None, description="Class names a,b,c (default: data.yaml's names).")
+
+        @field_validator("names", mode="before")
+        @classmethod
+        def _names(cls, value):
+            return value if value is None or isinstance(value, list) else [v for v in str(value).split(",") if v]
     generic = True
     annotation_kinds = ("boxes", "mask", "class")
 
