@@ -59,6 +59,7 @@ class CastingAdapter(SourceAdapter):
         @classmethod
         def _px(cls, value):
             return str(value).lower().removesuffix("px")
+
     labels = tuple(CLASSES)
 
     def _variant(self) -> str:

@@ -169,6 +169,7 @@ class CocoAdapter(SourceAdapter):
         @classmethod
         def _files(cls, value):
             return value if value is None or isinstance(value, list) else [v for v in str(value).split(",") if v]
+
     generic = True
     annotation_kinds = ("mask", "boxes", "class")
 

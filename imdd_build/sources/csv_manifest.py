@@ -141,6 +141,7 @@ class CsvAdapter(SourceAdapter):
         base: Optional[str] = Field(None, description="Folder the manifest's paths are relative to (relative to "
                                                       "the manifest's folder).")
         delimiter: Optional[str] = Field(None, description="Column delimiter (default: sniffed).")
+
     generic = True
     annotation_kinds = ("class", "boxes", "mask")
     root_is_dir = False

@@ -67,6 +67,7 @@ class DeepPCBAdapter(SourceAdapter):
 
     class Options(AdapterOptions):
         templates: bool = Field(True, description="Also ingest the defect-free template images.")
+
     labels = (*TYPES.values(), TEMPLATE)
 
     def __init__(self, root: Path, entry=None, **options):

@@ -91,6 +91,7 @@ class EyecandiesAdapter(SourceAdapter):
 
     class Options(CategoryOptions):
         image: str = Field("5", description="Which lighting: 0..5 (image_0 is all lights).")
+
     labels = ("good", *TYPED, "anomalous")
 
     def __init__(self, root: Path, entry=None, **options):

@@ -201,6 +201,7 @@ class FolderAdapter(SourceAdapter):
         @classmethod
         def _auto(cls, value):
             return auto_none(value)
+
     generic = True
     annotation_kinds = ("class", "mask")
 

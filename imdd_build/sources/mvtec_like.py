@@ -40,6 +40,7 @@ class MVTecLikeAdapter(SourceAdapter):
 
     class Options(ProductOptions, NormalOptions, MaskThresholdOptions, CategoryOptions):
         pass
+
     generic = True
     annotation_kinds = ("mask", "class")
 

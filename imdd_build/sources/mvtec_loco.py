@@ -77,6 +77,7 @@ class MVTecLOCOAdapter(AnomalyTreeAdapter):
 
     class Options(CategoryOptions):
         subtypes: bool = Field(True, description="Keep the logical/structural subtype in the defect label.")
+
     labels = ("good", "logical_anomalies", "structural_anomalies")
 
     def __init__(self, root: Path, entry=None, **options):

@@ -59,6 +59,7 @@ class RealIADAdapter(SourceAdapter):
         @classmethod
         def _res(cls, value):
             return None if value is None else str(value).lower().removeprefix("realiad_")
+
     labels = ("OK", "NG", *CODES)
 
     def __init__(self, root: Path, entry=None, **options):

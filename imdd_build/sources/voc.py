@@ -55,6 +55,7 @@ class VocAdapter(SourceAdapter):
         annotations: Optional[str] = Field(None, description="The XML folder (default: Annotations).")
         images: Optional[str] = Field(None, description="The images folder (default: JPEGImages).")
         inclusive: bool = Field(True, description="Box corners are inclusive pixel indices (VOC convention).")
+
     generic = True
     annotation_kinds = ("boxes", "class", "mask")
 

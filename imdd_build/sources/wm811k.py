@@ -177,6 +177,7 @@ class WM811KAdapter(SourceAdapter):
         include_unlabeled: bool = Field(False, description="Keep unlabelled wafers (split=unlabeled; also "
                                                            "--include-unlabeled).")
         render_size: int = Field(512, ge=1, le=4096, description="Rendered wafer map side in pixels.")
+
     labels = LABELS
     root_is_dir = False
 

@@ -120,6 +120,7 @@ class YoloAdapter(SourceAdapter):
         @classmethod
         def _names(cls, value):
             return value if value is None or isinstance(value, list) else [v for v in str(value).split(",") if v]
+
     generic = True
     annotation_kinds = ("boxes", "mask", "class")
 
