@@ -32,7 +32,7 @@ Annotations:
   crowd regions is kept in the record's source attributes (`crowd_regions`);
 * images without annotations are normal.
 Annotations that point to an image id not in `images` are reported (quarantined under the JSON's
-name). `--opt product=<name>` sets the product (default: the root folder's name).
+name). `--opt product=<name>` sets the product (default: the --domain, else unknown).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ path, or by `--opt group=<regex>`); an unknown split name quarantines the row.
 Quarantined, each with its manifest line number: rows with missing columns or an empty path, a path
 outside the base, a missing image or mask, unreadable boxes, an unknown split, a normal row with
 boxes or a mask. `--category` filters on the product column. `--opt product=<name>` is the product
-of rows without one (default: the manifest folder's name). JPEG masks are thresholded at 127
+of rows without one (default: the --domain, else unknown). JPEG masks are thresholded at 127
 (`--opt mask_threshold=N`).
 """
 
@@ -178,7 +178,7 @@ class CsvAdapter(SourceAdapter):
         name = os.path.relpath(manifest.resolve(), self.base).replace(os.sep, "/")
         normals = normal_names(self.options)
         wanted = set(self.options.get("categories") or [])
-        default_product = product_of(self, folder.resolve().name)
+        default_product = product_of(self)
         items: dict[str, _Item] = {}
 
         with manifest.open(newline="", encoding="utf-8-sig") as fh:

@@ -48,8 +48,8 @@ class CategoryOptions(AdapterOptions):
 
 
 class ProductOptions(AdapterOptions):
-    product: Optional[str] = Field(None, description="The product name records get (default: the root folder's "
-                                                     "name).")
+    product: Optional[str] = Field(None, description="The product name records get (default: the --domain, "
+                                                     "else unknown; never the folder's name).")
 
 
 class NormalOptions(AdapterOptions):

@@ -24,7 +24,7 @@ Splits: `ImageSets/Main/{train,val,test}.txt` (also `trainval.txt`, used for ids
 list, as train) list image ids; a listed id without image is quarantined with its list and line; an
 id in two lists quarantines the image; images in no list, or all images when there are no lists,
 get seeded splits (grouped by path, or by `--opt group=<regex>`). `--opt product=<name>` sets the
-product (default: the root folder's name).
+product (default: the --domain, else unknown).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ image header (EXIF orientation applied, as Ultralytics does); an image whose hea
 gets no boxes here and is quarantined by the normalizer. A label file with a line that is not a
 box or polygon (wrong count, not numbers, coordinates outside 0..1, a class id without name)
 quarantines its image with the line number. Label files without image are reported.
-`--opt product=<name>` sets the product (default: the root folder's name).
+`--opt product=<name>` sets the product (default: the --domain, else unknown).
 """
 
 from __future__ import annotations
