@@ -92,8 +92,9 @@ def serve_cmd(
     lease_minutes: float = typer.Option(15.0, "--lease-minutes", min=0.01, help="How long an item stays with a "
                                                                                  "reviewer before it returns."),
     secure_cookies: bool = typer.Option(False, "--secure-cookies", help="Mark cookies Secure (behind HTTPS)."),
+    as_json: bool = JSON_OPT,
 ) -> None:
-    """Run the review web app (FastAPI + uvicorn) on the workspace."""
+    """Run the review web app (FastAPI + uvicorn) on the workspace (--json: the address, printed at start-up)."""
     try:
         from .review.server import serve
     except ImportError as exc:
@@ -114,6 +115,9 @@ def serve_cmd(
     if not items:
         err.print("[yellow]warning:[/yellow] the queue is empty: imdd-build review enqueue")
     err.print(f"review app on http://{escape(host)}:{port}/ ({items} items, {reviewers} reviewers)")
+    if as_json:  # printed before serving: a server's stdout ends with this line (its logs go to stderr)
+        emit({"command": "review serve", "url": f"http://{host}:{port}/", "host": host, "port": port,
+              "items": items, "reviewers": reviewers}, True)
     serve(_workspace(ctx).root, host=host, port=port, lease_seconds=lease_minutes * 60, secure_cookies=secure_cookies)
 
 
