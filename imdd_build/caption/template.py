@@ -106,7 +106,7 @@ def _shape_words(a) -> str:
         width = math.sqrt(max(a.area_fraction, 0.0) / max(a.elongation, 1.0))
         if width < THIN_WIDTH:
             return "thin and elongated, a narrow line-like mark"
-        return "elongated but broad, a wide band-shaped area"
+        return "elongated and broad, a band-shaped area"
     return {
         "compact": "compact and blob-like in outline",
         "scattered": "scattered over the surface as several separate spots",
