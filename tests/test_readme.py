@@ -62,7 +62,8 @@ def test_every_marker_sits_right_above_a_code_block():
 
 
 def test_the_extractor_sees_markers_and_languages():
-    text = "a\n\n<!-- readme-test: skip (needs data) -->\n```bash\nfalse\n```\n```python\nx = 1\n```\n```\nlayout\n```\n"
+    text = ("a\n\n<!-- readme-test: skip (needs data) -->\n```bash\nfalse\n```\n"
+            "```python\nx = 1\n```\n```\nlayout\n```\n")
     got = [(b.line, b.lang, b.code, b.skip) for b in readme_blocks(text)]
     assert got == [(4, "bash", "false\n", "needs data"), (7, "python", "x = 1\n", None), (10, "", "layout\n", None)]
 

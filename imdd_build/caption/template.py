@@ -194,7 +194,8 @@ def template_caption(record: Record) -> str:
         text = " ".join(sentences[:2])
     if word_count(text) > MAX_WORDS and record.label == "defective":  # many defect types: the short form
         a = record.attributes
-        first = f"An inspection image of {_article(subject)} showing {_phrase(spoken_defects(record))}{_location(record)}."
+        defects = _phrase(spoken_defects(record))
+        first = f"An inspection image of {_article(subject)} showing {defects}{_location(record)}."
         if a.basis is None:
             text = first + " Their location and extent are not annotated."
         else:

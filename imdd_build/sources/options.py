@@ -141,5 +141,6 @@ def describe(model: type[AdapterOptions]) -> list[dict]:
              "help": field.description or ""} for name, field in model.model_fields.items()]
 
 
-__all__ = ["AdapterOptions", "CategoryOptions", "Field", "GenericOptions", "Literal", "MaskThresholdOptions", "NormalOptions", "ProductOptions", "GroupOptions",
-           "Optional", "UnknownOption", "auto_none", "describe", "field_validator", "one_line", "validate_options"]
+__all__ = ["AdapterOptions", "CategoryOptions", "Field", "GenericOptions", "GroupOptions", "Literal",
+           "MaskThresholdOptions", "NormalOptions", "Optional", "ProductOptions", "UnknownOption", "auto_none",
+           "describe", "field_validator", "one_line", "option_names", "validate_options"]

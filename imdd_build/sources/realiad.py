@@ -50,8 +50,8 @@ class RealIADAdapter(SourceAdapter):
     id = "realiad"
 
     class Options(CategoryOptions):
-        json_dir: str = Field("realiad_jsons", alias="json", description="The split JSON folder (realiad_jsons, realiad_jsons_sv, "
-                                                       "...).")
+        json_dir: str = Field("realiad_jsons", alias="json",
+                              description="The split JSON folder (realiad_jsons, realiad_jsons_sv, ...).")
         resolution: Optional[Literal["256", "512", "1024", "raw"]] = Field(
             None, description="Which image folder (default: the largest present).")
 

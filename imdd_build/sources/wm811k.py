@@ -9,7 +9,8 @@ or a folder holding it (`LSWMD.pkl` matched case-insensitively, also one or two 
 `MIR-WM811K/LSWMD.pkl`; else the only `*.pkl` there).
 
 How it is read (no pandas for the original file; a frame re-pickled by pandas 2.x or later is read
-through pandas when installed, else refused saying so: `pandas_pickle`): `legacy_pickle.read_frame` unpickles with latin1 and stand-ins for
+through pandas when installed, else refused saying so: `pandas_pickle`): `legacy_pickle.read_frame`
+unpickles with latin1 and stand-ins for
 the pandas/numpy classes, leaving every map's byte payload on disk and keeping only its offset,
 length and shape. The adapter compacts that skeleton into a per-row index (labels, split, lot,
 wafer index, die size, payload locations; ~60 bytes a row) and drops it; `samples()` then seeks to
