@@ -87,6 +87,10 @@ class MaskThresholdOptions(AdapterOptions):
                                                       "127 for JPEG masks, else 0).")
 
 
+# options that come from a CLI flag rather than --opt
+FLAGS = {"categories": "category", "include_unlabeled": "include-unlabeled"}
+
+
 class UnknownOption(ValueError):
     """An option the adapter does not read."""
 
@@ -97,8 +101,8 @@ def validate_options(adapter_id: str, model: type[AdapterOptions], given: dict) 
     valid = sorted(option_names(model))
     unknown = sorted(set(given) - set(valid))
     if unknown:
-        hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, valid, n=1)) else repr(k)
-                 for k in unknown]
+        hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, valid, n=1))
+                 else f"{k!r} (--{FLAGS[k]})" if k in FLAGS else repr(k) for k in unknown]
         raise UnknownOption(f"unknown option {', '.join(hints)} for adapter {adapter_id}; valid options: "
                             f"{', '.join(valid) or 'none'} (see `imdd-build sources --options {adapter_id}`)")
     try:

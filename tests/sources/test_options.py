@@ -52,6 +52,8 @@ def test_options_of_a_registered_source_are_checked_too(cli, tmp_path):
     assert "unknown option 'categorie' (did you mean 'categories'?) for adapter mvtec" in out["error"]
     out = cli("ingest", "mvtec", "--root", str(tmp_path / "m"), "--category", "bottle", "--workers", "1")
     assert out["records"] > 0
+    out = cli("ingest", "crackforest", "--root", str(tmp_path / "m"), "--category", "x", expect=2)
+    assert "unknown option 'categories' (--category) for adapter crackforest; valid options: none" in out["error"]
 
 
 def test_unknown_domain_and_redistribution_are_errors(cli, tmp_path):
