@@ -37,7 +37,8 @@ def peak_rss_mb() -> float:
 def generate(path: Path, n: int, labelled: float) -> None:
     import numpy as np
 
-    from imdd_build.sources.legacy_pickle import write_legacy_frame
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the fixture writer is test code
+    from legacy_pickle_writer import write_legacy_frame
 
     rng = np.random.default_rng(0)
     shapes = [s for s, _ in SHAPES]

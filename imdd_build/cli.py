@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import sys
@@ -11,6 +12,7 @@ from typing import Optional
 
 import typer
 import yaml
+from pydantic import ValidationError
 from rich.markup import escape
 
 from . import __version__
@@ -25,10 +27,15 @@ from .roots import load_roots, read_yaml_mapping
 from .shard import ShardOptions, parse_size, write_shards
 from .sources import ADAPTERS, RootError
 from .sources.demo import generate_demo
+from .sources.options import one_line, validate_options
+from .taxonomy import load_taxonomy
 from .workspace import DEFAULT_WORKSPACE, Workspace
 
 app = typer.Typer(name="imdd-build", help="Build the IMDD industrial-defect image-text corpus.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+# The only commands that may create a workspace; every other one needs an existing catalog.
+CREATING_COMMANDS = ("ingest", "demo")
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON object as the last line of stdout.")
 
@@ -66,7 +73,7 @@ def main_callback(
     workspace: Optional[Path] = typer.Option(None, "--workspace", envvar="IMDD_WORKSPACE",
                                              help=f"Workspace folder (default {DEFAULT_WORKSPACE})."),
 ) -> None:
-    ctx.obj = Workspace(workspace)
+    ctx.obj = Workspace(workspace, create=ctx.invoked_subcommand in CREATING_COMMANDS)
 
 
 def _print_quarantine(q: Quarantined) -> None:
@@ -102,13 +109,14 @@ def source_entry(source: str, license: Optional[str] = None, domain: Optional[st
         sid = source_id or source
         if not KEY_RE.match(sid) or "/" in sid:
             raise RootError(f"--source-id {sid!r}: use lower-case letters, digits, '_' and '-'")
+        check_domain(domain)
         try:
             return SourceEntry(id=sid, name=name or sid, adapter=source, license=license,
                                redistribution=redistribution or "unknown", domain=domain or "unknown",
                                domains=[domain] if domain else [],
                                annotation=list(getattr(ADAPTERS[source], "annotation_kinds", ())))
-        except ValueError as exc:
-            raise RootError(str(exc).splitlines()[-1] if str(exc) else repr(exc)) from None
+        except ValidationError as exc:
+            raise RootError(one_line(exc)) from None
     try:
         entry = get_source(source)
     except KeyError as exc:
@@ -116,7 +124,23 @@ def source_entry(source: str, license: Optional[str] = None, domain: Optional[st
     if entry.adapter_id not in ADAPTERS:
         raise RootError(f"source {source!r} is registered but has no adapter yet; available: {', '.join(ADAPTERS)}")
     updates = {k: v for k, v in {"license": license, "domain": domain, "redistribution": redistribution}.items() if v}
-    return entry.model_copy(update=updates) if updates else entry
+    if not updates:
+        return entry
+    check_domain(domain)
+    try:  # validated like the registry itself (model_copy would not check the new values)
+        return SourceEntry.model_validate({**entry.model_dump(), **updates})
+    except ValidationError as exc:
+        raise RootError(one_line(exc)) from None
+
+
+def check_domain(domain: Optional[str]) -> None:
+    """A domain given on the command line or in a roots file must be one of the taxonomy's."""
+    known = load_taxonomy().domains
+    if domain and domain != "unknown" and domain not in known:
+        close = difflib.get_close_matches(domain, list(known), n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise RootError(f"domain {domain!r} is not in the taxonomy; {hint}choose from "
+                        f"{', '.join(sorted({*known, 'unknown'}))}")
 
 
 def generic_adapters() -> list[str]:
@@ -131,6 +155,11 @@ def _run_ingest(ws: Workspace, source: str, root: Path, resize_mode: Optional[st
     options = NormalizeOptions(resize_mode=resize_mode or entry.resize_mode, jpeg_quality=jpeg_quality,
                                max_pixels=max_pixels)
     adapter_options = {"categories": categories or None, **(adapter_options or {})}
+    if entry.adapter_id in ADAPTERS:  # a typo is reported before any progress output
+        try:
+            validate_options(entry.adapter_id, ADAPTERS[entry.adapter_id].Options, adapter_options)
+        except ValueError as exc:
+            raise RootError(str(exc)) from None
     with progress_bar(f"ingest {entry.id}") as bar:
         result = ingest(ws, entry.adapter_id, root, entry, options, workers=workers, limit=limit,
                         commit_every=commit_every, adapter_options=adapter_options, label_map=label_map,

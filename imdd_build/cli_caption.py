@@ -14,6 +14,7 @@ from .caption import batch as llm_batch
 from .caption import caption_workspace
 from .caption.checks import check_workspace
 from .caption.llm import DEFAULT_MODEL, LLMOptions, caption_llm
+from .caption.llm_records import count_candidates
 from .caption.pricing import load_prices
 from .caption.prompt import RESPONSE_FORMATS
 from .cli import JSON_OPT, _workspace, app, run_level_errors
@@ -95,7 +96,7 @@ def caption_cmd(
             else:
                 summary = llm_batch.collect(catalog, ws.store(), options, price_table)
         else:
-            todo = catalog.count(source=source) if source else catalog.count()
+            todo = count_candidates(catalog, source, where)
             with progress_bar("caption --llm") as bar:
                 bar.total(todo if limit is None else min(todo, limit))
                 summary = caption_llm(catalog, ws.store(), options, price_table, on_record=bar.advance)

@@ -100,8 +100,9 @@ def serve_cmd(
     allowed_host: list[str] = typer.Option([], "--allowed-host", help="A host name the Host header may carry "
                                                                        "(repeatable; loopback names are allowed on a "
                                                                        "loopback bind)."),
+    as_json: bool = JSON_OPT,
 ) -> None:
-    """Run the review web app (FastAPI + uvicorn) on the workspace."""
+    """Run the review web app (FastAPI + uvicorn) on the workspace (--json: the address, printed at start-up)."""
     try:
         from .review.server import serve
     except ImportError as exc:
@@ -122,6 +123,9 @@ def serve_cmd(
     if not items:
         err.print("[yellow]warning:[/yellow] the queue is empty: imdd-build review enqueue")
     err.print(f"review app on http://{escape(host)}:{port}/ ({items} items, {reviewers} reviewers)")
+    if as_json:  # printed before serving: a server's stdout ends with this line (its logs go to stderr)
+        emit({"command": "review serve", "url": f"http://{host}:{port}/", "host": host, "port": port,
+              "items": items, "reviewers": reviewers}, True)
     serve(_workspace(ctx).root, host=host, port=port, lease_seconds=lease_minutes * 60, secure_cookies=secure_cookies,
           allowed_hosts=allowed_host)
 

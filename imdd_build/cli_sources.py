@@ -15,6 +15,7 @@ from .console import emit, err, progress_bar
 from .registry import load_registry, markdown_table
 from .roots import compare_counts, count_source, load_roots
 from .sources import ADAPTERS, RootError
+from .sources.options import describe
 from .taxcheck import check_taxonomy
 from .taxonomy import load_taxonomy
 
@@ -26,10 +27,15 @@ def sources_cmd(
     tolerance: float = typer.Option(0.0, "--tolerance", min=0.0,
                                     help="Relative difference to published counts still accepted."),
     markdown: bool = typer.Option(False, "--markdown", help="Print the README table of sources."),
+    options: Optional[str] = typer.Option(None, "--options", metavar="ID",
+                                          help="The options (--opt KEY=VALUE) a source or adapter accepts."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """The source registry; with --roots, which roots exist and whether their counts match the published ones."""
     registry = load_registry()
+    if options is not None:
+        emit_options(options, registry, as_json)
+        return
     if markdown:
         sys.stdout.write(markdown_table(registry))
         return
@@ -74,6 +80,22 @@ def sources_cmd(
                "incomplete": sorted(s for s, c in checks.items() if c["status"] in ("incomplete", "mismatch")),
                "missing": sorted(s for s, c in checks.items() if c["status"] in ("missing", "error"))}
     emit(summary, as_json)
+
+
+def emit_options(name: str, registry: dict, as_json: bool) -> None:
+    """`sources --options ID`: the adapter's typed options with defaults and help."""
+    adapter_id = registry[name].adapter_id if name in registry else name
+    if adapter_id not in ADAPTERS:
+        raise RootError(f"--options {name!r}: no such source or adapter; choose from "
+                        f"{', '.join(sorted(set(ADAPTERS) | set(registry)))}")
+    rows = describe(ADAPTERS[adapter_id].Options)
+    if not as_json:
+        if not rows:
+            err.print(f"{adapter_id}: no options", markup=False)
+        for r in rows:
+            default = "" if r["default"] is None else f" (default {r['default']})"
+            err.print(f"--opt {r['name']}=<{r['type']}>{default}\n    {r['help']}", markup=False)
+    emit({"command": "sources", "adapter": adapter_id, "options": rows}, as_json)
 
 
 taxonomy_app = typer.Typer(help="The defect taxonomy (annotation_guidelines/taxonomy.yaml).", no_args_is_help=True)

@@ -10,7 +10,8 @@ import yaml
 from pydantic import BaseModel, Field, field_validator
 
 REDISTRIBUTION = ("allowed", "noncommercial", "research_only", "forbidden", "unknown")
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "sources.yaml"
+# Package data (a symlink to the top-level sources.yaml in a checkout; a real file in a wheel).
+DEFAULT_PATH = Path(__file__).resolve().parent / "data" / "sources.yaml"
 
 
 ANNOTATIONS = ("mask", "boxes", "class", "probability")
@@ -48,7 +49,7 @@ class SourceEntry(BaseModel):
     @classmethod
     def _known_redistribution(cls, value: str) -> str:
         if value not in REDISTRIBUTION:
-            raise ValueError(f"redistribution must be one of {', '.join(REDISTRIBUTION)}, not {value!r}")
+            raise ValueError(f"must be one of {', '.join(REDISTRIBUTION)}, not {value!r}")
         return value
 
     @field_validator("annotation", mode="before")

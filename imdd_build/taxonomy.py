@@ -15,7 +15,8 @@ from pathlib import Path
 
 import yaml
 
-GUIDELINES_DIR = Path(__file__).resolve().parent.parent / "annotation_guidelines"
+# Package data (a symlink to the top-level annotation_guidelines/ in a checkout; real files in a wheel).
+GUIDELINES_DIR = Path(__file__).resolve().parent / "data" / "annotation_guidelines"
 NORMAL = "normal"
 _SEP = re.compile(r"[^a-z0-9]+")
 
@@ -47,6 +48,7 @@ class Taxonomy:
     defect_types: dict[str, dict]
     sources: dict[str, dict[str, object]]
     version: int = 1
+    proper_terms: tuple[str, ...] = ()  # spelled as written in captions ("PCB"), whatever the source's case
     _global: dict[str, str] = field(default_factory=dict, repr=False)
     _source_norm: dict[str, dict[str, object]] = field(default_factory=dict, repr=False)
 
@@ -91,6 +93,24 @@ class Taxonomy:
             return Resolved(label, None, part)
         return Resolved(label, tid, part)
 
+    def cased(self, text: str) -> str:
+        """Words that are proper terms spelled as the taxonomy writes them: `pcb1` -> `PCB1`."""
+        terms = {t.lower(): t for t in self.proper_terms}
+
+        def fix(m: re.Match) -> str:
+            word, digits = m.group(1), m.group(2)
+            return terms.get(word.lower(), word) + digits
+        return re.sub(r"\b([A-Za-z]+)(\d*)\b", fix, text) if terms else text
+
+    def merged_into(self, source: str, tid: str) -> list[str]:
+        """The source's own labels that the taxonomy maps onto one canonical type (several: a merge)."""
+        out = []
+        for label, value in (self.sources.get(source) or {}).items():
+            target = value.get("type") if isinstance(value, dict) else value
+            if target == tid:
+                out.append(str(label))
+        return out
+
     def domain_name(self, domain: str) -> str:
         entry = self.domains.get(domain) or {}
         return entry.get("name") or domain.replace("_", " ")
@@ -128,7 +148,8 @@ def _load(path: Path) -> Taxonomy:
     raw = yaml.safe_load(path.read_text()) or {}
     return Taxonomy(domains=raw.get("domains") or {}, defect_types=raw.get("defect_types") or {},
                     sources={str(k): v or {} for k, v in (raw.get("sources") or {}).items()},
-                    version=int(raw.get("version") or 1))
+                    version=int(raw.get("version") or 1),
+                    proper_terms=tuple(str(t) for t in raw.get("proper_terms") or ()))
 
 
 @lru_cache(maxsize=8)

@@ -27,7 +27,8 @@ def test_defective_caption_states_defect_location_and_size():
     text = template_caption(_record(location="upper left", locations=["upper left"], area_fraction=0.002,
                                     regions=1, elongation=20, shape="elongated", severity="minor", basis="mask"))
     assert "scratch defect" in text and "upper left" in text
-    assert "less than 0.5%" in text and "crack-like" in text and "minor severity" in text
+    assert "less than 0.5%" in text and "thin and elongated, a narrow line-like mark" in text
+    assert "by area it counts as minor" in text
     assert "metal plate (metal surface)" in text
 
 

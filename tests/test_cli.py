@@ -4,6 +4,7 @@ import datasets
 import pytest
 
 from imdd_build.cli import app
+from imdd_build.workspace import Workspace
 
 
 def test_demo_runs_the_whole_pipeline(cli, workspace):
@@ -42,12 +43,14 @@ def test_run_level_errors_are_one_line_and_json(cli, tmp_path):
     out = cli("ingest", "nosuch", "--root", str(tmp_path), expect=2)
     assert "nosuch" in out["error"]
     assert cli.last.stderr.strip().count("\n") == 0 and cli.last.stderr.startswith("error:")
+    Workspace(cli.workspace).catalog().close()  # shard needs an existing workspace (an empty one will do)
     out = cli("shard", "--out", str(tmp_path / "o"), "--format", "csv", expect=2)
     assert "unknown shard format" in out["error"]
 
 
 def test_human_output_without_json(workspace, tmp_path):
     from typer.testing import CliRunner
+    Workspace(workspace).catalog().close()  # status reads an existing workspace
     result = CliRunner().invoke(app, ["--workspace", str(workspace), "status"])
     assert result.exit_code == 0 and "records" in result.stdout
     with pytest.raises(json.JSONDecodeError):

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from conftest import Cli
 from review_fixtures import review_workspace
 
+from imdd_build.caption.template import TEMPLATE_VERSION
 from imdd_build.catalog import Catalog
 
 
@@ -30,7 +31,7 @@ def test_label_studio_round_trip(tmp_path):
             assert task["data"]["image"] == f"/data/local-files/?d=store/{rec.image[:2]}/{rec.image}"
             assert (ws / "store" / rec.image[:2] / rec.image).exists()
             (pred,) = task["predictions"]
-            assert pred["model_version"] == ("template-v2" if rec.caption_meta else "template")
+            assert pred["model_version"] == (f"template-v{TEMPLATE_VERSION}" if rec.caption_meta else "template")
             (res,) = pred["result"]
             assert (res["from_name"], res["to_name"], res["type"]) == ("caption", "image", "textarea")
             assert res["value"]["text"] == [rec.caption]

@@ -140,6 +140,8 @@ def defect_terms(record: Record, tax: Taxonomy | None = None) -> list[tuple[str,
             continue
         seen.add(ident)
         terms = {_human(label)}
+        # the source's own spelling of this type is the right word for it (captions may keep it)
+        terms |= {_human(sl) for sl in record.source_labels if tid and _resolve(tax, record.source, sl) == tid}
         if tid:
             entry = tax.defect_types.get(tid) or {}
             terms |= {_human(tid), _human(entry.get("name") or tid)}

@@ -80,7 +80,7 @@ def caption_llm(catalog: Catalog, store: Store, options: LLMOptions, prices: Pri
         elapsed = time.perf_counter() - started
         summary = {**base, **counters, "cost_usd": round(state.spent, 6),
                    "stopped": state.stopped or ("limit" if state.limited else None),
-                   "error": state.fatal or ("; ".join(crashes) if crashes else None),
+                   "error": state.fatal or ("; ".join(crashes) if crashes else None) or nothing_done(counters, samples),
                    "error_samples": samples, "elapsed_s": round(elapsed, 3),
                    "requests_per_s": round(counters["requests"] / elapsed, 2) if elapsed > 0 else None,
                    "response_format": fmt, "processes": processes, "transport": transport_name(options),
@@ -88,3 +88,11 @@ def caption_llm(catalog: Catalog, store: Store, options: LLMOptions, prices: Pri
     summary["records"] = catalog.count()
     summary["uncaptioned"] = catalog.db.execute("SELECT COUNT(*) FROM records WHERE caption_status IS NULL").fetchone()[0]
     return summary
+
+
+def nothing_done(counters: dict, samples: list[str]) -> str | None:
+    """The run-level error of a run whose every request failed: nothing captioned, only errors."""
+    if counters["captioned"] or not counters["errors"]:
+        return None
+    first = samples[0].split(": ", 1)[-1] if samples else "unknown"
+    return f"nothing captioned: {counters['errors']} record(s) failed; the first because {first}"

@@ -169,7 +169,37 @@ def classify(exc: BaseException) -> tuple[str, float | None]:
     return "record", None
 
 
+def connection_failure(exc: BaseException) -> str | None:
+    """'cannot connect to URL (cause)' when the request never reached the server, else None.
+
+    The SDK reports a refused or unresolvable connection as `APIConnectionError`, or as
+    `APITimeoutError` under the aiohttp transport (which maps the connector error to a connect
+    timeout); the cause chain tells them apart from a server that accepted and then timed out."""
+    import openai
+
+    if not isinstance(exc, openai.APIConnectionError):
+        return None
+    link: BaseException | None = exc
+    connect, reason = False, None
+    for _ in range(12):
+        link = link.__cause__ or link.__context__ if link is not None else None
+        if link is None:
+            break
+        name = type(link).__name__
+        connect = connect or name.startswith("Connect") or name == "ClientConnectorError"
+        if isinstance(link, OSError) and not isinstance(link, TimeoutError):
+            connect, reason = True, f"{type(link).__name__}: {link}"
+    if not connect:
+        return None
+    request = getattr(exc, "request", None)
+    url = str(request.url) if request is not None else "the server"
+    return f"connection failed: cannot connect to {url}" + (f" ({reason})" if reason else "")
+
+
 def short_error(exc: BaseException) -> str:
+    refused = connection_failure(exc)
+    if refused:
+        return refused
     status = getattr(exc, "status_code", None)
     text = re.sub(r"\s+", " ", str(exc))[:200]
     return f"{type(exc).__name__}{f' {status}' if status else ''}: {text}"

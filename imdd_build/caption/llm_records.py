@@ -31,22 +31,42 @@ def in_partition(key: str, partition: tuple[int, int] | None) -> bool:
     return partition is None or zlib.crc32(key.encode()) % partition[1] == partition[0]
 
 
+def _conditions(source: str | None, where: str | None) -> tuple[list[str], list]:
+    if where and ";" in where:
+        raise ValueError("--where: one SQL expression, no ';'")
+    conds, args = [], []
+    if source:
+        conds.append("source = ?")
+        args.append(source)
+    if where:
+        conds.append(f"({where})")
+    return conds, args
+
+
+def count_candidates(catalog: Catalog, source: str | None = None, where: str | None = None) -> int:
+    """How many records `--source` and `--where` select (the progress total of a run)."""
+    conds, args = _conditions(source, where)
+    ro = sqlite3.connect(f"file:{catalog.path}?mode=ro", uri=True, timeout=60)
+    try:
+        sql = f"SELECT COUNT(*) FROM ({_WHERE_COLUMNS})" + (f" WHERE {' AND '.join(conds)}" if conds else "")
+        try:
+            return ro.execute(sql, args).fetchone()[0]
+        except sqlite3.Error as exc:
+            raise ValueError(f"--where {where!r}: {exc}") from None
+    finally:
+        ro.close()
+
+
 def iter_candidates(catalog: Catalog, source: str | None = None, where: str | None = None,
                     page: int = 500, partition: tuple[int, int] | None = None) -> Iterator[Record]:
     """Records in key order, filtered by `--source` and `--where` (an SQL boolean expression over
     key, source, split, label, caption_status, caption_source, product, domain and data (JSON)),
     and to partition `(i, n)` when given. Read through a read-only connection, so a `--where` can
     never write."""
-    if where and ";" in where:
-        raise ValueError("--where: one SQL expression, no ';'")
     ro = sqlite3.connect(f"file:{catalog.path}?mode=ro", uri=True, timeout=60)
     try:
-        conds, args = ["key > ?"], [""]
-        if source:
-            conds.append("source = ?")
-            args.append(source)
-        if where:
-            conds.append(f"({where})")
+        conds, args = _conditions(source, where)
+        conds, args = ["key > ?", *conds], ["", *args]
         sql = f"SELECT key, data FROM ({_WHERE_COLUMNS}) WHERE {' AND '.join(conds)} ORDER BY key LIMIT {int(page)}"
         while True:
             try:

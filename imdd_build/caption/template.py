@@ -7,14 +7,17 @@ the same caption, while the corpus does not repeat one sentence a million times.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Callable
 
 from ..catalog import Catalog
 from ..record import Record
-from ..taxonomy import defect_name, domain_name, load_taxonomy
+from ..taxonomy import defect_name, load_taxonomy, norm_label
 
-TEMPLATE_VERSION = "2"
+TEMPLATE_VERSION = "3"
+HIGH_RES_MIN_SIDE = 1024  # "high-resolution" only for originals at least this large on their short side
+THIN_WIDTH = 0.05  # an elongated mark narrower than this share of the object's side reads as a thin line
 MIN_WORDS, MAX_WORDS = 30, 60
 GENERIC_DEFECTS = {"bad", "anomaly", "anomalous", "defect", "defective", "ko", "ng", "nok", "abnormal"}
 _WORD = re.compile(r"[A-Za-z0-9%.\-']+")
@@ -39,14 +42,42 @@ def _human(name: str) -> str:
 
 def _spoken(defect_type: str) -> str:
     """A canonical type by its taxonomy name ("edge-localized cluster"); other labels humanized."""
-    if defect_type in load_taxonomy().defect_types:
-        return defect_name(defect_type).lower()
-    return _human(defect_type)
+    tax = load_taxonomy()
+    if defect_type in tax.defect_types:
+        return tax.cased(defect_name(defect_type).lower())
+    return tax.cased(_human(defect_type))
+
+
+def spoken_defects(record: Record) -> list[str]:
+    """How the caption names the record's defects.
+
+    The canonical name, except where the taxonomy merges several of this source's classes into one
+    type and this record's own class does not contain that name (X-SDD's `iron_sheet_ash` is mapped
+    to oxide scale with two oxide-scale classes): then the source's own term, which is true for it.
+    """
+    tax = load_taxonomy()
+    names: list[str] = []
+    for tid in record.defect_types:
+        canonical = _spoken(tid)
+        own = [label for label in record.source_labels if tax.resolve(record.source, label).type == tid]
+        if tid not in tax.defect_types or len(tax.merged_into(record.source, tid)) < 2 or not own:
+            names.append(canonical)
+            continue
+        accepted = {_human(tid), canonical.lower()}  # not the synonyms: the merged labels are listed there
+        for label in own:
+            term = _human(label)
+            fits = any(re.search(rf"\b{re.escape(a)}\b", term) for a in accepted if a)
+            names.append(canonical if fits else tax.cased(term))
+    return list(dict.fromkeys(n for n in names if n))
 
 
 def defect_phrase(defect_types: list[str]) -> str:
     """"a scratch defect", "crack and hole defects", "several combined defects", "an unspecified defect"."""
-    names = list(dict.fromkeys(_spoken(d) for d in defect_types if _human(d)))
+    return _phrase([_spoken(d) for d in defect_types if _human(d)])
+
+
+def _phrase(spoken: list[str]) -> str:
+    names = list(dict.fromkeys(spoken))
     specific = [n for n in names if n not in GENERIC_DEFECTS]
     if not specific:
         return "an unspecified defect"
@@ -67,19 +98,29 @@ def _percent(fraction: float) -> str:
     return f"about {round(pct)}%"
 
 
+def _shape_words(a) -> str:
+    """The measured shape in words. `elongated` says nothing about width: the width of an elongated
+    mark is estimated from its area and elongation (w = sqrt(area / elongation) for a band), and
+    only a narrow one is called thin or line-like."""
+    if a.shape == "elongated":
+        width = math.sqrt(max(a.area_fraction, 0.0) / max(a.elongation, 1.0))
+        if width < THIN_WIDTH:
+            return "thin and elongated, a narrow line-like mark"
+        return "elongated and broad, a band-shaped area"
+    return {
+        "compact": "compact and blob-like in outline",
+        "scattered": "scattered over the surface as several separate spots",
+        "extensive": "spread over a large part of the object",
+    }.get(a.shape or "", "irregular in outline")
+
+
 def _size_sentence(record: Record) -> str:
     a = record.attributes
     regions = "a single region" if a.regions == 1 else f"{a.regions} separate regions"
-    shape = {
-        "elongated": "thin and elongated, reading as a scratch- or crack-like mark",
-        "compact": "compact and blob-like in outline",
-        "scattered": "scattered over the surface as several small spots",
-        "extensive": "spread over a large part of the object",
-    }.get(a.shape or "", "irregular in outline")
-    severity = {"minor": "a minor", "moderate": "a moderate", "severe": "a severe"}.get(a.severity or "", "an unknown")
+    severity = f"by area it counts as {a.severity}" if a.severity else "its severity is not known"
     verb = _pick(record.key, "verb", ("covers", "occupies", "takes up"))
     return (f"It {verb} {regions} and {_percent(a.area_fraction)} of the visible surface, "
-            f"{shape}, which indicates {severity} severity.")
+            f"{_shape_words(a)}; {severity}.")
 
 
 def _location(record: Record) -> str:
@@ -88,18 +129,38 @@ def _location(record: Record) -> str:
         return ""
     where = "the center" if a.location == "center" else f"the {a.location} area"
     if len(a.locations) >= 4:
-        anchor = "around the center" if a.location == "center" else f"centred on {where}"
+        anchor = "around the center" if a.location == "center" else f"mostly in {where}"
         return f", {anchor} and extending across much of the object"
     return _pick(record.key, "loc", (f" in {where}", f" located in {where}", f", visible in {where}"))
 
 
+def subject_of(record: Record) -> str:
+    """What the image shows: the product as the registry or options name it, with its domain.
+
+    A product that is a domain id (DeepPCB's `pcb`) is spoken by its domain name; an unknown product
+    (a generic source without `--opt product=`) by the domain alone; proper terms keep their case."""
+    tax = load_taxonomy()
+    domain = tax.domain_name(record.domain)
+    product = record.product
+    if not product or norm_label(product) in ("unknown", "product"):
+        return domain
+    if product in tax.domains:
+        return domain if product in tax.domain_path(record.domain) else tax.domain_name(product)
+    name = tax.cased(_human(product))
+    return name if norm_label(domain) in (norm_label(name), "industrial_product") else f"{name} ({domain})"
+
+
+def _shot(record: Record) -> str:
+    """The opening words; "high-resolution" only when the original image is (never from a name)."""
+    high = min(record.orig_width, record.orig_height) >= HIGH_RES_MIN_SIDE
+    return _pick(record.key, "shot", ("A close-up inspection photograph", "An industrial inspection image",
+                                      "A high-resolution inspection image" if high else "A quality-inspection image"))
+
+
 def template_caption(record: Record) -> str:
     """Compose the caption for one record (30-60 words)."""
-    product = _human(record.product)
-    domain = domain_name(record.domain)
-    subject = product if domain in (product, "industrial product") else f"{product} ({domain})"
-    shot = _pick(record.key, "shot", ("A close-up inspection photograph", "An industrial inspection image",
-                                      "A high-resolution inspection image"))
+    subject = subject_of(record)
+    shot = _shot(record)
     if record.label == "unknown":
         sentences = [
             f"{shot} of {_article(subject)}.",
@@ -114,7 +175,7 @@ def template_caption(record: Record) -> str:
             "It serves as a defect-free reference sample for this product.",
         ]
     else:
-        defect = defect_phrase(record.defect_types)
+        defect = _phrase(spoken_defects(record))
         first = f"{shot} of {_article(subject)} showing {defect}{_location(record)}."
         if record.attributes.basis is None:
             body = "The exact location and extent of the defect are not annotated for this image."
@@ -133,7 +194,8 @@ def template_caption(record: Record) -> str:
         text = " ".join(sentences[:2])
     if word_count(text) > MAX_WORDS and record.label == "defective":  # many defect types: the short form
         a = record.attributes
-        first = f"An inspection image of {_article(subject)} showing {defect_phrase(record.defect_types)}{_location(record)}."
+        defects = _phrase(spoken_defects(record))
+        first = f"An inspection image of {_article(subject)} showing {defects}{_location(record)}."
         if a.basis is None:
             text = first + " Their location and extent are not annotated."
         else:

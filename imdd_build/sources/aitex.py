@@ -32,6 +32,7 @@ from pathlib import Path
 from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
 from .masks import MaskFiles
+from .options import CategoryOptions
 
 NAME = re.compile(r"^(\d+)_(\d+)_(\d+)$")
 MASK = re.compile(r"^(\d+_\d+_\d+)[\s_-]*mask(\d*)$", re.IGNORECASE)
@@ -59,6 +60,7 @@ def _images_below(folder: Path) -> list[Path]:
 class AITEXAdapter(SourceAdapter):
     id = "aitex"
     expected = "Defect_images/*.png with Mask_images/*_mask.png, and NODefect_images/<fabric>/*.png"
+    Options = CategoryOptions
     labels = CODES
 
     def locate(self) -> Path:

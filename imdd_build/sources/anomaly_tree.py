@@ -23,6 +23,7 @@ from typing import ClassVar
 from ..record import Quarantined
 from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
 from .masks import MaskFiles, MaskSource
+from .options import CategoryOptions
 
 GROUND_TRUTH_DIRS = ("ground_truth", "gt")
 
@@ -90,6 +91,7 @@ class AnomalyTreeAdapter(SourceAdapter):
     """
 
     normal_names: ClassVar[frozenset[str]] = frozenset({"good"})
+    Options = CategoryOptions
 
     def __init__(self, root: Path, entry=None, **options):
         super().__init__(root, entry, **options)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..record import Quarantined
 from .masks import MaskFiles, MaskSource
+from .options import AdapterOptions, validate_options
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 SPLIT_MAP = {"train": "train", "training": "train", "val": "validation", "valid": "validation",
@@ -99,12 +100,17 @@ class SourceAdapter:
     root_is_dir: ClassVar[bool] = True
     #: What a root must hold to yield samples, in a few words (the run-level error when it yields none).
     expected: ClassVar[str] = "images in the layout of the adapter's docstring"
+    #: The options it reads (`--opt`, `--category`, a roots file's `options:`); unknown keys are refused.
+    Options: ClassVar[type[AdapterOptions]] = AdapterOptions
 
     def __init__(self, root: Path, entry=None, **options):
         self.root = Path(root)
         self.base = self.root  # what sample paths are relative to; adapters may move it up
         self.entry = entry  # the SourceEntry (sources.yaml or built from CLI options), may be None
-        self.options = {k: v for k, v in options.items() if v is not None}
+        try:  # validated before anything touches the root: a typo is the first thing reported
+            self.options = validate_options(getattr(self, "id", type(self).__name__), self.Options, options)
+        except ValueError as exc:
+            raise RootError(str(exc)) from None
         if self.root_is_dir and not self.root.is_dir():
             raise RootError(f"{self.root}: not a directory")
         if not self.root_is_dir and not self.root.exists():

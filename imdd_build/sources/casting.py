@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from .options import AdapterOptions, Field, Literal, field_validator
 
 CLASSES = {"def_front": "defective", "ok_front": "normal"}
 VARIANTS = {"300": "casting_data", "512": "casting_512x512"}
@@ -50,6 +51,16 @@ def _candidates(root: Path, folder: str) -> list[Path]:
 class CastingAdapter(SourceAdapter):
     id = "casting"
     expected = "casting_data/{train,test}/{def_front,ok_front}/*.jpeg (or casting_512x512/{def_front,ok_front}/)"
+
+    class Options(AdapterOptions):
+        variant: Literal["300", "512"] = Field("300", description="Which image set: 300 (the official split) or "
+                                                                 "512 px.")
+
+        @field_validator("variant", mode="before")
+        @classmethod
+        def _px(cls, value):
+            return str(value).lower().removesuffix("px")
+
     labels = tuple(CLASSES)
 
     def _variant(self) -> str:

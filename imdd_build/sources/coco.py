@@ -32,7 +32,7 @@ Annotations:
   crowd regions is kept in the record's source attributes (`crowd_regions`);
 * images without annotations are normal.
 Annotations that point to an image id not in `images` are reported (quarantined under the JSON's
-name). `--opt product=<name>` sets the product (default: the root folder's name).
+name). `--opt product=<name>` sets the product (default: the --domain, else unknown).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
 from .folder import is_normal, normal_names, opt_list, product_of, resolve_option_path, seeded_group, split_name
 from .masks import MaskSource, PolygonMask, _digest
+from .options import Field, GenericOptions, Literal, Optional, field_validator
 
 
 def decode_rle_string(counts: str) -> list[int]:
@@ -158,6 +159,18 @@ def _split_of_json(path: Path) -> tuple[str, str | None]:
 class CocoAdapter(SourceAdapter):
     id = "coco"
     expected = "images named by a COCO instances JSON (annotations/*.json, or --opt annotations=FILE)"
+
+    class Options(GenericOptions):
+        annotations: Optional[list[str]] = Field(None, description="Annotation file(s), relative to the root or "
+                                                                   "absolute (default: found under the root).")
+        images: Optional[str] = Field(None, description="The images folder (default: found under the root).")
+        crowd: Literal["include", "ignore"] = Field("include", description="iscrowd regions: kept or dropped.")
+
+        @field_validator("annotations", mode="before")
+        @classmethod
+        def _files(cls, value):
+            return value if value is None or isinstance(value, list) else [v for v in str(value).split(",") if v]
+
     generic = True
     annotation_kinds = ("mask", "boxes", "class")
 

@@ -35,7 +35,7 @@ path, or by `--opt group=<regex>`); an unknown split name quarantines the row.
 Quarantined, each with its manifest line number: rows with missing columns or an empty path, a path
 outside the base, a missing image or mask, unreadable boxes, an unknown split, a normal row with
 boxes or a mask. `--category` filters on the product column. `--opt product=<name>` is the product
-of rows without one (default: the manifest folder's name). JPEG masks are thresholded at 127
+of rows without one (default: the --domain, else unknown). JPEG masks are thresholded at 127
 (`--opt mask_threshold=N`).
 """
 
@@ -53,6 +53,7 @@ from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, resolve_ci
 from ..taxonomy import norm_label
 from .folder import mask_files, normal_names, product_of, resolve_option_path, seeded_group, split_name
+from .options import CategoryOptions, Field, GenericOptions, MaskThresholdOptions, Optional
 
 MANIFEST_NAMES = ("manifest.csv", "labels.csv", "annotations.csv", "dataset.csv")
 COLUMNS = {
@@ -134,6 +135,14 @@ def parse_boxes(text: str, default_label: str | None) -> list[tuple]:
 class CsvAdapter(SourceAdapter):
     id = "csv"
     expected = "a CSV manifest with path and label columns naming existing images"
+
+    class Options(GenericOptions, MaskThresholdOptions, CategoryOptions):
+        manifest: Optional[str] = Field(None, description="The manifest CSV (default: manifest.csv, labels.csv, "
+                                                          "annotations.csv, dataset.csv or the only *.csv).")
+        base: Optional[str] = Field(None, description="Folder the manifest's paths are relative to (relative to "
+                                                      "the manifest's folder).")
+        delimiter: Optional[str] = Field(None, description="Column delimiter (default: sniffed).")
+
     generic = True
     annotation_kinds = ("class", "boxes", "mask")
     root_is_dir = False
@@ -170,7 +179,7 @@ class CsvAdapter(SourceAdapter):
         name = os.path.relpath(manifest.resolve(), self.base).replace(os.sep, "/")
         normals = normal_names(self.options)
         wanted = set(self.options.get("categories") or [])
-        default_product = product_of(self, folder.resolve().name)
+        default_product = product_of(self)
         items: dict[str, _Item] = {}
 
         with manifest.open(newline="", encoding="utf-8-sig") as fh:

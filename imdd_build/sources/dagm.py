@@ -47,6 +47,7 @@ from pathlib import Path
 from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
 from .masks import PolygonMask
+from .options import CategoryOptions, Field, Literal, field_validator
 
 CLASS = re.compile(r"^class(\d+)$", re.IGNORECASE)
 CLASS_DEF = re.compile(r"^class(\d+)_def$", re.IGNORECASE)
@@ -100,6 +101,16 @@ def read_ellipses(path: Path, degrees: bool) -> tuple[dict[str, tuple[float, ...
 class DAGMAdapter(SourceAdapter):
     id = "dagm"
     expected = "Class1 ... Class10 with {Train,Test}/*.PNG and Label/*_label.PNG (or the 2007 ClassN/ and ClassN_def/)"
+
+    class Options(CategoryOptions):
+        ellipse_angle: Literal["radians", "degrees"] = Field("radians", description="Unit of the ellipse angle in "
+                                                                                    "the label files.")
+
+        @field_validator("ellipse_angle", mode="before")
+        @classmethod
+        def _unit(cls, value):
+            text = str(value).lower()
+            return "degrees" if text.startswith("deg") else "radians" if text.startswith("rad") else text
 
     def _find(self) -> tuple[list[Path], list[Path]]:
         """(class folders with Train/Test, ClassN_def folders), first copy of each class only."""

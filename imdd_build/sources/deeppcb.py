@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
+from .options import AdapterOptions, Field
 
 TYPES = {1: "open", 2: "short", 3: "mousebite", 4: "spur", 5: "copper", 6: "pin-hole"}
 TEMPLATE = "template"
@@ -64,6 +65,10 @@ def parse_boxes(path: Path) -> list[tuple[str, float, float, float, float, int]]
 class DeepPCBAdapter(SourceAdapter):
     id = "deeppcb"
     expected = "PCBData/group<G>/<G>/<id>_test.jpg with group<G>/<G>_not/<id>.txt and the trainval.txt/test.txt lists"
+
+    class Options(AdapterOptions):
+        templates: bool = Field(True, description="Also ingest the defect-free template images.")
+
     labels = (*TYPES.values(), TEMPLATE)
 
     def __init__(self, root: Path, entry=None, **options):

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs, sorted_images
+from .options import CategoryOptions
 
 
 def _find_labels(root: Path, depth: int = 4) -> Path | None:
@@ -47,6 +48,7 @@ def _find_labels(root: Path, depth: int = 4) -> Path | None:
 class ELPVAdapter(SourceAdapter):
     id = "elpv"
     expected = "labels.csv with images/cellNNNN.png"
+    Options = CategoryOptions
     labels = ("functional", "defective")
 
     def __init__(self, root: Path, entry=None, **options):

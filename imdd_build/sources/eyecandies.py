@@ -41,6 +41,7 @@ from PIL import Image
 from ..record import Quarantined
 from .anomaly_tree import HalfMaxMask, find_tree, snake_case
 from .base import RawSample, RootError, SourceAdapter, is_image, sorted_dirs
+from .options import CategoryOptions, Field
 
 SPLITS = {"train": "train", "val": "validation", "validation": "validation", "test_public": "test"}
 SKIPPED = {"test_private", "test_private_mixed"}
@@ -88,6 +89,10 @@ def non_empty(path: Path) -> bool:
 class EyecandiesAdapter(SourceAdapter):
     id = "eyecandies"
     expected = "<Class>/{train,val,test_public}/data/NNN_image_0.png with NNN_metadata.yaml"
+
+    class Options(CategoryOptions):
+        image: str = Field("5", description="Which lighting: 0..5 (image_0 is all lights).")
+
     labels = ("good", *TYPED, "anomalous")
 
     def __init__(self, root: Path, entry=None, **options):

@@ -33,7 +33,7 @@ Options (`--opt key=value`):
 * `masks=<dir>|none`     the masks folder (see above)
 * `mask_threshold=N`     gray value above which a mask pixel is a defect
 * `split_level=auto|true|false`  force or forbid the split level (default auto)
-* `product=<name>`       the product name records get (default: the root folder's name)
+* `product=<name>`       the product name records get (default: the --domain, else unknown)
 * `group=<regex>`        seeded splits: what must not straddle splits, a regular expression searched
                           in the image's relative path (its first group if it has one, else the
                           match); images where it does not match fall back to their own path.
@@ -52,6 +52,7 @@ from ..record import Quarantined
 from ..taxonomy import norm_label
 from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, is_image, sorted_dirs
 from .masks import MaskFiles
+from .options import Field, GenericOptions, MaskThresholdOptions, Optional, auto_none, field_validator
 
 DEFAULT_NORMAL = ("good", "ok", "normal", "none", "pass", "passed", "no_defect", "nodefect", "defect_free",
                   "non_defective", "free", "clean", "negative")
@@ -107,7 +108,11 @@ def split_name(name: str) -> str | None:
 
 
 def product_of(adapter: SourceAdapter, fallback: str | None = None) -> str:
-    return str(adapter.options.get("product") or fallback or adapter.root.resolve().name or "product")
+    """The product records get: `--opt product=`, else a name the data gives (`fallback`), else the
+    source's domain (`--domain`), else `unknown`. Never the root folder's name: `line7/` or
+    `export_2024/` says where the files are, not what they show (captions would call it a product)."""
+    domain = getattr(adapter.entry, "domain", None)
+    return str(adapter.options.get("product") or fallback or (domain if domain and domain != "unknown" else "unknown"))
 
 
 def seeded_group(adapter: SourceAdapter, rel_path: str) -> str:
@@ -191,6 +196,17 @@ class MaskIndex:
 class FolderAdapter(SourceAdapter):
     id = "folder"
     expected = "images in one folder per class (<class>/ or <split>/<class>/)"
+
+    class Options(GenericOptions, MaskThresholdOptions):
+        masks: Optional[str] = Field(None, description="The masks folder, or none (default: auto-detected).")
+        split_level: Optional[bool] = Field(None, description="Force (true) or forbid (false) the split folder "
+                                                              "level (default: auto).")
+
+        @field_validator("split_level", mode="before")
+        @classmethod
+        def _auto(cls, value):
+            return auto_none(value)
+
     generic = True
     annotation_kinds = ("class", "mask")
 

@@ -37,6 +37,7 @@ from .base import (
     sorted_dirs,
     sorted_images,
 )
+from .options import CategoryOptions
 
 _BENCH = re.compile(r"^iccad(?:[-_ ]?(?:12|2012))?[-_ ]?([1-5])$", re.IGNORECASE)
 _NON_HOTSPOT = re.compile(r"(?<![a-z])(nhs|non[-_ ]?hotspots?)(?![a-z])", re.IGNORECASE)
@@ -63,6 +64,7 @@ class ICCAD12Adapter(SourceAdapter):
     id = "iccad12"
     expected = ("PNG layout clips in iccad1 ... iccad5/{train,test}/, class from an HS/NHS sub-folder or file "
                 "name (the DLHSD image tarball; the repository's feature CSVs and .OAS layouts hold no clips)")
+    Options = CategoryOptions
     labels = ("HS", "hotspot", "hotspots", "NHS", "non-hotspot", "non-hotspots", "nonhotspot", "nonhotspots")
 
     def _benchmarks(self) -> tuple[Path, list[tuple[str, Path]]]:

@@ -20,14 +20,14 @@ layouts of the same object (pandas 0.20+/1.x/2.x module paths, protocols 2 to 5)
 * `read_frame()` turns the skeleton into a `Table`: column name -> cells, resolved through the
   BlockManager state (`0.14.1` extra state with `mgr_locs`, or the older block-items form).
 
-`write_legacy_frame()` is the inverse for fixtures and benchmarks: it writes a DataFrame the way
-Python 2 + pandas 0.18 did (protocol 2, BINSTRING strings, `pandas.indexes.base._new_Index`,
-`numpy.core.multiarray._reconstruct`), from plain Python lists and numpy arrays, without pandas.
+The inverse, `write_legacy_frame()` (fixtures and benchmarks), lives with the tests
+(`tests/legacy_pickle_writer.py`), not in the product package. DataFrames pickled by pandas 2.x
+or later (object blocks through `_unpickle_block`, Arrow strings) are read through pandas itself
+by `pandas_pickle`, when pandas is installed.
 
 The pieces live in helper modules: `legacy_pickle_stand_ins` (Payload, Arr, pandas stand-ins,
-allow-list), `legacy_pickle_memo` (memo pre-scan), `legacy_pickle_unpickler` (LegacyUnpickler)
-and `legacy_pickle_writer` (write_legacy_frame); this module holds the table view and re-exports
-their public names.
+allow-list), `legacy_pickle_memo` (memo pre-scan) and `legacy_pickle_unpickler` (LegacyUnpickler);
+this module holds the table view and re-exports their public names.
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ from .legacy_pickle_stand_ins import (
     _materialize,
 )
 from .legacy_pickle_unpickler import LegacyUnpickler
-from .legacy_pickle_writer import write_legacy_frame
 
 
 @dataclass
@@ -200,5 +199,4 @@ def unwrap(cell, fh=None):
     return cell
 
 
-__all__ = ["Arr", "Column", "LegacyPickleError", "LegacyUnpickler", "Payload", "Table", "read_frame", "unwrap",
-           "write_legacy_frame"]
+__all__ = ["Arr", "Column", "LegacyPickleError", "LegacyUnpickler", "Payload", "Table", "read_frame", "unwrap"]

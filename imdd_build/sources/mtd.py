@@ -24,6 +24,7 @@ from pathlib import Path
 from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, sorted_dirs
 from .masks import MaskFiles
+from .options import CategoryOptions
 
 NORMAL_CLASS = "MT_Free"
 CLASSES = ("MT_Blowhole", "MT_Break", "MT_Crack", "MT_Fray", "MT_Uneven", NORMAL_CLASS)
@@ -41,6 +42,7 @@ def _files(folder: Path) -> list[Path]:
 class MTDAdapter(SourceAdapter):
     id = "mtd"
     expected = "MT_<class>/Imgs/<stem>.jpg with <stem>.png masks"
+    Options = CategoryOptions
     labels = CLASSES
 
     def locate(self) -> Path:

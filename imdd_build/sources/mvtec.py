@@ -10,11 +10,13 @@ from collections.abc import Iterator
 
 from .base import RawSample, SourceAdapter
 from .mvtec_tree import find_categories, iter_mvtec_tree
+from .options import CategoryOptions
 
 
 class MVTecAdapter(SourceAdapter):
     id = "mvtec"
     expected = "<category>/{train,test}/<class>/NNN.png with ground_truth/<class>/NNN_mask.png"
+    Options = CategoryOptions
     normal_names = {"good"}
 
     def samples(self) -> Iterator[RawSample]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, sorted_dirs
 from .folder import MASK_DIR_NAMES, MaskIndex, mask_files, normal_names, split_name
 from .mvtec_tree import iter_mvtec_tree
+from .options import CategoryOptions, MaskThresholdOptions, NormalOptions, ProductOptions
 
 GT_DIR_NAMES = ("ground_truth", "groundtruth", "ground-truth", *MASK_DIR_NAMES)
 
@@ -37,6 +38,10 @@ def _is_category(path: Path) -> bool:
 class MVTecLikeAdapter(SourceAdapter):
     id = "mvtec_like"
     expected = "<category>/<split>/<class>/ images with ground_truth/<class>/<stem>_mask.* masks"
+
+    class Options(ProductOptions, NormalOptions, MaskThresholdOptions, CategoryOptions):
+        pass
+
     generic = True
     annotation_kinds = ("mask", "class")
 

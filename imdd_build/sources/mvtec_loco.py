@@ -33,6 +33,7 @@ from PIL import Image
 from .anomaly_tree import GROUND_TRUTH_DIRS, AnomalyTreeAdapter
 from .base import is_image, sorted_images
 from .masks import MaskFiles, MaskSource
+from .options import CategoryOptions, Field
 
 CONFIG = "defects_config.json"
 
@@ -74,6 +75,10 @@ def gray_values(path: Path) -> set[int]:
 class MVTecLOCOAdapter(AnomalyTreeAdapter):
     id = "mvtec_loco"
     expected = "<category>/{train,validation,test}/<class>/NNN.png with ground_truth/<class>/NNN/ mask folders"
+
+    class Options(CategoryOptions):
+        subtypes: bool = Field(True, description="Keep the logical/structural subtype in the defect label.")
+
     labels = ("good", "logical_anomalies", "structural_anomalies")
 
     def __init__(self, root: Path, entry=None, **options):

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from ..record import Quarantined
 from .base import RawSample, SourceAdapter
 from .neu_det import NEU_CLASSES, PRODUCT, neu_class_of, walk_images, wanted_classes
+from .options import CategoryOptions
 
 CODES = {"Cr": "crazing", "In": "inclusion", "Pa": "patches", "PS": "pitted_surface",
          "RS": "rolled-in_scale", "Sc": "scratches"}
@@ -50,6 +51,7 @@ def parse_cls_name(stem: str) -> tuple[str, str, str] | None:
 class NeuClsAdapter(SourceAdapter):
     id = "neu_cls"
     expected = "<code>_<n>.bmp images (codes Cr, In, Pa, PS, RS, Sc)"
+    Options = CategoryOptions
     labels = (*CODES, *NEU_CLASSES)
 
     def samples(self) -> Iterator[RawSample | Quarantined]:

@@ -37,6 +37,7 @@ from pathlib import Path
 from ..record import Quarantined
 from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, is_image, sorted_dirs
 from .vocxml import VocError, parse_voc
+from .options import CategoryOptions
 
 NEU_CLASSES = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
 PRODUCT = "steel_strip"
@@ -139,6 +140,7 @@ def find_neu_det(root: Path) -> tuple[Path, list[tuple[str, Path, Path]]]:
 class NeuDetAdapter(SourceAdapter):
     id = "neu_det"
     expected = "ANNOTATIONS/*.xml with IMAGES/*.jpg (or {train,validation}/annotations/ with images/)"
+    Options = CategoryOptions
     labels = NEU_CLASSES
 
     def __init__(self, root: Path, entry=None, **options):

@@ -30,6 +30,7 @@ from pathlib import Path
 from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
 from .vocxml import VocError, parse_voc
+from .options import CategoryOptions, Field
 
 CLASSES = ("Missing_hole", "Mouse_bite", "Open_circuit", "Short", "Spur", "Spurious_copper")
 TEMPLATE = "PCB_USED"
@@ -55,6 +56,10 @@ def _xml_index(folder: Path | None) -> dict[str, Path]:
 class PKUPCBAdapter(SourceAdapter):
     id = "pku_pcb"
     expected = "PCB_DATASET/images/<Class>/*.jpg with Annotations/<Class>/*.xml, and PCB_USED/*.JPG"
+
+    class Options(CategoryOptions):
+        rotation: bool = Field(False, description="Also ingest the rotated copies.")
+
     labels = (*CLASSES, "missing_hole", "mouse_bite", "open_circuit", "short", "spur", "spurious_copper",
               TEMPLATE)
 

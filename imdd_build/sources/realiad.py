@@ -37,6 +37,7 @@ from pathlib import Path
 from ..record import Quarantined
 from .anomaly_tree import HalfMaxMask
 from .base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
+from .options import CategoryOptions, Field, Literal, Optional, field_validator
 
 RESOLUTIONS = ("raw", "1024", "512", "256")  # largest first
 JSONS = "realiad_jsons"
@@ -48,6 +49,18 @@ _SAMPLE = re.compile(r"^S\d+$", re.I)
 class RealIADAdapter(SourceAdapter):
     id = "realiad"
     expected = "realiad_jsons/<variant>/<category>.json with the images under realiad_<resolution>/<category>/"
+
+    class Options(CategoryOptions):
+        json_dir: str = Field("realiad_jsons", alias="json",
+                              description="The split JSON folder (realiad_jsons, realiad_jsons_sv, ...).")
+        resolution: Optional[Literal["256", "512", "1024", "raw"]] = Field(
+            None, description="Which image folder (default: the largest present).")
+
+        @field_validator("resolution", mode="before")
+        @classmethod
+        def _res(cls, value):
+            return None if value is None else str(value).lower().removeprefix("realiad_")
+
     labels = ("OK", "NG", *CODES)
 
     def __init__(self, root: Path, entry=None, **options):

@@ -26,6 +26,7 @@ from pathlib import Path
 from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
 from .masks import MaskFiles
+from .options import CategoryOptions
 
 _TYPE = re.compile(r"^type[\s_-]*(ii|i|2|1)(?![a-z])", re.I)
 MASK_THRESHOLD = 127
@@ -46,6 +47,7 @@ def _is_gt(path: Path) -> bool:
 class RSDDsAdapter(SourceAdapter):
     id = "rsdds"
     expected = "Type-I/Type-II RSDDs dataset/Rail surface images/*.jpg with GroundTruth/*.jpg"
+    Options = CategoryOptions
     labels = (DEFECT,)
 
     def __init__(self, root: Path, entry=None, **options):

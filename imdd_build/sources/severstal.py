@@ -41,6 +41,7 @@ from pathlib import Path
 from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, is_image, sorted_dirs
 from .masks import RleMask
+from .options import AdapterOptions, Field, Optional
 
 SHAPE = (256, 1600)  # (height, width) of every Severstal image
 
@@ -105,6 +106,10 @@ def _run_pixels(rles: list[str]) -> int | None:
 class SeverstalAdapter(SourceAdapter):
     id = "severstal"
     expected = "train.csv with train_images/*.jpg"
+
+    class Options(AdapterOptions):
+        rle_shape: Optional[str] = Field(None, description="HEIGHTxWIDTH of the RLE masks (default 256x1600).")
+
     labels = ("1", "2", "3", "4")
 
     def locate(self) -> Path:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from .options import CategoryOptions
 
 TEXTURE_RE = re.compile(r"^c\d+r\d+$", re.IGNORECASE)
 ERROR_RE = re.compile(r"^e(\d)$", re.IGNORECASE)
@@ -47,6 +48,7 @@ def find_textures(root: Path) -> tuple[Path, list[Path]]:
 class TildaAdapter(SourceAdapter):
     id = "tilda"
     expected = "texture folders c1r1 ... c4r3 holding e0 ... e6/*.tif"
+    Options = CategoryOptions
     labels = ERROR_CLASSES
 
     def __init__(self, root: Path, entry=None, **options):

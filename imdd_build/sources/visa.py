@@ -17,6 +17,7 @@ from pathlib import Path
 from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, resolve_ci
 from .mvtec_tree import find_categories, iter_mvtec_tree
+from .options import CategoryOptions
 
 SPLIT_CSV = "split_csv/1cls.csv"
 _NORMAL = {"normal", "good", "ok"}
@@ -45,6 +46,7 @@ def read_image_anno(path: Path) -> dict[str, list[str]]:
 class VisAAdapter(SourceAdapter):
     id = "visa"
     expected = "split_csv/1cls.csv with <object>/Data/Images/{Normal,Anomaly}/*.JPG (or the VisA_pytorch tree)"
+    Options = CategoryOptions
 
     def layout(self) -> str:
         if (self.root / SPLIT_CSV).is_file():

@@ -24,7 +24,7 @@ Splits: `ImageSets/Main/{train,val,test}.txt` (also `trainval.txt`, used for ids
 list, as train) list image ids; a listed id without image is quarantined with its list and line; an
 id in two lists quarantines the image; images in no list, or all images when there are no lists,
 get seeded splits (grouped by path, or by `--opt group=<regex>`). `--opt product=<name>` sets the
-product (default: the root folder's name).
+product (default: the --domain, else unknown).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from .base import IMAGE_EXTS, RawSample, RootError, SourceAdapter, resolve_ci, s
 from .folder import is_normal, normal_names, opt_bool, product_of, resolve_option_path, seeded_group, walk_images
 from .masks import MaskFiles
 from .vocxml import VocError, parse_voc
+from .options import Field, GenericOptions, Optional
 
 IMAGE_DIRS = ("jpegimages", "jpegimage", "images", "imgs")
 SPLIT_LISTS = (("train", "train"), ("val", "validation"), ("test", "test"))
@@ -50,6 +51,12 @@ def _child(folder: Path, names: tuple[str, ...]) -> Path | None:
 class VocAdapter(SourceAdapter):
     id = "voc"
     expected = "Annotations/*.xml with the images in JPEGImages/"
+
+    class Options(GenericOptions):
+        annotations: Optional[str] = Field(None, description="The XML folder (default: Annotations).")
+        images: Optional[str] = Field(None, description="The images folder (default: JPEGImages).")
+        inclusive: bool = Field(True, description="Box corners are inclusive pixel indices (VOC convention).")
+
     generic = True
     annotation_kinds = ("boxes", "class", "mask")
 

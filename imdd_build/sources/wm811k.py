@@ -8,7 +8,9 @@ and `failureType`. The two label columns hold nested 1x1 object arrays (`[['Edge
 or a folder holding it (`LSWMD.pkl` matched case-insensitively, also one or two folders down, e.g.
 `MIR-WM811K/LSWMD.pkl`; else the only `*.pkl` there).
 
-How it is read (no pandas): `legacy_pickle.read_frame` unpickles with latin1 and stand-ins for
+How it is read (no pandas for the original file; a frame re-pickled by pandas 2.x or later is read
+through pandas when installed, else refused saying so: `pandas_pickle`): `legacy_pickle.read_frame`
+unpickles with latin1 and stand-ins for
 the pandas/numpy classes, leaving every map's byte payload on disk and keeping only its offset,
 length and shape. The adapter compacts that skeleton into a per-row index (labels, split, lot,
 wafer index, die size, payload locations; ~60 bytes a row) and drops it; `samples()` then seeks to
@@ -42,8 +44,10 @@ import numpy as np
 
 from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter
-from .legacy_pickle import Arr, LegacyPickleError, Payload, read_frame, unwrap
+from .legacy_pickle import Arr, LegacyPickleError, Payload, unwrap
 from .masks import ArrayMask
+from .options import CategoryOptions, Field
+from .pandas_pickle import read_any_frame
 
 PICKLE_NAME = "LSWMD.pkl"
 LABELS = ("Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random", "Scratch", "none")
@@ -107,7 +111,7 @@ def _numbers(column, n: int, fh) -> np.ndarray:
 def build_index(path: Path) -> _Index:
     """Pass 1: read the pickle's skeleton and keep only what each row needs later."""
     try:
-        table = read_frame(path)
+        table = read_any_frame(path)
     except LegacyPickleError as exc:
         raise RootError(f"{path}: {exc}") from None
     maps = table.column("waferMap")
@@ -172,6 +176,12 @@ def _finite(value: float, cast=float):
 class WM811KAdapter(SourceAdapter):
     id = "wm811k"
     expected = "LSWMD.pkl rows with a waferMap and a failureType (unlabelled rows need --include-unlabeled)"
+
+    class Options(CategoryOptions):
+        include_unlabeled: bool = Field(False, description="Keep unlabelled wafers (split=unlabeled; also "
+                                                           "--include-unlabeled).")
+        render_size: int = Field(512, ge=1, le=4096, description="Rendered wafer map side in pixels.")
+
     labels = LABELS
     root_is_dir = False
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..record import Quarantined
 from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from .options import CategoryOptions
 
 XSDD_CLASSES = ("finishing_roll_printing", "iron_sheet_ash", "oxide_scale_of_plate_system",
                 "oxide_scale_of_temperature_system", "red_iron", "slag_inclusion", "surface_scratch")
@@ -64,6 +65,7 @@ def find_xsdd(root: Path) -> tuple[Path, list[tuple[str, Path]]]:
 class XsddAdapter(SourceAdapter):
     id = "xsdd"
     expected = "the seven X-SDD class folders of images (finishing_roll_printing ... surface_scratch)"
+    Options = CategoryOptions
     labels = XSDD_CLASSES
 
     def __init__(self, root: Path, entry=None, **options):

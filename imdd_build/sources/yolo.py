@@ -24,7 +24,7 @@ image header (EXIF orientation applied, as Ultralytics does); an image whose hea
 gets no boxes here and is quarantined by the normalizer. A label file with a line that is not a
 box or polygon (wrong count, not numbers, coordinates outside 0..1, a class id without name)
 quarantines its image with the line number. Label files without image are reported.
-`--opt product=<name>` sets the product (default: the root folder's name).
+`--opt product=<name>` sets the product (default: the --domain, else unknown).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
 from .folder import is_normal, normal_names, opt_list, product_of, seeded_group, split_name, walk_images
 from .masks import MaskSource, _digest
+from .options import Field, GenericOptions, Optional, field_validator
 
 YAML_NAMES = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
 NAME_FILES = ("classes.txt", "obj.names", "classes.names", "class_names.txt")
@@ -112,6 +113,15 @@ def parse_label_file(text: str) -> list[tuple[int, list[float]]]:
 class YoloAdapter(SourceAdapter):
     id = "yolo"
     expected = "images/ with labels/*.txt (split folders optional)"
+
+    class Options(GenericOptions):
+        names: Optional[list[str]] = Field(None, description="Class names a,b,c (default: data.yaml's names).")
+
+        @field_validator("names", mode="before")
+        @classmethod
+        def _names(cls, value):
+            return value if value is None or isinstance(value, list) else [v for v in str(value).split(",") if v]
+
     generic = True
     annotation_kinds = ("boxes", "mask", "class")
 

@@ -69,5 +69,5 @@ def test_single_folders_missing_set_and_bad_variant(tmp_path, cli):
     (tmp_path / "flat/data").rename(tmp_path / "flat/casting_data")
     flat = list(CastingAdapter(tmp_path / "flat").samples())
     assert len(flat) == 8 and flat[0].rel_path.startswith("casting_data/test/")
-    with pytest.raises(RootError, match="expected 300 or 512"):
+    with pytest.raises(RootError, match="variant: Input should be '300' or '512'"):
         list(CastingAdapter(tmp_path / "flat", variant=1024).samples())

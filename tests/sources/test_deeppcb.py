@@ -8,8 +8,9 @@ from imdd_build.record import make_key
 from imdd_build.sources.base import RootError, seeded_split
 from imdd_build.sources.deeppcb import DeepPCBAdapter
 from imdd_build.workspace import Workspace
+from realdata import realdata, require
 
-REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata" / "deeppcb"
+REALDATA = realdata("deeppcb")
 CANON = {1: "open_circuit", 2: "short_circuit", 3: "mouse_bite", 4: "spur", 5: "spurious_copper", 6: "pin_hole"}
 
 
@@ -103,7 +104,7 @@ def test_pcbdata_root_same_paths_and_templates_option(tmp_path, cli):
         list(DeepPCBAdapter(tmp_path / "other").samples())
 
 
-@pytest.mark.skipif(not REALDATA.is_dir(), reason="../shared/realdata/deeppcb not present")
+@require("deeppcb")
 def test_real_samples_every_annotation_line_is_a_box(cli, workspace):
     images = sorted(REALDATA.glob("PCBData/group*/*/*.jpg"))
     out = cli("ingest", "deeppcb", "--root", str(REALDATA), "--workers", "1")

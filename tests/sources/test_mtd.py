@@ -9,8 +9,9 @@ from imdd_build.record import make_key
 from imdd_build.sources.base import RootError, seeded_split
 from imdd_build.sources.mtd import MTDAdapter
 from imdd_build.workspace import Workspace
+from realdata import realdata, require
 
-REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata" / "magnetic_tile"
+REALDATA = realdata("magnetic_tile")
 SIZE = (64, 32)  # scales by exactly 8 onto the canvas: nearest resizing keeps area fractions exact
 
 
@@ -90,7 +91,7 @@ def test_nested_root_and_class_root_give_same_paths(tmp_path, cli):
         list(MTDAdapter(tmp_path / "empty").samples())
 
 
-@pytest.mark.skipif(not REALDATA.is_dir(), reason="../shared/realdata/magnetic_tile not present")
+@require("magnetic_tile")
 def test_real_samples_masks_match_source_fractions(cli, workspace):
     jpgs = sorted(REALDATA.glob("MT_*/Imgs/*.jpg"))
     out = cli("ingest", "mtd", "--root", str(REALDATA), "--workers", "1")

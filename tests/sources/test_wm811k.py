@@ -27,10 +27,10 @@ from imdd_build.sources.legacy_pickle import (
     memo_reads,
     read_frame,
     unwrap,
-    write_legacy_frame,
 )
 from imdd_build.sources.wm811k import PALETTE, WM811KAdapter, render
 from imdd_build.workspace import Workspace
+from legacy_pickle_writer import write_legacy_frame
 
 
 def nested(value):
