@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SPLITS = ("train", "validation", "test", "unlabeled")
 LABELS = ("normal", "defective", "unknown")  # unknown: the source has no label (WM-811K unlabelled maps)
-RESIZE_MODES = ("letterbox", "stretch", "crop")
+RESIZE_MODES = ("letterbox", "stretch", "crop", "tile")
+# What ingest changed of the requested geometry for one sample (Record.resize_note).
+RESIZE_NOTES = ("crop_shifted", "crop_fallback_letterbox", "defect_kept")
 CAPTION_SOURCES = ("template", "llm", "expert")
 CAPTION_STATUSES = ("draft", "verified", "rejected")
 
@@ -48,7 +50,7 @@ class Geometry(BaseModel):
     `content_box` is where it lands on the canvas (the rest is letterbox padding).
     """
 
-    resize_mode: Literal["letterbox", "stretch", "crop"]
+    resize_mode: Literal["letterbox", "stretch", "crop", "tile"]
     size: int = 512
     scale_x: float
     scale_y: float
@@ -75,6 +77,8 @@ class DefectAttributes(BaseModel):
     shape: Optional[str] = None  # "compact" | "elongated" | "scattered" | "extensive"
     severity: Optional[str] = None  # "minor" | "moderate" | "severe"
     basis: Optional[str] = None  # "mask" | "boxes" | None when nothing localizes the defect
+    # defect type -> number of instances (connected regions of that class in class_mask, else boxes)
+    instances: dict[str, int] = Field(default_factory=dict)
 
 
 class DefectLabel(BaseModel):
@@ -112,6 +116,12 @@ class Record(BaseModel):
     image: str  # store reference of the normalized 512x512 RGB image
     image_format: Literal["png", "jpeg"]
     mask: Optional[str] = None  # store reference of the normalized 512x512 L mask (0/255)
+    # store reference of the 512x512 L class index mask: 0 background, k = 1 + index into defect_types;
+    # non-zero exactly where `mask` is; None where the source does not say which pixel is which type
+    class_mask: Optional[str] = None
+    parent: Optional[str] = None  # tile records: the key of the image they were cut from
+    # crop_shifted | crop_fallback_letterbox | defect_kept (see RESIZE_NOTES; ingest.py says why)
+    resize_note: Optional[str] = None
     boxes: list[Box] = Field(default_factory=list)
     attributes: DefectAttributes = Field(default_factory=DefectAttributes)
     license: str
@@ -129,8 +139,9 @@ class Record(BaseModel):
 
     def shard_metadata(self) -> dict:
         """Everything but the pixel references: the `.json` of a WebDataset sample."""
-        data = self.model_dump(mode="json", exclude={"image", "mask"})
+        data = self.model_dump(mode="json", exclude={"image", "mask", "class_mask"})
         data["has_mask"] = self.mask is not None
+        data["has_class_mask"] = self.class_mask is not None
         return data
 
 
