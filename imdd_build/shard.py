@@ -206,7 +206,8 @@ def dataset_readme(plan: ShardPlan, options: ShardOptions, counts: dict[str, Cou
     for split in plan.splits:
         c = counts[split]
         lines.append(f"| {split} | {sum(c.values())} | {c['normal']} | {c['defective']} |")
-    lines += ["", "```python", "from datasets import load_dataset", 'ds = load_dataset("path/to/this/folder")',
+    lines += ["", "```python", "from datasets import load_dataset",
+              f'ds = load_dataset("{Path(options.out).name}")  # run next to this folder (or give its path)',
               "```", ""]
     return "\n".join(lines)
 
