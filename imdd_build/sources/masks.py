@@ -49,6 +49,7 @@ def stack_classes(layers: ClassLayers, shape: tuple[int, int]) -> tuple[np.ndarr
     """Named boolean layers -> (index mask, names); a later layer wins where two overlap.
 
     The index mask is non-zero exactly where any layer is, so it agrees with the layers' union."""
+    layers = [(name, region) for name, region in layers if region.any()]  # a class with no pixel is no class here
     names = list(dict.fromkeys(name for name, _ in layers))
     if len(names) > 255:
         raise SampleError(f"{len(names)} defect classes in one image; a class mask holds at most 255")

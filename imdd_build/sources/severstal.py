@@ -138,6 +138,7 @@ class SeverstalAdapter(SourceAdapter):
             yield RawSample(
                 rel_path=image.relative_to(self.base).as_posix(), product="steel", source_split="",
                 label="defective" if defective else "normal", source_labels=[str(c) for c in class_ids],
-                mask=RleMask([rle for c in class_ids for rle in classes[c]], shape) if defective else None,
+                mask=RleMask([rle for c in class_ids for rle in classes[c]], shape,
+                             labels=[str(c) for c in class_ids for _ in classes[c]]) if defective else None,
                 split=self.seeded(image.stem.lower()), split_origin="seeded", attributes=attributes,
             )
