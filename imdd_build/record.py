@@ -11,7 +11,7 @@ SPLITS = ("train", "validation", "test", "unlabeled")
 LABELS = ("normal", "defective", "unknown")  # unknown: the source has no label (WM-811K unlabelled maps)
 RESIZE_MODES = ("letterbox", "stretch", "crop", "tile")
 # What ingest changed of the requested geometry for one sample (Record.resize_note).
-RESIZE_NOTES = ("crop_shifted", "crop_fallback_letterbox", "defect_kept")
+RESIZE_NOTES = ("crop_shifted", "crop_fallback_letterbox", "tile_fallback_letterbox", "defect_kept")
 CAPTION_SOURCES = ("template", "llm", "expert")
 CAPTION_STATUSES = ("draft", "verified", "rejected")
 
@@ -120,7 +120,7 @@ class Record(BaseModel):
     # non-zero exactly where `mask` is; None where the source does not say which pixel is which type
     class_mask: Optional[str] = None
     parent: Optional[str] = None  # tile records: the key of the image they were cut from
-    # crop_shifted | crop_fallback_letterbox | defect_kept (see RESIZE_NOTES; ingest.py says why)
+    # crop_shifted | crop_fallback_letterbox | tile_fallback_letterbox | defect_kept (see views.py)
     resize_note: Optional[str] = None
     boxes: list[Box] = Field(default_factory=list)
     attributes: DefectAttributes = Field(default_factory=DefectAttributes)
