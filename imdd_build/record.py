@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Literal, Optional
 
@@ -142,6 +143,9 @@ class Record(BaseModel):
         data = self.model_dump(mode="json", exclude={"image", "mask", "class_mask"})
         data["has_mask"] = self.mask is not None
         data["has_class_mask"] = self.class_mask is not None
+        # A JSON string, as in Parquet: its keys vary by record, and `datasets` infers a tar's JSON
+        # schema from its first samples (a key first seen later would be dropped).
+        data["attributes"]["instances"] = json.dumps(data["attributes"]["instances"], sort_keys=True)
         return data
 
 

@@ -84,7 +84,6 @@ def record_row(record: Record, image: bytes, image_ext: str, mask: bytes | None,
     row["image"] = {"bytes": image, "path": f"{name}.{image_ext}"}
     row["mask"] = {"bytes": mask, "path": f"{name}.mask.png"} if mask is not None else None
     row["class_mask"] = {"bytes": class_mask, "path": f"{name}.class_mask.png"} if class_mask is not None else None
-    row["attributes"]["instances"] = json.dumps(row["attributes"].get("instances") or {}, sort_keys=True)
     row["caption_meta"] = json.dumps(row["caption_meta"], sort_keys=True)
     row["source_attributes"] = json.dumps(row["source_attributes"], sort_keys=True)
     return {name: row.get(name) for name in FEATURES}
