@@ -207,7 +207,8 @@ def dataset_readme(plan: ShardPlan, options: ShardOptions, counts: dict[str, Cou
         c = counts[split]
         lines.append(f"| {split} | {sum(c.values())} | {c['normal']} | {c['defective']} |")
     lines += ["", "```python", "from datasets import load_dataset",
-              f'ds = load_dataset("{Path(options.out).name}")  # run next to this folder (or give its path)',
+              'ds = load_dataset("imdd-1m")  # in the folder holding imdd-1m/ (the default'
+              ' `imdd-build shard` output); else this folder\'s path',
               "```", ""]
     return "\n".join(lines)
 
