@@ -205,7 +205,8 @@ def normalize_image(path: Path, options: NormalizeOptions) -> NormalizedImage:
     return normalize_image_views(path, options)[0]
 
 
-def normalize_image_views(path: Path, options: NormalizeOptions, plan: GeometryPlan | None = None) -> list[NormalizedImage]:
+def normalize_image_views(path: Path, options: NormalizeOptions,
+                          plan: GeometryPlan | None = None) -> list[NormalizedImage]:
     """One image file into every canvas `plan` asks for (one decode); raises SampleError."""
     im = _open_checked(path, options.max_pixels)
     with im:

@@ -172,4 +172,5 @@ class TypedMask(MaskFiles):
         return (index, names) if np.array_equal(index > 0, union) else None
 
     def fingerprint(self, base: Path) -> str:
-        return f"{super().fingerprint(base)}+{MaskFiles(self.typed, half_max=True, labels=self.kinds).fingerprint(base)}"
+        typed = MaskFiles(self.typed, half_max=True, labels=self.kinds)
+        return f"{super().fingerprint(base)}+{typed.fingerprint(base)}"

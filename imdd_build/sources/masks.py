@@ -111,8 +111,8 @@ class MaskFiles(MaskSource):
         labels = _labels_of(self.labels, len(self.paths), "mask files")
         if labels is None:
             return None
-        return stack_classes([(label, self._file(base, rel, size, max_pixels)) for label, rel in zip(labels, self.paths)],
-                             (size[1], size[0]))
+        layers = [(label, self._file(base, rel, size, max_pixels)) for label, rel in zip(labels, self.paths)]
+        return stack_classes(layers, (size[1], size[0]))
 
     def fingerprint(self, base: Path) -> str:
         try:

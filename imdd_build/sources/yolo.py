@@ -242,7 +242,8 @@ class YoloAdapter(SourceAdapter):
             return RawSample(rel_path=rel, product=product, source_split="", label="normal",
                              source_labels=list(dict.fromkeys(normal_labels)))
         polygons = [c for _, c in kept if len(c) > 4]
-        mask = NormalizedPolygonMask(polygons, [n for n, c in kept if len(c) > 4]) if len(polygons) == len(kept) else None
+        labels_of_polygons = [n for n, c in kept if len(c) > 4]
+        mask = NormalizedPolygonMask(polygons, labels_of_polygons) if len(polygons) == len(kept) else None
         boxes = []
         size = oriented_size(image)
         if size is not None:

@@ -6,7 +6,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from conftest import check_class_masks
+from class_mask_check import check_class_masks
 from fixtures import blob_mask, noise_image, save, write_mvtec, write_visa_raw
 from generic_helpers import SIZE, img, ingest, iou, record
 from imdd_build.geometry import mask_to_original

@@ -75,7 +75,8 @@ def test_ingest_both_csv_versions(tmp_path, cli, workspace, old_csv):
     root = tmp_path / "severstal"
     data = root / "severstal-steel-defect-detection" if old_csv else root  # extra level tolerated
     write_severstal(data, old_csv)
-    out = cli("ingest", "severstal", "--root", str(root), "--workers", "1", "--resize-mode", "letterbox", "--opt", f"rle_shape={H}x{W}")
+    out = cli("ingest", "severstal", "--root", str(root), "--workers", "1", "--resize-mode", "letterbox",
+              "--opt", f"rle_shape={H}x{W}")
     assert out["records"] == 3  # test_images and the stray ._ file are not ingested
     assert out["by_label"] == {"defective": 2, "normal": 1}
     assert sum(out["by_split"].values()) == 3 and set(out["by_split"]) <= {"train", "validation", "test"}

@@ -1,5 +1,5 @@
-"""After every adapter test: each record its fixtures produced keeps `mask` and `class_mask` in
-agreement (issue 15), whatever the adapter and resize mode."""
+"""The class-mask contract (issue 15), checked on every workspace an adapter test leaves behind
+(tests/conftest.py runs it after each test in tests/sources/)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from imdd_build.record import Record
@@ -37,10 +36,3 @@ def check_class_masks(workspace: Path) -> int:
     finally:
         db.close()
     return checked
-
-
-@pytest.fixture(autouse=True)
-def _class_masks_agree_with_masks(tmp_path):
-    yield
-    for catalog in sorted(tmp_path.rglob("catalog.sqlite")):
-        check_class_masks(catalog.parent)
