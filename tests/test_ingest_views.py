@@ -158,3 +158,28 @@ def test_tile_a_defect_without_mask_or_boxes_is_letterboxed(tmp_path, cli, works
     assert u.label == "defective" and u.geometry.resize_mode == "letterbox"
     assert u.resize_note == "tile_fallback_letterbox"
     assert sum(r.parent == make_key("line", "good/n.png") for r in recs.values()) >= 7  # normal strips tile
+
+
+def _realdata(name):
+    """`$IMDD_REALDATA/<name>`, else `shared/realdata/<name>` next to the checkout or one level up."""
+    import os
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    roots = [Path(os.environ["IMDD_REALDATA"])] if os.environ.get("IMDD_REALDATA") else []
+    roots += [repo.parent / "shared" / "realdata", repo.parent.parent / "shared" / "realdata"]
+    return next((root / name for root in roots if (root / name).is_dir()), None)
+
+
+MTD = _realdata("magnetic_tile")
+
+
+@pytest.mark.skipif(MTD is None, reason="real Magnetic Tile samples not found (set IMDD_REALDATA)")
+def test_real_magnetic_tile_crop_keeps_every_defect(cli, workspace):
+    out = cli("ingest", "mtd", "--root", str(MTD), "--workers", "1", "--resize-mode", "crop")
+    assert out["quarantined"] == 0 and out["resize_notes"]  # the centred square cut some defects away
+    for r in records(workspace).values():
+        mask = pixels(workspace, r.mask) if r.mask else None
+        if r.label == "defective":
+            assert mask is not None and mask.any() and r.boxes, (r.key, r.resize_note)
+            assert r.geometry.resize_mode == ("letterbox" if r.resize_note == "crop_fallback_letterbox" else "crop")
