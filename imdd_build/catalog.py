@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .record import Quarantined, Record
+from .record import Quarantined, Record, tile_key
 
 SCHEMA_VERSION = 1
 
@@ -89,7 +89,7 @@ class Catalog:
 
     def sample_fingerprint(self, key: str) -> str | None:
         """The fingerprint of the sample `key`: its record's, or its first tile's (`key/t00`)."""
-        return self.fingerprint(key) or self.fingerprint(f"{key}/t00")
+        return self.fingerprint(key) or self.fingerprint(tile_key(key, 0))
 
     def get(self, key: str) -> Record | None:
         row = self.db.execute("SELECT data FROM records WHERE key = ?", (key,)).fetchone()

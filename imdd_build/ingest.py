@@ -30,7 +30,7 @@ from .geometry import transform_box
 from .maskops import box_attributes, mask_attributes, mask_to_boxes
 from .normalize import NormalizeOptions, NormalizedImage, SampleError, encode_mask, normalize_image_views, \
     normalize_pixel_views
-from .record import DefectAttributes, DefectLabel, Quarantined, Record, make_key
+from .record import DefectAttributes, DefectLabel, Quarantined, Record, make_key, tile_key
 from .registry import SourceEntry
 from .sources import RawSample, get_adapter
 from .store import Store, sha256_file
@@ -136,7 +136,7 @@ class SampleNormalizer:
             defect_types += [t for t in dict.fromkeys(class_types) if t not in defect_types]
         tiled = views[0].geometry.resize_mode == "tile"
         return [self._view_record(job, image_sha, sample, img, labels, class_types, defect_types, resolved,
-                                  f"{job.key}/t{i:02d}" if tiled else job.key, found["note"])
+                                  tile_key(job.key, i) if tiled else job.key, found["note"])
                 for i, img in enumerate(views)]
 
     def _original_labels(self, sample: RawSample, width: int, height: int) -> OriginalLabels:

@@ -28,9 +28,12 @@ def make_key(source: str, rel_path: str, tile: Optional[int] = None) -> str:
         path = stem
     parts = [_KEY_BAD_CHARS.sub("_", part.lower()).strip("_") or "_" for part in path.split("/") if part]
     key = "/".join([_KEY_BAD_CHARS.sub("_", source.lower()), *parts])
-    if tile is not None:
-        key += f"/tile{tile:03d}"
-    return key
+    return key if tile is None else tile_key(key, tile)
+
+
+def tile_key(key: str, index: int) -> str:
+    """The key of window `index` of a tiled image: `<key>/tNN`."""
+    return f"{key}/t{index:02d}"
 
 
 class Box(BaseModel):
