@@ -31,7 +31,7 @@ from .executor import map_ordered
 from .normalize import encode_mask, encode_png
 from .record import SPLITS, Record
 from .store import Store, sha256_file
-from .writers import WRITERS
+from .writers import WRITERS, webdataset_features
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -185,20 +185,23 @@ def _remove_stale(out: Path, keep: set[str]) -> list[str]:
 
 
 def dataset_readme(plan: ShardPlan, options: ShardOptions, counts: dict[str, Counter],
-                   split_bytes: dict[str, int]) -> str:
-    """README.md with the YAML `configs:` that `datasets.load_dataset(DIR)` reads."""
+                   split_bytes: dict[str, Counter], image_ext: str = "jpg") -> str:
+    """README.md with the YAML `configs:` that `datasets.load_dataset(DIR)` reads.
+
+    The config is the Parquet files, else the tars; tars come with their features declared
+    (`webdataset_features`), so `datasets` does not infer them from the first samples."""
     fmt = "parquet" if "parquet" in options.formats else "webdataset"
     pattern = "data/{split}-*.parquet" if fmt == "parquet" else "webdataset/{split}-*.tar"
     if options.layout == "by_source":
         pattern = pattern.replace("/{split}", "/*/{split}")
-    header = {
-        "configs": [{"config_name": "default", "data_files": [
-            {"split": split, "path": pattern.format(split=split)} for split in plan.splits]}],
-        # num_bytes: bytes of the split's files in the default config's format.
-        "dataset_info": {"splits": [{"name": split, "num_bytes": split_bytes.get(split, 0),
-                                     "num_examples": sum(len(s) for s in shards)}
-                                    for split, shards in plan.splits.items()]},
-    }
+    info = {"features": webdataset_features(image_ext, plan.with_masks, plan.with_class_masks)} \
+        if fmt == "webdataset" else {}
+    # num_bytes: bytes of the split's files in the config's format.
+    info["splits"] = [{"name": split, "num_bytes": split_bytes[fmt].get(split, 0),
+                       "num_examples": sum(len(s) for s in shards)} for split, shards in plan.splits.items()]
+    header = {"configs": [{"config_name": "default", "data_files": [
+        {"split": split, "path": pattern.format(split=split)} for split in plan.splits]}],
+        "dataset_info": info}
     lines = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "",
              "# IMDD shards", "",
              "Industrial defect images (512x512 RGB) with masks, boxes and captions, written by `imdd-build shard`.",
@@ -336,13 +339,11 @@ def write_shards(catalog: Catalog, store: Store, options: ShardOptions,
         "shards": manifest_shards,
     }
     _write_atomic(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
-    default_fmt = "parquet" if "parquet" in options.formats else "webdataset"
-    split_bytes = Counter()
+    split_bytes: dict[str, Counter] = {fmt: Counter() for fmt in WRITERS}
     for s in manifest_shards:
-        if s["format"] == default_fmt:
-            split_bytes[s["split"]] += s["bytes"]
+        split_bytes[s["format"]][s["split"]] += s["bytes"]
     if options.write_readme:
-        _write_atomic(out / "README.md", dataset_readme(plan, options, counts, split_bytes).encode())
+        _write_atomic(out / "README.md", dataset_readme(plan, options, counts, split_bytes, image_ext).encode())
     return {"command": "shard", "out": str(out), "records": plan.total, "splits": manifest["splits"],
             "shards": len(manifest_shards), "image_ext": image_ext, "has_masks": plan.with_masks,
             "has_class_masks": plan.with_class_masks,

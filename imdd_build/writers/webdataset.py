@@ -67,3 +67,17 @@ class WebDatasetShardWriter:
     def abort(self) -> None:
         self.tar.close()
         self.tmp.unlink(missing_ok=True)
+
+
+def webdataset_features(image_ext: str, with_masks: bool, with_class_masks: bool) -> list[dict]:
+    """The members as `datasets` features, in the YAML form of a dataset README's `dataset_info`.
+
+    Declared, they spare `datasets` inferring the `.json` schema from a tar's first samples (which
+    fails when a field is null in all of those and set later, and drops keys first seen later):
+    the metadata is one `Json` column that loads as the same dict the `.json` member holds."""
+    members = [(image_ext, "image")]
+    members += [("mask.png", "image")] if with_masks else []
+    members += [("class_mask.png", "image")] if with_class_masks else []
+    members += [("json", "json"), ("txt", "string"), ("__key__", "string"), ("__url__", "string")]
+    return [{"name": name, "dtype": dtype} for name, dtype in members]
+
