@@ -333,6 +333,9 @@ def write_shards(catalog: Catalog, store: Store, options: ShardOptions,
         "image_bytes": "stored" if keep_bytes else "transcoded",  # webdataset: the catalog's bytes or re-encoded
         "has_masks": plan.with_masks,
         "has_class_masks": plan.with_class_masks,
+        # the tars' members as `datasets` features (YAML form): load them without schema inference
+        **({"webdataset_features": webdataset_features(image_ext, plan.with_masks, plan.with_class_masks)}
+           if "webdataset" in options.formats else {}),
         "order": options.order,
         "seed": options.seed,
         "splits": {split: sum(c.values()) for split, c in counts.items()},

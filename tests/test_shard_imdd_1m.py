@@ -76,8 +76,9 @@ def test_load_dataset_imdd_1m_after_a_bare_shard(tmp_path, monkeypatch):
     assert formats == {"PNG", "JPEG"}
     # datasets reads the tars with the features the shard declares (the README of a tar-only output
     # declares them too): no inference from a tar's first samples, where `parent` is null and set later
+    assert manifest["webdataset_features"] == webdataset_features("jpg", True, True)
     features = datasets.Features(datasets.DatasetInfo._from_yaml_dict(
-        {"features": webdataset_features("jpg", True, True)}).features)
+        {"features": manifest["webdataset_features"]}).features)  # as the README shows
     web = datasets.load_dataset("webdataset", data_files={"train": tars}, features=features)["train"]
     web_rows = {row["__key__"]: row for row in web}
     assert set(web_rows) == {r["key"] for r in rows}
