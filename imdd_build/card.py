@@ -209,10 +209,13 @@ def card_body(c: CardInput) -> list[str]:
     lines += _how_to_load(c)
     lines += ["## Fields", "",
               "`key` (stable sample id: source + original path), `image` (512x512 RGB), `mask` (512x512 L, "
-              "0/255, null when the record has none), `caption`, `source`, `domain`, `product`, `split`, "
+              "0/255, null when the record has none), `class_mask` (512x512 L: 0 background, k = 1 + index into "
+              "`defect_types`; null where the source does not say which pixel is which type), `caption`, "
+              "`source`, `domain`, `product`, `split`, "
               "`source_split`, `label` (normal/defective), `defect_types`, `source_labels`, `defect_labels`, "
               "`boxes` (512x512 pixel coordinates), `attributes` (location, area fraction, regions, shape from "
-              "the mask), `geometry` (maps canvas pixels back to the original), original size/mode/format, "
+              "the mask, instances per type), `geometry` (maps canvas pixels back to the original), `parent` "
+              "(tiles of a long strip: the image they were cut from), `resize_note`, original size/mode/format, "
               "`license`, and the caption provenance fields.", ""]
     lines += ["## Known limitations", "",
               "* Licenses are as published by each source; several were not verified by the authors of this "

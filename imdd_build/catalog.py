@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .record import Quarantined, Record
+from .record import Quarantined, Record, tile_key
 
 SCHEMA_VERSION = 1
 
@@ -87,15 +87,24 @@ class Catalog:
         row = self.db.execute("SELECT fingerprint FROM records WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    def sample_fingerprint(self, key: str) -> str | None:
+        """The fingerprint of the sample `key`: its record's, or its first tile's (`key/t00`)."""
+        return self.fingerprint(key) or self.fingerprint(tile_key(key, 0))
+
     def get(self, key: str) -> Record | None:
         row = self.db.execute("SELECT data FROM records WHERE key = ?", (key,)).fetchone()
         return Record.model_validate_json(row[0]) if row else None
 
-    def upsert(self, items: Iterable[tuple[Record, str]]) -> int:
-        """Insert or replace records (with their input fingerprints) in one transaction."""
+    def upsert(self, items: Iterable[tuple[Record, str]],
+               replace_views: Iterable[tuple[str, list[str]]] = ()) -> int:
+        """Insert or replace records (with their input fingerprints) in one transaction.
+
+        `replace_views`: (sample key, the keys of its records now); the sample's other records (the
+        whole-image record after a switch to tiles, tiles after a switch back, surplus tiles) go."""
         items = list(items)
         if not items:
             return 0
+        stale = self._stale_views(list(replace_views))
         now = time.time()
         with self._transaction():
             # Records that already exist with the same original and paid-for caption work keep it;
@@ -115,10 +124,21 @@ class Catalog:
                     record = record.model_copy(update={f: getattr(previous, f) for f in _CAPTION_FIELDS})
                 rows.append((record.key, record.source, record.split, record.label, record.caption_status,
                              fingerprint, record.model_dump_json(), now))
+            self.db.executemany("DELETE FROM records WHERE key = ?", [(k,) for k in stale])
             self.db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             self.db.executemany("DELETE FROM quarantine WHERE source = ? AND path = ? AND stage = 'ingest'",
                                 [(record.source, record.source_path) for record, _ in items])
         return len(items)
+
+    def _stale_views(self, samples: list[tuple[str, list[str]]]) -> list[str]:
+        stale = []
+        for sample_key, keys in samples:
+            keep = set(keys)
+            rows = self.db.execute(
+                "SELECT key FROM records WHERE key = ? OR (key > ? AND key < ? AND json_extract(data, '$.parent') = ?)",
+                (sample_key, f"{sample_key}/t", f"{sample_key}/u", sample_key)).fetchall()
+            stale += [k for (k,) in rows if k not in keep]
+        return stale
 
     # -- key claims of one run (collisions), on disk so memory stays flat -------------------
     def begin_key_claims(self) -> None:

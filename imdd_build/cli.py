@@ -44,6 +44,7 @@ class ResizeMode(str, Enum):
     letterbox = "letterbox"
     stretch = "stretch"
     crop = "crop"
+    tile = "tile"
 
 
 def _workspace(ctx: typer.Context) -> Workspace:
@@ -150,10 +151,11 @@ def generic_adapters() -> list[str]:
 def _run_ingest(ws: Workspace, source: str, root: Path, resize_mode: Optional[str], jpeg_quality: int,
                 max_pixels: int, workers: int, limit: Optional[int], categories: list[str],
                 commit_every: int = 256, entry: Optional[SourceEntry] = None, adapter_options: Optional[dict] = None,
-                label_map: Optional[dict] = None, executor: str = "local", ray_address: Optional[str] = None) -> dict:
+                label_map: Optional[dict] = None, executor: str = "local", ray_address: Optional[str] = None,
+                tile_aspect: float = 2.0, tile_overlap: float = 0.25) -> dict:
     entry = entry or source_entry(source)
     options = NormalizeOptions(resize_mode=resize_mode or entry.resize_mode, jpeg_quality=jpeg_quality,
-                               max_pixels=max_pixels)
+                               max_pixels=max_pixels, tile_aspect=tile_aspect, tile_overlap=tile_overlap)
     adapter_options = {"categories": categories or None, **(adapter_options or {})}
     if entry.adapter_id in ADAPTERS:  # a typo is reported before any progress output
         try:
@@ -185,8 +187,14 @@ def ingest_cmd(
                                            "(folder, coco, voc, yolo, mvtec_like, csv), or `all` with --roots."),
     root: Optional[Path] = typer.Option(None, "--root", help="The folder (or file) the official archive unpacks to."),
     roots: Optional[Path] = typer.Option(None, "--roots", help="With `all`: YAML of source id -> root."),
-    resize_mode: Optional[ResizeMode] = typer.Option(None, "--resize-mode",
-                                                     help="letterbox (default: keep aspect, pad), stretch or crop."),
+    resize_mode: Optional[ResizeMode] = typer.Option(
+        None, "--resize-mode", help="letterbox (keep aspect, pad), stretch, crop (moves to keep the defect, else "
+                                    "letterboxes) or tile (strips cut into square windows); default: the source's "
+                                    "resize_mode in sources.yaml, else letterbox."),
+    tile_aspect: float = typer.Option(2.0, "--tile-aspect", min=1.0,
+                                      help="tile: long/short side ratio above which an image is cut into windows."),
+    tile_overlap: float = typer.Option(0.25, "--tile-overlap", min=0.0, max=0.9,
+                                       help="tile: least share of a window its neighbour overlaps."),
     jpeg_quality: int = typer.Option(95, "--jpeg-quality", min=1, max=100, help="Quality for JPEG sources."),
     max_pixels: int = typer.Option(150_000_000, "--max-pixels", help="Larger images are quarantined as bombs."),
     workers: int = typer.Option(default_workers(), "--workers", min=1, help="Worker processes."),
@@ -230,7 +238,8 @@ def ingest_cmd(
                 results[sid] = _run_ingest(ws, entry.adapter_id, spec["root"], mode, jpeg_quality, max_pixels,
                                            workers, limit, category, commit_every, entry=entry,
                                            adapter_options={**adapter_options, **(spec.get("options") or {})},
-                                           label_map=labels, executor=executor, ray_address=ray_address)
+                                           label_map=labels, executor=executor, ray_address=ray_address,
+                                           tile_aspect=tile_aspect, tile_overlap=tile_overlap)
             except RootError as exc:  # one unusable root does not stop the others
                 failed[sid] = str(exc)
                 err.print(f"[red]error[/red] {escape(sid)}: {escape(str(exc))}")
@@ -246,7 +255,8 @@ def ingest_cmd(
     entry = source_entry(source, license=license, domain=domain, source_id=source_id, redistribution=redistribution)
     summary = _run_ingest(ws, entry.adapter_id, root, mode, jpeg_quality, max_pixels, workers, limit, category,
                           commit_every, entry=entry, adapter_options=adapter_options, label_map=labels,
-                          executor=executor, ray_address=ray_address)
+                          executor=executor, ray_address=ray_address, tile_aspect=tile_aspect,
+                          tile_overlap=tile_overlap)
     emit(summary, as_json, title=f"ingest {entry.id}")
 
 
@@ -258,10 +268,14 @@ from . import cli_caption  # noqa: E402,F401
 @run_level_errors("shard")
 def shard_cmd(
     ctx: typer.Context,
-    out: Path = typer.Option(..., "--out", help="Output folder (Parquet under data/, tars under webdataset/)."),
+    out: Path = typer.Option(Path("imdd-1m"), "--out",
+                             help="Output folder (Parquet under data/, tars under webdataset/); default ./imdd-1m, "
+                                  "so `load_dataset(\"imdd-1m\")` works in the current folder."),
     fmt: str = typer.Option("parquet,webdataset", "--format", help="Comma-separated: parquet, webdataset."),
     max_shard_size: str = typer.Option("500MB", "--max-shard-size", help="Per shard, e.g. 500MB, 1GB."),
-    image_ext: str = typer.Option("auto", "--image-ext", help="WebDataset image member: auto, jpg or png."),
+    image_ext: str = typer.Option("auto", "--image-ext",
+                                  help="WebDataset image member: auto (the stored bytes; .png when every image is "
+                                       "PNG, else .jpg), or jpg / png (transcode every image to it)."),
     order: str = typer.Option("shuffle", "--order", help="shuffle (seeded, deterministic) or key."),
     seed: int = typer.Option(0, "--seed", help="Seed of the shuffled order."),
     source: list[str] = typer.Option([], "--source", help="Only these sources (repeatable)."),

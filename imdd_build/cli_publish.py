@@ -18,6 +18,8 @@ from .executor import default_workers
 from .shard import parse_size
 
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+REPO_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+DEFAULT_REPO_NAME = "imdd-1m"  # what the card's `load_dataset("imdd-1m")` and `imdd-build shard` use
 
 
 def _split_list(value: Optional[str]) -> tuple[str, ...]:
@@ -35,7 +37,8 @@ def _need(module: str) -> None:
 @run_level_errors("push-to-hub")
 def push_to_hub_cmd(
     ctx: typer.Context,
-    repo_id: str = typer.Argument(..., help="The dataset repository, e.g. my-org/imdd-1m."),
+    repo_id: str = typer.Argument(DEFAULT_REPO_NAME, help="The dataset repository, e.g. my-org/imdd-1m; a bare "
+                                                          "name goes under your user (default: imdd-1m)."),
     workers: int = typer.Option(default_workers(), "--workers", min=1, help="Shard-writing processes."),
     private: bool = typer.Option(False, "--private", help="Create the repository private."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Branch to push to (created when missing)."),
@@ -57,8 +60,8 @@ def push_to_hub_cmd(
     """Build the Hub dataset repo (Parquet per source, card, plots) and upload it resumably."""
     from .publish import PublishOptions, build_repo, check_folder, resolve_policy
 
-    if not REPO_ID_RE.match(repo_id):
-        raise ValueError(f"invalid repo id {repo_id!r}: expected <user-or-org>/<name>")
+    if not (REPO_ID_RE.match(repo_id) or REPO_NAME_RE.match(repo_id)):
+        raise ValueError(f"invalid repo id {repo_id!r}: expected <user-or-org>/<name> or <name>")
     if leakage not in ("drop-train", "keep"):
         raise ValueError(f"invalid --leakage {leakage!r} (drop-train or keep)")
     if not 0 <= radius <= MAX_RADIUS:
@@ -73,6 +76,10 @@ def push_to_hub_cmd(
         from .hub import resolve_token
 
         token = resolve_token()  # fail before hours of sharding, not after
+        if "/" not in repo_id:
+            from .hub import user_namespace
+
+            repo_id = f"{user_namespace(token)}/{repo_id}"
     ws = _workspace(ctx)
     out = dry_run or ws.root / "publish" / repo_id.replace("/", "__")
     options = PublishOptions(repo_id=repo_id, sources=_split_list(sources), private=private,

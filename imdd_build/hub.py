@@ -53,6 +53,18 @@ def resolve_token() -> str:
     return token
 
 
+def user_namespace(token: str, endpoint: str | None = None) -> str:
+    """The user name the token belongs to (where a repository without `owner/` goes)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None, token=token)
+    try:
+        return api.whoami()["name"]
+    except Exception as exc:  # noqa: BLE001  (network or auth: one clear line, never the token)
+        raise ValueError(f"cannot find your Hugging Face user name to put the repository under "
+                         f"({type(exc).__name__}); give the repository as OWNER/NAME") from None
+
+
 def git_blob_id(path: Path) -> str:
     """The git object id of a file (what the Hub lists as `oid` for non-LFS files)."""
     h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())

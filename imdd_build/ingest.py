@@ -16,24 +16,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from .catalog import Catalog
 from .executor import Executor, make_executor
 from .geometry import transform_box
 from .maskops import box_attributes, mask_attributes, mask_to_boxes
-from .normalize import NormalizeOptions, SampleError, encode_mask, mask_to_canvas, normalize_image, normalize_pixels
-from .record import DefectAttributes, DefectLabel, Quarantined, Record, make_key
+from .normalize import NormalizeOptions, NormalizedImage, SampleError, encode_mask, normalize_image_views, \
+    normalize_pixel_views
+from .record import DefectAttributes, DefectLabel, Quarantined, Record, make_key, tile_key
 from .registry import SourceEntry
 from .sources import RawSample, get_adapter
 from .sources.listing import open_listing
 from .store import Store, sha256_file
 from .taxonomy import Resolved, load_taxonomy, norm_label
+from .views import OriginalLabels, canvas_labels, class_boxes, instances, plan_views, retype
 from .workspace import Workspace
 
-NORMALIZER_VERSION = "3"  # 3: PNG outputs by normalize.encode_png (Up filter + zlib RLE)
+NORMALIZER_VERSION = "4"  # 4: class_mask, instances, crop keeps the defect, tile views
 
 
 @dataclass
@@ -46,18 +51,20 @@ class Job:
 @dataclass
 class Outcome:
     key: str
-    record: Record | None = None
+    records: list[Record] = field(default_factory=list)  # one, or one per tile
     fingerprint: str | None = None
     quarantined: Quarantined | None = None
 
     @property
+    def record(self) -> Record | None:
+        return self.records[0] if self.records else None
+
+    @property
     def skipped(self) -> bool:
-        return self.record is None and self.quarantined is None
+        return not self.records and self.quarantined is None
 
 
 def _pixels_sha(pixels) -> str:
-    import numpy as np
-
     a = np.ascontiguousarray(pixels)
     return hashlib.sha256(f"{a.shape}{a.dtype}".encode() + a.tobytes()).hexdigest()
 
@@ -93,20 +100,15 @@ class SampleNormalizer:
             fingerprint = self.fingerprint(job, image_sha, mask_sha)
             if fingerprint == job.known_fingerprint:
                 return Outcome(job.key)
-            record = self._build(job, image_sha)
-            return Outcome(job.key, record=record, fingerprint=fingerprint)
+            return Outcome(job.key, records=self._build(job, image_sha), fingerprint=fingerprint)
         except SampleError as exc:
             return Outcome(job.key, quarantined=Quarantined(source=self.entry.id, path=sample.rel_path, reason=str(exc)))
         except Exception as exc:  # a decoder bug on one odd file must not stop a million-image run
             reason = f"unexpected {type(exc).__name__}: {exc}"
             return Outcome(job.key, quarantined=Quarantined(source=self.entry.id, path=sample.rel_path, reason=reason))
 
-    def _build(self, job: Job, image_sha: str) -> Record:
+    def _build(self, job: Job, image_sha: str) -> list[Record]:
         sample = job.sample
-        if sample.pixels is not None:
-            img = normalize_pixels(sample.pixels, self.options, nearest=sample.nearest)
-        else:
-            img = normalize_image(self.base / sample.rel_path, self.options)
         defective = sample.label == "defective"
         resolved = self._resolve(sample)
         defect_types: list[str] = []
@@ -115,33 +117,82 @@ class SampleNormalizer:
                 if not r.normal:
                     defect_types.append(r.type or norm_label(r.source_label) or "anomaly")
             defect_types = list(dict.fromkeys(defect_types)) or ["anomaly"]
-        box_label = defect_types[0] if defect_types else "defect"
-        mask = None
+        found: dict = {}
+
+        def plan(width: int, height: int):
+            # The labels are loaded once the image's size is known; crop and tile need them to choose.
+            found["labels"] = self._original_labels(sample, width, height)
+            geometries, found["note"] = plan_views(width, height, self.options, found["labels"], defective)
+            return geometries
+
+        if sample.pixels is not None:
+            views = normalize_pixel_views(sample.pixels, self.options, sample.nearest, plan)
+        else:
+            views = normalize_image_views(self.base / sample.rel_path, self.options, plan)
+        labels: OriginalLabels = found["labels"]
+        class_types = None
+        if labels.index is not None and defective:
+            class_types = [self._box_label((name,))[0] for name in labels.class_names]
+            defect_types += [t for t in dict.fromkeys(class_types) if t not in defect_types]
+        tiled = views[0].geometry.resize_mode == "tile"
+        return [self._view_record(job, image_sha, sample, img, labels, class_types, defect_types, resolved,
+                                  tile_key(job.key, i) if tiled else job.key, found["note"])
+                for i, img in enumerate(views)]
+
+    def _original_labels(self, sample: RawSample, width: int, height: int) -> OriginalLabels:
+        mask = index = None
+        names: list[str] = []
         if sample.mask is not None:
-            original = sample.mask.load(self.base, (img.orig_width, img.orig_height), self.options.max_pixels)
-            mask = mask_to_canvas(original, img.geometry)
+            size, limit = (width, height), self.options.max_pixels
+            classes = sample.mask.load_classes(self.base, size, limit) if sample.label == "defective" else None
+            if classes is not None:
+                index, names = classes
+                mask = np.where(index > 0, 255, 0).astype(np.uint8)  # the same pixels as load() by contract
+            else:
+                mask = sample.mask.load(self.base, size, limit)
+        return OriginalLabels(mask, index, names, list(sample.boxes))
+
+    def _view_record(self, job: Job, image_sha: str, sample: RawSample, img: NormalizedImage,
+                     labels: OriginalLabels, class_types: list[str] | None, defect_types: list[str],
+                     resolved: list[Resolved], key: str, note: str | None) -> Record:
+        defective = sample.label == "defective"
+        tile = img.geometry.resize_mode == "tile"
+        canvas = canvas_labels(labels, img.geometry, class_types, defect_types)
         boxes = [b for b in (transform_box(img.geometry, *self._box_label(raw)) for raw in sample.boxes)
                  if b is not None]
-        if not boxes and mask is not None and defective:
-            boxes = mask_to_boxes(mask, box_label)
-        if not defective:
+        label = sample.label
+        if tile and defective:
+            canvas = retype(canvas, boxes)
+            label = "defective" if canvas.defect_types else "normal"
+        types = canvas.defect_types if label == "defective" else []
+        mask, class_mask = canvas.mask, canvas.class_mask
+        if not boxes and mask is not None and label == "defective":
+            boxes = class_boxes(class_mask, types) if class_mask is not None else mask_to_boxes(mask, types[0])
+        if label != "defective":
             attributes = DefectAttributes()
         elif mask is not None and mask.any():
             attributes = mask_attributes(mask, img.geometry.content_box)
         else:
             attributes = box_attributes(boxes, img.geometry.content_box)
+        if label == "defective":
+            attributes.instances = instances(class_mask, types, boxes)
+        if canvas.kept and label == "defective":
+            note = note or "defect_kept"
         return Record(
-            key=job.key, source=self.entry.id, domain=self.entry.domain_of(sample.product), product=sample.product,
+            key=key, source=self.entry.id, domain=self.entry.domain_of(sample.product), product=sample.product,
             split=sample.our_split(), split_origin=sample.split_origin, source_split=sample.source_split,
-            label=sample.label, defect_types=defect_types, source_labels=list(sample.source_labels),
+            label=label, defect_types=types, source_labels=list(sample.source_labels),
             defect_labels=[DefectLabel(source_label=r.source_label, type=r.type, part=r.part) for r in resolved
-                           if defective and not r.normal],  # a normal image's own spelling is no defect
+                           if label == "defective" and not r.normal  # a normal image's own spelling is no defect
+                           and (not tile or (r.type or norm_label(r.source_label) or "anomaly") in types)],
             source_attributes=dict(sample.attributes), source_path=sample.rel_path,
             mask_source_path=sample.mask.describe() if sample.mask is not None else None, sha256=image_sha,
             orig_width=img.orig_width, orig_height=img.orig_height, orig_mode=img.orig_mode,
             orig_format=img.orig_format, exif_orientation=img.exif_orientation, geometry=img.geometry,
             image=self.store.put(img.data, "jpg" if img.format == "jpeg" else "png"), image_format=img.format,
             mask=self.store.put(encode_mask(mask), "png") if mask is not None else None,
+            class_mask=self.store.put(encode_mask(class_mask), "png") if class_mask is not None else None,
+            parent=job.key if tile else None, resize_note=note,
             boxes=boxes, attributes=attributes, license=self.entry.license,
         )
 
@@ -160,6 +211,7 @@ class IngestResult:
     written: int = 0
     unchanged: int = 0
     quarantined: list[Quarantined] = field(default_factory=list)
+    resize_notes: Counter = field(default_factory=Counter)  # resize_note -> samples of this run
 
     def summary(self, catalog: Catalog) -> dict:
         """The run's counts plus the source's catalog counts by split, label and defect type."""
@@ -178,6 +230,8 @@ class IngestResult:
                 "json_each(records.data, '$.defect_labels') WHERE source = ? "
                 "AND json_extract(value, '$.type') IS NULL ORDER BY 1", (self.source,))],
             "quarantine": [{"path": q.path, "reason": q.reason} for q in self.quarantined],
+            # What crop/tile had to change for some samples so that no record claims an unseen defect.
+            "resize_notes": dict(sorted(self.resize_notes.items())),
         }
 
 
@@ -232,7 +286,7 @@ def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, op
                 quarantine(Quarantined(
                     source=source_id, path=item.rel_path, reason=f"key {key} collides with {first_path}"))
                 continue
-            yield Job(item, key, catalog.fingerprint(key))
+            yield Job(item, key, catalog.sample_fingerprint(key))
 
     if on_total:  # unknown totals leave the bar indeterminate (a spinner with count and rate)
         hint = adapter.count_hint()
@@ -242,10 +296,12 @@ def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, op
     load_taxonomy()  # parsed once here, so forked workers inherit it instead of each parsing the YAML
     normalizer = SampleNormalizer(entry, adapter.base, workspace.store_root, options, label_map)
     batch: list[tuple[Record, str]] = []
+    written_samples: list[tuple[str, list[str]]] = []  # (sample key, its record keys) of the batch
 
     def flush() -> None:
-        catalog.upsert(batch)
+        catalog.upsert(batch, replace_views=written_samples)
         batch.clear()
+        written_samples.clear()
         catalog.quarantine(pending_quarantine, run_id)
         result.quarantined.extend(pending_quarantine)
         pending_quarantine.clear()
@@ -255,9 +311,11 @@ def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, op
             result.seen += 1
             if outcome.quarantined:
                 quarantine(outcome.quarantined)
-            elif outcome.record:
-                batch.append((outcome.record, outcome.fingerprint))
+            elif outcome.records:
+                batch.extend((record, outcome.fingerprint) for record in outcome.records)
+                written_samples.append((outcome.key, [record.key for record in outcome.records]))
                 result.written += 1
+                result.resize_notes.update(sorted({r.resize_note for r in outcome.records} - {None}))
             else:
                 result.unchanged += 1
             if on_outcome:

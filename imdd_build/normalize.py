@@ -13,13 +13,14 @@ import math
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from .geometry import canvas_geometry
+from .geometry import canvas_geometry, source_box, tile_geometries
 from .maskops import binarize
 from .record import Geometry
 
@@ -39,9 +40,23 @@ class NormalizeOptions:
     jpeg_quality: int = 95
     max_pixels: int = 150_000_000
     alpha_background: tuple[int, int, int] = (255, 255, 255)
+    tile_aspect: float = 2.0  # tile mode: long side / short side above which an image is cut into windows
+    tile_overlap: float = 0.25  # tile mode: least share of a window its neighbour overlaps
 
     def fingerprint(self) -> str:
-        return f"{self.resize_mode}/{self.size}/q{self.jpeg_quality}/bg{self.alpha_background}"
+        tile = f"/a{self.tile_aspect}/o{self.tile_overlap}" if self.resize_mode == "tile" else ""
+        return f"{self.resize_mode}/{self.size}/q{self.jpeg_quality}/bg{self.alpha_background}{tile}"
+
+
+#: (original width, original height) -> the canvases to render (several for tiles).
+GeometryPlan = Callable[[int, int], "list[Geometry]"]
+
+
+def plan_geometries(width: int, height: int, options: NormalizeOptions) -> list[Geometry]:
+    """The canvases of an image under `options` alone (ingest adds what the labels ask of crop)."""
+    if options.resize_mode == "tile":
+        return tile_geometries(width, height, options.size, options.tile_aspect, options.tile_overlap)
+    return [canvas_geometry(width, height, options.resize_mode, options.size)]
 
 
 @dataclass
@@ -129,9 +144,7 @@ def _resample(src_w: float, src_h: float, dst_w: int, dst_h: int) -> int:
 
 def place_on_canvas(im: Image.Image, geometry: Geometry, orig_w: int, orig_h: int, resample: int | None) -> Image.Image:
     """Resize the visible part of `im` (which may be a reduced decode of the original) into the canvas."""
-    fx, fy = im.width / orig_w, im.height / orig_h
-    x0, y0, x1, y1 = geometry.crop_box
-    box = (x0 * fx, y0 * fy, x1 * fx, y1 * fy)
+    box = source_box(geometry, orig_w, orig_h, im.width, im.height)
     cx0, cy0, cx1, cy1 = geometry.content_box
     dst = (cx1 - cx0, cy1 - cy0)
     if resample is None:
@@ -189,32 +202,41 @@ def _encode(im: Image.Image, fmt: str, quality: int) -> bytes:
 
 def normalize_image(path: Path, options: NormalizeOptions) -> NormalizedImage:
     """Decode, orient, convert and resize one image file into the canvas; raises SampleError."""
+    return normalize_image_views(path, options)[0]
+
+
+def normalize_image_views(path: Path, options: NormalizeOptions,
+                          plan: GeometryPlan | None = None) -> list[NormalizedImage]:
+    """One image file into every canvas `plan` asks for (one decode); raises SampleError."""
     im = _open_checked(path, options.max_pixels)
     with im:
         fmt = im.format
         orientation = _orientation(im)
         stored_w, stored_h = im.size
         orig_w, orig_h = (stored_h, stored_w) if orientation in _SWAPS_AXES else (stored_w, stored_h)
-        geometry = canvas_geometry(orig_w, orig_h, options.resize_mode, options.size)
+        geometries = plan(orig_w, orig_h) if plan else plan_geometries(orig_w, orig_h, options)
         out_fmt = "jpeg" if fmt in LOSSY_FORMATS else "png"
         orig_mode = im.mode
-        if (fmt == "PNG" if out_fmt == "png" else fmt == "JPEG") and im.mode == "RGB" \
+        if len(geometries) == 1 and (fmt == "PNG" if out_fmt == "png" else fmt == "JPEG") and im.mode == "RGB" \
                 and (orig_w, orig_h) == (options.size, options.size) and orientation == 1:
             _load(im)  # already a canvas-sized file of the output format: keep its bytes
-            return NormalizedImage(path.read_bytes(), out_fmt, geometry, orig_w, orig_h, orig_mode, fmt, orientation)
-        if fmt == "JPEG" and geometry.scale_x < 1 and geometry.scale_y < 1:
+            return [NormalizedImage(path.read_bytes(), out_fmt, geometries[0], orig_w, orig_h, orig_mode, fmt,
+                                    orientation)]
+        scale = max(max(g.scale_x, g.scale_y) for g in geometries)
+        if fmt == "JPEG" and scale < 1:
             # DCT-domain reduced decode: the result stays >= the size the canvas needs.
-            need = (math.ceil(stored_w * max(geometry.scale_x, geometry.scale_y)),
-                    math.ceil(stored_h * max(geometry.scale_x, geometry.scale_y)))
-            im.draft(im.mode, need)
+            im.draft(im.mode, (math.ceil(stored_w * scale), math.ceil(stored_h * scale)))
         _load(im)
         oriented = ImageOps.exif_transpose(im) if orientation != 1 else im
         work = to_8bit(oriented, options.alpha_background)
-        canvas = place_on_canvas(work, geometry, orig_w, orig_h, None)
-        if canvas.mode != "RGB":
-            canvas = canvas.convert("RGB")
-        return NormalizedImage(_encode(canvas, out_fmt, options.jpeg_quality), out_fmt, geometry,
-                               orig_w, orig_h, orig_mode, fmt, orientation)
+        out = []
+        for geometry in geometries:
+            canvas = place_on_canvas(work, geometry, orig_w, orig_h, None)
+            if canvas.mode != "RGB":
+                canvas = canvas.convert("RGB")
+            out.append(NormalizedImage(_encode(canvas, out_fmt, options.jpeg_quality), out_fmt, geometry,
+                                       orig_w, orig_h, orig_mode, fmt, orientation))
+        return out
 
 
 def load_mask_array(path: Path, expected_size: tuple[int, int], max_pixels: int, binary: bool = True) -> np.ndarray:
@@ -242,12 +264,26 @@ def mask_to_canvas(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
     return binarize(np.asarray(canvas))
 
 
+def class_mask_to_canvas(index: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """A class index mask (0 background, 1..255 classes) through the geometry, nearest neighbour:
+    the same pixels as `mask_to_canvas` of its binary version, so the two always agree."""
+    h, w = index.shape
+    return np.asarray(place_on_canvas(Image.fromarray(index.astype(np.uint8), "L"), geometry, w, h,
+                                      Image.Resampling.NEAREST)).copy()
+
+
 def encode_mask(mask: np.ndarray) -> bytes:
     return _encode(Image.fromarray(mask, "L"), "png", 0)
 
 
 def normalize_pixels(pixels: np.ndarray, options: NormalizeOptions, nearest: bool = False) -> NormalizedImage:
-    """An image given as an array (a rendered wafer map, a decoded blob) into the canvas as PNG.
+    """An image given as an array (a rendered wafer map, a decoded blob) into the canvas as PNG."""
+    return normalize_pixel_views(pixels, options, nearest)[0]
+
+
+def normalize_pixel_views(pixels: np.ndarray, options: NormalizeOptions, nearest: bool = False,
+                          plan: GeometryPlan | None = None) -> list[NormalizedImage]:
+    """An image given as an array into every canvas `plan` asks for, as PNG.
 
     `nearest` keeps hard edges (label-like renderings): no interpolation when resizing.
     """
@@ -258,9 +294,13 @@ def normalize_pixels(pixels: np.ndarray, options: NormalizeOptions, nearest: boo
         raise SampleError(f"pixel array {arr.shape[1]}x{arr.shape[0]} exceeds --max-pixels {options.max_pixels}")
     im = Image.fromarray(arr)
     h, w = arr.shape[:2]
-    geometry = canvas_geometry(w, h, options.resize_mode, options.size)
+    geometries = plan(w, h) if plan else plan_geometries(w, h, options)
     work = to_8bit(im, options.alpha_background)
-    canvas = place_on_canvas(work, geometry, w, h, Image.Resampling.NEAREST if nearest else None)
-    if canvas.mode != "RGB":
-        canvas = canvas.convert("RGB")
-    return NormalizedImage(_encode(canvas, "png", options.jpeg_quality), "png", geometry, w, h, im.mode, None, 1)
+    out = []
+    for geometry in geometries:
+        canvas = place_on_canvas(work, geometry, w, h, Image.Resampling.NEAREST if nearest else None)
+        if canvas.mode != "RGB":
+            canvas = canvas.convert("RGB")
+        out.append(NormalizedImage(_encode(canvas, "png", options.jpeg_quality), "png", geometry, w, h, im.mode,
+                                   None, 1))
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Literal, Optional
 
@@ -9,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SPLITS = ("train", "validation", "test", "unlabeled")
 LABELS = ("normal", "defective", "unknown")  # unknown: the source has no label (WM-811K unlabelled maps)
-RESIZE_MODES = ("letterbox", "stretch", "crop")
+RESIZE_MODES = ("letterbox", "stretch", "crop", "tile")
+# What ingest changed of the requested geometry for one sample (Record.resize_note).
+RESIZE_NOTES = ("crop_shifted", "crop_fallback_letterbox", "tile_fallback_letterbox", "defect_kept")
 CAPTION_SOURCES = ("template", "llm", "expert")
 CAPTION_STATUSES = ("draft", "verified", "rejected")
 
@@ -25,9 +28,12 @@ def make_key(source: str, rel_path: str, tile: Optional[int] = None) -> str:
         path = stem
     parts = [_KEY_BAD_CHARS.sub("_", part.lower()).strip("_") or "_" for part in path.split("/") if part]
     key = "/".join([_KEY_BAD_CHARS.sub("_", source.lower()), *parts])
-    if tile is not None:
-        key += f"/tile{tile:03d}"
-    return key
+    return key if tile is None else tile_key(key, tile)
+
+
+def tile_key(key: str, index: int) -> str:
+    """The key of window `index` of a tiled image: `<key>/tNN`."""
+    return f"{key}/t{index:02d}"
 
 
 class Box(BaseModel):
@@ -48,7 +54,7 @@ class Geometry(BaseModel):
     `content_box` is where it lands on the canvas (the rest is letterbox padding).
     """
 
-    resize_mode: Literal["letterbox", "stretch", "crop"]
+    resize_mode: Literal["letterbox", "stretch", "crop", "tile"]
     size: int = 512
     scale_x: float
     scale_y: float
@@ -75,6 +81,8 @@ class DefectAttributes(BaseModel):
     shape: Optional[str] = None  # "compact" | "elongated" | "scattered" | "extensive"
     severity: Optional[str] = None  # "minor" | "moderate" | "severe"
     basis: Optional[str] = None  # "mask" | "boxes" | None when nothing localizes the defect
+    # defect type -> number of instances (connected regions of that class in class_mask, else boxes)
+    instances: dict[str, int] = Field(default_factory=dict)
 
 
 class DefectLabel(BaseModel):
@@ -112,6 +120,12 @@ class Record(BaseModel):
     image: str  # store reference of the normalized 512x512 RGB image
     image_format: Literal["png", "jpeg"]
     mask: Optional[str] = None  # store reference of the normalized 512x512 L mask (0/255)
+    # store reference of the 512x512 L class index mask: 0 background, k = 1 + index into defect_types;
+    # non-zero exactly where `mask` is; None where the source does not say which pixel is which type
+    class_mask: Optional[str] = None
+    parent: Optional[str] = None  # tile records: the key of the image they were cut from
+    # crop_shifted | crop_fallback_letterbox | tile_fallback_letterbox | defect_kept (see views.py)
+    resize_note: Optional[str] = None
     boxes: list[Box] = Field(default_factory=list)
     attributes: DefectAttributes = Field(default_factory=DefectAttributes)
     license: str
@@ -129,8 +143,12 @@ class Record(BaseModel):
 
     def shard_metadata(self) -> dict:
         """Everything but the pixel references: the `.json` of a WebDataset sample."""
-        data = self.model_dump(mode="json", exclude={"image", "mask"})
+        data = self.model_dump(mode="json", exclude={"image", "mask", "class_mask"})
         data["has_mask"] = self.mask is not None
+        data["has_class_mask"] = self.class_mask is not None
+        # A JSON string, as in Parquet: its keys vary by record, and `datasets` infers a tar's JSON
+        # schema from its first samples (a key first seen later would be dropped).
+        data["attributes"]["instances"] = json.dumps(data["attributes"]["instances"], sort_keys=True)
         return data
 
 

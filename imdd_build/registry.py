@@ -45,6 +45,15 @@ class SourceEntry(BaseModel):
     domains: list[str] = Field(default_factory=list)
     products: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("resize_mode")
+    @classmethod
+    def _known_resize_mode(cls, value: str) -> str:
+        from .record import RESIZE_MODES
+
+        if value not in RESIZE_MODES:
+            raise ValueError(f"resize_mode must be one of {', '.join(RESIZE_MODES)}, not {value!r}")
+        return value
+
     @field_validator("redistribution")
     @classmethod
     def _known_redistribution(cls, value: str) -> str:

@@ -31,7 +31,7 @@ from .executor import map_ordered
 from .normalize import encode_mask, encode_png
 from .record import SPLITS, Record
 from .store import Store, sha256_file
-from .writers import WRITERS
+from .writers import WRITERS, webdataset_features
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -54,7 +54,7 @@ class ShardOptions:
     out: Path
     formats: tuple[str, ...] = ("parquet", "webdataset")
     max_shard_bytes: int = 500_000_000
-    image_ext: str = "auto"  # webdataset image member: auto | jpg | png
+    image_ext: str = "auto"  # webdataset image member: auto (stored bytes) | jpg | png (transcode to it)
     order: str = "shuffle"  # shuffle (seeded hash of key) | key
     seed: int = 0
     jpeg_quality: int = 95
@@ -78,6 +78,7 @@ class ShardPlan:
     groups: dict[tuple[str, str], list[list[str]]] = field(default_factory=dict)
     image_formats: Counter = field(default_factory=Counter)
     with_masks: bool = False
+    with_class_masks: bool = False
     total: int = 0
     uncaptioned: int = 0
     excluded_rejected: int = 0
@@ -109,13 +110,15 @@ def plan_shards(catalog: Catalog, store: Store, options: ShardOptions) -> ShardP
         if record.key in options.exclude:
             plan.excluded_keys += 1
             continue
-        nbytes = store.size(record.image) + (store.size(record.mask) if record.mask else 0) + META_BYTES
+        nbytes = store.size(record.image) + (store.size(record.mask) if record.mask else 0) + META_BYTES \
+            + (store.size(record.class_mask) if record.class_mask else 0)
         order = record.key if options.order == "key" else hashlib.sha256(
             f"{options.seed}:{record.key}".encode()).hexdigest()
         prefix = f"{record.source}/" if options.layout == "by_source" else ""
         entries.setdefault((prefix, record.split), []).append(_Entry(order, record.key, nbytes))
         plan.image_formats[record.image_format] += 1
         plan.with_masks |= record.mask is not None
+        plan.with_class_masks |= record.class_mask is not None
         plan.uncaptioned += record.caption is None
         plan.total += 1
     for prefix, split in sorted(entries, key=lambda g: (g[0], SPLITS.index(g[1]))):
@@ -138,13 +141,15 @@ def plan_shards(catalog: Catalog, store: Store, options: ShardOptions) -> ShardP
     return plan
 
 
-def _resolve_image_ext(requested: str, formats: Counter) -> str:
+def _resolve_image_ext(requested: str, formats: Counter) -> tuple[str, bool]:
+    """(the WebDataset image member's extension, whether the stored bytes go in unchanged)."""
     if requested in ("jpg", "png"):
-        return requested
+        return requested, False
     if requested != "auto":
         raise ValueError(f"invalid image extension {requested!r} (auto, jpg or png)")
-    # One extension for every sample (HF infers features from the first samples); lossless when mixed.
-    return "jpg" if set(formats) == {"jpeg"} else "png"
+    # One extension for every sample (HF infers features from the first samples), the stored bytes
+    # whatever it is: the readers decode by content. `.png` only when every image is a PNG.
+    return ("png" if set(formats) == {"png"} else "jpg"), True
 
 
 def _transcode(data: bytes, to_ext: str, quality: int) -> bytes:
@@ -180,20 +185,23 @@ def _remove_stale(out: Path, keep: set[str]) -> list[str]:
 
 
 def dataset_readme(plan: ShardPlan, options: ShardOptions, counts: dict[str, Counter],
-                   split_bytes: dict[str, int]) -> str:
-    """README.md with the YAML `configs:` that `datasets.load_dataset(DIR)` reads."""
+                   split_bytes: dict[str, Counter], image_ext: str = "jpg") -> str:
+    """README.md with the YAML `configs:` that `datasets.load_dataset(DIR)` reads.
+
+    The config is the Parquet files, else the tars; tars come with their features declared
+    (`webdataset_features`), so `datasets` does not infer them from the first samples."""
     fmt = "parquet" if "parquet" in options.formats else "webdataset"
     pattern = "data/{split}-*.parquet" if fmt == "parquet" else "webdataset/{split}-*.tar"
     if options.layout == "by_source":
         pattern = pattern.replace("/{split}", "/*/{split}")
-    header = {
-        "configs": [{"config_name": "default", "data_files": [
-            {"split": split, "path": pattern.format(split=split)} for split in plan.splits]}],
-        # num_bytes: bytes of the split's files in the default config's format.
-        "dataset_info": {"splits": [{"name": split, "num_bytes": split_bytes.get(split, 0),
-                                     "num_examples": sum(len(s) for s in shards)}
-                                    for split, shards in plan.splits.items()]},
-    }
+    info = {"features": webdataset_features(image_ext, plan.with_masks, plan.with_class_masks)} \
+        if fmt == "webdataset" else {}
+    # num_bytes: bytes of the split's files in the config's format.
+    info["splits"] = [{"name": split, "num_bytes": split_bytes[fmt].get(split, 0),
+                       "num_examples": sum(len(s) for s in shards)} for split, shards in plan.splits.items()]
+    header = {"configs": [{"config_name": "default", "data_files": [
+        {"split": split, "path": pattern.format(split=split)} for split in plan.splits]}],
+        "dataset_info": info}
     lines = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "",
              "# IMDD shards", "",
              "Industrial defect images (512x512 RGB) with masks, boxes and captions, written by `imdd-build shard`.",
@@ -201,7 +209,9 @@ def dataset_readme(plan: ShardPlan, options: ShardOptions, counts: dict[str, Cou
     for split in plan.splits:
         c = counts[split]
         lines.append(f"| {split} | {sum(c.values())} | {c['normal']} | {c['defective']} |")
-    lines += ["", "```python", "from datasets import load_dataset", 'ds = load_dataset("path/to/this/folder")',
+    lines += ["", "```python", "from datasets import load_dataset",
+              'ds = load_dataset("imdd-1m")  # in the folder holding imdd-1m/ (the default'
+              ' `imdd-build shard` output); else this folder\'s path',
               "```", ""]
     return "\n".join(lines)
 
@@ -222,18 +232,20 @@ class _ShardWriter:
     while nothing else writes."""
 
     def __init__(self, catalog_path: Path, store_root: Path, options: ShardOptions, image_ext: str,
-                 with_masks: bool):
+                 with_masks: bool, keep_bytes: bool = False, with_class_masks: bool = False):
         self.catalog_path, self.store_root, self.options = catalog_path, store_root, options
-        self.image_ext, self.with_masks = image_ext, with_masks
+        self.image_ext, self.with_masks, self.keep_bytes = image_ext, with_masks, keep_bytes
+        self.with_class_masks = with_class_masks
 
     def __call__(self, job: _ShardJob) -> tuple[list[dict], Counter]:
         import sqlite3
 
         options, out, store = self.options, Path(self.options.out), Store(self.store_root)
         stored_ext = {"jpeg": "jpg", "png": "png"}
-        zero_mask = encode_mask(np.zeros((512, 512), dtype=np.uint8)) if self.with_masks else None
+        zero_mask = encode_mask(np.zeros((512, 512), dtype=np.uint8))
         writers = {fmt: WRITERS[fmt](out / shard_name(fmt, job.split, job.index, job.count, job.prefix),
-                                     self.image_ext, self.with_masks) for fmt in options.formats}
+                                     self.image_ext, self.with_masks, self.with_class_masks)
+                   for fmt in options.formats}
         labels: Counter = Counter()
         db = sqlite3.connect(f"file:{self.catalog_path}?mode=ro", uri=True)
         try:
@@ -242,14 +254,18 @@ class _ShardWriter:
                 record = Record.model_validate_json(row[0])
                 image = store.read(record.image)
                 mask = store.read(record.mask) if record.mask else None
+                class_mask = store.read(record.class_mask) if record.class_mask else None
                 own_ext = stored_ext[record.image_format]
                 for fmt, writer in writers.items():
                     if fmt == "webdataset":
-                        wds_image = image if own_ext == self.image_ext else _transcode(image, self.image_ext,
-                                                                                       options.jpeg_quality)
-                        writer.write(record, wds_image, self.image_ext, mask if mask is not None else zero_mask)
+                        keep = self.keep_bytes or own_ext == self.image_ext
+                        wds_image = image if keep else _transcode(image, self.image_ext, options.jpeg_quality)
+                        # Every sample has the same members: an all-zero stand-in where a record has
+                        # no (class) mask; `has_mask` / `has_class_mask` in its .json say so.
+                        writer.write(record, wds_image, self.image_ext, mask if mask is not None else zero_mask,
+                                     class_mask if class_mask is not None else zero_mask)
                     else:
-                        writer.write(record, image, own_ext, mask)
+                        writer.write(record, image, own_ext, mask, class_mask)
                 labels[record.label] += 1
         except BaseException:
             for writer in writers.values():
@@ -286,7 +302,7 @@ def write_shards(catalog: Catalog, store: Store, options: ShardOptions,
     plan = plan_shards(catalog, store, options)
     if on_total:
         on_total(plan.total)
-    image_ext = _resolve_image_ext(options.image_ext, plan.image_formats)
+    image_ext, keep_bytes = _resolve_image_ext(options.image_ext, plan.image_formats)
     out = Path(options.out)
     for fmt in options.formats:
         (out / ("data" if fmt == "parquet" else "webdataset")).mkdir(parents=True, exist_ok=True)
@@ -296,7 +312,8 @@ def write_shards(catalog: Catalog, store: Store, options: ShardOptions,
             for fmt in options.formats:
                 (out / shard_name(fmt, split, 0, 1, prefix)).parent.mkdir(parents=True, exist_ok=True)
         jobs += [_ShardJob(prefix, split, index, len(shards), keys) for index, keys in enumerate(shards)]
-    writer = _ShardWriter(catalog.path, store.root, options, image_ext, plan.with_masks)
+    writer = _ShardWriter(catalog.path, store.root, options, image_ext, plan.with_masks, keep_bytes,
+                          plan.with_class_masks)
     manifest_shards = []
     counts: dict[str, Counter] = {split: Counter() for split in plan.splits}
     for job, (entries, labels) in zip(jobs, map_ordered(writer, jobs, max(1, options.workers),
@@ -313,22 +330,26 @@ def write_shards(catalog: Catalog, store: Store, options: ShardOptions,
         "format_version": 1,
         "formats": list(options.formats),
         "image_ext": image_ext,
+        "image_bytes": "stored" if keep_bytes else "transcoded",  # webdataset: the catalog's bytes or re-encoded
         "has_masks": plan.with_masks,
+        "has_class_masks": plan.with_class_masks,
+        # the tars' members as `datasets` features (YAML form): load them without schema inference
+        **({"webdataset_features": webdataset_features(image_ext, plan.with_masks, plan.with_class_masks)}
+           if "webdataset" in options.formats else {}),
         "order": options.order,
         "seed": options.seed,
         "splits": {split: sum(c.values()) for split, c in counts.items()},
         "shards": manifest_shards,
     }
     _write_atomic(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
-    default_fmt = "parquet" if "parquet" in options.formats else "webdataset"
-    split_bytes = Counter()
+    split_bytes: dict[str, Counter] = {fmt: Counter() for fmt in WRITERS}
     for s in manifest_shards:
-        if s["format"] == default_fmt:
-            split_bytes[s["split"]] += s["bytes"]
+        split_bytes[s["format"]][s["split"]] += s["bytes"]
     if options.write_readme:
-        _write_atomic(out / "README.md", dataset_readme(plan, options, counts, split_bytes).encode())
+        _write_atomic(out / "README.md", dataset_readme(plan, options, counts, split_bytes, image_ext).encode())
     return {"command": "shard", "out": str(out), "records": plan.total, "splits": manifest["splits"],
             "shards": len(manifest_shards), "image_ext": image_ext, "has_masks": plan.with_masks,
+            "has_class_masks": plan.with_class_masks,
             "uncaptioned": plan.uncaptioned, "excluded_rejected": plan.excluded_rejected,
             "excluded_keys": plan.excluded_keys,
             "removed_stale": removed, "manifest": str(out / "manifest.json")}

@@ -35,3 +35,18 @@ def workspace(tmp_path: Path) -> Path:
 @pytest.fixture
 def cli(workspace: Path) -> Cli:
     return Cli(workspace)
+
+
+@pytest.fixture(autouse=True)
+def _class_masks_agree_with_masks(request):
+    """After every adapter test: each record its fixtures produced keeps `mask` and `class_mask` in
+    agreement, whatever the adapter and resize mode (tests/sources/class_mask_check.py)."""
+    adapter_test = request.node.path.parent.name == "sources" and "tmp_path" in request.fixturenames
+    tmp_path = request.getfixturevalue("tmp_path") if adapter_test else None  # set up before: torn down after
+    yield
+    if tmp_path is None:
+        return
+    from sources.class_mask_check import check_class_masks
+
+    for catalog in sorted(tmp_path.rglob("catalog.sqlite")):
+        check_class_masks(catalog.parent)

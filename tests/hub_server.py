@@ -3,6 +3,7 @@
 It implements only the calls `imdd-build push-to-hub` makes through huggingface_hub 2.4 with the
 plain-LFS transfer (hf_xet disabled):
 
+    GET  /api/whoami-v2                                     whoami (the token's user is `user`)
     POST /api/repos/create                                  create_repo (409 when it exists)
     POST /api/datasets/{repo}/branch/{branch}               create_branch
     PUT  /api/datasets/{repo}/settings                      update_repo_settings (gated)
@@ -56,8 +57,8 @@ class Fault:
 
 
 class FakeHub:
-    def __init__(self, token: str):
-        self.token = token
+    def __init__(self, token: str, user: str = "me"):
+        self.token, self.user = token, user
         self.repos: dict[str, Repo] = {}
         self.lfs: dict[str, bytes] = {}  # sha256 -> content
         self.requests: list[tuple[str, str, str | None]] = []
@@ -157,6 +158,8 @@ class FakeHub:
 
     def route(self, method: str, path: str, query: dict, body: bytes, handler) -> tuple[int, object]:
         m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/(tree|preupload|commit|branch)/(.+?)(/.*)?", path)
+        if method == "GET" and path == "/api/whoami-v2":
+            return 200, {"type": "user", "name": self.user, "orgs": []}
         if method == "POST" and path == "/api/repos/create":
             req = json.loads(body)
             repo_id = f"{req['organization']}/{req['name']}" if req.get("organization") else req["name"]

@@ -119,3 +119,10 @@ def test_interrupted_push_resumes_without_resending(base, hub):
     assert hub.files("me/resume", "dev") == _local(staged)
     assert set(resumed[-1][3]) == first_layout - set(_local(staged)) and resumed[-1][3]
     assert repo.branches["main"] == {}  # everything went to --revision dev
+
+
+def test_push_without_a_repo_id_goes_to_imdd_1m_under_the_user(base, hub, tmp_path):
+    cli = Cli(base / "ws")
+    out = cli("push-to-hub", "--files-per-commit", "50")
+    assert out["repo_id"] == "me/imdd-1m" and "me/imdd-1m" in hub.repos
+    assert hub.files("me/imdd-1m") == _local(base / "ws" / "publish" / "me__imdd-1m")

@@ -147,7 +147,7 @@ def test_registry_gated_flag_gates_even_allowed_sources(built, tmp_path, monkeyp
 
 def test_bad_options_are_one_line_errors(built, tmp_path, monkeypatch):
     cli = _policy_cli(built, tmp_path, monkeypatch)
-    assert "repo id" in cli("push-to-hub", "no-namespace", "--dry-run", str(tmp_path / "r"), expect=2)["error"]
+    assert "repo id" in cli("push-to-hub", "too/many/parts", "--dry-run", str(tmp_path / "r"), expect=2)["error"]
     assert "nosuch" in cli("push-to-hub", "me/x", "--dry-run", str(tmp_path / "r"), "--sources", "nosuch",
                            expect=2)["error"]
     (tmp_path / "busy").mkdir()

@@ -1,5 +1,5 @@
 """The README's code blocks run: every ```python and ```bash block is executed in a folder where
-`imdd-build demo` ran (so `imdd-workspace/demo-shards` exists), in a fresh interpreter or shell.
+`imdd-build demo` and a bare `imdd-build shard` ran (so `imdd-workspace/demo-shards` and `imdd-1m` exist), in a fresh interpreter or shell.
 
 A block that cannot run there (real downloads, keys, a server, a GPU) is preceded by the line
 `<!-- readme-test: skip (why) -->`; the reason shows in the test summary (pytest -rs).
@@ -85,6 +85,8 @@ def demo_dir(tmp_path_factory) -> tuple[Path, dict]:
     work = here / "work"
     work.mkdir()
     subprocess.run(["imdd-build", "demo", "--workers", "1"], cwd=work, env=env, check=True, capture_output=True)
+    # a bare `shard` writes ./imdd-1m, so the README's `load_dataset("imdd-1m")` runs as the card writes it
+    subprocess.run(["imdd-build", "shard", "--workers", "1"], cwd=work, env=env, check=True, capture_output=True)
     return work, env
 
 
@@ -112,6 +114,8 @@ def python_results(demo_dir) -> dict[str, str | None]:
     subprocess.run(["imdd-build", "--workspace", str(work / "imdd-workspace"), "shard", "--out",
                     str(jpeg / "imdd-workspace" / "demo-shards"), "--image-ext", "jpg", "--workers", "1"],
                    env=env, check=True, capture_output=True)
+    subprocess.run(["imdd-build", "--workspace", str(work / "imdd-workspace"), "shard", "--out", str(jpeg / "imdd-1m"),
+                    "--image-ext", "jpg", "--workers", "1"], env=env, check=True, capture_output=True)
     todo = [(b.line, b.code) for b in BLOCKS if b.lang == "python" and not b.skip]
     results: dict[str, str | None] = {}
     for folder in (work, jpeg):

@@ -19,7 +19,7 @@ def test_make_key_is_clean_and_stable(source, path, expected):
 
 
 def test_make_key_tile_suffix():
-    assert make_key("severstal", "train_images/a.jpg", tile=3) == "severstal/train_images/a/tile003"
+    assert make_key("severstal", "train_images/a.jpg", tile=3) == "severstal/train_images/a/t03"
 
 
 def _record(**over):

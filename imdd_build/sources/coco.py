@@ -49,7 +49,7 @@ from ..normalize import SampleError
 from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
 from .folder import is_normal, normal_names, opt_list, product_of, resolve_option_path, seeded_group, split_name
-from .masks import MaskSource, PolygonMask, _digest
+from .masks import MaskSource, PolygonMask, _digest, polygon_layers, stack_classes
 from .options import Field, GenericOptions, Literal, Optional, field_validator
 
 
@@ -118,19 +118,32 @@ class CocoMask(MaskSource):
 
     polygons: list[list[float]] = field(default_factory=list)
     rles: list[dict] = field(default_factory=list)
+    polygon_labels: list[str] | None = None  # the category of each polygon
+    rle_labels: list[str] | None = None  # the category of each RLE
+
+    def _rle(self, rle: dict, size: tuple[int, int]) -> np.ndarray:
+        w, h = size
+        rh, rw = (int(v) for v in rle["size"])
+        if (rw, rh) != (w, h):
+            raise SampleError(f"RLE size {rw}x{rh} does not match image size {w}x{h}")
+        return rle_to_mask(rle["counts"], rh, rw)
 
     def load(self, base: Path, size: tuple[int, int], max_pixels: int) -> np.ndarray:
-        w, h = size
         mask = PolygonMask(self.polygons).load(base, size, max_pixels) > 0
         for rle in self.rles:
-            rh, rw = (int(v) for v in rle["size"])
-            if (rw, rh) != (w, h):
-                raise SampleError(f"RLE size {rw}x{rh} does not match image size {w}x{h}")
-            mask |= rle_to_mask(rle["counts"], rh, rw)
+            mask |= self._rle(rle, size)
         return mask.astype(np.uint8) * 255
 
+    def load_classes(self, base: Path, size: tuple[int, int], max_pixels: int) -> tuple[np.ndarray, list[str]] | None:
+        if self.polygon_labels is None or self.rle_labels is None:
+            return None
+        layers = polygon_layers(self.polygon_labels, self.polygons, size)
+        layers += [(label, self._rle(rle, size)) for label, rle in zip(self.rle_labels, self.rles)]
+        return stack_classes(layers, (size[1], size[0]))
+
     def fingerprint(self, base: Path) -> str:
-        return _digest({"polygons": self.polygons, "rles": self.rles})
+        labels = {"labels": [self.polygon_labels, self.rle_labels]} if self.polygon_labels is not None else {}
+        return _digest({"polygons": self.polygons, "rles": self.rles, **labels})
 
     def describe(self) -> str | None:
         return f"coco:{len(self.polygons)} polygons, {len(self.rles)} RLE"
@@ -287,6 +300,7 @@ class CocoAdapter(SourceAdapter):
     def _sample(self, rel: str, im: dict, anns: list[dict], categories: dict, normals: set[str],
                 ignore_crowd: bool, product: str, ann_name: str) -> RawSample:
         labels, normal_labels, boxes, polygons, rles = [], [], [], [], []
+        polygon_labels, rle_labels = [], []
         crowd, unsegmented = 0, 0
         for a in sorted(anns, key=lambda a: (str(a.get("id")),)):
             if a.get("category_id") not in categories:
@@ -306,9 +320,11 @@ class CocoAdapter(SourceAdapter):
             if isinstance(seg, list) and seg:
                 polys = [list(map(float, p)) for p in (seg if isinstance(seg[0], list) else [seg]) if len(p) >= 6]
                 polygons.extend(polys)
+                polygon_labels.extend(name for _ in polys)
                 unsegmented += 0 if polys else 1
             elif isinstance(seg, dict) and "counts" in seg and "size" in seg:
                 rles.append({"size": [int(v) for v in seg["size"]], "counts": seg["counts"]})
+                rle_labels.append(name)
             else:
                 unsegmented += 1
             bbox = a.get("bbox")
@@ -323,7 +339,8 @@ class CocoAdapter(SourceAdapter):
                 if max(xs) > min(xs) and max(ys) > min(ys):
                     boxes.append((name, min(xs), min(ys), max(xs), max(ys)))
         defective = bool(labels)
-        mask = CocoMask(polygons, rles) if defective and (polygons or rles) and not unsegmented else None
+        mask = CocoMask(polygons, rles, polygon_labels, rle_labels) \
+            if defective and (polygons or rles) and not unsegmented else None
         return RawSample(rel_path=rel, product=product, source_split="",
                          label="defective" if defective else "normal",
                          source_labels=list(dict.fromkeys(labels if defective else normal_labels)),

@@ -33,14 +33,17 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 from PIL import Image
 
 from ..record import Quarantined
 from .anomaly_tree import HalfMaxMask, find_tree, snake_case
 from .base import RawSample, RootError, SourceAdapter, is_image, sorted_dirs
+from .masks import MaskFiles, stack_classes
 from .options import CategoryOptions, Field
 
 SPLITS = {"train": "train", "val": "validation", "validation": "validation", "test_public": "test"}
@@ -150,7 +153,30 @@ class EyecandiesAdapter(SourceAdapter):
         paths = [union] if union is not None else [typed[t] for t in kinds]
         if not paths:
             attributes["mask"] = "missing"
+        mask = None
+        if paths:
+            mask = HalfMaxMask([self.rel(p) for p in paths])
+            if kinds:
+                mask = TypedMask(mask.paths, half_max=True, typed=[self.rel(typed[t]) for t in kinds], kinds=kinds)
         return RawSample(rel_path=self.rel(image), product=product, source_split=source_split,
-                         label="defective", source_labels=kinds or ["anomalous"],
-                         mask=HalfMaxMask([self.rel(p) for p in paths]) if paths else None,
-                         attributes=attributes)
+                         label="defective", source_labels=kinds or ["anomalous"], mask=mask, attributes=attributes)
+
+
+@dataclass
+class TypedMask(MaskFiles):
+    """The union mask (`paths`) whose pixels take the type of the typed mask covering them
+    (`typed`, one per type in `kinds`). When a union pixel is in no typed mask, the sample does not
+    say its type: no class mask."""
+
+    typed: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+
+    def load_classes(self, base: Path, size: tuple[int, int], max_pixels: int) -> tuple[np.ndarray, list[str]] | None:
+        union = self.load(base, size, max_pixels) > 0
+        layers = [(kind, self._file(base, rel, size, max_pixels) & union) for kind, rel in zip(self.kinds, self.typed)]
+        index, names = stack_classes(layers, union.shape)
+        return (index, names) if np.array_equal(index > 0, union) else None
+
+    def fingerprint(self, base: Path) -> str:
+        typed = MaskFiles(self.typed, half_max=True, labels=self.kinds)
+        return f"{super().fingerprint(base)}+{typed.fingerprint(base)}"

@@ -109,17 +109,27 @@ class MVTecLOCOAdapter(AnomalyTreeAdapter):
     def mask_for(self, category, class_dir, image, masks) -> MaskSource | None:
         found = masks.get(image.stem.lower())
         files = self._files(found) if found else []
-        return MaskFiles([self.rel(f) for f in files], threshold=0) if files else None
+        if not files:
+            return None
+        rels = [self.rel(f) for f in files]
+        config = self._config(category) if self.subtypes else {}
+        # One file per annotated region, its gray value naming the sub-type: the class of each file.
+        labels = [config.get(v, f"pixel_value_{v}") for v in (max(gray_values(f), default=0) for f in files)] \
+            if config else None
+        return MaskFiles(rels, threshold=0, labels=labels)
+
+    def _config(self, category: Path) -> dict[int, str]:
+        if category not in self._configs:
+            self._configs[category] = read_defects_config(category / CONFIG) or \
+                read_defects_config(self.base / CONFIG)
+        return self._configs[category]
 
     def extra(self, category, class_dir, image, mask) -> dict:
         if mask is None:
             return {"mask": "missing"}
         if not self.subtypes:
             return {}
-        if category not in self._configs:
-            self._configs[category] = read_defects_config(category / CONFIG) or \
-                read_defects_config(self.base / CONFIG)
-        config = self._configs[category]
+        config = self._config(category)
         if not config:
             return {}
         values = sorted(set().union(*(gray_values(self.base / p) for p in mask.paths)))

@@ -21,9 +21,10 @@ A listed image that is not in `train_images/` is quarantined.
 Masks: EncodedPixels is "start length start length ...", 1-based, numbered column-major (top to
 bottom, then left to right) over the 256x1600 image: decoded with `masks.RleMask` (order "F").
 An image may have several classes: their runs are OR-ed into one binary mask (pixels claimed by two
-classes, which is rare, simply count once; there is no per-class mask in the record). The class ids
-stay in `source_labels` (the CSV spelling "1".."4") and in attributes `class_ids`, with the number
-of pixels each class's runs cover in `class_pixels`. A malformed RLE (odd count, run outside the
+classes, which is rare, simply count once), and each RLE keeps its ClassId for `class_mask` (the
+later class wins an overlap; the taxonomy maps every ClassId to `anomaly` unless `--label-map`
+names them). The class ids stay in `source_labels` (the CSV spelling "1".."4") and in attributes
+`class_ids`, with the number of pixels each class's runs cover in `class_pixels`. A malformed RLE (odd count, run outside the
 image) quarantines that image at ingest, as does an image whose size is not the RLE shape.
 Option `rle_shape=HxW` (default 256x1600) changes the shape the runs are numbered over.
 
@@ -144,6 +145,7 @@ class SeverstalAdapter(SourceAdapter):
             yield RawSample(
                 rel_path=image.relative_to(self.base).as_posix(), product="steel", source_split="",
                 label="defective" if defective else "normal", source_labels=[str(c) for c in class_ids],
-                mask=RleMask([rle for c in class_ids for rle in classes[c]], shape) if defective else None,
+                mask=RleMask([rle for c in class_ids for rle in classes[c]], shape,
+                             labels=[str(c) for c in class_ids for _ in classes[c]]) if defective else None,
                 split=self.seeded(image.stem.lower()), split_origin="seeded", attributes=attributes,
             )

@@ -3,7 +3,8 @@
 Two layouts, detected from the root:
 * raw archive: `split_csv/1cls.csv` (object,split,label,image,mask; root-relative paths) decides the
   split, images `<object>/Data/Images/{Normal,Anomaly}/*.JPG`, class-index masks
-  `<object>/Data/Masks/Anomaly/*.png` (binarized: any non-zero is defect), free-text defect names in
+  `<object>/Data/Masks/Anomaly/*.png` (any non-zero is defect; the value names the defect class by
+  the repo's per-object `id2class` table, which gives `class_mask`), free-text defect names in
   `<object>/image_anno.csv` when present;
 * the converted "VisA_pytorch" copy: an MVTec-like tree with `good`/`bad`, masks in `ground_truth/bad`.
 """
@@ -16,10 +17,41 @@ from pathlib import Path
 
 from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, resolve_ci
+from .masks import ClassIndexMask
 from .mvtec_tree import find_categories, iter_mvtec_tree
 from .options import CategoryOptions
 
 SPLIT_CSV = "split_csv/1cls.csv"
+
+# The spot-diff repo's per-object id2class tables: mask value -> defect class (0 is background).
+ID2CLASS: dict[str, list[str]] = {
+    "pcb1": ["Bent", "Melt", "Scratch", "Missing"],
+    "pcb2": ["Bent", "Melt", "Scratch", "Missing"],
+    "pcb3": ["Bent", "Melt", "Scratch", "Missing"],
+    "pcb4": ["Burnt", "Scratch", "Missing", "Damage", "Extra", "Wrong Place", "Dirt"],
+    "capsules": ["Bubble", "Discolor", "Scratch", "Leak", "Misshape"],
+    "candle": ["Chunk Of Wax Missing", "Damaged Corner of Packaging", "weird candle wick", "Different Colour Spot",
+               "Extra Wax in Candle", "Foreign Particals on Candle", "Wax Melded out of the candle", "Other"],
+    "cashew": ["Burnt", "Corner or Edge Breakage", "Different Colour Spot", "Middle Breakage", "Small Holes",
+               "Small Scratches", "Stuck Together", "Same Colour Spot", "Other"],
+    "chewinggum": ["Chunk of gum missing", "Corner Missing", "Scratches", "Similar Colour Spot", "Small Cracks",
+                   "Other"],
+    "fryum": ["Burnt", "Corner or Edge Breakage", "Different Colour Spot", "Fryum Stuck Together",
+              "Middle Breakage", "Similar Colour Spot", "Small Scratches", "Other"],
+    "macaroni1": ["Chip Around Edge And Corner", "Different Colour Spot", "Middle Breakage", "Similar Colour Spot",
+                  "Small Cracks", "Small Scratches", "Other"],
+    "macaroni2": ["Breakage down the middle", "Color spot similar to the Object", "Different Color spot",
+                  "Small chip around edge", "Small Cracks", "Small Scratches", "Other"],
+    "pipe_fryum": ["Burnt", "Corner And Edge Breakage", "Different Colour Spot", "Middle Breakage",
+                   "Similar Colour Spot", "Small Scratches", "Stuck Together", "Small Cracks", "Other"],
+}
+
+
+def visa_class_mask(obj: str, mask_rel: str, defects: list[str]) -> ClassIndexMask:
+    """The class-index mask of one anomalous image; a value outside the object's table takes the
+    image's own defect name when it has exactly one."""
+    names = dict(enumerate(ID2CLASS.get(obj, []), start=1))
+    return ClassIndexMask(mask_rel, names, fallback=defects[0] if len(defects) == 1 else None)
 _NORMAL = {"normal", "good", "ok"}
 
 
@@ -98,5 +130,6 @@ class VisAAdapter(SourceAdapter):
                 yield RawSample(
                     rel_path=image.relative_to(self.root).as_posix(), product=obj,
                     source_split=row["split"].strip(), label="normal" if normal else "defective",
-                    source_labels=defects if not normal else [row["label"].strip()], mask_path=mask,
+                    source_labels=defects if not normal else [row["label"].strip()],
+                    mask=visa_class_mask(obj, mask, defects) if mask else None,
                 )

@@ -18,7 +18,9 @@ Difficult objects are kept (their number is in the source attributes, `difficult
 cannot be parsed, or an object with an empty or incomplete box, quarantines its image.
 
 Masks (optional): `SegmentationClass/<stem>.png` (palette class indices; 0 background and 255 the
-"void" border are not defect) or `SegmentationObject/` when present.
+"void" border are not defect) or `SegmentationObject/` when present. The class mask names each
+SegmentationClass index by `labelmap.txt` (CVAT/VOC export: `name:r,g,b::` per line, background
+first) when present; an image whose objects are all of one class gets that class either way.
 
 Splits: `ImageSets/Main/{train,val,test}.txt` (also `trainval.txt`, used for ids in no train/val
 list, as train) list image ids; a listed id without image is quarantined with its list and line; an
@@ -35,7 +37,7 @@ from pathlib import Path
 from ..record import Quarantined
 from .base import IMAGE_EXTS, RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
 from .folder import is_normal, normal_names, opt_bool, product_of, resolve_option_path, seeded_group, walk_images
-from .masks import MaskFiles
+from .masks import ClassIndexMask, MaskFiles
 from .vocxml import VocError, parse_voc
 from .options import Field, GenericOptions, Optional
 
@@ -118,6 +120,7 @@ class VocAdapter(SourceAdapter):
             yield item
         seg_dir = _child(voc, ("segmentationclass",)) or _child(voc, ("segmentationobject",))
         seg = {p.stem.lower(): p for p in walk_images(seg_dir)} if seg_dir is not None else {}
+        class_names = read_labelmap(voc) if seg_dir is not None and seg_dir.name.lower() == "segmentationclass" else {}
         for image in images:
             rel = self._rel(image)
             xml = paired.get(image)
@@ -146,7 +149,7 @@ class VocAdapter(SourceAdapter):
                 source_labels=list(dict.fromkeys(o.name for o in objects)) if defective
                 else list(dict.fromkeys(normal_objects)),
                 boxes=[(o.name, *o.box) for o in objects],
-                mask=MaskFiles([self._rel(mask_file)], values=list(range(1, 255))) if mask_file else None,
+                mask=_voc_mask(self._rel(mask_file), class_names, objects) if mask_file else None,
                 attributes={"difficult": difficult} if difficult else {},
             )
             if split:
@@ -206,3 +209,21 @@ class VocAdapter(SourceAdapter):
 
 
 __all__ = ["VocAdapter"]
+
+
+def read_labelmap(voc: Path) -> dict[int, str]:
+    """`labelmap.txt` (one `name:color:parts:actions` line per class index, `#` comments): index -> name."""
+    path = resolve_ci(voc, "labelmap.txt")
+    if path is None or not path.is_file():
+        return {}
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines()]
+    names = [ln.split(":", 1)[0].strip() for ln in lines if ln and not ln.startswith("#")]
+    return {i: name for i, name in enumerate(names) if i > 0 and name}
+
+
+def _voc_mask(rel: str, class_names: dict[int, str], objects) -> MaskFiles | ClassIndexMask:
+    values = list(range(1, 255))
+    kinds = list(dict.fromkeys(o.name for o in objects))
+    if class_names or len(kinds) == 1:
+        return ClassIndexMask(rel, class_names, values=values, fallback=kinds[0] if len(kinds) == 1 else None)
+    return MaskFiles([rel], values=values)  # several classes, indices unnamed: no class mask

@@ -40,7 +40,7 @@ from PIL import Image, ImageDraw
 from ..record import Quarantined
 from .base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
 from .folder import is_normal, normal_names, opt_list, product_of, seeded_group, split_name, walk_images
-from .masks import MaskSource, _digest
+from .masks import MaskSource, _digest, stack_classes
 from .options import Field, GenericOptions, Optional, field_validator
 
 YAML_NAMES = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
@@ -53,17 +53,27 @@ class NormalizedPolygonMask(MaskSource):
     """Filled polygons with coordinates normalized to 0..1 of the image width/height."""
 
     polygons: list[list[float]] = field(default_factory=list)
+    labels: list[str] | None = None  # the class name of each polygon
 
-    def load(self, base: Path, size: tuple[int, int], max_pixels: int) -> np.ndarray:
+    def _draw(self, polygons: list[list[float]], size: tuple[int, int]) -> np.ndarray:
         w, h = size
         im = Image.new("L", size, 0)
         draw = ImageDraw.Draw(im)
-        for poly in self.polygons:
+        for poly in polygons:
             draw.polygon([(poly[i] * w, poly[i + 1] * h) for i in range(0, len(poly) - 1, 2)], fill=255)
         return np.asarray(im).copy()
 
+    def load(self, base: Path, size: tuple[int, int], max_pixels: int) -> np.ndarray:
+        return self._draw(self.polygons, size)
+
+    def load_classes(self, base: Path, size: tuple[int, int], max_pixels: int) -> tuple[np.ndarray, list[str]] | None:
+        if self.labels is None or len(self.labels) != len(self.polygons):
+            return None
+        return stack_classes([(label, self._draw([poly], size) > 0) for label, poly in zip(self.labels, self.polygons)],
+                             (size[1], size[0]))
+
     def fingerprint(self, base: Path) -> str:
-        return _digest({"normalized_polygons": self.polygons})
+        return _digest({"normalized_polygons": self.polygons, **({"labels": self.labels} if self.labels else {})})
 
     def describe(self) -> str | None:
         return f"yolo:{len(self.polygons)} polygons"
@@ -243,7 +253,8 @@ class YoloAdapter(SourceAdapter):
             return RawSample(rel_path=rel, product=product, source_split="", label="normal",
                              source_labels=list(dict.fromkeys(normal_labels)))
         polygons = [c for _, c in kept if len(c) > 4]
-        mask = NormalizedPolygonMask(polygons) if len(polygons) == len(kept) else None
+        labels_of_polygons = [n for n, c in kept if len(c) > 4]
+        mask = NormalizedPolygonMask(polygons, labels_of_polygons) if len(polygons) == len(kept) else None
         boxes = []
         size = oriented_size(image)
         if size is not None:

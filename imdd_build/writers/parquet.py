@@ -19,7 +19,7 @@ class ParquetShardWriter:
 
     extension = "parquet"
 
-    def __init__(self, path: Path, image_ext: str, with_masks: bool):
+    def __init__(self, path: Path, image_ext: str, with_masks: bool, with_class_masks: bool = False):
         self.path = Path(path)
         self.tmp = self.path.with_name(f".{self.path.name}.tmp")
         self.schema = arrow_schema()
@@ -28,16 +28,17 @@ class ParquetShardWriter:
         self.count = 0
         # Media bytes are already compressed images: store them plain, compress the rest.
         compression = {name: "snappy" for name in _leaf_paths(self.schema)}
-        for col in ("image", "mask"):
+        for col in ("image", "mask", "class_mask"):
             compression[f"{col}.bytes"] = "none"
         self.writer = pq.ParquetWriter(self.tmp, self.schema, compression=compression, use_dictionary=True,
                                        write_statistics=True)
 
-    def write(self, record: Record, image: bytes, image_ext: str, mask: bytes | None) -> None:
-        nbytes = len(image) + len(mask or b"") + 1024
+    def write(self, record: Record, image: bytes, image_ext: str, mask: bytes | None,
+              class_mask: bytes | None = None) -> None:
+        nbytes = len(image) + len(mask or b"") + len(class_mask or b"") + 1024
         if self.rows and self.pending_bytes + nbytes > ROW_GROUP_BYTES:
             self._flush()  # close the row group before it would pass the limit
-        self.rows.append(record_row(record, image, image_ext, mask))
+        self.rows.append(record_row(record, image, image_ext, mask, class_mask))
         self.pending_bytes += nbytes
         self.count += 1
 

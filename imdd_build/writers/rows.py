@@ -19,13 +19,14 @@ def _list(feature: dict) -> dict:
 
 _STRING_COLUMNS = ("source", "domain", "product", "split", "source_split", "label", "source_path",
                    "mask_source_path", "sha256", "orig_mode", "orig_format", "license", "caption_source",
-                   "caption_status", "caption_meta")
+                   "caption_status", "caption_meta", "parent", "resize_note")
 
 # Column order of every shard: identity and the pixels first, then labels, then provenance.
 FEATURES: dict = {
     "key": _value("string"),
     "image": {"_type": "Image"},
     "mask": {"_type": "Image"},
+    "class_mask": {"_type": "Image"},  # 0 background, k = 1 + index into defect_types
     "caption": _value("string"),
     **{c: _value("string") for c in _STRING_COLUMNS[:6]},
     "defect_types": _list(_value("string")),
@@ -35,10 +36,12 @@ FEATURES: dict = {
     "source_attributes": _value("string"),  # JSON: source facts such as ELPV's defect probability
     "boxes": _list({k: _value("string" if k == "label" else "float32") for k in ("label", "x0", "y0", "x1", "y1")}),
     "has_mask": _value("bool"),
+    "has_class_mask": _value("bool"),
     "attributes": {
         "location": _value("string"), "locations": _list(_value("string")), "area_fraction": _value("float32"),
         "regions": _value("int32"), "elongation": _value("float32"), "shape": _value("string"),
         "severity": _value("string"), "basis": _value("string"),
+        "instances": _value("string"),  # JSON: defect type -> instance count
     },
     **{c: _value("string") for c in _STRING_COLUMNS[6:9]},
     "orig_width": _value("int32"),
@@ -73,11 +76,14 @@ def arrow_schema() -> pa.Schema:
     return pa.schema(fields, metadata=meta)
 
 
-def record_row(record: Record, image: bytes, image_ext: str, mask: bytes | None) -> dict:
+def record_row(record: Record, image: bytes, image_ext: str, mask: bytes | None,
+               class_mask: bytes | None = None) -> dict:
     """One record as a row of `arrow_schema()` (pixel bytes embedded)."""
     row = record.shard_metadata()
-    row["image"] = {"bytes": image, "path": f"{record.key.rsplit('/', 1)[-1]}.{image_ext}"}
-    row["mask"] = {"bytes": mask, "path": f"{record.key.rsplit('/', 1)[-1]}.mask.png"} if mask is not None else None
+    name = record.key.rsplit('/', 1)[-1]
+    row["image"] = {"bytes": image, "path": f"{name}.{image_ext}"}
+    row["mask"] = {"bytes": mask, "path": f"{name}.mask.png"} if mask is not None else None
+    row["class_mask"] = {"bytes": class_mask, "path": f"{name}.class_mask.png"} if class_mask is not None else None
     row["caption_meta"] = json.dumps(row["caption_meta"], sort_keys=True)
     row["source_attributes"] = json.dumps(row["source_attributes"], sort_keys=True)
     return {name: row.get(name) for name in FEATURES}

@@ -42,7 +42,7 @@ def write_aitex(root):
 
 def test_ingest_codes_masks_and_normals(tmp_path, cli, workspace):
     write_aitex(tmp_path / "aitex")
-    out = cli("ingest", "aitex", "--root", str(tmp_path / "aitex"), "--workers", "1")
+    out = cli("ingest", "aitex", "--root", str(tmp_path / "aitex"), "--workers", "1", "--resize-mode", "letterbox")
     assert out["records"] == 8
     assert out["by_label"] == {"defective": 4, "normal": 4}
     assert sum(out["by_split"].values()) == 8
@@ -74,7 +74,7 @@ def test_ingest_codes_masks_and_normals(tmp_path, cli, workspace):
 def test_category_filter_and_wrong_root(tmp_path, cli):
     write_aitex(tmp_path / "aitex")
     out = cli("ingest", "aitex", "--root", str(tmp_path / "aitex/AITEX"), "--workers", "1",
-              "--category", "fabric_00")
+              "--resize-mode", "letterbox", "--category", "fabric_00")
     assert out["records"] == 3 and out["by_label"] == {"defective": 1, "normal": 2}
     with pytest.raises(RootError, match="no Defect_images"):
         AITEXAdapter(tmp_path / "aitex/AITEX/Mask_images")

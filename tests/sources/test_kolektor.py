@@ -102,7 +102,7 @@ def write_ksdd2(root):
 
 def test_ksdd2_official_split_and_defect_iff_mask_nonzero(tmp_path, cli, workspace):
     write_ksdd2(tmp_path / "ksdd2")
-    out = cli("ingest", "ksdd2", "--root", str(tmp_path / "ksdd2"), "--workers", "1")
+    out = cli("ingest", "ksdd2", "--root", str(tmp_path / "ksdd2"), "--workers", "1", "--resize-mode", "letterbox")
     assert out["records"] == 6
     assert out["by_split"] == {"test": 3, "train": 3}
     assert out["by_label"] == {"defective": 2, "normal": 4}

@@ -65,10 +65,14 @@ def test_ingest_loco_with_config(tmp_path, cli, workspace):
     assert out["records"] == 7 and out["quarantined"] == 0
     assert out["by_split"] == {"test": 4, "train": 2, "validation": 1}
     assert out["by_label"] == {"defective": 3, "normal": 4}
-    assert out["by_defect_type"] == {"logical_anomaly": 1, "structural_anomaly": 2}
+    # the sub-types that the mask files' gray values name join the kind (class_mask indexes them)
+    assert out["by_defect_type"] == {"box_damaged": 1, "logical_anomaly": 1, "missing_almonds": 1,
+                                     "structural_anomaly": 2, "too_many_oranges": 1}
     with Workspace(workspace).catalog() as catalog:
         r = catalog.get(make_key("mvtec_loco", "breakfast_box/test/logical_anomalies/000.png"))
-        assert r.source_labels == ["logical_anomalies"] and r.defect_types == ["logical_anomaly"]
+        assert r.source_labels == ["logical_anomalies"]
+        assert r.defect_types == ["logical_anomaly", "missing_almonds", "too_many_oranges"]
+        assert r.attributes.instances == {"missing_almonds": 1, "too_many_oranges": 1}
         assert r.source_attributes["defects"] == ["too_many_oranges", "missing_almonds"]
         assert r.domain == "packaging" and r.attributes.regions == 2 and len(r.boxes) == 2  # both files, gray 241 and 255
         v = catalog.get(make_key("mvtec_loco", "breakfast_box/validation/good/000.png"))

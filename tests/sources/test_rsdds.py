@@ -36,7 +36,7 @@ def write_rsdds(root: Path) -> None:
 
 def test_sets_as_products_jpeg_masks_thresholded(tmp_path, cli, workspace):
     write_rsdds(tmp_path / "RSDDs")
-    out = cli("ingest", "rsdds", "--root", str(tmp_path / "RSDDs"), "--workers", "1")
+    out = cli("ingest", "rsdds", "--root", str(tmp_path / "RSDDs"), "--workers", "1", "--resize-mode", "letterbox")
     assert out["records"] == 3 and out["by_label"] == {"defective": 3}
     assert out["by_defect_type"] == {"anomaly": 3} and sum(out["by_split"].values()) == 3
     assert out["quarantine"] == [{"path": f"{T1}/Rail surface images/rail_3.jpg",
@@ -56,7 +56,7 @@ def test_sets_as_products_jpeg_masks_thresholded(tmp_path, cli, workspace):
 
 def test_one_set_root_category_filter_and_wrong_root(tmp_path, cli):
     write_rsdds(tmp_path / "RSDDs")
-    out = cli("ingest", "rsdds", "--root", str(tmp_path / "RSDDs" / T2), "--workers", "1")
+    out = cli("ingest", "rsdds", "--root", str(tmp_path / "RSDDs" / T2), "--workers", "1", "--resize-mode", "letterbox")
     assert out["records"] == 1 and out["quarantined"] == 0
     assert out["by_split"] == {seeded_split("rsdds", "Type-II/rail_1"): 1}
     whole = [s.rel_path for s in RSDDsAdapter(tmp_path / "RSDDs").samples() if hasattr(s, "rel_path")]

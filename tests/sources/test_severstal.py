@@ -75,7 +75,8 @@ def test_ingest_both_csv_versions(tmp_path, cli, workspace, old_csv):
     root = tmp_path / "severstal"
     data = root / "severstal-steel-defect-detection" if old_csv else root  # extra level tolerated
     write_severstal(data, old_csv)
-    out = cli("ingest", "severstal", "--root", str(root), "--workers", "1", "--opt", f"rle_shape={H}x{W}")
+    out = cli("ingest", "severstal", "--root", str(root), "--workers", "1", "--resize-mode", "letterbox",
+              "--opt", f"rle_shape={H}x{W}")
     assert out["records"] == 3  # test_images and the stray ._ file are not ingested
     assert out["by_label"] == {"defective": 2, "normal": 1}
     assert sum(out["by_split"].values()) == 3 and set(out["by_split"]) <= {"train", "validation", "test"}
@@ -110,7 +111,7 @@ def test_default_rle_shape_is_official_and_mismatch_is_quarantined(tmp_path, cli
     samples = [s for s in SeverstalAdapter(tmp_path / "s").samples() if hasattr(s, "mask")]
     assert {s.mask.shape for s in samples if s.mask} == {(256, 1600)}
     assert all(s.mask.order == "F" and s.mask.one_based for s in samples if s.mask)
-    out = cli("ingest", "severstal", "--root", str(tmp_path / "s"), "--workers", "1")
+    out = cli("ingest", "severstal", "--root", str(tmp_path / "s"), "--workers", "1", "--resize-mode", "letterbox")
     reasons = {q["path"]: q["reason"] for q in out["quarantine"]}
     assert "RLE mask is 1600x256, image is 64x16" in reasons["train_images/0002cc93b.jpg"]
     assert out["by_label"] == {"normal": 1}
