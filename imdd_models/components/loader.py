@@ -103,7 +103,9 @@ def load_components(root: Path, device: str | torch.device = "cpu", dtype: torch
     from diffusers import AutoencoderKL, DDPMScheduler
     from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
-    from .._compat import image_processor_class
+    from .._compat import image_processor_class, quiet_hub_progress
+
+    quiet_hub_progress()
 
     root = Path(root)
     missing = [name for name in REQUIRED if not (root / name).is_dir()]

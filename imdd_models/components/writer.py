@@ -101,9 +101,9 @@ def write_components(preset_name: str, out: Path, vae: str | None = None, text_e
     """Write the components folder for `preset_name`; returns a summary (also stored as components.json)."""
     from diffusers import DDPMScheduler
 
-    from transformers.utils import logging as hf_logging
+    from .._compat import quiet_hub_progress
 
-    hf_logging.disable_progress_bar()  # our own progress and summary only
+    quiet_hub_progress()  # our own progress and summary only
     preset = get_preset(preset_name)
     out = Path(out)
     if preset_name == "tiny" and any((vae, text_encoder, image_encoder)):
