@@ -64,8 +64,10 @@ def train_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Train the text-conditioned U-Net from scratch with the implicit captioner (accelerate: 1..N GPUs)."""
+    from contextlib import nullcontext
+
     from ..diffusion.train import train_diffusion
-    with progress_bar("train-diffusion") as bar:
+    with (progress_bar("train-diffusion") if _rank() == 0 else nullcontext(_NoBar())) as bar:
         def on_start(start: int, total: int) -> None:
             bar.total(total)
             bar.add(start)
@@ -131,6 +133,16 @@ def demo_cmd(
     from ..diffusion.demo import run_demo
     summary = run_demo(out, shards=shards, steps=steps, seed=seed, on_stage=lambda s: err.print(f"[bold]{s}[/bold]"))
     emit({"command": "demo", **summary}, as_json)
+
+
+class _NoBar:
+    """Progress for ranks other than 0: nothing (one bar per run)."""
+
+    def total(self, n: int) -> None: ...
+
+    def add(self, n: int) -> None: ...
+
+    def advance(self, *_args) -> None: ...
 
 
 def _device() -> str:

@@ -85,7 +85,7 @@ def train_diffusion(config_spec: str, data: str, components: Path, out: Path, ma
     if resume and not existing:
         raise TrainError(f"{out}: --resume but no checkpoint under {out / 'checkpoints'}")
     gpu = torch.cuda.is_available()
-    accelerator = Accelerator(mixed_precision=config.mixed_precision if gpu else "no", log_with="tensorboard",
+    accelerator = Accelerator(cpu=not gpu, mixed_precision=config.mixed_precision if gpu else "no", log_with="tensorboard",
                               project_dir=str(out / "logs"))
     rank, world = accelerator.process_index, accelerator.num_processes
     comps = load_components(components, device=accelerator.device)
@@ -207,7 +207,7 @@ def train_diffusion(config_spec: str, data: str, components: Path, out: Path, ma
         losses.add(value)
         if seen_log:
             with seen_log.open("a") as fh:
-                fh.write("".join(f"{step}\t{key}\n" for key in batch["key"]))
+                fh.write("".join(f"{step}\t{epoch}\t{key}\n" for key, epoch in zip(batch["key"], batch["_pos"][:, 1].tolist())))
         if step % config.log_every == 0 or step == max_steps:
             accelerator.log({"loss": value, "loss_diffusion": float(mse.mean()), "loss_captioner": float(loss_cap),
                              "lr": lr_scheduler.get_last_lr()[0]}, step=step)
