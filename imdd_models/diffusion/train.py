@@ -207,9 +207,11 @@ def train_diffusion(config_spec: str, data: str, components: Path, out: Path, ma
         losses.add(value)
         if seen_log:
             with seen_log.open("a") as fh:
-                fh.write("".join(f"{step}\t{epoch}\t{key}\n" for key, epoch in zip(batch["key"], batch["_pos"][:, 1].tolist())))
+                epochs = batch["_pos"][:, 1].tolist()
+                fh.write("".join(f"{step}\t{epoch}\t{key}\n" for key, epoch in zip(batch["key"], epochs)))
         if step % config.log_every == 0 or step == max_steps:
-            accelerator.log({"loss": value, "loss_diffusion": float(mse.mean()), "loss_captioner": float(loss_cap),
+            accelerator.log({"loss": value, "loss_diffusion": float(mse.detach().mean()),
+                             "loss_captioner": float(loss_cap.detach()),
                              "lr": lr_scheduler.get_last_lr()[0]}, step=step)
         if on_step and accelerator.is_main_process:
             on_step(step, value)
