@@ -11,7 +11,7 @@ from .common import JSON_OPT, RunError, emit, err, progress_bar, run_level_error
 
 
 def components_cmd(
-    preset: str = typer.Option(..., "--preset", help="tiny (random, CPU-sized) or sd15 (pretrained frozen parts)."),
+    preset: str = typer.Option(..., "--preset", help="tiny (random, CPU-sized), sd15 (pretrained frozen parts) or sd15-random (sd15 shapes, random: benchmarks)."),
     out: Path = typer.Option(..., "--out", help="Folder to write (diffusers layout)."),
     vae: Optional[str] = typer.Option(None, "--vae", help="VAE hub id or local path (sd15 default: SD1.5's)."),
     text_encoder: Optional[str] = typer.Option(None, "--text-encoder",

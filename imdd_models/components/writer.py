@@ -38,7 +38,7 @@ def _pretrained(cls, ident: str, subfolder: str):
     raise FileNotFoundError(f"{ident}: cannot load {cls.__name__} ({'; '.join(errors)})")
 
 
-def _tiny_parts(preset: dict, seed: int) -> dict:
+def _random_parts(preset: dict, seed: int) -> dict:
     from diffusers import AutoencoderKL
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -106,14 +106,14 @@ def write_components(preset_name: str, out: Path, vae: str | None = None, text_e
     quiet_hub_progress()  # our own progress and summary only
     preset = get_preset(preset_name)
     out = Path(out)
-    if preset_name == "tiny" and any((vae, text_encoder, image_encoder)):
-        parts = _pretrained_parts(vae or "", text_encoder or "", image_encoder or "") if all(
-            (vae, text_encoder, image_encoder)) else None
-        if parts is None:
-            raise ValueError("--preset tiny builds random parts: give all of --vae/--text-encoder/--image-encoder "
-                             "or none")
-    elif preset_name == "tiny":
-        parts = _tiny_parts(preset, seed)
+    random_init = isinstance(preset["vae"], dict)  # tiny, sd15-random: configs, not hub ids
+    if random_init and any((vae, text_encoder, image_encoder)):
+        if not all((vae, text_encoder, image_encoder)):
+            raise ValueError(f"--preset {preset_name} builds random parts: give all of "
+                             "--vae/--text-encoder/--image-encoder or none")
+        parts = _pretrained_parts(vae, text_encoder, image_encoder)
+    elif random_init:
+        parts = _random_parts(preset, seed)
     else:
         vae, text_encoder, image_encoder = (vae or preset["vae"], text_encoder or preset["text_encoder"],
                                             image_encoder or preset["image_encoder"])
@@ -131,7 +131,7 @@ def write_components(preset_name: str, out: Path, vae: str | None = None, text_e
     (out / "implicit_captioner").mkdir(exist_ok=True)
     (out / "implicit_captioner" / "config.json").write_text(json.dumps(captioner.config, indent=2) + "\n")
     manifest = {"format_version": FORMAT_VERSION, "preset": preset_name, "resolution": preset["resolution"],
-                "image_size": preset["image_size"], "seed": seed if preset_name == "tiny" else None,
+                "image_size": preset["image_size"], "seed": seed if random_init else None,
                 "vae": vae or "random", "text_encoder": text_encoder or "random",
                 "image_encoder": image_encoder or "random", "tokenizer": tokenizer_from,
                 "text_dim": text_dim, "image_embed_dim": captioner.config["in_dim"],
