@@ -60,3 +60,18 @@ def test_inpaint_defect_keeps_the_pixels_away_from_the_mask(trained_run, tmp_pat
     error = invoke(app, "inpaint-defect", "--model", str(run), "--image", str(tmp_path / "normal.png"), "--mask",
                    str(empty), "--prompt", "a scratch", "--out", str(tmp_path / "e"), expect=2)
     assert "mask is empty" in error["error"]
+
+
+def test_load_components_reads_a_trained_folder(trained_run, tiny_components):
+    from imdd_models.components import load_components
+    run, _ = trained_run
+    comps = load_components(run)
+    unet, captioner = comps.load_unet(), comps.load_captioner()
+    assert not any(p.requires_grad for p in unet.parameters()) and unet.config.cross_attention_dim == 32
+    assert captioner(torch.zeros(1, 512)).shape == (1, 32) and comps.resolution == 64
+    try:
+        load_components(tiny_components).load_unet()
+    except FileNotFoundError as exc:
+        assert "no trained U-Net" in str(exc)
+    else:
+        raise AssertionError("a components folder has no trained U-Net")

@@ -78,3 +78,12 @@ def test_reader_reads_a_folder_through_datasets_load_dataset(demo_shards):
     source = _hub_shards(str(demo_shards), "test")
     rows = list(iter_raw(source))
     assert len(rows) == 24 and rows[0]["image_bytes"][:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0")
+
+
+def test_imdd_build_stays_torch_free():
+    import subprocess
+    import sys
+    code = ("import sys, imdd_build.cli, imdd_build.shard, imdd_build.ingest; "
+            "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
