@@ -61,9 +61,10 @@ def write_latent_shards(comps_dir: Path, out: Path, samples: int, shard_size: in
         rows = [{"key": f"bench/{start + i:07d}", "caption": "bench",
                  "latent": rng.standard_normal(shape, dtype=np.float32).astype(np.float16).tobytes(),
                  "latent_flip": None, "latent_shape": shape,
-                 "image_embed": rng.standard_normal(manifest["image_embed_dim"], dtype=np.float32).astype(np.float16).tobytes(),
+                 "image_embed": rng.standard_normal(manifest["image_embed_dim"]).astype(np.float16).tobytes(),
                  "input_ids": ids} for i in range(n)]
-        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), out / "latents" / f"all-{start // shard_size:05d}.parquet")
+        path = out / "latents" / f"all-{start // shard_size:05d}.parquet"
+        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path)
     (out / LATENT_MANIFEST).write_text(json.dumps({"format_version": FORMAT_VERSION, "samples": samples,
                                                    "resolution": res, "components": manifest, "complete": True}))
     return out

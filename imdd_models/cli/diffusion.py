@@ -11,13 +11,14 @@ from .common import JSON_OPT, RunError, emit, err, progress_bar, run_level_error
 
 
 def components_cmd(
-    preset: str = typer.Option(..., "--preset", help="tiny (random, CPU-sized), sd15 (pretrained frozen parts) or sd15-random (sd15 shapes, random: benchmarks)."),
+    preset: str = typer.Option(..., "--preset", help="tiny (random, CPU-sized), sd15 (pretrained frozen parts) "
+                                                     "or sd15-random (sd15 shapes, random: benchmarks)."),
     out: Path = typer.Option(..., "--out", help="Folder to write (diffusers layout)."),
     vae: Optional[str] = typer.Option(None, "--vae", help="VAE hub id or local path (sd15 default: SD1.5's)."),
     text_encoder: Optional[str] = typer.Option(None, "--text-encoder",
-                                               help="CLIP text tower id/path (sd15 default: openai/clip-vit-large-patch14)."),
+                                               help="CLIP text tower id/path (sd15: openai/clip-vit-large-patch14)."),
     image_encoder: Optional[str] = typer.Option(None, "--image-encoder",
-                                                help="CLIP image tower id/path (sd15 default: openai/clip-vit-base-patch32)."),
+                                                help="CLIP image tower id/path (sd15: openai/clip-vit-base-patch32)."),
     seed: int = typer.Option(0, "--seed", help="tiny: seed of the random initialisation."),
     as_json: bool = JSON_OPT,
 ) -> None:

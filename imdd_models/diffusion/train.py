@@ -85,8 +85,8 @@ def train_diffusion(config_spec: str, data: str, components: Path, out: Path, ma
     if resume and not existing:
         raise TrainError(f"{out}: --resume but no checkpoint under {out / 'checkpoints'}")
     gpu = torch.cuda.is_available()
-    accelerator = Accelerator(cpu=not gpu, mixed_precision=config.mixed_precision if gpu else "no", log_with="tensorboard",
-                              project_dir=str(out / "logs"))
+    accelerator = Accelerator(cpu=not gpu, mixed_precision=config.mixed_precision if gpu else "no",
+                              log_with="tensorboard", project_dir=str(out / "logs"))
     rank, world = accelerator.process_index, accelerator.num_processes
     comps = load_components(components, device=accelerator.device)
     source = resolve(data, split)
@@ -172,7 +172,8 @@ def train_diffusion(config_spec: str, data: str, components: Path, out: Path, ma
                 latents, image_embeds = batch["latents"].to(accelerator.device), batch["image_embeds"]
             else:
                 latents = comps.encode_latents(batch["pixels"])
-                image_embeds = comps.image_encoder(pixel_values=batch["clip_pixels"].to(accelerator.device)).image_embeds
+                clip_pixels = batch["clip_pixels"].to(accelerator.device)
+                image_embeds = comps.image_encoder(pixel_values=clip_pixels).image_embeds
             text_context, pooled = comps.text_states(input_ids)
         latents, image_embeds = latents.float(), image_embeds.to(accelerator.device).float()
         size = latents.shape[0]

@@ -74,3 +74,20 @@ def test_two_process_ddp_over_gloo_trains_on_disjoint_samples(demo_latents, tiny
         seen[rank] = {key for _, epoch, key in rows if epoch == "0"}
     assert seen[0] and seen[1] and not seen[0] & seen[1]
     assert len(seen[0] | seen[1]) == 42  # each rank went through its whole first epoch
+
+
+def test_resume_is_exact_with_dataloader_workers_too(demo_latents, tiny_components, tmp_path):
+    # 2 workers hand out batches in turn; stopping after an odd step means the second worker is next.
+    config = tmp_path / "workers.yaml"
+    config.write_text("base: tiny\nnum_workers: 2\nshuffle_buffer: 8\n")
+    runs = {}
+    for name, legs in (("straight", [("14", [])]), ("resumed", [("7", []), ("14", ["--resume"])])):
+        out = tmp_path / name
+        for steps, extra in legs:
+            invoke(app, "train-diffusion", "--config", str(config), "--data", str(demo_latents), "--components",
+                   str(tiny_components), "--out", str(out), "--max-steps", steps, "--log-keys", *extra)
+        runs[name] = out
+    seen = {name: (out / "seen" / "rank-0.txt").read_text() for name, out in runs.items()}
+    assert seen["straight"] == seen["resumed"]
+    a, b = _weights(runs["straight"], 14), _weights(runs["resumed"], 14)
+    assert all(torch.equal(a[k], b[k]) for k in a)
