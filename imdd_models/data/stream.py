@@ -121,7 +121,7 @@ class ShardStream(IterableDataset):
                 bad = 0
                 yield sample
             if seen == 0:
-                raise RuntimeError(f"rank {self.config.rank} worker {wid}: no samples in {self.source.spec} "
+                raise ValueError(f"rank {self.config.rank} worker {wid}: no samples in {self.source.spec} "
                                    f"(split={self.config.split}, where={self.config.where})")
             epoch, done = epoch + 1, 0
 

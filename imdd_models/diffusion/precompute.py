@@ -3,7 +3,8 @@
     OUT/latents.json                  what was encoded, with which components, how far it got
     OUT/latents/{split}-{i:05d}.parquet   key, caption, latent (fp16 VAE latent mean x scaling factor),
                                       latent_flip (the horizontally flipped image's, with --flip),
-                                      image_embed (fp16 CLIP image embedding), input_ids (77 caption tokens)
+                                      image_embed (fp16 CLIP image embedding), input_ids (77 caption tokens),
+                                      split, source, label (for --split/--where)
 
 Shard i holds the i-th `shard_size` usable records in source order, so the output is deterministic.
 Each shard is written to a temporary name and renamed, then the progress (shards done, raw rows
@@ -30,7 +31,9 @@ from ..data.sources import LATENT_MANIFEST
 FORMAT_VERSION = 1
 SCHEMA = pa.schema([("key", pa.string()), ("caption", pa.string()), ("latent", pa.binary()),
                     ("latent_flip", pa.binary()), ("latent_shape", pa.list_(pa.int32())),
-                    ("image_embed", pa.binary()), ("input_ids", pa.list_(pa.int32()))])
+                    ("image_embed", pa.binary()), ("input_ids", pa.list_(pa.int32())),
+                    # carried over so that --split/--where work on latents as on images
+                    ("split", pa.string()), ("source", pa.string()), ("label", pa.string())])
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -52,7 +55,8 @@ def _encode(comps, records: list[dict], flip: bool) -> list[dict]:
                      "latent_flip": flipped[i].numpy().astype(np.float16).tobytes() if flip else None,
                      "latent_shape": list(latents.shape[1:]),
                      "image_embed": embeds[i].numpy().astype(np.float16).tobytes(),
-                     "input_ids": ids[i].tolist()})
+                     "input_ids": ids[i].tolist(),
+                     **{k: r.get(k) for k in ("split", "source", "label")}})
     return rows
 
 

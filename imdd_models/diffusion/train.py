@@ -40,7 +40,7 @@ def _lr_lambda(warmup: int):
     return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
 
 
-def _samples_in(source) -> int | None:
+def _samples_in(source, split: str | None) -> int | None:
     if source.manifest and source.manifest.get("samples") is not None:
         return int(source.manifest["samples"])
     try:
@@ -49,7 +49,7 @@ def _samples_in(source) -> int | None:
         return None
     kinds = {s["format"] for s in manifest.get("shards", [])}
     fmt = "parquet" if "parquet" in kinds else "webdataset"
-    return sum(s["samples"] for s in manifest["shards"] if s["format"] == fmt)
+    return sum(s["samples"] for s in manifest["shards"] if s["format"] == fmt and split in (None, s.get("split")))
 
 
 class _Losses:
@@ -90,7 +90,7 @@ def train_diffusion(config_spec: str, data: str, components: Path, out: Path, ma
     rank, world = accelerator.process_index, accelerator.num_processes
     comps = load_components(components, device=accelerator.device)
     source = resolve(data, split)
-    samples = _samples_in(source)
+    samples = _samples_in(source, split)
     steps_per_epoch = max(1, samples // (world * config.batch_size)) if samples else None
     if max_steps is None:
         if steps_per_epoch is None:

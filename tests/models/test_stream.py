@@ -87,3 +87,10 @@ def test_bad_samples_are_skipped_and_counted(demo_shards, tmp_path):
     samples = list(itertools.islice(iter(stream), 16))
     assert sum(int(s["_bad"]) for s in samples) == 2 and not set(broken) & {s["key"] for s in samples}
     assert all(torch.is_tensor(s["_pos"]) for s in samples)
+
+
+def test_split_and_where_filter_latents_like_images(demo_latents):
+    source = resolve(demo_latents)
+    defective = [r for r in _stream(source, where="label=defective").epoch_rows(0, 0, 1)]
+    assert len(defective) == 18 and {r["label"] for r in defective} == {"defective"}
+    assert len(list(_stream(source, split="train").epoch_rows(0, 0, 1))) == 18
