@@ -106,6 +106,7 @@ def train_diffusion(config_spec: str, data: str, components: Path, out: Path, ma
     state = {}
     if resume:
         state = load_checkpoint(existing[-1], unet, captioner, ema)
+        seed = state["seed"]  # the data order and noise continue from the run's own seed
         if state["world_size"] != world or state["num_workers"] != config.num_workers:
             raise TrainError(f"{existing[-1]}: written by {state['world_size']} process(es) x "
                              f"{state['num_workers']} worker(s); resume with the same to continue exactly")
@@ -139,6 +140,7 @@ def train_diffusion(config_spec: str, data: str, components: Path, out: Path, ma
     uncond_context = comps.text_states(comps.tokenize([""]))[0]
     eos = comps.tokenizer.eos_token_id
     start_step, started, next_worker = step, time.monotonic(), stream.worker_offset
+    saved_step = step if resume else -1
     if on_start and accelerator.is_main_process:
         on_start(start_step, max_steps)
     seen_log = (out / "seen" / f"rank-{rank}.txt") if log_keys else None
@@ -147,6 +149,8 @@ def train_diffusion(config_spec: str, data: str, components: Path, out: Path, ma
     batches = iter(loader)
 
     def checkpoint() -> None:
+        nonlocal saved_step
+        saved_step = step
         per_rank = gather_object([{"generator": tensor_state(generator.get_state()),
                                    "positions": {str(k): list(v) for k, v in positions.items()},
                                    "next_worker": next_worker}])
@@ -218,7 +222,7 @@ def train_diffusion(config_spec: str, data: str, components: Path, out: Path, ma
             on_step(step, value)
         if step % config.checkpoint_every == 0 and step < max_steps:
             checkpoint()
-    if not checkpoint_dirs(out) or checkpoint_dirs(out)[-1].name != f"step-{step:08d}":
+    if saved_step != step:  # every run ends with a checkpoint (same decision on every rank)
         checkpoint()
     elapsed = time.monotonic() - started
     if accelerator.is_main_process:
