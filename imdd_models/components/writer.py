@@ -25,12 +25,14 @@ MANIFEST = "components.json"
 def _pretrained(cls, ident: str, subfolder: str):
     """`cls.from_pretrained(ident)`, also trying the usual subfolder of a whole pipeline repo or folder."""
     local = Path(ident)
-    if local.is_dir() and (local / subfolder / "config.json").is_file():
-        return cls.from_pretrained(str(local / subfolder))
-    if local.is_dir() and (local / "config.json").is_file():
-        return cls.from_pretrained(str(local))
+    if local.is_dir():  # a pipeline folder (the part in its subfolder) or the part's own folder
+        folder = local / subfolder if (local / subfolder).is_dir() else local
+        try:
+            return cls.from_pretrained(str(folder))
+        except (OSError, ValueError) as exc:
+            raise FileNotFoundError(f"{folder}: cannot load {cls.__name__} ({str(exc).splitlines()[0]})") from None
     errors = []
-    for kwargs in ({}, {"subfolder": subfolder}):
+    for kwargs in ({"subfolder": subfolder}, {}):  # a pipeline repo first: a bare repo id may load empty
         try:
             return cls.from_pretrained(ident, **kwargs)
         except Exception as exc:  # noqa: BLE001  (OSError, HTTP errors, offline): report them all at once
@@ -67,7 +69,10 @@ def _write_tokenizer(out: Path, text_encoder_id: str | None) -> str:
     if text_encoder_id:
         from transformers import CLIPTokenizer
         try:
-            _pretrained(CLIPTokenizer, text_encoder_id, "tokenizer").save_pretrained(str(out))
+            tokenizer = _pretrained(CLIPTokenizer, text_encoder_id, "tokenizer")
+            if tokenizer.model_max_length > 77:  # some folders do not say; CLIP's text tower has 77 positions
+                tokenizer.model_max_length = 77
+            tokenizer.save_pretrained(str(out))
             return text_encoder_id
         except FileNotFoundError:
             pass
