@@ -47,3 +47,11 @@ def image_processor_class():
 def _has_torchvision() -> bool:
     import importlib.util
     return importlib.util.find_spec("torchvision") is not None
+
+
+def quiet_hub_progress() -> None:
+    """No tqdm bars from transformers/diffusers loading and saving: our commands draw their own progress."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+    transformers_logging.disable_progress_bar()
+    diffusers_logging.disable_progress_bar()

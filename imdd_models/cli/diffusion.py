@@ -7,17 +7,18 @@ from typing import Optional
 
 import typer
 
-from .common import JSON_OPT, emit, run_level_errors
+from .common import JSON_OPT, RunError, emit, err, progress_bar, run_level_errors
 
 
 def components_cmd(
-    preset: str = typer.Option(..., "--preset", help="tiny (random, CPU-sized) or sd15 (pretrained frozen parts)."),
+    preset: str = typer.Option(..., "--preset", help="tiny (random, CPU-sized), sd15 (pretrained frozen parts) "
+                                                     "or sd15-random (sd15 shapes, random: benchmarks)."),
     out: Path = typer.Option(..., "--out", help="Folder to write (diffusers layout)."),
     vae: Optional[str] = typer.Option(None, "--vae", help="VAE hub id or local path (sd15 default: SD1.5's)."),
     text_encoder: Optional[str] = typer.Option(None, "--text-encoder",
-                                               help="CLIP text tower id/path (sd15 default: openai/clip-vit-large-patch14)."),
+                                               help="CLIP text tower id/path (sd15: openai/clip-vit-large-patch14)."),
     image_encoder: Optional[str] = typer.Option(None, "--image-encoder",
-                                                help="CLIP image tower id/path (sd15 default: openai/clip-vit-base-patch32)."),
+                                                help="CLIP image tower id/path (sd15: openai/clip-vit-base-patch32)."),
     seed: int = typer.Option(0, "--seed", help="tiny: seed of the random initialisation."),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -28,6 +29,136 @@ def components_cmd(
     emit({"command": "components", **summary}, as_json)
 
 
+def precompute_cmd(
+    data: str = typer.Option(..., "--data", help="Image shards: shard folder, WebDataset tar URL(s) or Hub dataset id."),
+    components: Path = typer.Option(..., "--components", help="Components folder (imdd-models components)."),
+    out: Path = typer.Option(..., "--out", help="Latent shard folder to write (resumed if it exists)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only this split (default: all)."),
+    where: Optional[str] = typer.Option(None, "--where", help="Filter, e.g. source=demo,label=defective."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per encoder batch."),
+    shard_size: int = typer.Option(1024, "--shard-size", min=1, help="Samples per latent shard."),
+    flip: bool = typer.Option(False, "--flip", help="Also store the horizontally flipped image's latent."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Encode every image once into latent shards (VAE latent mean, CLIP image embedding, caption tokens)."""
+    from ..diffusion.precompute import precompute
+    with progress_bar("precompute") as bar:
+        summary = precompute(data, components, out, split=split, where=where, batch_size=batch_size,
+                             shard_size=shard_size, flip=flip, device=device or _device(),
+                             on_total=bar.total, on_advance=bar.add)
+    emit({"command": "precompute", **summary}, as_json)
+
+
+def train_cmd(
+    config: str = typer.Option("sd15", "--config", help="tiny, sd15 or a YAML file (base: PRESET + overrides)."),
+    data: str = typer.Option(..., "--data", help="Latent shards (precompute) or image shards (encoded online)."),
+    components: Path = typer.Option(..., "--components", help="Components folder (imdd-models components)."),
+    out: Path = typer.Option(..., "--out", help="Model folder: diffusers pipeline + implicit_captioner/ + checkpoints/."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1,
+                                            help="Stop after this step (default: the config's epochs)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initial weights, noise and data order."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only this split of --data."),
+    where: Optional[str] = typer.Option(None, "--where", help="Filter, e.g. label=defective."),
+    log_keys: bool = typer.Option(False, "--log-keys", help="Write the keys each rank trained on to OUT/seen/."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Train the text-conditioned U-Net from scratch with the implicit captioner (accelerate: 1..N GPUs)."""
+    from contextlib import nullcontext
+
+    from ..diffusion.train import train_diffusion
+    with (progress_bar("train-diffusion") if _rank() == 0 else nullcontext(_NoBar())) as bar:
+        def on_start(start: int, total: int) -> None:
+            bar.total(total)
+            bar.add(start)
+
+        summary = train_diffusion(config, data, components, out, max_steps=max_steps, resume=resume, seed=seed,
+                                  split=split, where=where, log_keys=log_keys, on_start=on_start,
+                                  on_step=lambda step, loss: bar.advance())
+    if _rank() == 0:
+        emit({"command": "train-diffusion", **summary}, as_json)
+
+
+def generate_cmd(
+    model: Path = typer.Option(..., "--model", help="Trained model folder (train-diffusion --out)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Text prompt."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Condition on this image via the implicit captioner."),
+    n: int = typer.Option(4, "--n", min=1, help="Images to generate."),
+    steps: int = typer.Option(30, "--steps", min=1, help="Sampling steps (DDIM)."),
+    guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out", help="Folder for the images and grid.png."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Generate images from a prompt, or from an image through the implicit captioner."""
+    from ..diffusion.generate import generate
+    if (prompt is None) == (image is None):
+        raise RunError("give exactly one of --prompt and --image")
+    err.print("generating ...")
+    summary = generate(model, out, prompt=prompt, image=image, n=n, steps=steps, guidance=guidance, seed=seed,
+                       device=device)
+    emit({"command": "generate", **summary}, as_json)
+
+
+def inpaint_cmd(
+    model: Path = typer.Option(..., "--model", help="Trained model folder (train-diffusion --out)."),
+    image: Path = typer.Option(..., "--image", help="A normal image, any size."),
+    mask: Path = typer.Option(..., "--mask", help="Where to paint the defect (white = defect)."),
+    prompt: str = typer.Option(..., "--prompt", help="The defect, e.g. 'a scratch on a metal plate'."),
+    steps: int = typer.Option(30, "--steps", min=1, help="Sampling steps (DDIM)."),
+    guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out", help="Folder for inpainted.png."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Paint a described defect into a normal image inside a mask; pixels away from the mask stay the input's."""
+    from ..diffusion.inpaint import inpaint_defect
+    err.print("inpainting ...")
+    summary = inpaint_defect(model, image, mask, prompt, out, steps=steps, guidance=guidance, seed=seed, device=device)
+    emit({"command": "inpaint-defect", **summary}, as_json)
+
+
+def demo_cmd(
+    out: Path = typer.Option(Path("imdd-workspace/models-demo"), "--out", help="Folder for every stage's output."),
+    shards: Optional[Path] = typer.Option(None, "--shards",
+                                          help="imdd-build demo shards (default imdd-workspace/demo-shards; "
+                                               "built when missing)."),
+    steps: int = typer.Option(150, "--steps", min=1, help="Training steps."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Tiny components, precompute, a short training run, a generated grid and an inpainted defect (CPU minutes)."""
+    from ..diffusion.demo import run_demo
+    summary = run_demo(out, shards=shards, steps=steps, seed=seed, on_stage=lambda s: err.print(f"[bold]{s}[/bold]"))
+    emit({"command": "demo", **summary}, as_json)
+
+
+class _NoBar:
+    """Progress for ranks other than 0: nothing (one bar per run)."""
+
+    def total(self, n: int) -> None: ...
+
+    def add(self, n: int) -> None: ...
+
+    def advance(self, *_args) -> None: ...
+
+
+def _device() -> str:
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _rank() -> int:
+    import os
+    return int(os.environ.get("RANK", "0"))
+
+
 def register(app: typer.Typer) -> None:
     """Add the stage-1 commands to `app`."""
-    app.command("components")(run_level_errors("components")(components_cmd))
+    for name, fn in (("components", components_cmd), ("precompute", precompute_cmd),
+                     ("train-diffusion", train_cmd), ("generate", generate_cmd), ("inpaint-defect", inpaint_cmd),
+                     ("demo", demo_cmd)):
+        app.command(name)(run_level_errors(name)(fn))

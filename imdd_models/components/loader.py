@@ -97,13 +97,28 @@ class Components:
     def new_captioner(self) -> ImplicitCaptioner:
         return ImplicitCaptioner(**self.captioner_config)
 
+    def load_unet(self):
+        """The trained U-Net of a model folder (train-diffusion --out; EMA weights when EMA was on), frozen."""
+        from diffusers import UNet2DConditionModel
+        if not any((self.root / "unet").glob("diffusion_pytorch_model*")):
+            raise FileNotFoundError(f"{self.root}: no trained U-Net weights in unet/ (a components folder?)")
+        unet = UNet2DConditionModel.from_pretrained(str(self.root / "unet"))
+        return unet.requires_grad_(False).eval().to(self.device)
+
+    def load_captioner(self) -> ImplicitCaptioner:
+        """The trained implicit captioner of a model folder, frozen."""
+        captioner = ImplicitCaptioner.from_pretrained(self.root / "implicit_captioner")
+        return captioner.requires_grad_(False).eval().to(self.device)
+
 
 def load_components(root: Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Components:
     """Load a components (or trained model) folder; FileNotFoundError naming what is missing."""
     from diffusers import AutoencoderKL, DDPMScheduler
     from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
-    from .._compat import image_processor_class
+    from .._compat import image_processor_class, quiet_hub_progress
+
+    quiet_hub_progress()
 
     root = Path(root)
     missing = [name for name in REQUIRED if not (root / name).is_dir()]

@@ -52,11 +52,26 @@ TINY_VISION = {
     "image_size": 32, "patch_size": 8, "projection_dim": 512, "hidden_act": "quick_gelu",
 }
 
+SD_VAE = {
+    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "layers_per_block": 2, "norm_num_groups": 32, "sample_size": 512, "scaling_factor": 0.18215,
+}
+CLIP_L14_TEXT = {**TINY_TEXT, "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                 "num_attention_heads": 12, "projection_dim": 768}
+CLIP_B32_VISION = {**TINY_VISION, "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                   "num_attention_heads": 12, "image_size": 224, "patch_size": 32}
+
 PRESETS = {
     "tiny": {
         "resolution": 64,  # images are resized to this before VAE encoding (latents 8x8)
         "unet": TINY_UNET, "vae": TINY_VAE, "text_encoder": TINY_TEXT, "image_encoder": TINY_VISION,
         "image_size": 32,  # the image tower's input (feature extractor crop)
+    },
+    # The sd15 shapes with random weights: throughput benchmarks on machines that cannot download.
+    "sd15-random": {
+        "resolution": 512, "unet": SD15_UNET, "vae": SD_VAE, "text_encoder": CLIP_L14_TEXT,
+        "image_encoder": CLIP_B32_VISION, "image_size": 224,
     },
     "sd15": {
         "resolution": 512, "unet": SD15_UNET, "image_size": 224,

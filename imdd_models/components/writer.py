@@ -25,12 +25,14 @@ MANIFEST = "components.json"
 def _pretrained(cls, ident: str, subfolder: str):
     """`cls.from_pretrained(ident)`, also trying the usual subfolder of a whole pipeline repo or folder."""
     local = Path(ident)
-    if local.is_dir() and (local / subfolder / "config.json").is_file():
-        return cls.from_pretrained(str(local / subfolder))
-    if local.is_dir() and (local / "config.json").is_file():
-        return cls.from_pretrained(str(local))
+    if local.is_dir():  # a pipeline folder (the part in its subfolder) or the part's own folder
+        folder = local / subfolder if (local / subfolder).is_dir() else local
+        try:
+            return cls.from_pretrained(str(folder))
+        except (OSError, ValueError) as exc:
+            raise FileNotFoundError(f"{folder}: cannot load {cls.__name__} ({str(exc).splitlines()[0]})") from None
     errors = []
-    for kwargs in ({}, {"subfolder": subfolder}):
+    for kwargs in ({"subfolder": subfolder}, {}):  # a pipeline repo first: a bare repo id may load empty
         try:
             return cls.from_pretrained(ident, **kwargs)
         except Exception as exc:  # noqa: BLE001  (OSError, HTTP errors, offline): report them all at once
@@ -38,7 +40,7 @@ def _pretrained(cls, ident: str, subfolder: str):
     raise FileNotFoundError(f"{ident}: cannot load {cls.__name__} ({'; '.join(errors)})")
 
 
-def _tiny_parts(preset: dict, seed: int) -> dict:
+def _random_parts(preset: dict, seed: int) -> dict:
     from diffusers import AutoencoderKL
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -67,7 +69,10 @@ def _write_tokenizer(out: Path, text_encoder_id: str | None) -> str:
     if text_encoder_id:
         from transformers import CLIPTokenizer
         try:
-            _pretrained(CLIPTokenizer, text_encoder_id, "tokenizer").save_pretrained(str(out))
+            tokenizer = _pretrained(CLIPTokenizer, text_encoder_id, "tokenizer")
+            if tokenizer.model_max_length > 77:  # some folders do not say; CLIP's text tower has 77 positions
+                tokenizer.model_max_length = 77
+            tokenizer.save_pretrained(str(out))
             return text_encoder_id
         except FileNotFoundError:
             pass
@@ -101,19 +106,19 @@ def write_components(preset_name: str, out: Path, vae: str | None = None, text_e
     """Write the components folder for `preset_name`; returns a summary (also stored as components.json)."""
     from diffusers import DDPMScheduler
 
-    from transformers.utils import logging as hf_logging
+    from .._compat import quiet_hub_progress
 
-    hf_logging.disable_progress_bar()  # our own progress and summary only
+    quiet_hub_progress()  # our own progress and summary only
     preset = get_preset(preset_name)
     out = Path(out)
-    if preset_name == "tiny" and any((vae, text_encoder, image_encoder)):
-        parts = _pretrained_parts(vae or "", text_encoder or "", image_encoder or "") if all(
-            (vae, text_encoder, image_encoder)) else None
-        if parts is None:
-            raise ValueError("--preset tiny builds random parts: give all of --vae/--text-encoder/--image-encoder "
-                             "or none")
-    elif preset_name == "tiny":
-        parts = _tiny_parts(preset, seed)
+    random_init = isinstance(preset["vae"], dict)  # tiny, sd15-random: configs, not hub ids
+    if random_init and any((vae, text_encoder, image_encoder)):
+        if not all((vae, text_encoder, image_encoder)):
+            raise ValueError(f"--preset {preset_name} builds random parts: give all of "
+                             "--vae/--text-encoder/--image-encoder or none")
+        parts = _pretrained_parts(vae, text_encoder, image_encoder)
+    elif random_init:
+        parts = _random_parts(preset, seed)
     else:
         vae, text_encoder, image_encoder = (vae or preset["vae"], text_encoder or preset["text_encoder"],
                                             image_encoder or preset["image_encoder"])
@@ -131,7 +136,7 @@ def write_components(preset_name: str, out: Path, vae: str | None = None, text_e
     (out / "implicit_captioner").mkdir(exist_ok=True)
     (out / "implicit_captioner" / "config.json").write_text(json.dumps(captioner.config, indent=2) + "\n")
     manifest = {"format_version": FORMAT_VERSION, "preset": preset_name, "resolution": preset["resolution"],
-                "image_size": preset["image_size"], "seed": seed if preset_name == "tiny" else None,
+                "image_size": preset["image_size"], "seed": seed if random_init else None,
                 "vae": vae or "random", "text_encoder": text_encoder or "random",
                 "image_encoder": image_encoder or "random", "tokenizer": tokenizer_from,
                 "text_dim": text_dim, "image_embed_dim": captioner.config["in_dim"],

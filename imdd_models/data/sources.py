@@ -60,7 +60,7 @@ def _local_shards(root: Path, split: str | None, fmt: str | None) -> DataSource:
         manifest = json.loads((root / LATENT_MANIFEST).read_text())
         files = sorted((root / "latents").glob("*.parquet"))
         shards = [Shard("latents", str(f), _split_of(f)) for f in files]
-        return DataSource(str(root), "latents", [s for s in shards if split in (None, s.split)], manifest)
+        return DataSource(str(root), "latents", [s for s in shards if split in (None, s.split, "all")], manifest)
     parquet = sorted((root / "data").rglob("*.parquet")) if (root / "data").is_dir() else []
     tars = sorted((root / "webdataset").rglob("*.tar")) if (root / "webdataset").is_dir() else []
     if fmt == "webdataset" or (not parquet and fmt != "parquet"):

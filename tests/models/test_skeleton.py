@@ -78,3 +78,30 @@ def test_reader_reads_a_folder_through_datasets_load_dataset(demo_shards):
     source = _hub_shards(str(demo_shards), "test")
     rows = list(iter_raw(source))
     assert len(rows) == 24 and rows[0]["image_bytes"][:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0")
+
+
+def test_imdd_build_stays_torch_free():
+    import subprocess
+    import sys
+    code = ("import sys, imdd_build.cli, imdd_build.shard, imdd_build.ingest; "
+            "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sd15_preset_loads_frozen_parts_with_from_pretrained_from_local_folders(tiny_components, tmp_path):
+    # Offline stand-in for the hub ids: a folder with vae/, text_encoder/, image_encoder/ subfolders.
+    out = tmp_path / "sd15"
+    result = CliRunner().invoke(app, ["components", "--preset", "sd15", "--out", str(out), "--vae", str(tiny_components),
+                                      "--text-encoder", str(tiny_components), "--image-encoder",
+                                      str(tiny_components), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["vae"] == str(tiny_components) and summary["tokenizer"] == str(tiny_components)
+    unet = json.loads((out / "unet" / "config.json").read_text())
+    assert unet["block_out_channels"] == [320, 640, 1280, 1280] and unet["cross_attention_dim"] == 32
+    comps = load_components(out)
+    assert comps.tokenize(["a cat"])[0, :4].tolist() == [49406, 320, 2368, 49407]
+    missing = CliRunner().invoke(app, ["components", "--preset", "sd15", "--out", str(tmp_path / "x"), "--vae",
+                                       str(tmp_path / "nowhere"), "--json"])
+    assert missing.exit_code == 2 and "cannot load AutoencoderKL" in missing.stdout

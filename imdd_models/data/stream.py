@@ -1,0 +1,134 @@
+"""The training stream: endless, shuffled, split across ranks and DataLoader workers, resumable exactly.
+
+Per epoch `e` (seeded by `seed` and `e`): the shards are shuffled; every (rank, worker) *slot* takes
+shards `slot::slots` when the shard count divides evenly, otherwise every row `i` with `i % slots == slot`
+(the rule `datasets.distributed.split_dataset_by_node` and webdataset's node/worker splitters apply), so
+slots see disjoint samples. Rows pass a seeded shuffle buffer, then the sample transform (decoding).
+A slot whose rows run out starts the next epoch, so every rank yields a batch at every step and DDP ranks
+stay in step; an epoch is `samples // (world_size * batch_size)` steps for every rank.
+
+Bad samples (the transform raises BadSample) are skipped; each yielded sample carries how many were
+skipped before it (`_bad`) and its position (`_pos` = worker, epoch, index in the slot's shuffled order).
+Resuming from the positions of the last consumed samples replays the same order and skips rows
+without decoding them, so a resumed run sees exactly the samples an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from .records import BadSample
+from .sources import DataSource, shard_rows
+from .where import matches, parse_where
+
+
+def seeded(*parts) -> int:
+    """A stable 64-bit seed from any parts (Python's hash() is salted per process)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
+
+
+@dataclass
+class StreamConfig:
+    seed: int = 0
+    shuffle_buffer: int = 1000
+    shuffle_shards: bool = True
+    rank: int = 0
+    world_size: int = 1
+    split: str | None = None
+    where: str | None = None
+    start: dict = field(default_factory=dict)  # worker id -> (epoch, index of the last consumed sample)
+    # DataLoader hands out batches from its workers round-robin starting at worker 0; after a resume the
+    # worker that was next must come first, so physical worker w plays logical worker (w + offset) % workers.
+    worker_offset: int = 0
+
+
+def shuffle_buffer(rows: Iterator, size: int, rng: random.Random) -> Iterator:
+    """A streaming shuffle: keep `size` rows, emit a random one as each new row arrives."""
+    buffer = []
+    for row in rows:
+        if len(buffer) < size:
+            buffer.append(row)
+            continue
+        j = rng.randrange(size)
+        buffer[j], row = row, buffer[j]
+        yield row
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+class ShardStream(IterableDataset):
+    """Endless per-slot sample stream over a DataSource; `transform(raw_row, epoch)` makes a sample."""
+
+    def __init__(self, source: DataSource, config: StreamConfig, transform: Callable[[dict, int], dict]):
+        self.source = source
+        self.config = config
+        self.transform = transform
+        self.terms = parse_where(config.where)
+
+    def _slot(self) -> tuple[int, int, int]:
+        info = get_worker_info()
+        wid, workers = (info.id, info.num_workers) if info else (0, 1)
+        wid = (wid + self.config.worker_offset) % workers
+        return wid, self.config.rank * workers + wid, self.config.world_size * workers
+
+    def _wanted(self, row: dict) -> bool:
+        split = self.config.split
+        return (not split or row.get("split") in (None, split)) and matches(row, self.terms)
+
+    def epoch_rows(self, epoch: int, slot: int, slots: int) -> Iterator[dict]:
+        """This slot's raw rows of one epoch, shuffled (shards, then the buffer), nothing decoded."""
+        shards = list(self.source.shards)
+        if self.config.shuffle_shards:
+            random.Random(seeded(self.config.seed, "shards", epoch)).shuffle(shards)
+        by_shard = len(shards) >= slots and len(shards) % slots == 0
+
+        def rows():
+            index = 0
+            for shard in (shards[slot::slots] if by_shard else shards):
+                for row in shard_rows(shard):
+                    if not self._wanted(row):
+                        continue
+                    if by_shard or index % slots == slot:
+                        yield row
+                    index += 1
+
+        rng = random.Random(seeded(self.config.seed, "buffer", epoch, slot))
+        return shuffle_buffer(rows(), max(1, self.config.shuffle_buffer), rng)
+
+    def __iter__(self) -> Iterator[dict]:
+        wid, slot, slots = self._slot()
+        epoch, done = self.config.start.get(wid, (0, 0))
+        bad = 0
+        while True:
+            seen = 0
+            for index, row in enumerate(self.epoch_rows(epoch, slot, slots), start=1):
+                seen = index
+                if index <= done:
+                    continue  # consumed before the resume: skip without decoding
+                try:
+                    sample = self.transform(row, epoch)
+                except BadSample:
+                    bad += 1
+                    continue
+                sample["_pos"] = torch.tensor([wid, epoch, index])
+                sample["_bad"] = torch.tensor(bad)
+                bad = 0
+                yield sample
+            if seen == 0:
+                raise ValueError(f"rank {self.config.rank} worker {wid}: no samples in {self.source.spec} "
+                                   f"(split={self.config.split}, where={self.config.where})")
+            epoch, done = epoch + 1, 0
+
+
+def consumed_positions(batch_pos: torch.Tensor, positions: dict) -> dict:
+    """Update {worker: (epoch, index)} with a batch's `_pos` rows (one worker per batch)."""
+    for wid, epoch, index in batch_pos.tolist():
+        if (epoch, index) > tuple(positions.get(wid, (-1, -1))):
+            positions[wid] = (epoch, index)
+    return positions

@@ -1,0 +1,1 @@
+"""Stage 1: latent precompute, diffusion training, generation and defect inpainting."""

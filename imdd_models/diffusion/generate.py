@@ -1,0 +1,95 @@
+"""`imdd-models generate`: sample images from a trained model folder, from a prompt or from an image
+(through the implicit captioner: a caption-free prompt, as the paper conditions unlabeled data)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..components.captioner import ImplicitCaptioner, pseudo_context
+
+
+def load_pipeline(model: Path, device: str | torch.device = "cpu"):
+    """The trained folder as a StableDiffusionPipeline (DDIM sampler) and its implicit captioner."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    from .._compat import quiet_hub_progress
+
+    model = Path(model)
+    if not (model / "model_index.json").is_file():
+        raise FileNotFoundError(f"{model}: not a trained model folder (no model_index.json); "
+                                "train one with `imdd-models train-diffusion`")
+    quiet_hub_progress()
+    pipe = StableDiffusionPipeline.from_pretrained(str(model), safety_checker=None, requires_safety_checker=False)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(device)
+    captioner = ImplicitCaptioner.from_pretrained(model / "implicit_captioner").to(device).eval()
+    return pipe, captioner
+
+
+@torch.no_grad()
+def text_context(pipe, prompts: list[str]) -> torch.Tensor:
+    """CLIP last hidden states (B, 77, D) of prompts, as the U-Net was trained on."""
+    ids = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt").input_ids.to(pipe.device)
+    return pipe.text_encoder(ids).last_hidden_state
+
+
+@torch.no_grad()
+def implicit_context(pipe, captioner, image: Image.Image) -> torch.Tensor:
+    """The captioner's pseudo conditioning for an image (1, 77, D)."""
+    pixels = pipe.feature_extractor(image.convert("RGB"), return_tensors="pt").pixel_values.to(pipe.device)
+    embeds = pipe.image_encoder(pixel_values=pixels.to(pipe.image_encoder.dtype)).image_embeds
+    return pseudo_context(captioner(embeds.float()), text_context(pipe, [""]))
+
+
+def make_grid(images: list[Image.Image]) -> Image.Image:
+    """Images in a near-square grid."""
+    cols = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    w, h = images[0].size
+    grid = Image.new("RGB", (cols * w, rows * h))
+    for i, im in enumerate(images):
+        grid.paste(im, ((i % cols) * w, (i // cols) * h))
+    return grid
+
+
+def generate(model: Path, out: Path, prompt: str | None = None, image: Path | None = None, n: int = 4,
+             steps: int = 30, guidance: float = 7.5, seed: int = 0, device: str | None = None) -> dict:
+    """Write `n` images and `grid.png` into `out`; conditioned on `prompt` or on `image` via the captioner."""
+    if (prompt is None) == (image is None):
+        raise ValueError("give exactly one of --prompt and --image")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipe, captioner = load_pipeline(model, device)
+    uncond = text_context(pipe, [""])
+    if image is not None:
+        try:
+            source = Image.open(image)
+            source.load()
+        except OSError as exc:
+            raise ValueError(f"{image}: cannot read the image ({exc})") from None
+        cond = implicit_context(pipe, captioner, source)
+    else:
+        cond = text_context(pipe, [prompt])
+    generator = torch.Generator("cpu").manual_seed(seed)
+    result = pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, num_images_per_prompt=n,
+                  num_inference_steps=steps, guidance_scale=guidance, generator=generator, output_type="pil")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i, im in enumerate(result.images):
+        path = out / f"{i:03d}.png"
+        im.save(path)
+        files.append(str(path))
+    make_grid(result.images).save(out / "grid.png")
+    summary = {"out": str(out), "images": files, "grid": str(out / "grid.png"), "n": n, "steps": steps,
+               "guidance": guidance, "seed": seed, "conditioning": "image" if image is not None else "prompt",
+               "size": list(result.images[0].size)}
+    (out / "generate.json").write_text(json.dumps({**summary, "prompt": prompt, "image": str(image) if image else None},
+                                                  indent=2) + "\n")
+    return summary
