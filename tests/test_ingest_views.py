@@ -12,7 +12,7 @@ from imdd_build.normalize import mask_to_canvas
 from imdd_build.record import make_key
 from imdd_build.workspace import Workspace
 
-GENERIC = ("--license", "CC-BY-4.0", "--domain", "steel_surface", "--source-id", "line", "--workers", "1")
+GENERIC = ("--license", "CC-BY-4.0", "--domain", "steel_strip", "--source-id", "line", "--workers", "1")
 
 
 def region_mask(size, *boxes):

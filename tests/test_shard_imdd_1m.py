@@ -35,7 +35,7 @@ def write_strips(root):
 def build(folder, data):
     run("ingest", "mvtec", "--root", str(data / "mvtec"), "--workers", "1")
     run("ingest", "visa", "--root", str(data / "visa"), "--workers", "1")
-    run("ingest", "folder", "--root", str(data / "strips"), "--license", "CC-BY-4.0", "--domain", "steel_surface",
+    run("ingest", "folder", "--root", str(data / "strips"), "--license", "CC-BY-4.0", "--domain", "steel_strip",
         "--source-id", "strips", "--resize-mode", "tile", "--workers", "1")
     run("caption")
     return run("shard", "--workers", "1")
