@@ -10,6 +10,7 @@ import typer
 
 from .. import hide_broken_torchvision  # noqa: F401  (runs before transformers/diffusers are imported)
 from . import diffusion
+from . import segmentation  # noqa: I001  (one line per command group: fewer merge conflicts)
 
 app = typer.Typer(name="imdd-models", help="Train and use diffusion and segmentation models on IMDD shards.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -22,6 +23,7 @@ def _group() -> None:
 
 
 diffusion.register(app)
+segmentation.register(app)
 
 
 def main() -> None:
