@@ -4,6 +4,7 @@
                             noise seed, resolution, taps), text width
     DIR/model.safetensors   the trainable weights (adapter, Mask2Former body, mask-embedding head, classifier)
     DIR/checkpoint/         resume state: model.safetensors, optimizer.pt, rng.pt, trainer.json (step, losses)
+    DIR/selection.json      the training records chosen (keys, per-class counts, short classes)
     DIR/train_summary.json  the final summary (also the command's JSON)
 
 Weights and the config are written to a temporary name and renamed, so a killed run leaves the previous

@@ -102,6 +102,9 @@ class DiffusionFeatureExtractor(torch.nn.Module):
         """Load a stage-1 or SD-1.x diffusers folder; FileNotFoundError naming what is missing."""
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own progress bars only
 
         root = Path(root)
         missing = [n for n in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if not (root / n).is_dir()]
@@ -127,7 +130,7 @@ class DiffusionFeatureExtractor(torch.nn.Module):
         resolution = (json.loads(manifest.read_text()).get("resolution") if manifest.is_file() else None) or (
             unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1))
         ext = cls(vae, unet, text_encoder, tokenizer, scheduler, resolution, image_encoder, processor, captioner,
-                  timestep=timestep, seed=seed, root=str(root))
+                  timestep=timestep, seed=seed, root=str(root.resolve()))
         return ext.to(device=device, dtype=dtype) if dtype is not None else ext.to(device)
 
     @property

@@ -9,6 +9,7 @@ end; `--resume` continues from it to the same weights as an uninterrupted run.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -103,6 +104,9 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
     identity = {"config": opts.config, "classes": tset.classes, "keys_hash": _hash(keys), "seed": opts.seed,
                 "batch_size": cfg["batch_size"], "timestep": opts.timestep, "diffusion": str(opts.diffusion)}
     resumed = _check_resume(out, opts.resume, identity)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "selection.json").write_text(json.dumps({"keys": keys, **tset.summary(), "classes": tset.classes},
+                                                   indent=1, sort_keys=True) + "\n")
 
     accelerator = Accelerator(mixed_precision=opts.mixed_precision, cpu=not torch.cuda.is_available())
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(opts.mixed_precision)
@@ -159,7 +163,6 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
                "conditioning": extractor.conditioning, "resumed": resumed is not None,
                "device": str(accelerator.device)}
     if accelerator.is_main_process:
-        import json
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 
