@@ -130,11 +130,24 @@ def _geometry(record: dict) -> Geometry | None:
         return None
 
 
+def _outside_to_zero(maps: np.ndarray, geo: Geometry | None) -> None:
+    """Letterbox padding is not part of the image: nothing is predicted there."""
+    if geo is None:
+        return
+    x0, y0, x1, y1 = geo.content_box
+    keep = np.zeros(maps.shape[-2:], dtype=bool)
+    keep[y0:y1, x0:x1] = True
+    maps[..., ~keep] = 0
+
+
 def _original_boxes(boxes: list[dict], geo: Geometry) -> list[dict]:
     out = []
     for b in boxes:
+        cx0, cy0, cx1, cy1 = geo.crop_box
         x0, y0 = geo.to_original(b["x0"], b["y0"])
         x1, y1 = geo.to_original(b["x1"], b["y1"])
+        x0, x1 = min(max(x0, cx0), cx1), min(max(x1, cx0), cx1)
+        y0, y1 = min(max(y0, cy0), cy1), min(max(y1, cy0), cy1)
         out.append({**b, "x0": round(x0, 2), "y0": round(y0, 2), "x1": round(x1, 2), "y1": round(y1, 2)})
     return out
 
@@ -205,6 +218,7 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
         nonlocal written, defective
         maps = seg.maps([r["image"] for r in batch], classes)
         for record, m in zip(batch, maps):
+            _outside_to_zero(m, _geometry(record))
             line = _write_one(out, record, summarize(m, classes, threshold))
             fh.write(json.dumps(line, sort_keys=True) + "\n")
             fh.flush()
