@@ -91,7 +91,7 @@ def _check_resume(out: Path, resume: bool, identity: dict) -> dict | None:
 
 def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = None) -> dict:
     """Train (or resume) and return the summary (`steps`, `loss_start`, `loss_end`, `classes`, `samples`, ...)."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
     cfg = get_config(opts.config)
     for key, value in (("batch_size", opts.batch_size), ("lr", opts.lr), ("epochs", opts.epochs)):
@@ -108,7 +108,10 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
     (out / "selection.json").write_text(json.dumps({"keys": keys, **tset.summary(), "classes": tset.classes},
                                                    indent=1, sort_keys=True) + "\n")
 
-    accelerator = Accelerator(mixed_precision=opts.mixed_precision, cpu=not torch.cuda.is_available())
+    # A batch may hold only label-only or only pixel records: some parameters get no gradient in a step.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    accelerator = Accelerator(mixed_precision=opts.mixed_precision, cpu=not torch.cuda.is_available(),
+                              kwargs_handlers=[ddp])
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(opts.mixed_precision)
     extractor = DiffusionFeatureExtractor.from_folder(opts.diffusion, opts.timestep, NOISE_SEED,
                                                       accelerator.device, dtype if accelerator.device.type == "cuda" else None)
