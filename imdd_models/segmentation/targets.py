@@ -77,15 +77,17 @@ def build_target(record: dict, class_index: dict[str, int], resolution: int, max
     target.labels = sorted({class_index[t] for t in types if t in class_index})
     target.terms = [t.type for t in caption_terms(record.get("caption") or "") if t.type in class_index]
     per_class: list[tuple[int, np.ndarray]] = []
-    cmask = class_mask_array(record)
+    # WebDataset shards carry an all-zero mask where a record has none: the has_* flags say which is real.
+    cmask = class_mask_array(record) if record.get("has_class_mask", True) is not False else None
+    mask = record.get("mask") if record.get("has_mask", True) is not False else None
     if cmask is not None and cmask.any():
         for i, t in enumerate(types):
             if t in class_index:
                 per_class.append((class_index[t], cmask == i + 1))
         has_pixels = True
-    elif record.get("mask") is not None and len(types) == 1:
+    elif mask is not None and len(types) == 1:
         if types[0] in class_index:
-            per_class.append((class_index[types[0]], np.asarray(record["mask"].convert("L")) > 0))
+            per_class.append((class_index[types[0]], np.asarray(mask.convert("L")) > 0))
         has_pixels = True
     else:
         has_pixels = target.normal

@@ -77,6 +77,9 @@ def test_targets_per_class_regions_and_no_fake_masks():
     assert single.classes == [1, 1, 1, 1]  # every region of the binary mask, the record's one type
     two = build_target({"key": "c", "defect_types": ["hole", "scratch"], "mask": binary, "boxes": [{}]}, index, 64, 8)
     assert not two.has_pixels and two.labels == [0, 1]  # a binary mask cannot say which region is which
+    zero = Image.new("L", (512, 512), 0)  # how a WebDataset shard stores "no mask"
+    flagged = build_target({"key": "z", "defect_types": ["hole"], "mask": zero, "has_mask": False}, index, 64, 8)
+    assert not flagged.has_pixels and flagged.labels == [1]
     boxes = build_target({"key": "d", "defect_types": ["scratch"], "mask": None, "boxes": [{"x0": 1}]}, index, 64, 8)
     assert not boxes.has_pixels and boxes.labels == [0]
     normal = build_target({"key": "e", "defect_types": [], "label": "normal", "mask": None}, index, 64, 8)
