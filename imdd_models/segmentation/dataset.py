@@ -6,15 +6,16 @@ carries. A record is used when it carries a trained class, or is normal; records
 outside the trained classes are left out so those classes stay unseen. With `--shots K` the lead's
 `sample_shots` picks exactly K records per trained class (seeded, independent of order, machine and process
 count) and K normal records the same way (under the pseudo-class `normal`); a class with fewer than K
-records uses all it has and `short` says so. The chosen rows keep their encoded bytes in memory (a few-shot
-set is small) and are decoded per batch by the shard reader's `decode_record`.
+records uses all it has and `short` says so. Chosen rows whose pixels do not decode are left out and
+counted (`bad`, with reasons), so training never stops on one broken image. The chosen rows keep their
+encoded bytes in memory (a few-shot set is small) and are decoded per batch by the reader's `decode_record`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..data import ReadStats, iter_raw
+from ..data import BadSample, ReadStats, decode_record, iter_raw
 from ..protocol import parse_class_list, sample_shots
 from .vocabulary import canonical_type
 
@@ -32,7 +33,8 @@ class TrainingSet:
 
     def summary(self) -> dict:
         return {"samples": len(self.rows), "per_class": dict(self.per_class), "normal": self.normal,
-                "short": dict(self.short), "read": self.stats.read, "filtered": self.stats.filtered}
+                "short": dict(self.short), "read": self.stats.read, "filtered": self.stats.filtered,
+                "bad": self.stats.bad, "bad_examples": self.stats.bad_examples[:5]}
 
 
 def resolve_classes(text: str, pool_types: set[str]) -> list[str]:
@@ -68,14 +70,27 @@ def select(data: str, split: str | None, where: str | None, classes: str, shots:
             if normal or wanted & set(types)]
     counts = {c: sum(c in types for _, types, _ in used) for c in trained}
     if shots is None:
-        rows = [row for row, _, _ in used]
+        rows = _decodable([row for row, _, _ in used], stats)
         return TrainingSet(rows, trained, counts, {c: 0 for c, n in counts.items() if n == 0},
                            sum(n for _, _, n in used), stats)
     defective = sample_shots(((r["key"], types) for r, types, normal in used if not normal), shots, seed, trained)
     normals = sample_shots(((r["key"], [NORMAL]) for r, _, normal in used if normal), shots, seed, [NORMAL])
     keep = set(defective.keys) | set(normals.keys)
-    rows = sorted((row for row, _, _ in used if row["key"] in keep), key=lambda r: r["key"])
+    rows = _decodable(sorted((row for row, _, _ in used if row["key"] in keep), key=lambda r: r["key"]), stats)
     short = dict(defective.short)
     if normals.short.get(NORMAL, shots) < shots and any(n for _, _, n in used):
         short[NORMAL] = normals.short[NORMAL]
     return TrainingSet(rows, trained, dict(defective.per_class), short, normals.per_class.get(NORMAL, 0), stats)
+
+
+def _decodable(rows: list[dict], stats: ReadStats) -> list[dict]:
+    """The rows whose pixels decode; the others are counted as bad (their reason kept) and left out."""
+    good = []
+    for row in rows:
+        try:
+            decode_record(row)
+        except BadSample as exc:
+            stats.add_bad(str(exc))
+            continue
+        good.append(row)
+    return good

@@ -72,6 +72,22 @@ def test_shots_are_exact_deterministic_and_report_short_classes(setup, tmp_path)
     assert s4["short"] == {"scratch": 8, "hole": 8, "normal": 3}  # all they have, and said so
 
 
+def test_a_broken_image_is_counted_and_left_out(setup, tmp_path):
+    import pyarrow.parquet as pq
+    data = tmp_path / "data"
+    (data / "data").mkdir(parents=True)
+    table = pq.read_table(next((setup["data"] / "data").glob("*.parquet")))
+    rows = table.to_pylist()
+    rows[0]["image"] = {"bytes": b"broken", "path": "x.png"}
+    pq.write_table(type(table).from_pylist(rows, schema=table.schema), data / "data" / "train-00000-of-00001.parquet")
+    result = CliRunner().invoke(app, ["train-seg", "--diffusion", str(setup["diffusion"]), "--data", str(data),
+                                      "--config", "tiny", "--out", str(tmp_path / "m"), "--classes", "scratch",
+                                      "--max-steps", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    s = json.loads(result.stdout.strip().splitlines()[-1])
+    assert s["bad"] == 1 and rows[0]["key"] in s["bad_examples"][0] and s["samples"] == 8 - 1 + 3
+
+
 def test_bad_runs_fail_in_one_line(setup, tmp_path):
     err = train(setup, tmp_path / "x", "--config", "huge", expect=2)
     assert err["error"].startswith("unknown --config 'huge'")
