@@ -102,7 +102,8 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
     tset = select(opts.data, opts.split, opts.where, opts.classes, opts.shots, opts.seed)
     keys = [r["key"] for r in tset.rows]
     identity = {"config": opts.config, "classes": tset.classes, "keys_hash": _hash(keys), "seed": opts.seed,
-                "batch_size": cfg["batch_size"], "timestep": opts.timestep, "diffusion": str(opts.diffusion)}
+                "batch_size": cfg["batch_size"], "timestep": opts.timestep,
+                "diffusion": str(Path(opts.diffusion).resolve())}
     resumed = _check_resume(out, opts.resume, identity)
     out.mkdir(parents=True, exist_ok=True)
     (out / "selection.json").write_text(json.dumps({"keys": keys, **tset.summary(), "classes": tset.classes},
