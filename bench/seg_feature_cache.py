@@ -65,7 +65,7 @@ def main() -> None:
         size = sum(p.stat().st_size for p in (tmp / "cache").rglob("*.safetensors")) / len(records)
         sd_taps = describe_taps(SD15_UNET, {"block_out_channels": [128, 256, 512, 512]})
         sd_bytes = sum(t.channels * (512 // t.stride) ** 2 * 2 for t in sd_taps)
-        print(f"| folder | resolution | device | extract ms/img | cache read ms/img | ratio | cache KiB/img |")
+        print("| folder | resolution | device | extract ms/img | cache read ms/img | ratio | cache KiB/img |")
         print("|---|---|---|---|---|---|---|")
         print(f"| {'tiny (random)' if not args.diffusion else folder} | {ext.resolution} | {args.device} | "
               f"{extract * 1e3:.1f} | {read * 1e3:.1f} | {extract / read:.2f}x | {size / 1024:.0f} |")

@@ -2,9 +2,9 @@
 
 One pass over the raw rows (nothing decoded) collects each record's key, label and defect types. Trained
 classes are `--classes` (canonical names or taxonomy synonyms) or, with `all`, every defect type the pool
-carries. A record is used when it carries a trained class, or is normal; records whose defects are all
-outside the trained classes are left out so those classes stay unseen. With `--shots K` the lead's
-`sample_shots` picks exactly K records per trained class (seeded, independent of order, machine and process
+carries; a class split file (`base`/`novel`, imdd_models.protocol) names the base classes. A record is
+used when it carries a trained class, or is normal; records whose defects are all outside the trained
+classes are left out so those classes stay unseen. With `--shots K` the lead's `sample_shots` picks exactly K records per trained class (seeded, independent of order, machine and process
 count) and K normal records the same way (under the pseudo-class `normal`); a class with fewer than K
 records uses all it has and `short` says so. Chosen rows whose pixels do not decode are left out and
 counted (`bad`, with reasons), so training never stops on one broken image. The chosen rows keep their
@@ -14,9 +14,10 @@ encoded bytes in memory (a few-shot set is small) and are decoded per batch by t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..data import BadSample, ReadStats, decode_record, iter_raw
-from ..protocol import parse_class_list, sample_shots
+from ..protocol import load_class_split, parse_class_list, sample_shots
 from .vocabulary import canonical_type
 
 NORMAL = "normal"
@@ -37,14 +38,25 @@ class TrainingSet:
                 "bad": self.stats.bad, "bad_examples": self.stats.bad_examples[:5]}
 
 
+def class_names(text: str) -> tuple[list[str], list[str]]:
+    """`--classes` as (names, held-out names): a class split file (YAML/JSON with `base` and `novel`, see
+    `imdd_models.protocol`) gives its base classes to train on and its novel ones; else `a,b,...` or `all`."""
+    path = Path(text.strip())
+    if path.suffix.lower() in (".yaml", ".yml", ".json") and (path.is_file() or "," not in text):
+        split = load_class_split(path)
+        return list(split.base), list(split.novel)
+    return list(parse_class_list(text)), []
+
+
 def resolve_classes(text: str, pool_types: set[str]) -> list[str]:
-    """`all` -> every type in the pool (sorted); else the listed names, synonyms mapped to canonical ids."""
+    """`all` -> every type in the pool (sorted); else the listed names (or a class split file's base
+    classes), synonyms mapped to canonical ids."""
     if text.strip().lower() == "all":
         if not pool_types:
             raise ValueError("--classes all: the training data carries no defect types")
         return sorted(pool_types)
     names = []
-    for name in parse_class_list(text):
+    for name in class_names(text)[0]:
         canon = canonical_type(name) or name
         if canon not in names:
             names.append(canon)

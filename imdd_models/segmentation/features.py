@@ -98,7 +98,8 @@ class DiffusionFeatureExtractor(torch.nn.Module):
 
     @classmethod
     def from_folder(cls, root: Path | str, timestep: int = DEFAULT_TIMESTEP, seed: int = 0,
-                    device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> "DiffusionFeatureExtractor":
+                    device: str | torch.device = "cpu",
+                    dtype: torch.dtype | None = None) -> "DiffusionFeatureExtractor":
         """Load a stage-1 or SD-1.x diffusers folder; FileNotFoundError naming what is missing."""
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer

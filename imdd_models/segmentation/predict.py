@@ -32,8 +32,8 @@ from imdd_build.normalize import NormalizeOptions, SampleError, normalize_image
 from imdd_build.record import Geometry
 
 from ..data import ReadStats, iter_records
-from ..protocol import parse_class_list
 from . import checkpoint as ckpt
+from .dataset import class_names
 from .features import DiffusionFeatureExtractor
 from .model import MaskGenerator
 from .postprocess import ImageResult, semantic_maps, summarize
@@ -193,7 +193,8 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
             batch_size: int = 4, diffusion: Path | None = None, limit: int | None = None,
             progress=None) -> dict:
     """Run the model over `data` (shard source) or `images` (files) and write the predictions folder."""
-    classes = list(parse_class_list(classes_text))
+    base, novel = class_names(classes_text)
+    classes = base + [c for c in novel if c not in base]  # a split file: its base and novel classes
     if not classes:
         raise ValueError("--classes: give at least one class name")
     if (data is None) == (not images):

@@ -22,7 +22,7 @@ from ..data import decode_record
 from . import checkpoint as ckpt
 from .cache import FeatureCache
 from .config import get_config
-from .dataset import select
+from .dataset import class_names, select
 from .features import DEFAULT_TIMESTEP, DiffusionFeatureExtractor
 from .losses import SetCriterion, grounding_loss, label_loss
 from .model import MaskGenerator
@@ -114,8 +114,9 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
     accelerator = Accelerator(mixed_precision=opts.mixed_precision, cpu=not torch.cuda.is_available(),
                               kwargs_handlers=[ddp])
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(opts.mixed_precision)
+    frozen_dtype = dtype if accelerator.device.type == "cuda" else None  # CPU autocast: keep fp32 weights
     extractor = DiffusionFeatureExtractor.from_folder(opts.diffusion, opts.timestep, NOISE_SEED,
-                                                      accelerator.device, dtype if accelerator.device.type == "cuda" else None)
+                                                      accelerator.device, frozen_dtype)
     text = TextEmbedder(extractor.text_encoder, extractor.tokenizer)
     class_text = text(tset.classes).to(accelerator.device)
     torch.manual_seed(opts.seed)
@@ -124,8 +125,9 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     model, optimizer = accelerator.prepare(model, optimizer)
     raw_model = accelerator.unwrap_model(model)
-    run_config = {"preset": opts.config, "model": cfg, "classes": tset.classes, "text_dim": text.dim,
-                  "features": {**extractor.describe(), "noise_seed": NOISE_SEED}, "run": identity}
+    novel = [] if opts.classes.strip().lower() == "all" else class_names(opts.classes)[1]
+    run_config = {"preset": opts.config, "model": cfg, "classes": tset.classes, "novel": novel,
+                  "text_dim": text.dim, "features": {**extractor.describe(), "noise_seed": NOISE_SEED}, "run": identity}
     trainer = {"step": 0, "losses": []}
     if resumed is not None:
         trainer = ckpt.load_state(out, raw_model, optimizer)
@@ -162,7 +164,8 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
         ckpt.save_model(out, raw_model, run_config)  # zero steps asked: the initial weights
     summary = {"out": str(out), "config": opts.config, "steps": trainer["step"],
                "loss_start": _window(trainer["losses"], True), "loss_end": _window(trainer["losses"], False),
-               "classes": tset.classes, **tset.summary(), "seconds": round(time.perf_counter() - started, 2),
+               "classes": tset.classes, "novel": novel, **tset.summary(),
+               "seconds": round(time.perf_counter() - started, 2),
                "trainable_params": sum(p.numel() for p in raw_model.parameters() if p.requires_grad),
                "conditioning": extractor.conditioning, "resumed": resumed is not None,
                "device": str(accelerator.device)}

@@ -70,6 +70,11 @@ def test_shots_are_exact_deterministic_and_report_short_classes(setup, tmp_path)
     assert keys3 != keys1
     s4, _ = shots(tmp_path / "d", 50, 7)
     assert s4["short"] == {"scratch": 8, "hole": 8, "normal": 3}  # all they have, and said so
+    split = tmp_path / "split.yaml"  # the protocol's class split file names the base classes
+    split.write_text("base: [scratch, hole]\nnovel: [stain]\n")
+    s5 = train(setup, tmp_path / "e", "--classes", str(split), "--shots", "3", "--seed", "7", "--max-steps", "0")
+    assert s5["classes"] == ["scratch", "hole"] and s5["novel"] == ["stain"]
+    assert json.loads((tmp_path / "e" / "selection.json").read_text())["keys"] == keys1
 
 
 def test_a_broken_image_is_counted_and_left_out(setup, tmp_path):
