@@ -1,14 +1,17 @@
 """The training set of `train-seg`: which records, which classes, and the few-shot selection.
 
-One pass over the raw rows (nothing decoded) collects each record's key, label and defect types. Trained
-classes are `--classes` (canonical names or taxonomy synonyms) or, with `all`, every defect type the pool
-carries; a class split file (`base`/`novel`, imdd_models.protocol) names the base classes. A record is
-used when it carries a trained class, or is normal; records whose defects are all outside the trained
-classes are left out so those classes stay unseen. With `--shots K` the lead's `sample_shots` picks exactly K records per trained class (seeded, independent of order, machine and process
-count) and K normal records the same way (under the pseudo-class `normal`); a class with fewer than K
-records uses all it has and `short` says so. Chosen rows whose pixels do not decode are left out and
-counted (`bad`, with reasons), so training never stops on one broken image. The chosen rows keep their
-encoded bytes in memory (a few-shot set is small) and are decoded per batch by the reader's `decode_record`.
+One pass over the raw rows (nothing decoded) collects each record's key, label and defect types.
+Trained classes are `--classes` (canonical names or taxonomy synonyms), all defect types of the pool
+(`all`), or the base classes of a class split file (`base`/`novel`, see imdd_models.protocol).
+A record is used when it carries a trained class, or is normal; records whose defects are all outside
+the trained classes are left out so those classes stay unseen.
+
+With `--shots K` the lead's `sample_shots` picks exactly K records per trained class (seeded,
+independent of order, machine and process count) and K normal records the same way (pseudo-class
+`normal`); a class with fewer than K records uses all it has and `short` says so. Chosen rows whose
+pixels do not decode are left out and counted (`bad`, with reasons): one broken image never stops a run.
+The chosen rows keep their encoded bytes in memory (a few-shot set is small) and are decoded per batch
+by the reader's `decode_record`.
 """
 
 from __future__ import annotations
