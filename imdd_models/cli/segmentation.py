@@ -15,7 +15,8 @@ def train_seg_cmd(
     data: str = typer.Option(..., "--data", help="Shard folder, WebDataset tar URL(s) or Hub dataset id."),
     config: str = typer.Option("paper", "--config", help="Mask generator preset: paper (~45M) or tiny (CPU tests)."),
     out: Path = typer.Option(..., "--out", help="Model folder to write (seg_config.json, model.safetensors)."),
-    classes: str = typer.Option("all", "--classes", help="Trained (base) classes: all, or a,b,... (others stay unseen)."),
+    classes: str = typer.Option("all", "--classes",
+                                help="Trained (base) classes: all, a,b,... or a class split file (others unseen)."),
     shots: Optional[int] = typer.Option(None, "--shots", help="Exactly K labelled samples per class (seeded)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N optimizer steps."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initialisation, the batch order and --shots."),
@@ -53,7 +54,7 @@ def train_seg_cmd(
 def predict_cmd(
     images: Optional[list[Path]] = typer.Argument(None, help="Image files (any size; letterboxed to 512)."),
     model: Path = typer.Option(..., "--model", help="Folder written by train-seg."),
-    classes: str = typer.Option(..., "--classes", help="Class names to look for, e.g. \"scratch,crack,dent\"."),
+    classes: str = typer.Option(..., "--classes", help="Names to look for (\"scratch,crack,dent\") or a split file."),
     out: Path = typer.Option(..., "--out", help="Predictions folder (predictions.jsonl, maps/, overlays/)."),
     data: Optional[str] = typer.Option(None, "--data", help="Shard source instead of image files."),
     split: Optional[str] = typer.Option(None, "--split", help="Split of --data."),
