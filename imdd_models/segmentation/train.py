@@ -103,7 +103,8 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
     keys = [r["key"] for r in tset.rows]
     identity = {"config": opts.config, "classes": tset.classes, "keys_hash": _hash(keys), "seed": opts.seed,
                 "batch_size": cfg["batch_size"], "timestep": opts.timestep,
-                "diffusion": str(Path(opts.diffusion).resolve())}
+                "diffusion": str(Path(opts.diffusion).resolve()),
+                "cached_features": opts.cache_features is not None}  # cached features are fp16-rounded
     resumed = _check_resume(out, opts.resume, identity)
     out.mkdir(parents=True, exist_ok=True)
     (out / "selection.json").write_text(json.dumps({"keys": keys, **tset.summary(), "classes": tset.classes},
