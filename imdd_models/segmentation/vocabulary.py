@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 from imdd_build.taxonomy import load_taxonomy, norm_label
 
@@ -42,10 +41,19 @@ class Term:
     text: str
 
 
-@lru_cache(maxsize=4)
-def _phrases(taxonomy_id: int | None = None) -> tuple[tuple[tuple[str, ...], str], ...]:
-    """(word tuple, type id) for every usable spelling, longest first."""
-    tax = load_taxonomy()
+_BUILT: dict[int, tuple] = {}
+
+
+def _phrases() -> tuple[tuple[tuple[str, ...], str], ...]:
+    """(word tuple, type id) for every usable spelling, longest first (built once per loaded taxonomy)."""
+    tax = load_taxonomy()  # itself cached per file: the same object while the file is the same
+    if id(tax) not in _BUILT:
+        _BUILT.clear()
+        _BUILT[id(tax)] = _build_phrases(tax)
+    return _BUILT[id(tax)]
+
+
+def _build_phrases(tax) -> tuple[tuple[tuple[str, ...], str], ...]:
     out: dict[tuple[str, ...], str] = {}
     for tid, entry in tax.defect_types.items():
         if tid in GENERIC:
