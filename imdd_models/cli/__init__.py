@@ -11,6 +11,7 @@ import typer
 from .. import hide_broken_torchvision  # noqa: F401  (runs before transformers/diffusers are imported)
 from . import diffusion
 from . import evaluate as evaluation
+from . import segmentation  # noqa: I001  (one line per command group: fewer merge conflicts)
 
 app = typer.Typer(name="imdd-models", help="Train and use diffusion and segmentation models on IMDD shards.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -24,6 +25,7 @@ def _group() -> None:
 
 diffusion.register(app)
 evaluation.register(app)
+segmentation.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,72 @@
+"""Model outputs -> what a person and the evaluation read: per-class maps, masks, boxes, scores.
+
+Mask2Former's semantic inference: class probabilities (softmax over the K names + no-object, no-object
+dropped) times the sigmoid query masks, summed over queries, gives one map per class (upsampled to the
+512x512 canvas, clipped to [0, 1]). The anomaly map is the per-pixel maximum over classes; a class's image
+score is its map's maximum, the image score the maximum over classes. A class's mask is its map at or above
+the threshold where it is the top class; boxes are that mask's connected regions (8-connected), scored by the
+map's maximum inside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch.nn import functional as F
+
+from imdd_build.maskops import label_regions
+
+
+@dataclass
+class ImageResult:
+    class_maps: np.ndarray  # (K, S, S) float32 in [0, 1]
+    anomaly_map: np.ndarray  # (S, S) float32
+    class_index_map: np.ndarray  # (S, S) uint8: 0 background, i = 1 + class index
+    class_scores: dict[str, float]
+    image_score: float
+    label: str
+    defect_type: str | None
+    boxes: list[dict]
+
+
+def semantic_maps(masks: torch.Tensor, logits: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, Q, h, w) mask logits and (B, Q, K+1) class logits -> (B, K, size, size) maps in [0, 1]."""
+    probs = logits.float().softmax(-1)[..., :-1]
+    up = F.interpolate(masks.float(), size=(size, size), mode="bilinear", align_corners=False).sigmoid()
+    return torch.einsum("bqk,bqhw->bkhw", probs, up).clamp(0, 1)
+
+
+def boxes_of(mask: np.ndarray, score_map: np.ndarray, label: str) -> list[dict]:
+    """One box per connected region of `mask` (x1, y1 exclusive), scored by `score_map`'s maximum in it."""
+    labels, count = label_regions(mask)
+    if count == 0:
+        return []
+    peaks = ndimage.maximum(score_map, labels, index=np.arange(1, count + 1))
+    out = []
+    for i, sl in enumerate(ndimage.find_objects(labels)[:count]):
+        if sl is None:
+            continue
+        ys, xs = sl
+        out.append({"label": label, "score": round(float(peaks[i]), 6), "x0": float(xs.start), "y0": float(ys.start),
+                    "x1": float(xs.stop), "y1": float(ys.stop)})
+    return out
+
+
+def summarize(maps: np.ndarray, classes: list[str], threshold: float) -> ImageResult:
+    """One image's (K, S, S) class maps -> masks, boxes, scores and the verdict."""
+    anomaly = maps.max(axis=0).astype(np.float32)
+    top = maps.argmax(axis=0)
+    index_map = np.where(anomaly >= threshold, top + 1, 0).astype(np.uint8)
+    scores = {c: round(float(maps[k].max()), 6) for k, c in enumerate(classes)}
+    image_score = float(anomaly.max())
+    defective = image_score >= threshold
+    best = classes[int(np.argmax([scores[c] for c in classes]))] if defective else None
+    boxes = []
+    for k, c in enumerate(classes):
+        boxes += boxes_of(index_map == k + 1, maps[k], c)
+    boxes.sort(key=lambda b: -b["score"])
+    return ImageResult(maps.astype(np.float32), anomaly, index_map, scores, round(image_score, 6),
+                       "defective" if defective else "normal", best, boxes)

@@ -1,0 +1,249 @@
+"""`predict`: segment, detect and classify defects named in words, on shard records or image files.
+
+Writes the predictions folder that `imdd-models evaluate` reads:
+    OUT/predictions.jsonl   one object per image: key, image_score, label, defect_type, class_scores, boxes
+                            (512x512 canvas), anomaly_map (maps/<name>.npy, float32 512x512), plus class_map
+                            (maps/<name>.classes.png: 0 background, i = 1 + index into `classes`), geometry and
+                            boxes_original (original pixels) where the image's placement on the canvas is known
+    OUT/maps/               the .npy anomaly maps and class maps
+    OUT/overlays/           <name>.png: the image with the anomaly map tinted and the boxes drawn, for people
+    OUT/predict.json        the run: model, classes, threshold (a rerun with other settings is refused)
+Image files of any size are letterboxed onto the 512 canvas exactly as `imdd-build` does; overlays of image
+files are drawn on the original image, with maps and boxes mapped back. A killed run resumes: keys already
+in predictions.jsonl are skipped (a torn last line is dropped) and nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from imdd_build.geometry import mask_to_original
+from imdd_build.normalize import NormalizeOptions, SampleError, normalize_image
+from imdd_build.record import Geometry
+
+from ..data import ReadStats, iter_records
+from . import checkpoint as ckpt
+from .dataset import class_names
+from .features import DiffusionFeatureExtractor
+from .model import MaskGenerator
+from .postprocess import ImageResult, semantic_maps, summarize
+from .text import TextEmbedder
+
+CANVAS = 512
+
+
+@dataclass
+class SegModel:
+    """A trained mask generator with its frozen feature extractor and text embedder."""
+
+    config: dict
+    extractor: DiffusionFeatureExtractor
+    model: MaskGenerator
+    text: TextEmbedder
+
+    @property
+    def trained_classes(self) -> list[str]:
+        return list(self.config.get("classes") or [])
+
+    @torch.no_grad()
+    def maps(self, images: list[Image.Image], classes: list[str]) -> np.ndarray:
+        """(B, K, 512, 512) class maps for canvases."""
+        feats = self.extractor(images)
+        out = self.model(feats, self.text(classes).to(self.extractor.device))
+        return semantic_maps(out["masks"][-1], out["logits"][-1], CANVAS).cpu().numpy()
+
+
+def load_model(folder: Path, diffusion: Path | None = None, device: str | torch.device | None = None) -> SegModel:
+    """Load `train-seg`'s output folder; the diffusion folder recorded there unless `diffusion` is given."""
+    config = ckpt.read_config(folder)
+    feat = config["features"]
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    extractor = DiffusionFeatureExtractor.from_folder(diffusion or feat["diffusion"], feat["timestep"],
+                                                      feat["noise_seed"], device)
+    saved = [(t["name"], t["channels"], t["stride"]) for t in feat["taps"]]
+    if saved != [(t.name, t.channels, t.stride) for t in extractor.taps]:
+        raise ValueError(f"{diffusion or feat['diffusion']}: its U-Net/VAE taps differ from the ones "
+                         f"{folder} was trained on")
+    text = TextEmbedder(extractor.text_encoder, extractor.tokenizer)
+    model = MaskGenerator(config["model"], extractor.taps, config["text_dim"])
+    ckpt.load_weights(folder, model)
+    return SegModel(config, extractor, model.to(device).eval(), text)
+
+
+def _safe_name(key: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._")[-80:] or "image"
+    return f"{stem}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def image_inputs(paths: list[Path], stats: ReadStats) -> Iterator[dict]:
+    """Image files as records: letterboxed canvas, geometry and the original; unreadable files counted."""
+    options = NormalizeOptions()
+    for path in paths:
+        stats.read += 1
+        try:
+            norm = normalize_image(Path(path), options)
+            original = Image.open(path)
+            original.load()
+        except (SampleError, OSError) as exc:
+            stats.add_bad(f"{path}: {exc}")
+            continue
+        yield {"key": str(path), "image": Image.open(io.BytesIO(norm.data)).convert("RGB"),
+               "geometry": norm.geometry.model_dump(), "original": original, "orig_size": (norm.orig_width,
+                                                                                             norm.orig_height)}
+
+
+def _done_keys(path: Path) -> set[str]:
+    """Keys of the complete lines of an earlier run; a torn last line is cut off."""
+    if not path.is_file():
+        return set()
+    keys, good = set(), 0
+    data = path.read_bytes()
+    for line in data.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break
+        try:
+            keys.add(json.loads(line)["key"])
+        except (ValueError, KeyError):
+            break
+        good += len(line)
+    if good != len(data):
+        with open(path, "r+b") as fh:
+            fh.truncate(good)
+    return keys
+
+
+def _geometry(record: dict) -> Geometry | None:
+    geo = record.get("geometry")
+    try:
+        return Geometry(**geo) if isinstance(geo, dict) else None
+    except Exception:  # noqa: BLE001  (a partial geometry: simply not mapped back)
+        return None
+
+
+def _outside_to_zero(maps: np.ndarray, geo: Geometry | None) -> None:
+    """Letterbox padding is not part of the image: nothing is predicted there."""
+    if geo is None:
+        return
+    x0, y0, x1, y1 = geo.content_box
+    keep = np.zeros(maps.shape[-2:], dtype=bool)
+    keep[y0:y1, x0:x1] = True
+    maps[..., ~keep] = 0
+
+
+def _original_boxes(boxes: list[dict], geo: Geometry) -> list[dict]:
+    out = []
+    for b in boxes:
+        cx0, cy0, cx1, cy1 = geo.crop_box
+        x0, y0 = geo.to_original(b["x0"], b["y0"])
+        x1, y1 = geo.to_original(b["x1"], b["y1"])
+        x0, x1 = min(max(x0, cx0), cx1), min(max(x1, cx0), cx1)
+        y0, y1 = min(max(y0, cy0), cy1), min(max(y1, cy0), cy1)
+        out.append({**b, "x0": round(x0, 2), "y0": round(y0, 2), "x1": round(x1, 2), "y1": round(y1, 2)})
+    return out
+
+
+def _overlay(record: dict, result: ImageResult, geo: Geometry | None) -> Image.Image:
+    """The anomaly map tinted red over the image (the original for image files), boxes with labels."""
+    heat, boxes = result.anomaly_map, result.boxes
+    base = record["image"]
+    if record.get("original") is not None and geo is not None:
+        base = record["original"]
+        w, h = record["orig_size"]
+        heat = mask_to_original(np.round(heat * 255).astype(np.uint8), geo, w, h).astype(np.float32) / 255
+        boxes = _original_boxes(boxes, geo)
+    rgb = np.asarray(base.convert("RGB"), dtype=np.float32)
+    alpha = (heat[..., None] * 0.6).clip(0, 0.6)
+    tinted = rgb * (1 - alpha) + np.array([255.0, 0.0, 0.0]) * alpha
+    im = Image.fromarray(tinted.clip(0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(im)
+    for b in boxes[:20]:
+        draw.rectangle([b["x0"], b["y0"], max(b["x0"], b["x1"] - 1), max(b["y0"], b["y1"] - 1)],
+                       outline=(255, 255, 0), width=2)
+        draw.text((b["x0"] + 2, max(0, b["y0"] - 11)), f"{b['label']} {b['score']:.2f}", fill=(255, 255, 0))
+    return im
+
+
+def _write_one(out: Path, record: dict, result: ImageResult) -> dict:
+    name = _safe_name(record["key"])
+    np.save(out / "maps" / f"{name}.npy", result.anomaly_map.astype(np.float32))
+    Image.fromarray(result.class_index_map, "L").save(out / "maps" / f"{name}.classes.png")
+    geo = _geometry(record)
+    _overlay(record, result, geo).save(out / "overlays" / f"{name}.png")
+    line = {"key": record["key"], "image_score": result.image_score, "label": result.label,
+            "defect_type": result.defect_type, "class_scores": result.class_scores, "boxes": result.boxes,
+            "anomaly_map": f"maps/{name}.npy", "class_map": f"maps/{name}.classes.png"}
+    if geo is not None:
+        line["geometry"] = geo.model_dump()
+        line["boxes_original"] = _original_boxes(result.boxes, geo)
+    return line
+
+
+def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = None, split: str | None = None,
+            images: list[Path] | None = None, where: str | None = None, threshold: float = 0.5,
+            batch_size: int = 4, diffusion: Path | None = None, limit: int | None = None,
+            progress=None) -> dict:
+    """Run the model over `data` (shard source) or `images` (files) and write the predictions folder."""
+    base, novel = class_names(classes_text)
+    classes = base + [c for c in novel if c not in base]  # a split file: its base and novel classes
+    if not classes:
+        raise ValueError("--classes: give at least one class name")
+    if (data is None) == (not images):
+        raise ValueError("give either --data or image files, not both or neither")
+    out = Path(out)
+    run = {"model": str(Path(model_dir).resolve()), "classes": classes, "threshold": threshold}
+    manifest = out / "predict.json"
+    if manifest.is_file() and json.loads(manifest.read_text()) != run:
+        raise ValueError(f"{out}: holds predictions of another model, class list or threshold; use another --out")
+    seg = load_model(Path(model_dir), diffusion)
+    (out / "maps").mkdir(parents=True, exist_ok=True)
+    (out / "overlays").mkdir(exist_ok=True)
+    manifest.write_text(json.dumps(run, indent=2) + "\n")
+    jsonl = out / "predictions.jsonl"
+    done = _done_keys(jsonl)
+    stats = ReadStats()
+    source = iter_records(data, split, where, stats) if data is not None else image_inputs(images, stats)
+    written = skipped = defective = 0
+    batch: list[dict] = []
+
+    def flush(fh) -> None:
+        nonlocal written, defective
+        maps = seg.maps([r["image"] for r in batch], classes)
+        for record, m in zip(batch, maps):
+            _outside_to_zero(m, _geometry(record))
+            line = _write_one(out, record, summarize(m, classes, threshold))
+            fh.write(json.dumps(line, sort_keys=True) + "\n")
+            fh.flush()
+            written += 1
+            defective += line["label"] == "defective"
+            if progress:
+                progress()
+        batch.clear()
+
+    with open(jsonl, "a", encoding="utf-8") as fh:
+        for record in source:
+            if record["key"] in done:
+                skipped += 1
+                continue
+            done.add(record["key"])
+            batch.append(record)
+            if len(batch) >= batch_size:
+                flush(fh)
+            if limit is not None and written + len(batch) >= limit:
+                break
+        if batch:
+            flush(fh)
+    trained = set(seg.trained_classes)
+    return {"out": str(out), "predictions": str(jsonl), "images": written, "skipped_done": skipped,
+            "defective": defective, "classes": classes, "unseen_classes": [c for c in classes if c not in trained],
+            "threshold": threshold, "bad": stats.bad, "bad_examples": stats.bad_examples[:5],
+            "conditioning": seg.extractor.conditioning}

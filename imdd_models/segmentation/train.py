@@ -1,0 +1,200 @@
+"""`train-seg`: train the mask generator on frozen diffusion features (accelerate; exact resume on CPU).
+
+Per step: a batch of the training set (a seeded permutation per epoch) is decoded, its targets built
+(targets.py), its features extracted by the frozen diffusion model (features.py, or read from a feature
+cache), and the mask generator trained with the set criterion, the image-level label loss and the grounding
+loss (losses.py). The state (weights, optimizer, RNG, losses) is saved every `save_every` steps and at the
+end; `--resume` continues from it to the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..data import decode_record
+from . import checkpoint as ckpt
+from .cache import FeatureCache
+from .config import get_config
+from .dataset import class_names, select
+from .features import DEFAULT_TIMESTEP, DiffusionFeatureExtractor
+from .losses import SetCriterion, grounding_loss, label_loss
+from .model import MaskGenerator
+from .targets import build_target
+from .text import TextEmbedder
+
+NOISE_SEED = 0  # the fixed feature noise (part of the model: predict uses the same)
+
+
+class TrainError(ValueError):
+    """A training run that cannot start or continue; one line naming the reason."""
+
+
+@dataclass
+class TrainOptions:
+    diffusion: Path
+    data: str
+    config: str
+    out: Path
+    classes: str = "all"
+    shots: int | None = None
+    max_steps: int | None = None
+    seed: int = 0
+    resume: bool = False
+    split: str | None = "train"
+    where: str | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    epochs: int | None = None
+    timestep: int = DEFAULT_TIMESTEP
+    save_every: int = 100
+    mixed_precision: str = "no"
+    cache_features: Path | None = None
+    overrides: dict = field(default_factory=dict)
+
+
+def _window(losses: list[float], head: bool) -> float | None:
+    if not losses:
+        return None
+    w = max(1, min(5, len(losses) // 4))
+    part = losses[:w] if head else losses[-w:]
+    return round(sum(part) / len(part), 6)
+
+
+def _batch_indices(n: int, batch: int, seed: int, step: int) -> list[int]:
+    """Indices of global step `step`: a seeded permutation per epoch, the last short batch kept."""
+    per_epoch = math.ceil(n / batch)
+    epoch, pos = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
+    return perm[pos * batch:(pos + 1) * batch]
+
+
+def _check_resume(out: Path, resume: bool, identity: dict) -> dict | None:
+    if not ckpt.has_state(out):
+        if resume and (out / ckpt.CONFIG).is_file():
+            raise TrainError(f"{out}: --resume but no checkpoint state there")
+        return None
+    if not resume:
+        raise TrainError(f"{out}: holds a training run; pass --resume to continue it or choose another --out")
+    saved = ckpt.read_config(out).get("run", {})
+    diffs = [k for k in identity if saved.get(k) != identity[k]]
+    if diffs:
+        raise TrainError(f"{out}: --resume with different settings ({', '.join(diffs)}) than the saved run")
+    return saved
+
+
+def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Train (or resume) and return the summary (`steps`, `loss_start`, `loss_end`, `classes`, `samples`, ...)."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    cfg = get_config(opts.config)
+    for key, value in (("batch_size", opts.batch_size), ("lr", opts.lr), ("epochs", opts.epochs)):
+        if value is not None:
+            cfg[key] = value
+    cfg.update(opts.overrides)
+    out = Path(opts.out)
+    tset = select(opts.data, opts.split, opts.where, opts.classes, opts.shots, opts.seed)
+    keys = [r["key"] for r in tset.rows]
+    identity = {"config": opts.config, "classes": tset.classes, "keys_hash": _hash(keys), "seed": opts.seed,
+                "batch_size": cfg["batch_size"], "timestep": opts.timestep,
+                "diffusion": str(Path(opts.diffusion).resolve()),
+                "cached_features": opts.cache_features is not None}  # cached features are fp16-rounded
+    resumed = _check_resume(out, opts.resume, identity)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "selection.json").write_text(json.dumps({"keys": keys, **tset.summary(), "classes": tset.classes},
+                                                   indent=1, sort_keys=True) + "\n")
+
+    # A batch may hold only label-only or only pixel records: some parameters get no gradient in a step.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    accelerator = Accelerator(mixed_precision=opts.mixed_precision, cpu=not torch.cuda.is_available(),
+                              kwargs_handlers=[ddp])
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(opts.mixed_precision)
+    frozen_dtype = dtype if accelerator.device.type == "cuda" else None  # CPU autocast: keep fp32 weights
+    extractor = DiffusionFeatureExtractor.from_folder(opts.diffusion, opts.timestep, NOISE_SEED,
+                                                      accelerator.device, frozen_dtype)
+    text = TextEmbedder(extractor.text_encoder, extractor.tokenizer)
+    class_text = text(tset.classes).to(accelerator.device)
+    torch.manual_seed(opts.seed)
+    model = MaskGenerator(cfg, extractor.taps, text.dim)
+    criterion = SetCriterion(cfg, len(tset.classes)).to(accelerator.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw_model = accelerator.unwrap_model(model)
+    novel = [] if opts.classes.strip().lower() == "all" else class_names(opts.classes)[1]
+    run_config = {"preset": opts.config, "model": cfg, "classes": tset.classes, "novel": novel,
+                  "text_dim": text.dim, "features": {**extractor.describe(), "noise_seed": NOISE_SEED}, "run": identity}
+    trainer = {"step": 0, "losses": []}
+    if resumed is not None:
+        trainer = ckpt.load_state(out, raw_model, optimizer)
+    else:
+        torch.manual_seed(opts.seed + 1)  # the loop's randomness (point sampling) from its own seed
+    steps_per_epoch = math.ceil(len(tset.rows) / cfg["batch_size"])
+    total = opts.max_steps if opts.max_steps is not None else cfg["epochs"] * steps_per_epoch
+    cache = FeatureCache(opts.cache_features, extractor) if opts.cache_features else None
+    class_index = {c: i for i, c in enumerate(tset.classes)}
+    started = time.perf_counter()
+    model.train()
+    while trainer["step"] < total:
+        idx = _batch_indices(len(tset.rows), cfg["batch_size"], opts.seed, trainer["step"])
+        idx = idx[accelerator.process_index::accelerator.num_processes] or idx[:1]
+        records = [decode_record(tset.rows[i]) for i in idx]
+        targets = [build_target(r, class_index, extractor.resolution, cfg["num_queries"]) for r in records]
+        feats = cache.get(records) if cache else extractor([r["image"] for r in records])
+        with accelerator.autocast():
+            result = model(feats, class_text)
+            loss = _loss(result, targets, criterion, raw_model, class_text, class_index, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        if cfg["max_grad_norm"]:
+            accelerator.clip_grad_norm_(model.parameters(), cfg["max_grad_norm"])
+        optimizer.step()
+        trainer["step"] += 1
+        trainer["losses"].append(round(float(accelerator.gather(loss.detach()[None]).mean()), 6))
+        if progress:
+            progress(trainer["step"], total)
+        if accelerator.is_main_process and (trainer["step"] % opts.save_every == 0 or trainer["step"] == total):
+            ckpt.save_model(out, raw_model, run_config)
+            ckpt.save_state(out, raw_model, optimizer, trainer)
+    if accelerator.is_main_process and not (out / ckpt.WEIGHTS).is_file():
+        ckpt.save_model(out, raw_model, run_config)  # zero steps asked: the initial weights
+    summary = {"out": str(out), "config": opts.config, "steps": trainer["step"],
+               "loss_start": _window(trainer["losses"], True), "loss_end": _window(trainer["losses"], False),
+               "classes": tset.classes, "novel": novel, **tset.summary(),
+               "seconds": round(time.perf_counter() - started, 2),
+               "trainable_params": sum(p.numel() for p in raw_model.parameters() if p.requires_grad),
+               "conditioning": extractor.conditioning, "resumed": resumed is not None,
+               "device": str(accelerator.device)}
+    if accelerator.is_main_process:
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+def _loss(result: dict, targets: list, criterion: SetCriterion, model: MaskGenerator, class_text: torch.Tensor,
+          class_index: dict[str, int], cfg: dict) -> torch.Tensor:
+    pixel_rows = [i for i, t in enumerate(targets) if t.has_pixels]
+    label_rows = [i for i, t in enumerate(targets) if not t.has_pixels and t.labels]
+    term_rows = [i for i, t in enumerate(targets) if t.terms]
+    total = result["logits"][-1].sum() * 0.0  # keeps the graph when a batch has nothing to learn from
+    if pixel_rows:
+        total = total + criterion(result, targets, pixel_rows)
+    if label_rows:
+        total = total + cfg["label_weight"] * label_loss(result, targets, label_rows, criterion.num_classes)
+    if len(term_rows) > 1 and cfg["grounding_weight"]:
+        names = sorted({t for i in term_rows for t in targets[i].terms})
+        projected = model.classifier.project(class_text)
+        embeds = {n: projected[class_index[n]] for n in names}
+        g = grounding_loss(result, targets, embeds, model.classifier.scale(), term_rows)
+        if g is not None:
+            total = total + cfg["grounding_weight"] * g
+    return total
+
+
+def _hash(keys: list[str]) -> str:
+    import hashlib
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]

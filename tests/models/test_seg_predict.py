@@ -1,0 +1,105 @@
+"""`imdd-models predict`: zero-shot class names end to end, on shards and on image files of any size; the
+predictions folder in the evaluation format.
+
+The evaluation package's `validate_predictions` is not on this branch yet, so `check_predictions` below
+checks the format its issue defines (key, image_score, label, defect_type, class_scores, boxes in the
+512 canvas, anomaly_map .npy float32 512x512 or null).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from imdd_models.cli import app
+from seg_fixtures import write_diffusion_folder, write_seg_shards
+
+
+def check_predictions(folder: Path) -> list[dict]:
+    lines = [json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines()]
+    assert len({p["key"] for p in lines}) == len(lines), "duplicate keys"
+    for p in lines:
+        assert isinstance(p["key"], str) and p["key"]
+        assert isinstance(p["image_score"], float) and math.isfinite(p["image_score"])
+        assert p["label"] in ("normal", "defective")
+        assert p["defect_type"] is None or p["defect_type"] in p["class_scores"]
+        assert (p["defect_type"] is None) == (p["label"] == "normal")
+        assert all(isinstance(v, float) for v in p["class_scores"].values())
+        for b in p["boxes"]:
+            assert set(b) >= {"label", "score", "x0", "y0", "x1", "y1"} and b["label"] in p["class_scores"]
+            assert 0 <= b["x0"] < b["x1"] <= 512 and 0 <= b["y0"] < b["y1"] <= 512
+        if p["anomaly_map"] is not None:
+            arr = np.load(folder / p["anomaly_map"])
+            assert arr.dtype == np.float32 and arr.shape == (512, 512)
+            assert abs(float(arr.max()) - p["image_score"]) < 1e-5
+    return lines
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_components, tmp_path_factory):
+    root = tmp_path_factory.mktemp("seg-predict")
+    diffusion = write_diffusion_folder(tiny_components, root / "stage1")
+    train = write_seg_shards(root / "train", per_class=4, classes=("scratch", "hole"))
+    test = write_seg_shards(root / "test", per_class=2, seed=1, classes=("scratch", "hole", "crack"), split="test")
+    result = CliRunner().invoke(app, ["train-seg", "--diffusion", str(diffusion), "--data", str(train), "--config",
+                                      "tiny", "--out", str(root / "model"), "--classes", "scratch,hole",
+                                      "--max-steps", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    return {"model": root / "model", "test": test, "root": root}
+
+
+def predict(*args, expect=0):
+    result = CliRunner().invoke(app, ["predict", *args, "--json"])
+    assert result.exit_code == expect, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_zero_shot_class_on_shards(trained, tmp_path):
+    out = tmp_path / "pred"
+    s = predict("--model", str(trained["model"]), "--classes", "scratch,hole,crack", "--data", str(trained["test"]),
+                "--split", "test", "--out", str(out))
+    assert s["unseen_classes"] == ["crack"] and s["images"] == 2 * 3 + 3 + 2
+    lines = check_predictions(out)
+    assert all(set(p["class_scores"]) == {"scratch", "hole", "crack"} for p in lines)
+    crack = [p["class_scores"]["crack"] for p in lines]
+    assert len(set(crack)) > 1  # scored per image, not a constant
+    for p in lines:
+        assert (out / p["class_map"]).is_file() and "geometry" not in p  # these shards carry none
+        name = Path(p["anomaly_map"]).stem
+        assert Image.open(out / "overlays" / f"{name}.png").size == (512, 512)
+
+
+def test_image_files_of_any_size_and_resume(trained, tmp_path):
+    files = []
+    for i, (size, fmt) in enumerate((((300, 200), "PNG"), ((640, 480), "JPEG"))):
+        path = tmp_path / f"img{i}.{fmt.lower()}"
+        arr = np.random.default_rng(i).integers(0, 255, (size[1], size[0], 3)).astype(np.uint8)
+        Image.fromarray(arr).save(path, fmt)
+        files.append(path)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    out = tmp_path / "pred"
+    args = ["--model", str(trained["model"]), "--classes", "dent,scratch", "--out", str(out)]
+    s = predict(*[str(f) for f in files], str(broken), *args)
+    assert s["images"] == 2 and s["bad"] == 1 and "broken.png" in s["bad_examples"][0]
+    lines = check_predictions(out)
+    for p, f in zip(lines, files):
+        w, h = Image.open(f).size
+        assert p["key"] == str(f) and p["geometry"]["resize_mode"] == "letterbox"
+        assert Image.open(out / "overlays" / f"{Path(p['anomaly_map']).stem}.png").size == (w, h)
+        x0, y0, x1, y1 = p["geometry"]["content_box"]
+        heat = np.load(out / p["anomaly_map"])
+        assert heat[:y0].max(initial=0) == 0 and heat[y1:].max(initial=0) == 0  # nothing in the padding
+        for b in p["boxes_original"]:
+            assert -1 <= b["x0"] <= b["x1"] <= w + 1 and -1 <= b["y0"] <= b["y1"] <= h + 1
+    again = predict(*[str(f) for f in files], *args)
+    assert again["images"] == 0 and again["skipped_done"] == 2
+    assert len(check_predictions(out)) == 2
+    err = predict(str(files[0]), "--model", str(trained["model"]), "--classes", "hole", "--out", str(out), expect=2)
+    assert "another model, class list" in err["error"]

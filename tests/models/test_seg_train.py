@@ -1,0 +1,102 @@
+"""`imdd-models train-seg` on generated data with the tiny presets: the loss falls, resume is exact, the
+few-shot selection is exact and deterministic, bad runs fail in one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from imdd_models.cli import app
+from imdd_models.data import iter_raw
+from imdd_models.protocol import sample_shots
+from seg_fixtures import write_diffusion_folder, write_seg_shards
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_components, tmp_path_factory):
+    root = tmp_path_factory.mktemp("seg-train")
+    return {"diffusion": write_diffusion_folder(tiny_components, root / "stage1"),
+            "data": write_seg_shards(root / "data", per_class=6), "cache": root / "feature-cache"}
+
+
+def train(setup, out, *args, expect=0):
+    result = CliRunner().invoke(app, ["train-seg", "--diffusion", str(setup["diffusion"]), "--data",
+                                      str(setup["data"]), "--config", "tiny", "--out", str(out), "--json", *args])
+    assert result.exit_code == expect, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_loss_falls_on_generated_data(setup, tmp_path):
+    s = train(setup, tmp_path / "m", "--classes", "scratch,hole,stain", "--max-steps", "24", "--lr", "2e-3",
+              "--cache-features", str(setup["cache"]))
+    assert s["steps"] == 24 and s["classes"] == ["scratch", "hole", "stain"]
+    assert s["samples"] == 6 * 3 + 3 + 3  # single-type records, two-type records, normals
+    assert s["loss_end"] < 0.85 * s["loss_start"], s
+    assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "seg_config.json").is_file()
+
+
+def test_resume_gives_the_same_weights(setup, tmp_path):
+    common = ["--classes", "scratch,hole", "--batch-size", "3", "--cache-features", str(setup["cache"])]
+    train(setup, tmp_path / "straight", *common, "--max-steps", "3")
+    train(setup, tmp_path / "resumed", *common, "--max-steps", "2")
+    err = train(setup, tmp_path / "resumed", *common, "--max-steps", "3", expect=2)
+    assert "--resume" in err["error"]
+    s = train(setup, tmp_path / "resumed", *common, "--max-steps", "3", "--resume")
+    assert s["resumed"] and s["steps"] == 3
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    err = train(setup, tmp_path / "resumed", "--classes", "scratch", "--max-steps", "4", "--resume", expect=2)
+    assert "different settings" in err["error"]
+
+
+def test_shots_are_exact_deterministic_and_report_short_classes(setup, tmp_path):
+    def shots(out, k, seed):
+        s = train(setup, out, "--classes", "scratch,hole", "--shots", str(k), "--seed", str(seed), "--max-steps", "0")
+        return s, json.loads((out / "selection.json").read_text())["keys"]
+
+    s1, keys1 = shots(tmp_path / "a", 3, 7)
+    assert s1["per_class"] == {"scratch": 3, "hole": 3} and s1["short"] == {} and s1["normal"] == 3
+    pool = [(r["key"], r["defect_types"]) for r in iter_raw(setup["data"])]
+    expected = sample_shots([(k, t) for k, t in pool if t], 3, 7, ["scratch", "hole"])
+    normals = sample_shots([(k, ["normal"]) for k, t in pool if not t], 3, 7, ["normal"])
+    assert keys1 == sorted(set(expected.keys) | set(normals.keys))  # the protocol's sampler, exactly
+    _, keys2 = shots(tmp_path / "b", 3, 7)
+    assert keys2 == keys1
+    _, keys3 = shots(tmp_path / "c", 3, 8)
+    assert keys3 != keys1
+    s4, _ = shots(tmp_path / "d", 50, 7)
+    assert s4["short"] == {"scratch": 8, "hole": 8, "normal": 3}  # all they have, and said so
+    split = tmp_path / "split.yaml"  # the protocol's class split file names the base classes
+    split.write_text("base: [scratch, hole]\nnovel: [stain]\n")
+    s5 = train(setup, tmp_path / "e", "--classes", str(split), "--shots", "3", "--seed", "7", "--max-steps", "0")
+    assert s5["classes"] == ["scratch", "hole"] and s5["novel"] == ["stain"]
+    assert json.loads((tmp_path / "e" / "selection.json").read_text())["keys"] == keys1
+
+
+def test_a_broken_image_is_counted_and_left_out(setup, tmp_path):
+    import pyarrow.parquet as pq
+    data = tmp_path / "data"
+    (data / "data").mkdir(parents=True)
+    table = pq.read_table(next((setup["data"] / "data").glob("*.parquet")))
+    rows = table.to_pylist()
+    rows[0]["image"] = {"bytes": b"broken", "path": "x.png"}
+    pq.write_table(type(table).from_pylist(rows, schema=table.schema), data / "data" / "train-00000-of-00001.parquet")
+    result = CliRunner().invoke(app, ["train-seg", "--diffusion", str(setup["diffusion"]), "--data", str(data),
+                                      "--config", "tiny", "--out", str(tmp_path / "m"), "--classes", "scratch",
+                                      "--max-steps", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    s = json.loads(result.stdout.strip().splitlines()[-1])
+    assert s["bad"] == 1 and rows[0]["key"] in s["bad_examples"][0] and s["samples"] == 8 - 1 + 3
+
+
+def test_bad_runs_fail_in_one_line(setup, tmp_path):
+    err = train(setup, tmp_path / "x", "--config", "huge", expect=2)
+    assert err["error"].startswith("unknown --config 'huge'")
+    err = train(setup, tmp_path / "x", "--split", "validation", expect=2)
+    assert "no records" in err["error"]
+    err = train(setup, tmp_path / "x", "--shots", "0", expect=2)
+    assert "--shots" in err["error"]
