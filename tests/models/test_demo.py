@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from conftest import invoke
+from models.conftest import invoke
 from imdd_models.cli import app
 
 

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from eval_helpers import mask_of, oracle_lines, records, write_folder
+from models.eval_helpers import mask_of, oracle_lines, records, write_folder
 from imdd_models.cli import app
 from imdd_models.evaluation.detection import BoxImage, box_map
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval_helpers import write_folder
+from models.eval_helpers import write_folder
 from imdd_models.evaluation import (PredictionError, load_anomaly_map, read_predictions, scan_predictions,
                                     validate_predictions)
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from conftest import invoke
+from models.conftest import invoke
 from imdd_models.cli import app
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from conftest import invoke
+from models.conftest import invoke
 from imdd_models.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]

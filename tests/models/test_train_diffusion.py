@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from conftest import invoke
+from models.conftest import invoke
 from imdd_models.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
