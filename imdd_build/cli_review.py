@@ -21,8 +21,6 @@ def _queue(ctx: typer.Context, lease_seconds: float = 900.0):
     from .review.queue import ReviewQueue
 
     ws = _workspace(ctx)
-    if not ws.catalog_path.exists():
-        raise FileNotFoundError(f"no catalog at {ws.catalog_path}: run ingest and caption first")
     queue = ReviewQueue(ws.catalog(), lease_seconds=lease_seconds)
     private(ws.catalog_path)  # it holds token hashes, sessions and the audit log
     return queue
