@@ -1,0 +1,181 @@
+"""Every pair of 64-bit hashes within a Hamming radius, by multi-index hashing over numpy uint64.
+
+Pigeonhole, generalised: cut the 64 bits into m = r + k blocks; two hashes that differ in at most r
+bits leave at least k blocks identical. So one table per choice of k blocks (C(r + k, k) tables)
+keys every hash on those blocks; equal keys are candidates, and each candidate is checked with a
+vectorised popcount of the XOR. No pair within the radius is missed, and nothing else is reported.
+
+A table is one `np.sort` of a uint32 key and a pass over equal neighbours, so its cost is about linear in the number of hashes as long as keys are wide enough that buckets stay
+small: `k` is chosen so that a key has about `KEY_BITS` bits (a million-entry table then holds ~1
+candidate per hash), capped at `MAX_TABLES` tables. Where that cap leaves keys narrow (a large
+radius) the candidates grow quadratically; if a tiled all-pairs popcount is cheaper it is used
+instead. At a large radius most pairs of unrelated images are within reach anyway, so the output
+itself is quadratic there (64-bit hashes, radius 20: ~0.2% of all random pairs).
+
+Identical hashes are collapsed first (`np.unique`): a run of equal hashes costs nothing per pair.
+Tables run on `workers` threads (numpy's sort and ufuncs release the GIL); the result is sorted and
+unique, so it does not depend on the number of workers or on the order tables finish in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from itertools import combinations
+import sys
+from math import comb
+
+import numpy as np
+
+KEY_BITS = 21  # key width aimed at: 2**21 buckets, ~1 candidate per hash at 1-2M hashes
+MAX_TABLES = 500
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier (Fibonacci hashing) to fold keys wider than the room
+_LITTLE = sys.byteorder == "little"
+_CHUNK = 1 << 22  # candidates checked per vector operation (bounds the temporary arrays)
+# Relative costs per element of the cost model: a table pass per hash, a checked candidate (random
+# gathers), and one all-pairs comparison (contiguous, vectorised).
+_TABLE_COST, _CANDIDATE_COST, _PAIR_COST = 1.0, 3.0, 0.1
+
+
+def blocks(m: int) -> list[tuple[int, int]]:
+    """m disjoint bit ranges (low bit, width) covering the 64 bits, widths as equal as possible."""
+    edges = [round(i * 64 / m) for i in range(m + 1)]
+    return [(edges[i], edges[i + 1] - edges[i]) for i in range(m)]
+
+
+def plan(n: int, radius: int) -> int:
+    """k blocks per table key for `n` distinct hashes at `radius` (0: tiled all-pairs instead)."""
+    best_k, best_cost = 0, _PAIR_COST * n * n / 2
+    for k in range(1, 65 - radius):
+        tables = comb(radius + k, k)
+        if tables > MAX_TABLES:
+            break
+        key_bits = 64 * k // (radius + k)
+        cost = tables * (_TABLE_COST * n + _CANDIDATE_COST * n * n / 2 / 2.0 ** key_bits)
+        if cost < best_cost:
+            best_k, best_cost = k, cost
+        if key_bits >= KEY_BITS:
+            break  # wider keys only add tables
+    return best_k
+
+
+def unique_pairs(u: np.ndarray, radius: int, workers: int = 1, k: int | None = None) -> np.ndarray:
+    """(p, 2) int64 index pairs i < j of distinct hashes `u` (uint64) within `radius` bits, sorted.
+
+    `k` overrides the plan (blocks per key; 0 for all-pairs), for tests: the answer is the same."""
+    u = np.ascontiguousarray(u, dtype=np.uint64)
+    n = len(u)
+    if n < 2 or radius <= 0:
+        return np.empty((0, 2), np.int64)
+    if n >= 1 << 32:
+        raise ValueError("more than 2**32 distinct hashes")
+    k = plan(n, radius) if k is None else k
+    if k == 0:
+        found = list(_all_pairs(u, radius))
+    else:
+        bl = blocks(radius + k)
+        parts = _block_values(u, bl)
+        index = np.arange(n, dtype=np.uint64)
+        combos = list(combinations(range(radius + k), k))
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            found = list(pool.map(lambda c: _table_pairs(u, [parts[i] for i in c], [bl[i][1] for i in c], radius,
+                                                         index), combos))
+    packed = np.unique(np.concatenate(found)) if found else np.empty(0, np.uint64)
+    return np.stack([(packed >> np.uint64(32)).astype(np.int64),
+                     (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)], axis=1)
+
+
+def near_pairs(hashes, radius: int, workers: int = 1) -> np.ndarray:
+    """(p, 2) int64 index pairs i < j of `hashes` within `radius` bits (equal hashes included), sorted.
+
+    Every pair is listed, so many equal hashes make the output quadratic in their count; `dedupe`
+    links equal hashes in a chain and calls `unique_pairs` on the distinct values instead."""
+    h = np.asarray(hashes, dtype=np.uint64)
+    u, first, inverse, counts = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
+    found = unique_pairs(u, radius, workers)
+    single = (counts[found[:, 0]] == 1) & (counts[found[:, 1]] == 1)
+    out = [first[found[single]]]
+    if (counts > 1).any():  # values held by several indices: expand to every index pair
+        order = np.argsort(inverse, kind="stable")
+        starts = np.r_[0, np.cumsum(counts)]
+
+        def members(v: int) -> np.ndarray:
+            return order[starts[v]:starts[v + 1]]
+        for v in np.flatnonzero(counts > 1):
+            a, b = np.triu_indices(counts[v], 1)
+            out.append(members(v)[np.stack([a, b], axis=1)])
+        for v, w in found[~single]:
+            a, b = np.meshgrid(members(v), members(w), indexing="ij")
+            out.append(np.stack([a.ravel(), b.ravel()], axis=1))
+    pairs = np.sort(np.concatenate(out).astype(np.int64).reshape(-1, 2), axis=1)
+    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+
+
+def _block_values(u: np.ndarray, bl: list[tuple[int, int]]) -> list[np.ndarray]:
+    """Each block's bits of every hash, as uint32 (computed once, shared by every table)."""
+    return [((u >> np.uint64(lo)) & np.uint64((1 << width) - 1)).astype(np.uint32) for lo, width in bl]
+
+
+def _table_pairs(u: np.ndarray, parts: list[np.ndarray], widths: list[int], radius: int,
+                 index: np.ndarray) -> np.ndarray:
+    """Packed (i << 32 | j) pairs within `radius` among hashes whose chosen blocks (`parts`) are equal."""
+    if sum(widths) <= 32:
+        key = parts[0].copy()
+        shift = widths[0]
+        for part, width in zip(parts[1:], widths[1:]):
+            key |= part << np.uint32(shift)
+            shift += width
+    else:  # fold into 32 bits: merged buckets only add candidates, which the popcount check removes
+        wide = np.zeros(len(u), np.uint64)
+        shift = 0
+        for part, width in zip(parts, widths):
+            wide |= part.astype(np.uint64) << np.uint64(shift)
+            shift += width
+        key = ((wide * _MIX) >> np.uint64(32)).astype(np.uint32)
+    # One sort of (key << 32 | index): the O(n log n) step of a table, in numpy's SIMD sort.
+    ordered = np.sort((key.astype(np.uint64) << np.uint64(32)) | index)
+    if _LITTLE:  # the two halves as strided views, no copies
+        halves = ordered.view(np.uint32)
+        keys, ids = halves[1::2], halves[0::2]
+    else:
+        keys, ids = ordered >> np.uint64(32), ordered & np.uint64(0xFFFFFFFF)
+    found = list(_check_runs(u, keys, ids, radius))
+    return np.concatenate(found) if found else np.empty(0, np.uint64)
+
+
+def _check_runs(u: np.ndarray, keys: np.ndarray, ids: np.ndarray, radius: int) -> Iterator[np.ndarray]:
+    """Candidates (ids[e], ids[e + d]) with keys[e] == keys[e + d] (keys sorted), checked by popcount;
+    yields packed pairs within radius.
+
+    Step d looks only at the positions whose key still equals the one d places on, a subset of the
+    step before (keys are sorted), so the total work is the number of candidates however long a run
+    of equal keys is."""
+    active = np.flatnonzero(keys[1:] == keys[:-1])
+    d = 1
+    while len(active):
+        for start in range(0, len(active), _CHUNK):
+            e = active[start:start + _CHUNK]
+            a, b = ids[e].astype(np.int64), ids[e + d].astype(np.int64)
+            close = np.bitwise_count(u[a] ^ u[b]) <= radius
+            if close.any():
+                a, b = a[close], b[close]
+                lo, hi = np.minimum(a, b).astype(np.uint64), np.maximum(a, b).astype(np.uint64)
+                yield (lo << np.uint64(32)) | hi
+        d += 1
+        active = active[active + d < len(keys)]
+        active = active[keys[active] == keys[active + d]]
+
+
+def _all_pairs(u: np.ndarray, radius: int) -> Iterator[np.ndarray]:
+    """Tiled brute force over distinct hashes: packed pairs i < j within radius."""
+    n = len(u)
+    rows = max(1, _CHUNK // n)
+    for start in range(0, n - 1, rows):
+        stop = min(n - 1, start + rows)
+        block = np.bitwise_count(u[start:stop, None] ^ u[None, start + 1:]) <= radius
+        i, j = np.nonzero(block)
+        i = i + start
+        j = j + start + 1
+        keep = j > i
+        if keep.any():
+            yield (i[keep].astype(np.uint64) << np.uint64(32)) | j[keep].astype(np.uint64)
