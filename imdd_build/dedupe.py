@@ -226,6 +226,8 @@ def duplicate_groups(phashes: np.ndarray, digests: np.ndarray, radius: int,
     _, labels = connected_components(graph, directed=False)
     sizes = np.bincount(labels)
     grouped = np.flatnonzero(sizes[labels] >= 2)
+    if not len(grouped):
+        return [], digest_id
     grouped = grouped[np.argsort(labels[grouped], kind="stable")]  # by label, indices ascending
     bounds = np.flatnonzero(np.r_[True, labels[grouped][1:] != labels[grouped][:-1], True])
     groups = [grouped[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)]
