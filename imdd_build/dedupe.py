@@ -202,36 +202,43 @@ def _count(catalog: Catalog, sources: Iterable[str]) -> int:
 
 
 # -- groups ---------------------------------------------------------------------------------------
-def duplicate_groups(phashes: np.ndarray, digests: np.ndarray, radius: int,
-                     workers: int = 1) -> tuple[list[np.ndarray], np.ndarray]:
-    """Connected groups (2+ members) of images linked by equal pixel digests or pHashes within
-    `radius`: (sorted index arrays ordered by their first index, a digest id per image)."""
+def duplicate_groups(phashes: np.ndarray, digests: np.ndarray, radius: int, workers: int = 1) -> list[np.ndarray]:
+    """Connected groups (2+ members) of images linked by equal pixel digests ((n, 32) uint8) or
+    pHashes within `radius`: sorted index arrays, ordered by their first index."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     n = len(phashes)
-    words = np.ascontiguousarray(digests).view(np.uint64).reshape(n, -1)
-    order = np.lexsort(words.T[::-1])
-    same = np.all(words[order][1:] == words[order][:-1], axis=1)
-    digest_id = np.empty(n, np.int64)
-    digest_id[order] = np.r_[0, np.cumsum(~same)]
-    edges = [np.stack([order[:-1][same], order[1:][same]], axis=1)]  # equal pixels: a chain per digest
-    values, first, inverse = np.unique(phashes, return_index=True, return_inverse=True)
-    by_value = np.argsort(inverse, kind="stable")
-    same = inverse[by_value][1:] == inverse[by_value][:-1]
-    edges.append(np.stack([by_value[:-1][same], by_value[1:][same]], axis=1))  # equal pHashes: a chain
-    edges.append(first[unique_pairs(values, radius, workers)])  # distinct pHashes within the radius
+    edges = [_equal_digests(digests)]
+    order = np.argsort(phashes, kind="stable")
+    ordered = phashes[order]
+    same = ordered[1:] == ordered[:-1]
+    edges.append(np.stack([order[:-1][same], order[1:][same]], axis=1))  # equal pHashes: a chain
+    first = order[np.r_[True, ~same]]  # one image per distinct pHash, in pHash order
+    edges.append(first[unique_pairs(ordered[np.r_[True, ~same]], radius, workers)])  # within the radius
     a, b = np.concatenate(edges).T
-    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    sizes = np.bincount(labels)
-    grouped = np.flatnonzero(sizes[labels] >= 2)
+    _, labels = connected_components(coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n)), directed=False)
+    grouped = np.flatnonzero(np.bincount(labels)[labels] >= 2)
     if not len(grouped):
-        return [], digest_id
+        return []
     grouped = grouped[np.argsort(labels[grouped], kind="stable")]  # by label, indices ascending
     bounds = np.flatnonzero(np.r_[True, labels[grouped][1:] != labels[grouped][:-1], True])
-    groups = [grouped[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)]
-    return sorted(groups, key=lambda g: int(g[0])), digest_id
+    return sorted((grouped[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)), key=lambda g: int(g[0]))
+
+
+def _equal_digests(digests: np.ndarray) -> np.ndarray:
+    """(p, 2) index pairs chaining the images with equal digests: sorted on their first 8 bytes,
+    then the few images that share those fully compared."""
+    words = np.ascontiguousarray(digests).view(np.uint64).reshape(len(digests), -1)
+    order = np.argsort(words[:, 0], kind="stable")
+    head = words[order, 0]
+    same = head[1:] == head[:-1]
+    if not same.any():
+        return np.empty((0, 2), np.int64)
+    shared = order[np.r_[same, False] | np.r_[False, same]]
+    shared = shared[np.lexsort(words[shared].T[::-1])]
+    equal = np.all(words[shared][1:] == words[shared][:-1], axis=1)
+    return np.stack([shared[:-1][equal], shared[1:][equal]], axis=1)
 
 
 def find_duplicates(catalog: Catalog, store: Store, radius: int = DEFAULT_RADIUS,
@@ -263,12 +270,12 @@ def find_duplicates(catalog: Catalog, store: Store, radius: int = DEFAULT_RADIUS
     n = len(phashes)
     hashes = np.frombuffer(phashes, np.uint64) if n else np.empty(0, np.uint64)
     pixel = np.frombuffer(bytes(digests), np.uint8).reshape(n, 32)
-    groups, digest_id = duplicate_groups(hashes, pixel, radius, workers) if n else ([], None)
+    groups = duplicate_groups(hashes, pixel, radius, workers) if n else []
     members = _members(catalog, sources, groups, np.frombuffer(splits, np.uint8) if n else None, n)
     result = []
     for index in groups:
         group = [Member(*members[int(i)], pixel[i].tobytes().hex(), int(hashes[i])) for i in index]
-        g = DuplicateGroup(len(result) + 1, "exact" if len(set(digest_id[index])) == 1 else "near", group)
+        g = DuplicateGroup(len(result) + 1, "exact" if len({m.pixel_sha256 for m in group}) == 1 else "near", group)
         g.leakage, dropped_splits = leakage_drops((m.split for m in group), leakage)
         g.dropped = [m.key for m in group if m.split in dropped_splits]
         result.append(g)

@@ -71,8 +71,12 @@ def test_groups_link_equal_digests_equal_hashes_and_near_hashes():
     phashes = np.array([0, 0b111, 0xF << 40, 0, 2**64 - 1, 2**64 - 2], dtype=np.uint64)
     digests = np.zeros((6, 32), np.uint8)
     digests[:, 0] = [1, 2, 3, 4, 3, 5]  # 2 and 4 have the same pixels, far apart in pHash
-    groups, digest_id = duplicate_groups(phashes, digests, radius=3, workers=2)
+    groups = duplicate_groups(phashes, digests, radius=3, workers=2)
     assert [g.tolist() for g in groups] == [[0, 1, 3], [2, 4, 5]]
-    assert digest_id[2] == digest_id[4] and len(set(digest_id[[0, 1, 3]])) == 3
-    groups, _ = duplicate_groups(phashes, digests, radius=0)
-    assert [g.tolist() for g in groups] == [[0, 3], [2, 4]]
+    assert [g.tolist() for g in duplicate_groups(phashes, digests, radius=0)] == [[0, 3], [2, 4]]
+    digests[:, 0] = [1, 7, 3, 4, 6, 7]
+    digests[5, 31] = 9  # 1 and 5 share their first 8 bytes, not their digest
+    assert [g.tolist() for g in duplicate_groups(phashes, digests, radius=0)] == [[0, 3]]
+    digests[5, 31] = 0
+    assert [g.tolist() for g in duplicate_groups(phashes, digests, radius=0)] == [[0, 3], [1, 5]]
+    assert duplicate_groups(np.array([0, 2**64 - 1], np.uint64), np.eye(2, 32, dtype=np.uint8), radius=6) == []
