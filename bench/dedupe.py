@@ -138,6 +138,7 @@ def build_child(n: int, workers: int, ws_dir: Path) -> None:
 
     ADAPTERS[Distinct.id] = Distinct
     entry = source_entry("folder", license="CC0-1.0", domain="metal_surface", source_id="synthetic")
+    ws_dir.mkdir(parents=True, exist_ok=True)  # also the (unused) source root the adapter checks
     start = time.perf_counter()
     ws = Workspace(ws_dir)
     result = ingest(ws, Distinct.id, ws_dir, entry, NormalizeOptions(size=64), workers=workers, commit_every=1000)
