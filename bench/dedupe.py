@@ -10,7 +10,9 @@ hashes are read: equal digests, equal hashes, multi-index hashing within the rad
 groups), best of `--repeat`. `seconds` is CPU time by default (`--clock wall` for wall-clock; both
 are in the table): on a machine shared with other jobs the wall clock measures the neighbours. Afterwards (not timed) it checks every planted pair against the search's pair list:
 `pairs_found` counts the planted pairs found (the target is all of them); the table also shows
-every pair found (planted + chance ones). Peak RSS is the child's `ru_maxrss`. Printed: a table, the
+every pair found (planted + chance ones), and a baseline from the same process: the sorts alone
+(as many `np.sort` of n uint64 as the plan has tables), the floor of any sort-based index, whose
+growth per doubling shows what the memory hierarchy allows. Peak RSS is the child's `ru_maxrss`. Printed: a table, the
 growth ratio per doubling of n (time ratio normalised to a factor 2 of n), and with `--json` as the
 last line `{"rows": [{"n", "seconds", "pairs_planted", "pairs_found", "peak_rss_mb"}, ...]}`.
 Targets: growth per doubling <= 2.3x; every planted pair found; peak RSS < 1 GB at 400k.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from math import comb
 import os
 import resource
 import shutil
@@ -63,7 +66,7 @@ def synthetic(n: int, radius: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
 def search_child(n: int, radius: int, workers: int, repeat: int, clock: str) -> dict:
     """Runs in its own process (so peak RSS is this n's): time the grouping, check the pairs."""
     from imdd_build.dedupe import duplicate_groups
-    from imdd_build.nearsearch import near_pairs
+    from imdd_build.nearsearch import near_pairs, plan
 
     hashes, digests, planted = synthetic(n, radius)
     duplicate_groups(hashes[:100], digests[:100], radius, workers)  # imports (scipy) before the clock
@@ -72,13 +75,24 @@ def search_child(n: int, radius: int, workers: int, repeat: int, clock: str) -> 
         start, start_cpu = time.perf_counter(), time.process_time()
         groups = duplicate_groups(hashes, digests, radius, workers)
         wall, cpu = min(wall, time.perf_counter() - start), min(cpu, time.process_time() - start_cpu)
+    # Baseline in the same process: the sorts alone (one per table of the plan, n uint64 each), the
+    # floor of any sort-based index; its growth per doubling is what the memory hierarchy allows.
+    k = plan(n, radius)
+    tables = comb(radius + k, k) if k else 0
+    floor = float("inf")
+    for _ in range(repeat):
+        data = np.random.default_rng(1).integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        for _ in range(tables):
+            np.sort(data)
+        floor = min(floor, (time.process_time() - start_cpu) if clock == "cpu" else time.perf_counter() - start)
     pairs = near_pairs(hashes, radius, workers)
     found = {(int(a), int(b)) for a, b in pairs}
     hit = sum((int(a), int(b)) in found for a, b in planted)
     return {"n": n, "seconds": round(cpu if clock == "cpu" else wall, 3), "wall_s": round(wall, 3),
             "cpu_s": round(cpu, 3), "pairs_planted": len(planted), "pairs_found": hit,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "pairs_total": len(found), "groups": len(groups)}
+            "pairs_total": len(found), "groups": len(groups), "tables": tables, "sort_floor_s": round(floor, 3)}
 
 
 def search(args) -> list[dict]:
@@ -91,16 +105,18 @@ def search(args) -> list[dict]:
         print(f"  n={n}: {rows[-1]['seconds']:.2f}s", file=sys.stderr)
     print(f"radius {args.radius}, {args.workers} worker(s), best of {args.repeat}, seconds = {args.clock} time, "
           f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.2f}")
-    print(f"{'n':>9} {'seconds':>8} {'growth/doubling':>16} {'wall s':>7} {'cpu s':>7} {'planted':>8} {'found':>7} "
-          f"{'all pairs':>10} {'peak RSS MB':>12}")
+    print(f"{'n':>9} {'seconds':>8} {'growth/doubling':>16} {'wall s':>7} {'cpu s':>7} {'sort floor s':>13} "
+          f"{'floor growth':>13} {'planted':>8} {'found':>7} {'all pairs':>10} {'peak RSS MB':>12}")
+
+    def growth(rows: list[dict], i: int, field: str) -> str:
+        if not i:
+            return ""
+        a, b = rows[i - 1], rows[i]
+        return f"{(b[field] / a[field]) ** (1 / math.log2(b['n'] / a['n'])):.2f}x" if a[field] else ""
     for i, r in enumerate(rows):
-        growth = ""
-        if i:
-            prev = rows[i - 1]
-            growth = f"{(r['seconds'] / prev['seconds']) ** (1 / math.log2(r['n'] / prev['n'])):.2f}x"
-        print(f"{r['n']:>9} {r['seconds']:>8.2f} {growth:>16} {r['wall_s']:>7.2f} {r['cpu_s']:>7.2f} "
-              f"{r['pairs_planted']:>8} {r['pairs_found']:>7} "
-              f"{r['pairs_total']:>10} {r['peak_rss_mb']:>12.0f}")
+        print(f"{r['n']:>9} {r['seconds']:>8.2f} {growth(rows, i, 'seconds'):>16} {r['wall_s']:>7.2f} {r['cpu_s']:>7.2f} "
+              f"{r['sort_floor_s']:>13.2f} {growth(rows, i, 'sort_floor_s'):>13} {r['pairs_planted']:>8} "
+              f"{r['pairs_found']:>7} {r['pairs_total']:>10} {r['peak_rss_mb']:>12.0f}")
     return rows
 
 

@@ -5,12 +5,14 @@ bits leave at least k blocks identical. So one table per choice of k blocks (C(r
 keys every hash on those blocks; equal keys are candidates, and each candidate is checked with a
 vectorised popcount of the XOR. No pair within the radius is missed, and nothing else is reported.
 
-A table is one `np.sort` of a uint32 key and a pass over equal neighbours, so its cost is about linear in the number of hashes as long as keys are wide enough that buckets stay
-small: `k` is chosen so that a key has about `KEY_BITS` bits (a million-entry table then holds ~1
-candidate per hash), capped at `MAX_TABLES` tables. Where that cap leaves keys narrow (a large
-radius) the candidates grow quadratically; if a tiled all-pairs popcount is cheaper it is used
-instead. At a large radius most pairs of unrelated images are within reach anyway, so the output
-itself is quadratic there (64-bit hashes, radius 20: ~0.2% of all random pairs).
+A table is one in-place `np.sort` of `hash(chosen bits) << 32 | index` (uint64) and a pass over
+equal neighbours: about linear in the number of hashes while the keys are wide enough for buckets
+to stay small. `k` comes from a cost model (tables x (hashes + candidates expected for uniform
+hashes)), capped at `MAX_TABLES` tables: at radius 6, k = 3 (84 tables of ~21-bit keys) up to a
+few million hashes, then k = 4. Where the cap leaves keys narrow (a large radius) the candidates
+grow quadratically; if a tiled all-pairs popcount is cheaper it is used instead. At a large radius
+most pairs of unrelated images are within reach anyway, so the output itself is quadratic there
+(64-bit hashes, radius 20: ~0.2% of all random pairs).
 
 Identical hashes are collapsed first (`np.unique`): a run of equal hashes costs nothing per pair.
 Tables run on `workers` threads (numpy's sort and ufuncs release the GIL); the result is sorted and
@@ -19,22 +21,22 @@ unique, so it does not depend on the number of workers or on the order tables fi
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import combinations
-import sys
 from math import comb
 
 import numpy as np
 
-KEY_BITS = 21  # key width aimed at: 2**21 buckets, ~1 candidate per hash at 1-2M hashes
 MAX_TABLES = 500
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier (Fibonacci hashing) to fold keys wider than the room
 _LITTLE = sys.byteorder == "little"
 _CHUNK = 1 << 22  # candidates checked per vector operation (bounds the temporary arrays)
-# Relative costs per element of the cost model: a table pass per hash, a checked candidate (random
-# gathers), and one all-pairs comparison (contiguous, vectorised).
-_TABLE_COST, _CANDIDATE_COST, _PAIR_COST = 1.0, 3.0, 0.1
+# Relative costs of the cost model, measured on a 2-core Xeon (bench/dedupe.py): one hash in one
+# table (sort and passes, ~15 ns), one checked candidate (~6x: random gathers), one all-pairs
+# comparison (contiguous, vectorised).
+_TABLE_COST, _CANDIDATE_COST, _PAIR_COST = 1.0, 6.0, 0.1
 
 
 def blocks(m: int) -> list[tuple[int, int]]:
@@ -54,8 +56,6 @@ def plan(n: int, radius: int) -> int:
         cost = tables * (_TABLE_COST * n + _CANDIDATE_COST * n * n / 2 / 2.0 ** key_bits)
         if cost < best_cost:
             best_k, best_cost = k, cost
-        if key_bits >= KEY_BITS:
-            break  # wider keys only add tables
     return best_k
 
 
@@ -74,12 +74,11 @@ def unique_pairs(u: np.ndarray, radius: int, workers: int = 1, k: int | None = N
         found = list(_all_pairs(u, radius))
     else:
         bl = blocks(radius + k)
-        parts = _block_values(u, bl)
+        masks = [sum(((1 << width) - 1) << lo for lo, width in (bl[i] for i in c))
+                 for c in combinations(range(radius + k), k)]
         index = np.arange(n, dtype=np.uint64)
-        combos = list(combinations(range(radius + k), k))
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            found = list(pool.map(lambda c: _table_pairs(u, [parts[i] for i in c], [bl[i][1] for i in c], radius,
-                                                         index), combos))
+            found = list(pool.map(lambda mask: _table_pairs(u, mask, radius, index), masks))
     packed = np.unique(np.concatenate(found)) if found else np.empty(0, np.uint64)
     return np.stack([(packed >> np.uint64(32)).astype(np.int64),
                      (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)], axis=1)
@@ -111,34 +110,21 @@ def near_pairs(hashes, radius: int, workers: int = 1) -> np.ndarray:
     return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
 
 
-def _block_values(u: np.ndarray, bl: list[tuple[int, int]]) -> list[np.ndarray]:
-    """Each block's bits of every hash, as uint32 (computed once, shared by every table)."""
-    return [((u >> np.uint64(lo)) & np.uint64((1 << width) - 1)).astype(np.uint32) for lo, width in bl]
-
-
-def _table_pairs(u: np.ndarray, parts: list[np.ndarray], widths: list[int], radius: int,
-                 index: np.ndarray) -> np.ndarray:
-    """Packed (i << 32 | j) pairs within `radius` among hashes whose chosen blocks (`parts`) are equal."""
-    if sum(widths) <= 32:
-        key = parts[0].copy()
-        shift = widths[0]
-        for part, width in zip(parts[1:], widths[1:]):
-            key |= part << np.uint32(shift)
-            shift += width
-    else:  # fold into 32 bits: merged buckets only add candidates, which the popcount check removes
-        wide = np.zeros(len(u), np.uint64)
-        shift = 0
-        for part, width in zip(parts, widths):
-            wide |= part.astype(np.uint64) << np.uint64(shift)
-            shift += width
-        key = ((wide * _MIX) >> np.uint64(32)).astype(np.uint32)
-    # One sort of (key << 32 | index): the O(n log n) step of a table, in numpy's SIMD sort.
-    ordered = np.sort((key.astype(np.uint64) << np.uint64(32)) | index)
+def _table_pairs(u: np.ndarray, mask: int, radius: int, index: np.ndarray) -> np.ndarray:
+    """Packed (i << 32 | j) pairs within `radius` among hashes whose bits under `mask` (the chosen
+    blocks) are equal."""
+    # key: a multiplicative hash of the masked bits into the high 32 bits, the index in the low 32.
+    # Hash collisions only add candidates, which the popcount check removes. In place: one buffer.
+    packed = np.bitwise_and(u, np.uint64(mask))
+    np.multiply(packed, _MIX, out=packed)
+    np.bitwise_and(packed, np.uint64(0xFFFFFFFF00000000), out=packed)
+    np.bitwise_or(packed, index, out=packed)
+    packed.sort()  # the O(n log n) step of a table, numpy's SIMD sort
     if _LITTLE:  # the two halves as strided views, no copies
-        halves = ordered.view(np.uint32)
+        halves = packed.view(np.uint32)
         keys, ids = halves[1::2], halves[0::2]
     else:
-        keys, ids = ordered >> np.uint64(32), ordered & np.uint64(0xFFFFFFFF)
+        keys, ids = packed >> np.uint64(32), packed & np.uint64(0xFFFFFFFF)
     found = list(_check_runs(u, keys, ids, radius))
     return np.concatenate(found) if found else np.empty(0, np.uint64)
 

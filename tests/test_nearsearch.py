@@ -60,7 +60,7 @@ def test_skewed_input_long_runs_of_shared_blocks():
 
 def test_plan_blocks_and_limits():
     assert sum(w for _, w in blocks(9)) == 64 and blocks(9)[0] == (0, 7)
-    assert plan(1_240_000, 6) == 3  # 84 tables of ~21-bit keys: about linear up to millions
+    assert plan(1_240_000, 6) == 3 and plan(5_000_000, 6) == 4  # 84 tables of ~21-bit keys, then 210
     assert plan(100, 20) == 0  # few hashes: all-pairs is cheaper
     for radius in range(1, 21):
         k = plan(1_000_000, radius)
