@@ -47,6 +47,8 @@ def test_every_table_plan_gives_the_same_pairs(radius):
         if len(list(itertools.combinations(range(radius + k), k))) > 2000:
             break
         assert unique_pairs(u, radius, k=k, workers=2).tolist() == expected, k
+        if k <= 3:
+            assert unique_pairs(u, radius, k=k, part=16).tolist() == expected, k  # tables split in parts
 
 
 def test_skewed_input_long_runs_of_shared_blocks():
@@ -54,8 +56,10 @@ def test_skewed_input_long_runs_of_shared_blocks():
     rng = np.random.default_rng(5)
     stem = 0xFFFF_0000_FFFF_0000
     hashes = [stem ^ int(x) for x in rng.integers(0, 1 << 12, 400)]  # all within 12 low bits of each other
+    u = np.unique(np.array(hashes, dtype=np.uint64))
     for radius in (2, 4, 6):
         assert [tuple(p) for p in near_pairs(hashes, radius).tolist()] == _brute(hashes, radius)
+        assert unique_pairs(u, radius, part=16).tolist() == unique_pairs(u, radius, k=0).tolist()
 
 
 def test_plan_blocks_and_limits():
