@@ -82,9 +82,10 @@ def unique_pairs(u: np.ndarray, radius: int, workers: int = 1, k: int | None = N
         by_first: dict[int, list[int]] = {}  # tables grouped by their first block
         for combo in combinations(range(radius + k), k):
             by_first.setdefault(combo[0], []).append(sum(((1 << bl[i][1]) - 1) << bl[i][0] for i in combo))
+        found = []
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            jobs = [job for first, masks in by_first.items() for job in _partitions(u, bl[first], masks, part)]
-            found = list(pool.map(lambda job: _partition_pairs(u, radius, *job), jobs))
+            for first, masks in by_first.items():  # one split copy of the hashes at a time
+                found += pool.map(lambda job: _partition_pairs(u, radius, *job), _partitions(u, bl[first], masks, part))
     packed = np.unique(np.concatenate(found)) if found else np.empty(0, np.uint64)
     return np.stack([(packed >> np.uint64(32)).astype(np.int64),
                      (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)], axis=1)
