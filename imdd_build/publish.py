@@ -9,6 +9,10 @@ Layout (one copy of the data, many configs):
     assets/*.png                                the stats figures and sample grids
     metadata/dedupe.json                        every duplicate group, leakage and dropped keys
     manifest.json                               every shard with sha256 and counts
+
+Memory stays flat in the number of records: dedupe and stats read the catalog as streams of a few
+fields (`Catalog.iter_fields`), the shard plan keeps a key and a size per record, and shard workers
+buffer at most one row group (`bench/dedupe.py --publish-memory`).
 """
 
 from __future__ import annotations
