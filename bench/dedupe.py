@@ -21,7 +21,9 @@ Publish memory (`--publish-memory N[,N...]`). For each N a catalog of N tiny dis
 images (8x8 random colour grids on a 64-pixel canvas; a third defective with a mask) is built
 through the normal ingest and template captions (as `bench/ingest.py --memory` does), then
 `imdd-build push-to-hub --dry-run` runs in a child process while a sampler reads the RSS of its
-process tree every 0.1 s. Flat means the peak does not grow with N; the target is < 1.5 GB at 200k.
+process tree every 0.1 s: the sum of RSS (pages shared by the forked workers counted in each) and
+of PSS (shared pages split between the processes that map them: the memory the run really holds).
+Flat means the peak does not grow with N; the target is < 1.5 GB at 200k.
 """
 
 from __future__ import annotations
@@ -163,18 +165,48 @@ def build_child(n: int, workers: int, ws_dir: Path) -> None:
     print(json.dumps({"seconds": time.perf_counter() - start, "written": result.written}))
 
 
+def _tree_pss_kb(root_pid: int) -> int:
+    """PSS of root_pid and its descendants in KiB: pages shared after a fork counted once in all,
+    where the RSS sum counts them in every process."""
+    total = 0
+    for pid in _tree_pids(root_pid):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                total += next(int(line.split()[1]) for line in fh if line.startswith("Pss:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total
+
+
+def _tree_pids(root_pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    children.setdefault(int(fh.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    pids, stack = [], [root_pid]
+    while stack:
+        pids.append(stack.pop())
+        stack.extend(children.get(pids[-1], []))
+    return pids
+
+
 def _sampled(cmd: list[str]) -> tuple[str, dict]:
-    """Run `cmd`, sampling the RSS of its process tree; (stdout, peaks in MB and the time)."""
+    """Run `cmd`, sampling the RSS and PSS of its process tree; (stdout, peaks in MB and the time)."""
     start = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
-    peak = {"driver_kb": 0, "tree_kb": 0}
+    peak = {"driver_kb": 0, "tree_kb": 0, "pss_kb": 0}
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
             own, tree = _tree_rss_kb(proc.pid)
             peak["driver_kb"], peak["tree_kb"] = max(peak["driver_kb"], own), max(peak["tree_kb"], tree)
+            peak["pss_kb"] = max(peak["pss_kb"], _tree_pss_kb(proc.pid))
             stop.wait(0.1)
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -185,6 +217,7 @@ def _sampled(cmd: list[str]) -> tuple[str, dict]:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])}... failed with exit code {proc.returncode}")
     return out, {"seconds": round(time.perf_counter() - start, 1), "peak_rss_tree_mb": round(peak["tree_kb"] / 1024),
+                 "peak_pss_tree_mb": round(peak["pss_kb"] / 1024),
                  "peak_rss_driver_mb": round(peak["driver_kb"] / 1024)}
 
 
@@ -201,7 +234,7 @@ def publish_memory(args) -> list[dict]:
             summary = json.loads(out.strip().splitlines()[-1])
             rows.append({"records": n, "build_seconds": build["seconds"], "build_peak_rss_tree_mb":
                          build["peak_rss_tree_mb"], "push_seconds": push["seconds"],
-                         "push_peak_rss_tree_mb": push["peak_rss_tree_mb"],
+                         "push_peak_rss_tree_mb": push["peak_rss_tree_mb"], "push_peak_pss_tree_mb": push["peak_pss_tree_mb"],
                          "push_peak_rss_driver_mb": push["peak_rss_driver_mb"], "published": summary["records"],
                          "dedupe_groups": summary["dedupe"]["group_count"],
                          "catalog_mb": round((tmp / "ws" / "catalog.sqlite").stat().st_size / 1e6)})
@@ -209,10 +242,11 @@ def publish_memory(args) -> list[dict]:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     print(f"push-to-hub --dry-run, {args.workers} worker(s), cores {os.cpu_count()}, load {os.getloadavg()[0]:.2f}")
-    print(f"{'records':>9} {'push s':>8} {'peak RSS tree MB':>17} {'driver MB':>10} {'catalog MB':>11} "
-          f"{'published':>10} {'groups':>7}")
+    print(f"{'records':>9} {'push s':>8} {'peak RSS tree MB':>17} {'peak PSS tree MB':>17} {'driver MB':>10} "
+          f"{'catalog MB':>11} {'published':>10} {'groups':>7}")
     for r in rows:
         print(f"{r['records']:>9} {r['push_seconds']:>8.1f} {r['push_peak_rss_tree_mb']:>17} "
+              f"{r['push_peak_pss_tree_mb']:>17} "
               f"{r['push_peak_rss_driver_mb']:>10} {r['catalog_mb']:>11} {r['published']:>10} {r['dedupe_groups']:>7}")
     return rows
 
