@@ -1,21 +1,22 @@
 """Near-duplicate search at scale, and the memory of `push-to-hub --dry-run` on a large catalog.
 
     python bench/dedupe.py [--n 100000,200000,400000] [--radius 6] [--workers 1] [--json]
-    python bench/dedupe.py --publish-memory 50000,200000 [--workers 2] [--json]
+    python bench/dedupe.py --publish-memory 20000,200000 [--workers 2] [--json]
 
 Search. For each n, a fresh child process draws n random 64-bit hashes (seeded) and plants n/100
 near-duplicate pairs (the copy differs from its original in 1..radius random bits), with a random
 pixel digest per image, then times `dedupe.duplicate_groups` (what `imdd-build dedupe` runs once the
 hashes are read: equal digests, equal hashes, multi-index hashing within the radius, connected
 groups), best of `--repeat`. `seconds` is CPU time by default (`--clock wall` for wall-clock; both
-are in the table): on a machine shared with other jobs the wall clock measures the neighbours. Afterwards (not timed) it checks every planted pair against the search's pair list:
-`pairs_found` counts the planted pairs found (the target is all of them); the table also shows
-every pair found (planted + chance ones), and a baseline from the same process: the sorts alone
-(as many `np.sort` of n uint64 as the plan has tables), the floor of any sort-based index, whose
-growth per doubling shows what the memory hierarchy allows. Peak RSS is the child's `ru_maxrss`. Printed: a table, the
-growth ratio per doubling of n (time ratio normalised to a factor 2 of n), and with `--json` as the
-last line `{"rows": [{"n", "seconds", "pairs_planted", "pairs_found", "peak_rss_mb"}, ...]}`.
-Targets: growth per doubling <= 2.3x; every planted pair found; peak RSS < 1 GB at 400k.
+are in the table): on a machine shared with other jobs the wall clock measures the neighbours.
+Afterwards (not timed) it checks every planted pair against the search's pair list: `pairs_found`
+counts the planted pairs found (the target is all of them); the table also shows every pair found
+(planted + chance ones), and a baseline from the same process: the sorts alone (as many `np.sort` of
+n uint64 as the plan has tables), the floor of any sort-based index, whose growth per doubling shows
+what the memory hierarchy allows. Peak RSS is the child's `ru_maxrss`. Printed: a table, the growth
+ratio per doubling of n (time ratio normalised to a factor 2 of n), and with `--json` as the last
+line `{"rows": [{"n", "seconds", "pairs_planted", "pairs_found", "peak_rss_mb"}, ...]}`. Targets:
+growth per doubling <= 2.3x; every planted pair found; peak RSS < 1 GB at 400k.
 
 Publish memory (`--publish-memory N[,N...]`). For each N a catalog of N tiny distinct generated
 images (8x8 random colour grids on a 64-pixel canvas; a third defective with a mask) is built
@@ -31,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from math import comb
 import os
 import resource
 import shutil
@@ -40,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from math import comb
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,8 @@ def search(args) -> list[dict]:
         a, b = rows[i - 1], rows[i]
         return f"{(b[field] / a[field]) ** (1 / math.log2(b['n'] / a['n'])):.2f}x" if a[field] else ""
     for i, r in enumerate(rows):
-        print(f"{r['n']:>9} {r['seconds']:>8.2f} {growth(rows, i, 'seconds'):>16} {r['wall_s']:>7.2f} {r['cpu_s']:>7.2f} "
+        print(f"{r['n']:>9} {r['seconds']:>8.2f} {growth(rows, i, 'seconds'):>16} {r['wall_s']:>7.2f} "
+              f"{r['cpu_s']:>7.2f} "
               f"{r['sort_floor_s']:>13.2f} {growth(rows, i, 'sort_floor_s'):>13} {r['pairs_planted']:>8} "
               f"{r['pairs_found']:>7} {r['pairs_total']:>10} {r['peak_rss_mb']:>12.0f}")
     return rows
@@ -234,7 +236,8 @@ def publish_memory(args) -> list[dict]:
             summary = json.loads(out.strip().splitlines()[-1])
             rows.append({"records": n, "build_seconds": build["seconds"], "build_peak_rss_tree_mb":
                          build["peak_rss_tree_mb"], "push_seconds": push["seconds"],
-                         "push_peak_rss_tree_mb": push["peak_rss_tree_mb"], "push_peak_pss_tree_mb": push["peak_pss_tree_mb"],
+                         "push_peak_rss_tree_mb": push["peak_rss_tree_mb"],
+                         "push_peak_pss_tree_mb": push["peak_pss_tree_mb"],
                          "push_peak_rss_driver_mb": push["peak_rss_driver_mb"], "published": summary["records"],
                          "dedupe_groups": summary["dedupe"]["group_count"],
                          "catalog_mb": round((tmp / "ws" / "catalog.sqlite").stat().st_size / 1e6)})

@@ -16,7 +16,7 @@ from rich.markup import escape
 from . import __version__
 from .caption import caption_workspace
 from .console import emit, err, progress_bar
-from .dedupe import DEFAULT_RADIUS
+from .dedupe import DEFAULT_RADIUS, LEAKAGE_RULE
 from .executor import default_workers, make_executor
 from .ingest import ingest
 from .normalize import NormalizeOptions
@@ -240,9 +240,7 @@ def shard_cmd(
     workers: int = typer.Option(default_workers(), "--workers", min=1,
                                 help="Shards written in parallel processes (same bytes whatever N)."),
     leakage: str = typer.Option("drop-train", "--leakage",
-                                help="Duplicates across an evaluation split and another split (as push-to-hub): "
-                                     "drop-train (keep the test copy, else the validation copy; leave the others "
-                                     "out) or keep."),
+                                help=f"drop-train or keep, as push-to-hub. {LEAKAGE_RULE}"),
     radius: int = typer.Option(DEFAULT_RADIUS, "--radius", help="Near-duplicate Hamming radius (pHash bits)."),
     as_json: bool = JSON_OPT,
 ) -> None:

@@ -13,7 +13,8 @@ from rich.markup import escape
 
 from .cli import JSON_OPT, _workspace, app, run_level_errors
 from .console import emit, err, progress_bar
-from .dedupe import DEFAULT_RADIUS, LEAKAGE_POLICIES, MAX_RADIUS, DedupeResult, find_duplicates, save_groups
+from .dedupe import (DEFAULT_RADIUS, LEAKAGE_POLICIES, LEAKAGE_RULE, MAX_RADIUS, DedupeResult, find_duplicates,
+                     save_groups)
 from .executor import default_workers
 from .shard import parse_size
 
@@ -68,9 +69,7 @@ def push_to_hub_cmd(
     dry_run: Optional[Path] = typer.Option(None, "--dry-run", help="Write the exact repo folder here; upload nothing."),
     radius: int = typer.Option(DEFAULT_RADIUS, "--radius",
                                help="Near-duplicate Hamming radius (bits of the 64-bit pHash)."),
-    leakage: str = typer.Option("drop-train", "--leakage",
-                                help="Duplicates across an evaluation split and another split: drop-train (keep the "
-                                     "test copy, else the validation copy; drop the others) or keep."),
+    leakage: str = typer.Option("drop-train", "--leakage", help=f"drop-train or keep. {LEAKAGE_RULE}"),
     max_shard_size: str = typer.Option("450MB", "--max-shard-size", help="Per Parquet file (the Hub wants < 500MB)."),
     files_per_commit: int = typer.Option(100, "--files-per-commit", min=1, max=1000,
                                          help="Data files per commit (the Hub rate-limits commits per hour)."),
@@ -140,9 +139,7 @@ def dedupe_cmd(
                                help="Near duplicates: Hamming distance of the 64-bit pHash, in bits."),
     sources: Optional[str] = typer.Option(None, "--sources", help="Comma-separated source ids (default: all)."),
     leakage: str = typer.Option("drop-train", "--leakage",
-                                help="What shard and push-to-hub do with groups spanning an evaluation split and "
-                                     "another split: drop-train (keep the test copy, else the validation copy; "
-                                     "drop the others) or keep."),
+                                help=f"drop-train or keep (what shard and push-to-hub do). {LEAKAGE_RULE}"),
     workers: int = typer.Option(default_workers(), "--workers", min=1,
                                 help="Processes decoding images not hashed yet, and search threads (same groups "
                                      "whatever N)."),

@@ -40,10 +40,10 @@ MAX_RADIUS = 20
 EVAL_SPLITS = ("validation", "test")
 HELD_OUT_ORDER = ("test", "validation")  # which evaluation copy is kept: the most held-out one first
 LEAKAGE_POLICIES = ("drop-train", "keep")
-LEAKAGE_RULE = ("a group whose members span an evaluation split (validation or test) and any other split is "
-                "leakage; drop-train keeps the copies in the group's most held-out split (test, else validation) "
-                "and drops the others (train, unlabeled, and validation when test holds the image); keep "
-                "reports it only")
+LEAKAGE_RULE = ("A duplicate group whose members span an evaluation split (validation or test) and any other "
+                "split is leakage. drop-train keeps the copies in the group's most held-out split (test, else "
+                "validation) and leaves the others out (train, unlabeled, and validation when test holds the "
+                "image); keep only reports it.")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS image_hashes (

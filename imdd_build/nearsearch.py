@@ -7,13 +7,13 @@ vectorised popcount of the XOR. No pair within the radius is missed, and nothing
 
 A table is one in-place `np.sort` of `hash(chosen bits) << 32 | index` (uint64) and a pass over
 equal neighbours, run on parts of ~64k hashes split on the top bits of one of its blocks (equal keys
-stay in one part, and each part's work stays in cache): about linear in the number of hashes while the keys are wide enough for buckets
-to stay small. `k` comes from a cost model (tables x (hashes + candidates expected for uniform
-hashes)), capped at `MAX_TABLES` tables: at radius 6, k = 3 (84 tables of ~21-bit keys) up to a
-few million hashes, then k = 4. Where the cap leaves keys narrow (a large radius) the candidates
-grow quadratically; if a tiled all-pairs popcount is cheaper it is used instead. At a large radius
-most pairs of unrelated images are within reach anyway, so the output itself is quadratic there
-(64-bit hashes, radius 20: ~0.2% of all random pairs).
+stay in one part, and each part's work stays in cache): about linear in the number of hashes while
+the keys are wide enough for buckets to stay small. `k` comes from a cost model (tables x (hashes +
+candidates expected for uniform hashes)), capped at `MAX_TABLES` tables: at radius 6, k = 3 (84
+tables of ~21-bit keys) up to a few million hashes, then k = 4. Where the cap leaves keys narrow (a
+large radius) the candidates grow quadratically; if a tiled all-pairs popcount is cheaper it is used
+instead. At a large radius most pairs of unrelated images are within reach anyway, so the output
+itself is quadratic there (64-bit hashes, radius 20: ~0.2% of all random pairs).
 
 Identical hashes are collapsed first (`np.unique`): a run of equal hashes costs nothing per pair.
 Tables run on `workers` threads (numpy's sort and ufuncs release the GIL); the result is sorted and
