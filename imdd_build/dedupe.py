@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from .catalog import Catalog
+from .executor import chunked
 from .nearsearch import unique_pairs
 from .record import SPLITS
 from .store import Store
@@ -184,17 +185,6 @@ def _rows(catalog: Catalog, sources: Iterable[str], fields: tuple[str, ...]) -> 
             yield row[1:]
 
 
-def _pages(rows: Iterable[tuple]) -> Iterator[list[tuple]]:
-    page: list[tuple] = []
-    for row in rows:
-        page.append(row)
-        if len(page) >= _PAGE:
-            yield page
-            page = []
-    if page:
-        yield page
-
-
 def _count(catalog: Catalog, sources: Iterable[str]) -> int:
     wanted = set(sources)
     return sum(n for k, n in catalog.counts_by("source", "caption_status").items()
@@ -258,7 +248,7 @@ def find_duplicates(catalog: Catalog, store: Store, radius: int = DEFAULT_RADIUS
     phashes, digests, splits = array("Q"), bytearray(), array("B")
     hasher = _Hasher(catalog, store, max(1, workers))
     try:
-        for page in _pages(_rows(catalog, sources, ("split", "image"))):
+        for page in chunked(_rows(catalog, sources, ("split", "image")), _PAGE):
             for (split, _), (sha, ph) in zip(page, hasher.lookup([image for _, image in page])):
                 phashes.append(ph)
                 digests += bytes.fromhex(sha)
