@@ -179,10 +179,11 @@ def card_body(c: CardInput) -> list[str]:
     lines += [f"Exact duplicates (same pixels) and near duplicates (64-bit DCT perceptual hash within "
               f"{d['radius']} bits) were searched across all sources: {d['group_count']} group(s) "
               f"({d['exact_groups']} exact, {d['near_groups']} near), {d['leakage_groups']} of them spanning "
-              "train and validation/test (leakage).", ""]
+              "an evaluation split (validation/test) and another split (leakage).", ""]
     if d["leakage_policy"] == "drop-train":
-        lines += [f"Leakage was resolved by keeping the evaluation copy and dropping the train copy: "
-                  f"{len(d['dropped'])} train image(s) are not in this repository.", ""]
+        lines += ["Leakage was resolved by keeping the copies in the group's most held-out split (test, else "
+                  "validation) and dropping the others (train, unlabeled, or validation when test holds the image): "
+                  f"{len(d['dropped'])} image(s) are not in this repository.", ""]
     else:
         lines += ["Leakage was reported but not resolved (`--leakage keep`): the groups below are in both splits.",
                   ""]

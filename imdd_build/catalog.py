@@ -9,6 +9,7 @@ transactions with `executemany`. `tests/test_scale.py` checks the query plans on
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -17,6 +18,8 @@ from pathlib import Path
 from .record import Quarantined, Record, tile_key
 
 SCHEMA_VERSION = 1
+_COLUMNS = ("key", "source", "split", "label", "caption_status")
+_FIELD_RE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -173,6 +176,35 @@ class Catalog:
             for _, data in rows:
                 yield Record.model_validate_json(data)
             args[0] = rows[-1][0]
+
+    def iter_fields(self, fields: Iterable[str], sources: Iterable[str] = (),
+                    batch: int = 5000) -> Iterator[tuple]:
+        """Only `fields` of every record (of `sources`, default all), as tuples in key order.
+
+        For commands that read the whole catalog (dedupe, stats, publishing): no `Record` is built,
+        so a row costs its few values, and pages are key ranges, so memory stays flat. A field is a
+        column (`key`, `source`, `split`, `label`, `caption_status`) or a path into the record
+        (`image`, `attributes.area_fraction`); lists and objects come back as JSON text, booleans
+        as 0/1, missing values as None.
+        """
+        fields = list(fields)
+        exprs = []
+        for name in fields:
+            if not _FIELD_RE.match(name):
+                raise ValueError(f"invalid record field {name!r}")
+            exprs.append(name if name in _COLUMNS else f"json_extract(data, '$.{name}')")
+        wanted = sorted(set(sources))
+        where = f"AND source IN ({','.join('?' * len(wanted))})" if wanted else ""
+        sql = (f"SELECT key, {', '.join(exprs)} FROM records WHERE key > ? {where} "
+               f"ORDER BY key LIMIT {int(batch)}")
+        last = ""
+        while True:
+            rows = self.db.execute(sql, [last, *wanted]).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield row[1:]
+            last = rows[-1][0]
 
     @staticmethod
     def records_page_query(source: str | None = None, split: str | None = None, uncaptioned: bool = False,

@@ -18,6 +18,7 @@ from rich.markup import escape
 from . import __version__
 from .caption import caption_workspace
 from .console import emit, err, progress_bar
+from .dedupe import DEFAULT_RADIUS, LEAKAGE_RULE
 from .executor import default_workers, make_executor
 from .ingest import ingest
 from .normalize import NormalizeOptions
@@ -281,6 +282,9 @@ def shard_cmd(
     source: list[str] = typer.Option([], "--source", help="Only these sources (repeatable)."),
     workers: int = typer.Option(default_workers(), "--workers", min=1,
                                 help="Shards written in parallel processes (same bytes whatever N)."),
+    leakage: str = typer.Option("drop-train", "--leakage",
+                                help=f"drop-train or keep, as push-to-hub. {LEAKAGE_RULE}"),
+    radius: int = typer.Option(DEFAULT_RADIUS, "--radius", help="Near-duplicate Hamming radius (pHash bits)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Write deterministic Parquet + WebDataset shards, manifest.json and README.md."""
@@ -290,8 +294,12 @@ def shard_cmd(
                            max_shard_bytes=parse_size(max_shard_size), image_ext=image_ext, order=order,
                            seed=seed, sources=tuple(source), workers=workers)
     ws = _workspace(ctx)
+    dedupe = cli_publish.dedupe_before_sharding(ws, options.sources, radius, leakage, workers)
+    options.exclude = frozenset(dedupe.dropped)
     with ws.catalog() as catalog, progress_bar("shard") as bar:
         summary = write_shards(catalog, ws.store(), options, on_total=bar.total, on_advance=bar.add)
+    summary.update(dedupe={k: v for k, v in dedupe.summary().items() if k != "dropped"},
+                   dropped_for_leakage=sorted(dedupe.dropped))
     emit(summary, as_json)
 
 

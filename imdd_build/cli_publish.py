@@ -13,7 +13,8 @@ from rich.markup import escape
 
 from .cli import JSON_OPT, _workspace, app, run_level_errors
 from .console import emit, err, progress_bar
-from .dedupe import DEFAULT_RADIUS, MAX_RADIUS, find_duplicates, save_groups
+from .dedupe import (DEFAULT_RADIUS, LEAKAGE_POLICIES, LEAKAGE_RULE, MAX_RADIUS, DedupeResult, find_duplicates,
+                     save_groups)
 from .executor import default_workers
 from .shard import parse_size
 
@@ -33,13 +34,34 @@ def _need(module: str) -> None:
         raise ValueError(f"{module} is not installed: pip install 'imdd[publish]'") from None
 
 
+def dedupe_before_sharding(ws, sources: tuple[str, ...], radius: int, leakage: str, workers: int) -> DedupeResult:
+    """What `shard` runs first: the dedupe of push-to-hub with its leakage policy, over the sources
+    being sharded (groups saved like `dedupe` does); the caller leaves `result.dropped` out."""
+    if leakage not in LEAKAGE_POLICIES:
+        raise ValueError(f"invalid --leakage {leakage!r} (drop-train or keep)")
+    with ws.catalog() as catalog, progress_bar("dedupe") as bar:
+        result = find_duplicates(catalog, ws.store(), radius=radius, sources=sources, leakage=leakage,
+                                 workers=workers, on_total=bar.total, on_record=bar.advance)
+        save_groups(catalog, result)
+    leaks = sum(g.leakage for g in result.groups)
+    if result.dropped:
+        err.print(f"leakage: {leaks} duplicate group(s) span an evaluation split and another split; "
+                  f"{len(result.dropped)} copies left out (test copy kept, else validation; --leakage keep "
+                  "keeps them)", markup=False)
+    elif leaks:
+        err.print(f"leakage: {leaks} duplicate group(s) span an evaluation split and another split, kept "
+                  "(--leakage keep)", markup=False)
+    return result
+
+
 @app.command("push-to-hub")
 @run_level_errors("push-to-hub")
 def push_to_hub_cmd(
     ctx: typer.Context,
     repo_id: str = typer.Argument(DEFAULT_REPO_NAME, help="The dataset repository, e.g. my-org/imdd-1m; a bare "
                                                           "name goes under your user (default: imdd-1m)."),
-    workers: int = typer.Option(default_workers(), "--workers", min=1, help="Shard-writing processes."),
+    workers: int = typer.Option(default_workers(), "--workers", min=1,
+                                help="Shard-writing and image-hashing processes."),
     private: bool = typer.Option(False, "--private", help="Create the repository private."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Branch to push to (created when missing)."),
     sources: Optional[str] = typer.Option(None, "--sources", help="Comma-separated source ids (default: all)."),
@@ -50,8 +72,7 @@ def push_to_hub_cmd(
     dry_run: Optional[Path] = typer.Option(None, "--dry-run", help="Write the exact repo folder here; upload nothing."),
     radius: int = typer.Option(DEFAULT_RADIUS, "--radius",
                                help="Near-duplicate Hamming radius (bits of the 64-bit pHash)."),
-    leakage: str = typer.Option("drop-train", "--leakage",
-                                help="Train/test near duplicates: drop-train (keep the test copy) or keep."),
+    leakage: str = typer.Option("drop-train", "--leakage", help=f"drop-train or keep. {LEAKAGE_RULE}"),
     max_shard_size: str = typer.Option("450MB", "--max-shard-size", help="Per Parquet file (the Hub wants < 500MB)."),
     files_per_commit: int = typer.Option(100, "--files-per-commit", min=1, max=1000,
                                          help="Data files per commit (the Hub rate-limits commits per hour)."),
@@ -125,14 +146,17 @@ def dedupe_cmd(
                                help="Near duplicates: Hamming distance of the 64-bit pHash, in bits."),
     sources: Optional[str] = typer.Option(None, "--sources", help="Comma-separated source ids (default: all)."),
     leakage: str = typer.Option("drop-train", "--leakage",
-                                help="What push-to-hub does with train/test groups: drop-train or keep."),
+                                help=f"drop-train or keep (what shard and push-to-hub do). {LEAKAGE_RULE}"),
+    workers: int = typer.Option(default_workers(), "--workers", min=1,
+                                help="Processes decoding images not hashed yet, and search threads (same groups "
+                                     "whatever N)."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Find exact and near-duplicate images across sources, and train/test leakage."""
+    """Find exact and near-duplicate images across sources, and leakage between splits."""
     ws = _workspace(ctx)
     with ws.catalog() as catalog, progress_bar("hash images") as bar:
         result = find_duplicates(catalog, ws.store(), radius=radius, sources=_split_list(sources),
-                                 leakage=leakage, on_total=bar.total, on_record=bar.advance)
+                                 leakage=leakage, workers=workers, on_total=bar.total, on_record=bar.advance)
         save_groups(catalog, result)
     if not as_json:
         for g in result.groups:
@@ -151,12 +175,11 @@ def stats_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Counts per source, domain, defect type, label, caption status; plots with --html."""
-    from .stats import collect_stats, draw_figures, html_report, public_stats
+    from .stats import collect_stats, draw_figures, html_report, public_stats, stats_rows
 
-    wanted = set(_split_list(sources))
     ws = _workspace(ctx)
     with ws.catalog() as catalog:
-        stats = collect_stats(r for r in catalog.iter_records() if not wanted or r.source in wanted)
+        stats = collect_stats(stats_rows(catalog, _split_list(sources)))
         if not stats["images"]:
             raise ValueError("no records to report on: ingest something first")
         summary = {"command": "stats", **public_stats(stats)}

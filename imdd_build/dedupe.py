@@ -1,37 +1,50 @@
-"""Exact and near duplicates across sources, and train/test leakage.
+"""Exact and near duplicates across sources, and leakage between splits.
 
 * exact: sha256 of the normalized pixels (the stored 512x512 image decoded to RGB), so the same
   picture stored once as PNG and once as JPEG-q95 from a PNG is *not* exact, but the same pixels
   under two sources or two keys are;
 * near: a 64-bit DCT perceptual hash (32x32 grey thumbnail, 8x8 lowest frequencies against their
-  median) within `radius` bits of Hamming distance. Candidates come from bucketing the hash into
-  `radius + 1` bands (two hashes within `radius` bits agree exactly on at least one band), so the
-  work is about linear in the number of images, not quadratic;
-* leakage: a group with a train member and a validation/test member. By default the evaluation
-  copies are kept and the train copies are dropped from what gets published.
+  median) within `radius` bits of Hamming distance, found by multi-index hashing over numpy uint64
+  (`nearsearch`): about n log n at the default radius (`bench/dedupe.py`: 100k/200k/400k hashes), exact
+  (equal to brute force), the same groups at any worker count;
+* leakage: see `LEAKAGE_RULE`. `dedupe`, `shard` and `push-to-hub` apply the same rule.
 
+The catalog is read as a stream of the few fields needed (`Catalog.iter_fields`), never as records:
+one pass keeps ~41 bytes per image (pHash, pixel digest, split) in numpy arrays, a second pass
+picks up the keys of the few images that are in a group, so memory stays flat in the record count.
 Hashes are cached in the catalog (`image_hashes`, keyed by the stored image reference), so a
-second run decodes nothing new.
+second run decodes nothing new; new images are decoded on `workers` processes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from .catalog import Catalog
-from .record import Record
+from .executor import chunked
+from .nearsearch import unique_pairs
+from .record import SPLITS
 from .store import Store
 
 DEFAULT_RADIUS = 6
 MAX_RADIUS = 20
 EVAL_SPLITS = ("validation", "test")
+HELD_OUT_ORDER = ("test", "validation")  # which evaluation copy is kept: the most held-out one first
+LEAKAGE_POLICIES = ("drop-train", "keep")
+LEAKAGE_RULE = ("A duplicate group whose members span an evaluation split (validation or test) and any other "
+                "split is leakage. drop-train keeps the copies in the group's most held-out split (test, else "
+                "validation) and leaves the others out (train, unlabeled, and validation when test holds the "
+                "image); keep only reports it.")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS image_hashes (
@@ -40,6 +53,7 @@ CREATE TABLE IF NOT EXISTS image_hashes (
     phash TEXT NOT NULL          -- 64-bit DCT perceptual hash, 16 hex digits
 );
 """
+_PAGE = 5000  # rows per page of the catalog stream (and per batch of cache lookups)
 
 
 def pixel_hashes(data: bytes) -> tuple[str, int]:
@@ -62,6 +76,16 @@ def phash(im: Image.Image) -> int:
 
 def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
+
+
+def leakage_drops(splits: Iterable[str], policy: str) -> tuple[bool, set[str]]:
+    """(is this group leakage, the splits whose copies are dropped) for a group's member splits."""
+    present = set(splits)
+    leak = bool(present & set(EVAL_SPLITS)) and len(present) > 1
+    if not leak or policy == "keep":
+        return leak, set()
+    kept = next(s for s in HELD_OUT_ORDER if s in present)
+    return True, present - {kept}
 
 
 @dataclass
@@ -112,118 +136,158 @@ class DedupeResult:
                 "dropped": sorted(self.dropped)}
 
 
-class _UnionFind:
-    def __init__(self, n: int):
-        self.parent = list(range(n))
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+# -- hashes: cache in the catalog, decode what is missing -----------------------------------------
+def _hash_stored(store_root: Path, ref: str) -> tuple[str, int]:
+    return pixel_hashes(Store(store_root).read(ref))
 
 
-def _bands(radius: int) -> list[tuple[int, int]]:
-    """radius + 1 disjoint bit ranges covering the 64 bits (pigeonhole: a match within `radius`
-    differing bits leaves at least one band identical)."""
-    n = radius + 1
-    edges = [round(i * 64 / n) for i in range(n + 1)]
-    return [(edges[i], edges[i + 1]) for i in range(n)]
+class _Hasher:
+    """Image ref -> (pixel sha256, pHash): from the `image_hashes` cache, or decoded (on `workers`
+    processes, started only when something is missing) and cached."""
+
+    def __init__(self, catalog: Catalog, store: Store, workers: int):
+        self.catalog, self.store, self.workers = catalog, store, workers
+        self.pool: ProcessPoolExecutor | None = None
+        catalog.db.executescript(_SCHEMA)
+
+    def lookup(self, refs: list[str]) -> list[tuple[str, int]]:
+        found: dict[str, tuple[str, int]] = {}
+        unique = list(dict.fromkeys(refs))
+        for start in range(0, len(unique), 900):
+            part = unique[start:start + 900]
+            rows = self.catalog.db.execute("SELECT image, pixel_sha256, phash FROM image_hashes "
+                                           f"WHERE image IN ({','.join('?' * len(part))})", part)
+            found.update((ref, (sha, int(ph, 16))) for ref, sha, ph in rows)
+        missing = [ref for ref in unique if ref not in found]
+        if missing:
+            fn = partial(_hash_stored, self.store.root)
+            if self.workers > 1 and len(missing) > 1:
+                self.pool = self.pool or ProcessPoolExecutor(self.workers)
+                computed = list(self.pool.map(fn, missing, chunksize=16))
+            else:
+                computed = [fn(ref) for ref in missing]
+            found.update(zip(missing, computed))
+            with self.catalog._transaction():
+                self.catalog.db.executemany("INSERT OR REPLACE INTO image_hashes VALUES (?, ?, ?)",
+                                            [(ref, sha, f"{ph:016x}") for ref, (sha, ph) in zip(missing, computed)])
+        return [found[ref] for ref in refs]
+
+    def close(self) -> None:
+        if self.pool:
+            self.pool.shutdown()
 
 
-def near_pairs(hashes: list[int], radius: int) -> Iterable[tuple[int, int]]:
-    """Index pairs whose hashes are within `radius` bits, found through band buckets."""
-    seen: set[tuple[int, int]] = set()
-    for lo, hi in _bands(radius):
-        mask = (1 << (hi - lo)) - 1
-        buckets: dict[int, list[int]] = defaultdict(list)
-        for i, h in enumerate(hashes):
-            buckets[(h >> lo) & mask].append(i)
-        for bucket in buckets.values():
-            for x in range(len(bucket)):
-                for y in range(x + 1, len(bucket)):
-                    pair = (bucket[x], bucket[y])
-                    if pair not in seen and hamming(hashes[pair[0]], hashes[pair[1]]) <= radius:
-                        seen.add(pair)
-                        yield pair
+def _rows(catalog: Catalog, sources: Iterable[str], fields: tuple[str, ...]) -> Iterator[tuple]:
+    """The dedupe's view of the catalog: `fields` (after `caption_status`) of every record that is
+    not rejected, in key order."""
+    for row in catalog.iter_fields(("caption_status", *fields), sources, batch=_PAGE):
+        if row[0] != "rejected":
+            yield row[1:]
 
 
-def image_hashes(catalog: Catalog, store: Store, records: list[Record],
-                 on_record: Callable[[Record], None] | None = None) -> dict[str, tuple[str, int]]:
-    """image ref -> (pixel sha256, pHash), from the cache or by decoding (and caching) the image."""
-    catalog.db.executescript(_SCHEMA)
-    cached = {ref: (sha, int(ph, 16)) for ref, sha, ph in
-              catalog.db.execute("SELECT image, pixel_sha256, phash FROM image_hashes")}
-    new = []
-    for record in records:
-        if record.image not in cached:
-            cached[record.image] = pixel_hashes(store.read(record.image))
-            new.append((record.image, cached[record.image][0], f"{cached[record.image][1]:016x}"))
-            if len(new) >= 500:
-                _save(catalog, new)
-        if on_record:
-            on_record(record)
-    _save(catalog, new)
-    return cached
+def _count(catalog: Catalog, sources: Iterable[str]) -> int:
+    wanted = set(sources)
+    return sum(n for k, n in catalog.counts_by("source", "caption_status").items()
+               if (not wanted or k.rsplit("/", 1)[0] in wanted) and not k.endswith("/rejected"))
 
 
-def _save(catalog: Catalog, rows: list[tuple[str, str, str]]) -> None:
-    if rows:
-        with catalog._transaction():
-            catalog.db.executemany("INSERT OR REPLACE INTO image_hashes VALUES (?, ?, ?)", rows)
-        rows.clear()
+# -- groups ---------------------------------------------------------------------------------------
+def duplicate_groups(phashes: np.ndarray, digests: np.ndarray, radius: int, workers: int = 1) -> list[np.ndarray]:
+    """Connected groups (2+ members) of images linked by equal pixel digests ((n, 32) uint8) or
+    pHashes within `radius`: sorted index arrays, ordered by their first index."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(phashes)
+    edges = [_equal_digests(digests)]
+    order = np.argsort(phashes, kind="stable")
+    ordered = phashes[order]
+    same = ordered[1:] == ordered[:-1]
+    edges.append(np.stack([order[:-1][same], order[1:][same]], axis=1))  # equal pHashes: a chain
+    first = order[np.r_[True, ~same]]  # one image per distinct pHash, in pHash order
+    edges.append(first[unique_pairs(ordered[np.r_[True, ~same]], radius, workers)])  # within the radius
+    a, b = np.concatenate(edges).T
+    _, labels = connected_components(coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n)), directed=False)
+    grouped = np.flatnonzero(np.bincount(labels)[labels] >= 2)
+    if not len(grouped):
+        return []
+    grouped = grouped[np.argsort(labels[grouped], kind="stable")]  # by label, indices ascending
+    bounds = np.flatnonzero(np.r_[True, labels[grouped][1:] != labels[grouped][:-1], True])
+    return sorted((grouped[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)), key=lambda g: int(g[0]))
+
+
+def _equal_digests(digests: np.ndarray) -> np.ndarray:
+    """(p, 2) index pairs chaining the images with equal digests: sorted on their first 8 bytes,
+    then the few images that share those fully compared."""
+    words = np.ascontiguousarray(digests).view(np.uint64).reshape(len(digests), -1)
+    order = np.argsort(words[:, 0], kind="stable")
+    head = words[order, 0]
+    same = head[1:] == head[:-1]
+    if not same.any():
+        return np.empty((0, 2), np.int64)
+    shared = order[np.r_[same, False] | np.r_[False, same]]
+    shared = shared[np.lexsort(words[shared].T[::-1])]
+    equal = np.all(words[shared][1:] == words[shared][:-1], axis=1)
+    return np.stack([shared[:-1][equal], shared[1:][equal]], axis=1)
 
 
 def find_duplicates(catalog: Catalog, store: Store, radius: int = DEFAULT_RADIUS,
-                    sources: Iterable[str] = (), leakage: str = "drop-train",
+                    sources: Iterable[str] = (), leakage: str = "drop-train", workers: int = 1,
                     on_total: Callable[[int], None] | None = None,
-                    on_record: Callable[[Record], None] | None = None) -> DedupeResult:
-    """Group exact and near duplicates over the catalog (or `sources`); flag and resolve leakage.
-
-    `leakage`: "drop-train" (default: keep the validation/test copies, drop the train copies from the
-    published splits) or "keep" (report only).
-    """
+                    on_record: Callable[..., None] | None = None) -> DedupeResult:
+    """Group exact and near duplicates over the catalog (or `sources`); flag and resolve leakage
+    (`leakage`: "drop-train" or "keep", see `LEAKAGE_RULE`). Records with a rejected caption are
+    left out. `on_record()` is called once per image hashed or read from the cache."""
     if not 0 <= radius <= MAX_RADIUS:
         raise ValueError(f"--radius must be between 0 and {MAX_RADIUS} bits, not {radius}")
-    if leakage not in ("drop-train", "keep"):
+    if leakage not in LEAKAGE_POLICIES:
         raise ValueError(f"invalid leakage policy {leakage!r} (drop-train or keep)")
-    wanted = set(sources)
-    records = [r for r in catalog.iter_records() if not wanted or r.source in wanted]
-    records = [r for r in records if r.caption_status != "rejected"]
+    sources = sorted(set(sources))
     if on_total:
-        on_total(len(records))
-    hashes = image_hashes(catalog, store, records, on_record)
-    members = [Member(r.key, r.source, r.split, r.label, *hashes[r.image]) for r in records]
-    uf = _UnionFind(len(members))
-    by_pixels: dict[str, int] = {}
-    for i, m in enumerate(members):  # exact first: no radius needed
-        if m.pixel_sha256 in by_pixels:
-            uf.union(by_pixels[m.pixel_sha256], i)
-        else:
-            by_pixels[m.pixel_sha256] = i
-    for a, b in near_pairs([m.phash for m in members], radius):
-        uf.union(a, b)
-    clusters: dict[int, list[Member]] = defaultdict(list)
-    for i, m in enumerate(members):
-        clusters[uf.find(i)].append(m)
-    groups = []
-    for root in sorted(clusters, key=lambda r: members[r].key):
-        group = clusters[root]
-        if len(group) < 2:
-            continue
-        kind = "exact" if len({m.pixel_sha256 for m in group}) == 1 else "near"
-        g = DuplicateGroup(len(groups) + 1, kind, sorted(group, key=lambda m: m.key))
-        splits = {m.split for m in group}
-        g.leakage = "train" in splits and bool(splits & set(EVAL_SPLITS))
-        if g.leakage and leakage == "drop-train":
-            g.dropped = [m.key for m in g.members if m.split == "train"]
-        groups.append(g)
-    return DedupeResult(radius, len(members), groups, leakage)
+        on_total(_count(catalog, sources))
+    phashes, digests, splits = array("Q"), bytearray(), array("B")
+    hasher = _Hasher(catalog, store, max(1, workers))
+    try:
+        for page in chunked(_rows(catalog, sources, ("split", "image")), _PAGE):
+            for (split, _), (sha, ph) in zip(page, hasher.lookup([image for _, image in page])):
+                phashes.append(ph)
+                digests += bytes.fromhex(sha)
+                splits.append(SPLITS.index(split))
+                if on_record:
+                    on_record(None)
+    finally:
+        hasher.close()
+    n = len(phashes)
+    hashes = np.frombuffer(phashes, np.uint64) if n else np.empty(0, np.uint64)
+    pixel = np.frombuffer(bytes(digests), np.uint8).reshape(n, 32)
+    groups = duplicate_groups(hashes, pixel, radius, workers) if n else []
+    members = _members(catalog, sources, groups, np.frombuffer(splits, np.uint8) if n else None, n)
+    result = []
+    for index in groups:
+        group = [Member(*members[int(i)], pixel[i].tobytes().hex(), int(hashes[i])) for i in index]
+        g = DuplicateGroup(len(result) + 1, "exact" if len({m.pixel_sha256 for m in group}) == 1 else "near", group)
+        g.leakage, dropped_splits = leakage_drops((m.split for m in group), leakage)
+        g.dropped = [m.key for m in group if m.split in dropped_splits]
+        result.append(g)
+    return DedupeResult(radius, n, result, leakage)
+
+
+def _members(catalog: Catalog, sources: list[str], groups: list[np.ndarray], splits: np.ndarray | None,
+             n: int) -> dict[int, tuple[str, str, str, str]]:
+    """Second pass: (key, source, split, label) of the images that are in a group, by index."""
+    wanted = np.zeros(n, bool)
+    for index in groups:
+        wanted[index] = True
+    found: dict[int, tuple[str, str, str, str]] = {}
+    i = -1
+    for i, (key, source, split, label) in enumerate(_rows(catalog, sources, ("key", "source", "split", "label"))):
+        if i >= n or SPLITS.index(split) != splits[i]:
+            break
+        if wanted[i]:
+            found[i] = (key, source, split, label)
+    if i + 1 != n:
+        raise ValueError("the catalog changed while dedupe read it (another command writing?); run it again")
+    return found
 
 
 def save_groups(catalog: Catalog, result: DedupeResult) -> None:

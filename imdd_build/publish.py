@@ -9,6 +9,10 @@ Layout (one copy of the data, many configs):
     assets/*.png                                the stats figures and sample grids
     metadata/dedupe.json                        every duplicate group, leakage and dropped keys
     manifest.json                               every shard with sha256 and counts
+
+Memory stays flat in the number of records: dedupe and stats read the catalog as streams of a few
+fields (`Catalog.iter_fields`), the shard plan keeps a key and a size per record, and shard workers
+buffer at most one row group (`bench/dedupe.py --publish-memory`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from .license_policy import Policy, check_policy, unregistered_entry
 from .record import SPLITS, Record
 from .registry import load_registry
 from .shard import ShardOptions, write_shards
-from .stats import collect_stats, draw_figures, public_stats
+from .stats import collect_stats, draw_figures, public_stats, stats_rows
 from .store import Store
 
 PUBLISH_SHARD_BYTES = 450_000_000  # planned from stored bytes; keeps every file under the Hub's 500 MB
@@ -90,7 +94,8 @@ def build_repo(catalog: Catalog, store: Store, out: Path, options: PublishOption
     sources, entries, policy = resolve_policy(catalog, options)
 
     stage("dedupe")
-    dedupe = find_duplicates(catalog, store, radius=options.radius, sources=sources, leakage=options.leakage)
+    dedupe = find_duplicates(catalog, store, radius=options.radius, sources=sources, leakage=options.leakage,
+                             workers=options.workers)
     save_groups(catalog, dedupe)
 
     stage("shard")
@@ -106,8 +111,7 @@ def build_repo(catalog: Catalog, store: Store, out: Path, options: PublishOption
     for folder in ("assets", "metadata"):
         shutil.rmtree(out / folder, ignore_errors=True)
         (out / folder).mkdir()
-    published = [r for r in catalog.iter_records() if r.source in entries and r.caption_status != "rejected"
-                 and r.key not in dedupe.dropped]
+    published = (r for r in stats_rows(catalog, sources, exclude=dedupe.dropped) if r.caption_status != "rejected")
     stats = collect_stats(published)
     figures = draw_figures(stats, store, catalog.get)
     for name, png in figures.items():

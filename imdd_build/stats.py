@@ -2,6 +2,8 @@
 
 The same figures go into the dataset card as PNG files (`assets/*.png`), so the report and the
 card always agree. matplotlib is imported only when figures are drawn (the `publish` extra).
+The catalog is read as a stream of the few fields the counts need (`stats_rows`), and what is
+kept does not grow with the number of records.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ import base64
 import hashlib
 import html
 import io
+import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 
+from .catalog import Catalog
 from .record import Record
 from .store import Store
 
@@ -23,21 +28,65 @@ SAMPLES_PER_DOMAIN = 8
 TOP_DEFECT_TYPES = 30
 
 
+STATS_FIELDS = ("key", "source", "domain", "split", "label", "defect_types", "caption_status", "caption_source",
+                "caption", "mask", "attributes.area_fraction")
+
+
+class StatsRow(NamedTuple):
+    """The fields of a record that the statistics read (a row of `Catalog.iter_fields`)."""
+
+    key: str
+    source: str
+    domain: str
+    split: str
+    label: str
+    defect_types: list[str]
+    caption_status: str | None
+    caption_source: str | None
+    caption: str | None
+    mask: str | None
+    area_fraction: float
+
+
+def stats_rows(catalog: Catalog, sources: Iterable[str] = (), exclude: Collection[str] = ()) -> Iterator[StatsRow]:
+    """The catalog as a stream of `StatsRow` (of `sources`; keys in `exclude` left out), in key order."""
+    for row in catalog.iter_fields(STATS_FIELDS, sources):
+        if row[0] not in exclude:
+            yield StatsRow(*row[:5], json.loads(row[5] or "[]"), *row[6:10], float(row[10] or 0.0))
+
+
 def _sample_order(key: str) -> str:
     return hashlib.sha256(f"sample:{key}".encode()).hexdigest()
 
 
-def collect_stats(records: Iterable[Record]) -> dict:
-    """Counts and distributions over `records` (plus the keys of a deterministic sample per domain)."""
+def _median(counts: Counter) -> float:
+    """np.median of the multiset {value: count} without expanding it."""
+    total = sum(counts.values())
+    middle = [(total - 1) // 2, total // 2]
+    out, seen = [], 0
+    for value in sorted(counts):
+        seen += counts[value]
+        while middle and middle[0] < seen:
+            out.append(value)
+            middle.pop(0)
+    return (out[0] + out[1]) / 2
+
+
+def collect_stats(rows: Iterable[StatsRow]) -> dict:
+    """Counts and distributions over `rows` (plus the keys of a deterministic sample per domain).
+
+    Memory does not grow with the number of rows: per-image values are kept as {value: count}
+    (caption words, mask areas rounded to 5 digits by `maskops`) and each domain keeps only its
+    best `SAMPLES_PER_DOMAIN` sample candidates."""
     by = defaultdict(Counter)
     label_by_source: dict[str, Counter] = defaultdict(Counter)
     status_by_source: dict[str, Counter] = defaultdict(Counter)
     provenance = Counter()
-    caption_words: list[int] = []
-    mask_areas: list[float] = []
+    caption_words: Counter = Counter()
+    mask_areas: Counter = Counter()
     samples: dict[str, list[tuple[str, str]]] = defaultdict(list)
     total = 0
-    for r in records:
+    for r in rows:
         total += 1
         by["source"][r.source] += 1
         by["domain"][r.domain] += 1
@@ -50,12 +99,16 @@ def collect_stats(records: Iterable[Record]) -> dict:
         status_by_source[r.source][status] += 1
         provenance[f"{r.caption_source or 'none'}/{status}"] += 1
         if r.caption:
-            caption_words.append(len(r.caption.split()))
+            caption_words[len(r.caption.split())] += 1
         if r.mask and r.label == "defective":
-            mask_areas.append(float(r.attributes.area_fraction))
-        samples[r.domain].append((_sample_order(r.key), r.key))
+            mask_areas[float(r.area_fraction)] += 1
+        candidates = samples[r.domain]
+        candidates.append((_sample_order(r.key), r.key))
+        if len(candidates) >= 8 * SAMPLES_PER_DOMAIN:
+            candidates.sort()
+            del candidates[SAMPLES_PER_DOMAIN:]
     verified = sum(c["verified"] for c in status_by_source.values())
-    words = np.array(caption_words or [0])
+    captioned = sum(caption_words.values())
     return {
         "images": total,
         "by_source": dict(sorted(by["source"].items())),
@@ -67,13 +120,15 @@ def collect_stats(records: Iterable[Record]) -> dict:
                             for s, c in sorted(label_by_source.items())},
         "caption_status_by_source": {s: dict(sorted(c.items())) for s, c in sorted(status_by_source.items())},
         "caption_provenance": dict(sorted(provenance.items())),
-        "captioned": len(caption_words),
+        "captioned": captioned,
         "verified": verified,
         "verified_fraction": round(verified / total, 4) if total else 0.0,
-        "caption_words": {"min": int(words.min()), "median": float(np.median(words)), "max": int(words.max()),
-                          "mean": round(float(words.mean()), 1)} if caption_words else {},
-        "caption_word_counts": caption_words,
-        "mask_area_fractions": mask_areas,
+        "caption_words": {"min": min(caption_words), "median": float(_median(caption_words)),
+                          "max": max(caption_words),
+                          "mean": round(sum(w * c for w, c in caption_words.items()) / captioned, 1)}
+        if captioned else {},
+        "caption_word_counts": dict(sorted(caption_words.items())),  # {words: images}
+        "mask_area_fractions": dict(sorted(mask_areas.items())),  # {area fraction: images}
         "samples": {d: [k for _, k in sorted(v)[:SAMPLES_PER_DOMAIN]] for d, v in sorted(samples.items())},
     }
 
@@ -116,13 +171,14 @@ def _stacked(title: str, table: dict[str, dict[str, int]], columns: list[str], c
     return fig
 
 
-def _hist(title: str, values: list[float], xlabel: str, bins: int = 30):
+def _hist(title: str, counts: dict[float, int], xlabel: str, bins: int = 30):
+    """Histogram of a multiset given as {value: count}."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 3), layout="constrained")
     ax = fig.subplots()
-    if values:
-        ax.hist(values, bins=bins, color="#55a868")
+    if counts:
+        ax.hist(list(counts), weights=list(counts.values()), bins=bins, color="#55a868")
     else:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
     ax.set_title(title)
@@ -172,7 +228,7 @@ def draw_figures(stats: dict, store: Store, get_record) -> dict[str, bytes]:
                                   ["normal", "defective"], ["#8da0cb", "#fc8d62"]),
         "caption_length": _hist("Caption length", stats["caption_word_counts"], "words"),
         "mask_area": _hist("Defect mask area (defective images with a mask)",
-                           [100 * a for a in stats["mask_area_fractions"]], "% of the visible object"),
+                           {100 * a: n for a, n in stats["mask_area_fractions"].items()}, "% of the visible object"),
         "verification": _stacked("Caption status per source (verification coverage)",
                                  stats["caption_status_by_source"], statuses,
                                  ["#1b9e77", "#d95f02", "#7570b3", "#bbbbbb"]),

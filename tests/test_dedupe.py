@@ -1,12 +1,8 @@
 """Exact/near duplicate groups and train/test leakage on a catalog with planted duplicates."""
 
-import itertools
-import random
-
 import pytest
 
 from conftest import Cli
-from imdd_build.dedupe import _bands, hamming, near_pairs
 from publish_fixtures import EXPECTED_DROPPED, build_workspace
 
 
@@ -52,17 +48,3 @@ def test_radius_zero_keeps_only_exact_and_keep_policy_drops_nothing(built, monke
     # second run: hashes come from the catalog cache, same answer
     assert cli("dedupe", "--radius", "0", "--leakage", "keep")["groups"] == out["groups"]
     cli("dedupe", "--radius", "64", expect=2)
-
-
-def test_banded_candidates_find_every_pair_within_radius():
-    rng = random.Random(3)
-    base = [rng.getrandbits(64) for _ in range(60)]
-    hashes = list(base)
-    for h in base[:30]:  # near copies at distance 0..6
-        flip = rng.sample(range(64), rng.randint(0, 6))
-        hashes.append(h ^ sum(1 << b for b in flip))
-    for radius in (0, 3, 6):
-        brute = {(i, j) for i, j in itertools.combinations(range(len(hashes)), 2)
-                 if hamming(hashes[i], hashes[j]) <= radius}
-        assert set(near_pairs(hashes, radius)) == brute
-        assert sum(hi - lo for lo, hi in _bands(radius)) == 64

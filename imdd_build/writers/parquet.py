@@ -12,6 +12,9 @@ from ..record import Record
 from .rows import FEATURES, arrow_schema, record_row
 
 ROW_GROUP_BYTES = 90_000_000  # the Hub's row-group guidance is under 100 MB; keep a margin
+# Rows are buffered as Python dicts until a row group is written: tens of KB each beyond their
+# image bytes, so tiny images would otherwise buffer ~30k rows (GBs) per writer before the byte limit.
+ROW_GROUP_ROWS = 1000
 
 
 class ParquetShardWriter:
@@ -36,8 +39,8 @@ class ParquetShardWriter:
     def write(self, record: Record, image: bytes, image_ext: str, mask: bytes | None,
               class_mask: bytes | None = None) -> None:
         nbytes = len(image) + len(mask or b"") + len(class_mask or b"") + 1024
-        if self.rows and self.pending_bytes + nbytes > ROW_GROUP_BYTES:
-            self._flush()  # close the row group before it would pass the limit
+        if self.rows and (self.pending_bytes + nbytes > ROW_GROUP_BYTES or len(self.rows) >= ROW_GROUP_ROWS):
+            self._flush()  # close the row group before it would pass a limit
         self.rows.append(record_row(record, image, image_ext, mask, class_mask))
         self.pending_bytes += nbytes
         self.count += 1
