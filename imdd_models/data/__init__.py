@@ -1,13 +1,14 @@
 """The one reader of IMDD shards (`imdd-build shard` folders, WebDataset tar URLs, Hub dataset ids).
 
 `iter_records(data, split=None, where=None)` yields one dict per sample, in shard order:
-    key (str), image (PIL.Image, as stored: 512x512, "RGB" or "L"), mask (PIL "L" or None), caption (str),
+    key (str), image (PIL.Image, as stored: 512x512, "RGB" or "L"), mask (PIL "L" or None), class_mask
+    (PIL "L", 0 background, k = 1 + index into defect_types, or None), caption (str),
     and every other field the shard carries: split, source, domain, product, label, defect_types,
-    defect_labels, boxes [{label, x0, y0, x1, y1}], has_mask, attributes {...}, geometry {...},
+    defect_labels, boxes [{label, x0, y0, x1, y1}], has_mask, has_class_mask, attributes {...}, geometry {...},
     caption_source, caption_status, caption_meta (dict), source_attributes (dict), license, ...
 Bad samples (undecodable pixels) are skipped and counted in a `ReadStats`; `where` filters on any field
 (`source=demo,label=defective,split=test`, see `where.py`). `iter_raw` gives the same rows with the pixels
-still encoded (`image_bytes`, `mask_bytes`). `resolve(data)` lists the shards; a folder written by
+still encoded (`image_bytes`, `mask_bytes`, `class_mask_bytes`). `resolve(data)` lists the shards; a folder written by
 `imdd-models precompute` resolves to latent shards (kind "latents") that training reads instead.
 Training streams through `imdd_models.data.stream` (shard shuffle, shuffle buffer, node/worker split).
 """

@@ -6,6 +6,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 from PIL import Image
 
 from .sources import DataSource, resolve, shard_rows
@@ -42,12 +43,24 @@ def _open_image(data: bytes | None, key: str, what: str) -> Image.Image:
     return image
 
 
+def _class_mask(data: bytes | None, key: str) -> Image.Image | None:
+    """The class mask as stored: an index image, so a palette one is read as its indices, never as colours."""
+    if not data:
+        return None
+    image = _open_image(data, key, "class_mask")
+    if image.mode == "P":
+        return Image.fromarray(np.asarray(image, dtype=np.uint8), "L")
+    return image if image.mode == "L" else image.convert("L")
+
+
 def decode_record(row: dict) -> dict:
-    """A raw row with `image` (PIL, as stored) and `mask` (PIL "L" or None) decoded; BadSample if unusable."""
+    """A raw row with `image` (PIL, as stored), `mask` (PIL "L" or None) and `class_mask` (PIL "L" with
+    0 background, k = 1 + index into `defect_types`, or None) decoded; BadSample if unusable."""
     key = row.get("key") or "?"
-    record = {k: v for k, v in row.items() if k not in ("image_bytes", "mask_bytes")}
+    record = {k: v for k, v in row.items() if k not in ("image_bytes", "mask_bytes", "class_mask_bytes")}
     record["image"] = _open_image(row.get("image_bytes"), key, "image")
     record["mask"] = _open_image(row["mask_bytes"], key, "mask").convert("L") if row.get("mask_bytes") else None
+    record["class_mask"] = _class_mask(row.get("class_mask_bytes"), key)
     record["caption"] = row.get("caption") or ""
     return record
 

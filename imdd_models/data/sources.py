@@ -6,9 +6,11 @@ A data source (`--data`) is one of:
 - WebDataset tar paths or URLs (`http(s)://`, `pipe:`, `file://`, brace patterns `train-{000000..000009}.tar`);
 - a Hugging Face dataset id (or any path `datasets.load_dataset` understands), streamed.
 
-Every shard yields *raw rows*: dicts with `key`, `image_bytes`, `mask_bytes`, `caption` and the record's
-other fields (split, source, label, defect_types, boxes, attributes, geometry, ...), pixels still encoded,
-so filtering and skipping cost no decoding.
+Every shard yields *raw rows*: dicts with `key`, `image_bytes`, `mask_bytes`, `class_mask_bytes`, `caption`
+and the record's other fields (split, source, label, defect_types, boxes, has_mask, has_class_mask, attributes,
+geometry, ...), pixels still encoded, so filtering and skipping cost no decoding. A WebDataset sample's all-zero
+stand-in `mask.png` / `class_mask.png` (written where the record has none, `has_mask` / `has_class_mask` false)
+is read as no mask, so both formats give the same rows.
 """
 
 from __future__ import annotations
@@ -103,10 +105,10 @@ def resolve(spec: str | Path, split: str | None = None, fmt: str | None = None) 
 
 
 def _normalize(row: dict) -> dict:
-    """A Parquet/Hub row as a raw row: image/mask bytes lifted out, JSON columns parsed."""
-    image, mask = row.pop("image", None), row.pop("mask", None)
-    row["image_bytes"] = image.get("bytes") if isinstance(image, dict) else image
-    row["mask_bytes"] = mask.get("bytes") if isinstance(mask, dict) else mask
+    """A Parquet/Hub row as a raw row: image/mask/class_mask bytes lifted out, JSON columns parsed."""
+    for col in ("image", "mask", "class_mask"):
+        value = row.pop(col, None)
+        row[f"{col}_bytes"] = value.get("bytes") if isinstance(value, dict) else value
     for col in _JSON_COLUMNS:
         if isinstance(row.get(col), str):
             try:
@@ -150,7 +152,10 @@ def _webdataset_rows(location: str) -> Iterator[dict]:
             row = {**meta, "key": meta.get("key", key)}
             ext = next((e for e in _IMAGE_EXTS if e in members), None)
             row["image_bytes"] = members.get(ext) if ext else None
-            row["mask_bytes"] = members.get("mask.png")
+            # Every sample has both mask members; the .json's has_* flags say which are real.
+            row["mask_bytes"] = members.get("mask.png") if meta.get("has_mask", True) is not False else None
+            row["class_mask_bytes"] = (members.get("class_mask.png")
+                                       if meta.get("has_class_mask", True) is not False else None)
             if "txt" in members:
                 row["caption"] = members["txt"].decode("utf-8")
             yield row
@@ -159,7 +164,7 @@ def _webdataset_rows(location: str) -> Iterator[dict]:
 def _hub_rows(shard: Shard) -> Iterator[dict]:
     import datasets
     ds = datasets.load_dataset(shard.location, split=shard.split, streaming=True)
-    for col in ("image", "mask"):
+    for col in ("image", "mask", "class_mask"):
         if col in (ds.features or {}):
             ds = ds.cast_column(col, datasets.Image(decode=False))
     if shard.count > 1:

@@ -2,12 +2,13 @@
 
 Writes the predictions folder that `imdd-models evaluate` reads:
     OUT/predictions.jsonl   one object per image: key, image_score, label, defect_type, class_scores, boxes
-                            (512x512 canvas), anomaly_map (maps/<name>.npy, float32 512x512), plus class_map
-                            (maps/<name>.classes.png: 0 background, i = 1 + index into `classes`), geometry and
-                            boxes_original (original pixels) where the image's placement on the canvas is known
+                            (512x512 canvas), anomaly_map (maps/<name>.npy, float32 512x512), and `extra`:
+                            class_map (maps/<name>.classes.png: 0 background, i = 1 + index into `classes`),
+                            geometry and boxes_original (original pixels) where the image's placement is known
     OUT/maps/               the .npy anomaly maps and class maps
     OUT/overlays/           <name>.png: the image with the anomaly map tinted and the boxes drawn, for people
     OUT/predict.json        the run: model, classes, threshold (a rerun with other settings is refused)
+    OUT/meta.json           the same run as the predictions' provenance, which evaluation reports copy
 Image files of any size are letterboxed onto the 512 canvas exactly as `imdd-build` does; overlays of image
 files are drawn on the original image, with maps and boxes mapped back. A killed run resumes: keys already
 in predictions.jsonl are skipped (a torn last line is dropped) and nothing is written twice.
@@ -179,13 +180,14 @@ def _write_one(out: Path, record: dict, result: ImageResult) -> dict:
     Image.fromarray(result.class_index_map, "L").save(out / "maps" / f"{name}.classes.png")
     geo = _geometry(record)
     _overlay(record, result, geo).save(out / "overlays" / f"{name}.png")
-    line = {"key": record["key"], "image_score": result.image_score, "label": result.label,
-            "defect_type": result.defect_type, "class_scores": result.class_scores, "boxes": result.boxes,
-            "anomaly_map": f"maps/{name}.npy", "class_map": f"maps/{name}.classes.png"}
+    # What the evaluation format has no field for goes under `extra` (any other top-level field is an error).
+    extra = {"class_map": f"maps/{name}.classes.png"}
     if geo is not None:
-        line["geometry"] = geo.model_dump()
-        line["boxes_original"] = _original_boxes(result.boxes, geo)
-    return line
+        extra["geometry"] = geo.model_dump()
+        extra["boxes_original"] = _original_boxes(result.boxes, geo)
+    return {"key": record["key"], "image_score": result.image_score, "label": result.label,
+            "defect_type": result.defect_type, "class_scores": result.class_scores, "boxes": result.boxes,
+            "anomaly_map": f"maps/{name}.npy", "extra": extra}
 
 
 def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = None, split: str | None = None,
@@ -208,6 +210,7 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
     (out / "maps").mkdir(parents=True, exist_ok=True)
     (out / "overlays").mkdir(exist_ok=True)
     manifest.write_text(json.dumps(run, indent=2) + "\n")
+    (out / "meta.json").write_text(json.dumps({"command": "imdd-models predict", **run}, indent=2) + "\n")
     jsonl = out / "predictions.jsonl"
     done = _done_keys(jsonl)
     stats = ReadStats()

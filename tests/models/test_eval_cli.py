@@ -172,13 +172,19 @@ def test_class_split_file(demo_shards, test_rows, tmp_path):
 
 
 def test_webdataset_placeholder_masks_are_not_ground_truth(demo_shards):
-    """A WebDataset row of a record without a mask still has mask.png (all zero): has_mask decides."""
+    """A WebDataset sample of a record without a mask still has mask.png (all zero): has_mask decides, in the
+    reader (which gives no mask bytes) and again in scoring (for rows read some other way)."""
+    import tarfile
+
     from imdd_models.data import iter_raw
     from imdd_models.evaluation.scoring import _item
-    rows = list(iter_raw(str(demo_shards / "webdataset" / "test-000000.tar")))
+    tar = demo_shards / "webdataset" / "test-000000.tar"
+    rows = list(iter_raw(str(tar)))
     normal = next(r for r in rows if r["label"] == "normal")
-    assert normal["mask_bytes"] and normal["has_mask"] is False
-    assert _item(normal, None).mask_bytes is None
+    with tarfile.open(tar) as tf:
+        stand_in = tf.extractfile(f"{normal['key']}.mask.png").read()
+    assert normal["mask_bytes"] is None and normal["has_mask"] is False
+    assert _item({**normal, "mask_bytes": stand_in}, None).mask_bytes is None
     defective = next(r for r in rows if r["label"] == "defective")
     assert _item(defective, None).mask_bytes == defective["mask_bytes"]
     assert _item({**defective, "has_mask": False}, None).mask_bytes is None  # a defective record without a mask
