@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import functools
-import json
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -17,7 +14,7 @@ from rich.markup import escape
 
 from . import __version__
 from .caption import caption_workspace
-from .console import emit, err, progress_bar
+from .console import emit, err, one_line_errors, progress_bar
 from .dedupe import DEFAULT_RADIUS, LEAKAGE_RULE
 from .executor import default_workers, make_executor
 from .ingest import ingest
@@ -54,19 +51,7 @@ def _workspace(ctx: typer.Context) -> Workspace:
 
 def run_level_errors(command: str):
     """Run-level failures (bad root, bad option) become one clear line and exit code 2."""
-    def wrap(fn):
-        @functools.wraps(fn)
-        def inner(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except (RootError, FileNotFoundError, KeyError, ValueError) as exc:
-                message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-                err.print(f"[red]error:[/red] {message}")
-                if kwargs.get("as_json"):
-                    sys.stdout.write(json.dumps({"command": command, "error": message}) + "\n")
-                raise typer.Exit(2) from None
-        return inner
-    return wrap
+    return one_line_errors(command, (RootError, FileNotFoundError, KeyError, ValueError))
 
 
 @app.callback()

@@ -5,6 +5,7 @@ With `--json` the last line of stdout is one JSON object (also on errors: `{"err
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Iterator
@@ -76,3 +77,24 @@ def emit(result: dict, as_json: bool, title: str | None = None) -> None:
             out.print(f"[bold]{key}[/bold]:")
             for item in value:
                 out.print(f"  {item.get('path')}: {item['reason']}", markup=False, highlight=False)
+
+
+def one_line_errors(command: str, kinds: tuple[type[BaseException], ...]):
+    """Decorator for a CLI command: the run-level `kinds` become one `error:` line (and, with `--json`,
+    `{"command", "error"}` as the last stdout line) and exit code 2; anything else propagates."""
+    import typer  # the CLIs' dependency; this module is also imported by library code
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except kinds as exc:
+                message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+                message = str(message).splitlines()[0] if message else type(exc).__name__
+                err.print(f"[red]error:[/red] {message}")
+                if kwargs.get("as_json"):
+                    sys.stdout.write(json.dumps({"command": command, "error": message}) + "\n")
+                raise typer.Exit(2) from None
+        return inner
+    return wrap

@@ -8,13 +8,9 @@
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
-
 import typer
 
-from imdd_build.console import emit, err, progress_bar  # noqa: F401  (re-exported for command modules)
+from imdd_build.console import emit, err, one_line_errors, progress_bar  # noqa: F401  (re-exported for command modules)
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON object as the last line of stdout.")
 
@@ -25,17 +21,4 @@ class RunError(Exception):
 
 def run_level_errors(command: str):
     """Decorator: RunError and the usual input errors become one `error:` line and exit code 2."""
-    def wrap(fn):
-        @functools.wraps(fn)
-        def inner(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except (RunError, FileNotFoundError, KeyError, ValueError) as exc:
-                message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-                message = message.splitlines()[0] if message else type(exc).__name__
-                err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
-                if kwargs.get("as_json"):
-                    sys.stdout.write(json.dumps({"command": command, "error": message}) + "\n")
-                raise typer.Exit(2) from None
-        return inner
-    return wrap
+    return one_line_errors(command, (RunError, FileNotFoundError, KeyError, ValueError))

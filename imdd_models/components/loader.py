@@ -18,6 +18,19 @@ from .writer import MANIFEST
 REQUIRED = ("vae", "text_encoder", "tokenizer", "image_encoder", "feature_extractor", "scheduler", "unet")
 
 
+
+def images_to_pixels(images: list[Image.Image], size: int, flip: bool = False) -> torch.Tensor:
+    """RGB images resized (bicubic) to size x size, optionally mirrored, as a (B, 3, size, size) tensor in [-1, 1]."""
+    arrays = []
+    for im in images:
+        im = im.convert("RGB")
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.Resampling.BICUBIC)
+        if flip:
+            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        arrays.append(np.asarray(im, dtype=np.float32) / 127.5 - 1.0)
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
 @dataclass
 class Components:
     """Frozen VAE, CLIP text and image towers (eval mode, no grad), tokenizer, image processor,
@@ -71,16 +84,7 @@ class Components:
 
     def pixels(self, images: list[Image.Image], flip: bool = False) -> torch.Tensor:
         """Images resized to the training resolution as a (B, 3, R, R) tensor in [-1, 1]."""
-        size = self.resolution
-        arrays = []
-        for im in images:
-            im = im.convert("RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.Resampling.BICUBIC)
-            if flip:
-                im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            arrays.append(np.asarray(im, dtype=np.float32) / 127.5 - 1.0)
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+        return images_to_pixels(images, self.resolution, flip=flip)
 
     @torch.no_grad()
     def encode_latents(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -21,9 +21,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
+
+from ..components.loader import images_to_pixels
 
 DEFAULT_TIMESTEP = 50
 
@@ -144,14 +145,7 @@ class DiffusionFeatureExtractor(torch.nn.Module):
 
     def pixels(self, images: list[Image.Image]) -> torch.Tensor:
         """512x512 canvases (or any size) -> (B, 3, R, R) in [-1, 1] at the model's resolution."""
-        size = self.resolution
-        arrays = []
-        for im in images:
-            im = im.convert("RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.Resampling.BICUBIC)
-            arrays.append(np.asarray(im, dtype=np.float32) / 127.5 - 1.0)
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+        return images_to_pixels(images, self.resolution)
 
     def _text_states(self, captions: list[str]) -> torch.Tensor:
         ids = self.tokenizer(list(captions), padding="max_length", max_length=self.tokenizer.model_max_length,
