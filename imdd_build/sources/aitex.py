@@ -30,9 +30,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
-from .masks import MaskFiles
-from .options import CategoryOptions
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from ..sourcekit.masks import MaskFiles
+from ..sourcekit.options import CategoryOptions
 
 NAME = re.compile(r"^(\d+)_(\d+)_(\d+)$")
 MASK = re.compile(r"^(\d+_\d+_\d+)[\s_-]*mask(\d*)$", re.IGNORECASE)

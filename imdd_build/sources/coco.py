@@ -47,10 +47,10 @@ import numpy as np
 
 from ..normalize import SampleError
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
 from .folder import is_normal, normal_names, opt_list, product_of, resolve_option_path, seeded_group, split_name
-from .masks import MaskSource, PolygonMask, _digest, polygon_layers, stack_classes
-from .options import Field, GenericOptions, Literal, Optional, field_validator
+from ..sourcekit.masks import MaskSource, PolygonMask, _digest, polygon_layers, stack_classes
+from ..sourcekit.options import Field, GenericOptions, Literal, Optional, field_validator
 
 
 def decode_rle_string(counts: str) -> list[int]:

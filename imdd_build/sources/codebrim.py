@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, is_image, sorted_dirs, sorted_images
+from ..sourcekit.base import SPLIT_MAP, RawSample, RootError, SourceAdapter, is_image, sorted_dirs, sorted_images
 
 CLASSES = ("Background", "Crack", "Spallation", "Efflorescence", "ExposedBars", "CorrosionStain")
 _ALIASES = {"cracks": "Crack", "spalling": "Spallation", "exposedrebar": "ExposedBars",
@@ -193,11 +193,10 @@ class CodebrimAdapter(SourceAdapter):
         raise RootError(f"{self.root}: no CODEBRIM layout found (original_dataset/ with images/ and "
                         "annotations/ or defects.xml, or classification_dataset/ with train/val/test/)")
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # found eagerly, so a wrong root fails at once
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
         self.found = self.find()
-        self.base = self.found[0][0].parent
+        return self.found[0][0].parent
 
     def samples(self) -> Iterator[RawSample | Quarantined]:
         for folder, layout in self.found:

@@ -45,8 +45,8 @@ import numpy as np
 from ..normalize import SampleError
 from ..record import Quarantined
 from ..store import sha256_file
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
-from .masks import MaskFiles, MaskSource
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from ..sourcekit.masks import MaskFiles, MaskSource
 
 CRACK = "crack"
 IMAGE_DIRS = ("image", "images", "img", "imgs")
@@ -142,10 +142,9 @@ class CrackForestAdapter(SourceAdapter):
     expected = "image/*.jpg with groundTruth/<stem>.mat (or a same-stem PNG mask in seg/, gt/ or masks/)"
     labels = (CRACK,)
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # `ingest` reads `self.base` before it starts `samples()`, so the base is found here.
-        self.base = self._dataset_dir()
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
+        return self._dataset_dir()
 
     def _dataset_dir(self) -> Path:
         if _child(self.root, IMAGE_DIRS) is not None:

@@ -34,8 +34,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
-from .vocxml import VocError, parse_voc
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from ..sourcekit.vocxml import VocError, parse_voc
 
 GC10_CLASSES = ("1_chongkong", "2_hanfeng", "3_yueyawan", "4_shuiban", "5_youban", "6_siban", "7_yiwu",
                 "8_yahen", "9_zhehen", "10_yaozhe")

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import (
+from ..sourcekit.base import (
     SPLIT_MAP,
     RawSample,
     RootError,
@@ -37,7 +37,7 @@ from .base import (
     sorted_dirs,
     sorted_images,
 )
-from .options import CategoryOptions
+from ..sourcekit.options import CategoryOptions
 
 _BENCH = re.compile(r"^iccad(?:[-_ ]?(?:12|2012))?[-_ ]?([1-5])$", re.IGNORECASE)
 _NON_HOTSPOT = re.compile(r"(?<![a-z])(nhs|non[-_ ]?hotspots?)(?![a-z])", re.IGNORECASE)
@@ -78,8 +78,13 @@ class ICCAD12Adapter(SourceAdapter):
             level = [d for _, d in found]
         raise RootError(f"{self.root}: no benchmark folders iccad1 ... iccad5 (with train/ and test/) found")
 
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
+        base, self.benches = self._benchmarks()
+        return base
+
     def samples(self) -> Iterator[RawSample | Quarantined]:
-        self.base, benches = self._benchmarks()
+        benches = self.benches
         wanted = {benchmark_id(c) or benchmark_id(f"iccad{c}") or c for c in self.options.get("categories") or []}
         used: dict[str, Path] = {}
         for bench, folder in sorted(benches, key=lambda bd: (bd[0], bd[1].name != bd[0], bd[1].name)):

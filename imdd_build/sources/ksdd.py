@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
 
 ITEM = re.compile(r"^kos\d+$", re.IGNORECASE)
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_dirs
 from .ksdd import paired_masks
 
 SPLITS = ("train", "test")

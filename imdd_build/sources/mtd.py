@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs
-from .masks import MaskFiles
-from .options import CategoryOptions
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_dirs
+from ..sourcekit.masks import MaskFiles
+from ..sourcekit.options import CategoryOptions
 
 NORMAL_CLASS = "MT_Free"
 CLASSES = ("MT_Blowhole", "MT_Break", "MT_Crack", "MT_Fray", "MT_Uneven", NORMAL_CLASS)

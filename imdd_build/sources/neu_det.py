@@ -35,9 +35,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, is_image, sorted_dirs
-from .vocxml import VocError, parse_voc
-from .options import CategoryOptions
+from ..sourcekit.base import SPLIT_MAP, RawSample, RootError, SourceAdapter, is_image, sorted_dirs
+from ..sourcekit.vocxml import VocError, parse_voc
+from ..sourcekit.options import CategoryOptions
 
 NEU_CLASSES = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
 PRODUCT = "steel_strip"
@@ -143,10 +143,10 @@ class NeuDetAdapter(SourceAdapter):
     Options = CategoryOptions
     labels = NEU_CLASSES
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # found eagerly, so a wrong root fails at once
-        self.base, self.units = find_neu_det(self.root)
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
+        base, self.units = find_neu_det(self.root)
+        return base
 
     def samples(self) -> Iterator[RawSample | Quarantined]:
         units = self.units

@@ -40,9 +40,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, is_image, sorted_dirs
-from .masks import RleMask
-from .options import AdapterOptions, Field, Optional
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, is_image, sorted_dirs
+from ..sourcekit.masks import RleMask
+from ..sourcekit.options import AdapterOptions, Field, Optional
 
 SHAPE = (256, 1600)  # (height, width) of every Severstal image
 

@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
-from .options import CategoryOptions
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from ..sourcekit.options import CategoryOptions
 
 TEXTURE_RE = re.compile(r"^c\d+r\d+$", re.IGNORECASE)
 ERROR_RE = re.compile(r"^e(\d)$", re.IGNORECASE)
@@ -51,10 +51,10 @@ class TildaAdapter(SourceAdapter):
     Options = CategoryOptions
     labels = ERROR_CLASSES
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # found eagerly, so a wrong root fails at once
-        self.base, self.textures = find_textures(self.root)
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
+        base, self.textures = find_textures(self.root)
+        return base
 
     def samples(self) -> Iterator[RawSample | Quarantined]:
         textures = self.textures

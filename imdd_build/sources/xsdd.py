@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
-from .options import CategoryOptions
+from ..sourcekit.base import SPLIT_MAP, RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from ..sourcekit.options import CategoryOptions
 
 XSDD_CLASSES = ("finishing_roll_printing", "iron_sheet_ash", "oxide_scale_of_plate_system",
                 "oxide_scale_of_temperature_system", "red_iron", "slag_inclusion", "surface_scratch")
@@ -68,10 +68,10 @@ class XsddAdapter(SourceAdapter):
     Options = CategoryOptions
     labels = XSDD_CLASSES
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # found eagerly, so a wrong root fails at once
-        self.base, self.units = find_xsdd(self.root)
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
+        base, self.units = find_xsdd(self.root)
+        return base
 
     def samples(self) -> Iterator[RawSample | Quarantined]:
         units = self.units
