@@ -47,6 +47,7 @@ from ..record import Quarantined
 from ..store import sha256_file
 from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
 from ..sourcekit.masks import MaskFiles, MaskSource
+from ..sourcekit.search import shallowest
 
 CRACK = "crack"
 IMAGE_DIRS = ("image", "images", "img", "imgs")
@@ -147,11 +148,9 @@ class CrackForestAdapter(SourceAdapter):
         return self._dataset_dir()
 
     def _dataset_dir(self) -> Path:
-        if _child(self.root, IMAGE_DIRS) is not None:
-            return self.root
-        nested = [d for d in sorted_dirs(self.root) if _child(d, IMAGE_DIRS) is not None]
-        if len(nested) == 1:
-            return nested[0]
+        found = shallowest(self.root, lambda d: _child(d, IMAGE_DIRS) is not None)
+        if len(found) == 1:  # the root, else exactly one folder below it
+            return found[0][0]
         raise RootError(f"{self.root}: no image/ folder found (expected image/*.jpg and groundTruth/*.mat)")
 
     def samples(self) -> Iterator[RawSample | Quarantined]:

@@ -32,17 +32,13 @@ from pathlib import Path
 from ..record import Quarantined
 from ..sourcekit.base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs, sorted_images
 from ..sourcekit.options import CategoryOptions
+from ..sourcekit.search import search_below
 
 
 def _find_labels(root: Path, depth: int = 4) -> Path | None:
-    level = [root]
-    for _ in range(depth + 1):
-        for folder in level:
-            hit = next((p for p in sorted(folder.iterdir()) if p.is_file() and p.name.lower() == "labels.csv"), None)
-            if hit is not None:
-                return hit
-        level = [d for folder in level for d in sorted_dirs(folder)]
-    return None
+    found = search_below(root, lambda folder: next(
+        (p for p in sorted(folder.iterdir()) if p.is_file() and p.name.lower() == "labels.csv"), None), depth)
+    return found[1] if found else None
 
 
 class ELPVAdapter(SourceAdapter):
