@@ -45,7 +45,6 @@ class ELPVAdapter(SourceAdapter):
     id = "elpv"
     expected = "labels.csv with images/cellNNNN.png"
     Options = CategoryOptions
-    labels = ("functional", "defective")
 
     def locate(self) -> Path:
         """Found at construction, so a wrong root fails at once."""

@@ -38,6 +38,7 @@ from ..sourcekit.base import (
     sorted_images,
 )
 from ..sourcekit.options import CategoryOptions
+from ..sourcekit.search import shallowest
 
 _BENCH = re.compile(r"^iccad(?:[-_ ]?(?:12|2012))?[-_ ]?([1-5])$", re.IGNORECASE)
 _NON_HOTSPOT = re.compile(r"(?<![a-z])(nhs|non[-_ ]?hotspots?)(?![a-z])", re.IGNORECASE)
@@ -65,17 +66,13 @@ class ICCAD12Adapter(SourceAdapter):
     expected = ("PNG layout clips in iccad1 ... iccad5/{train,test}/, class from an HS/NHS sub-folder or file "
                 "name (the DLHSD image tarball; the repository's feature CSVs and .OAS layouts hold no clips)")
     Options = CategoryOptions
-    labels = ("HS", "hotspot", "hotspots", "NHS", "non-hotspot", "non-hotspots", "nonhotspot", "nonhotspots")
 
     def _benchmarks(self) -> tuple[Path, list[tuple[str, Path]]]:
         """(base folder, [(benchmark id, folder)]) at the shallowest level that has any."""
-        level = [self.root]
-        for _ in range(3):
-            found = [(benchmark_id(d.name), d) for parent in level for d in sorted_dirs(parent)]
-            benches = [(b, d) for b, d in found if b]
-            if benches:  # one wrapper folder: samples relative to it; several: to their common parent
-                return Path(os.path.commonpath([d.parent for _, d in benches])), benches
-            level = [d for _, d in found]
+        found = shallowest(self.root, lambda d: d != self.root and benchmark_id(d.name), depth=3)
+        benches = [(b, d) for d, b in found]
+        if benches:  # one wrapper folder: samples relative to it; several: to their common parent
+            return Path(os.path.commonpath([d.parent for _, d in benches])), benches
         raise RootError(f"{self.root}: no benchmark folders iccad1 ... iccad5 (with train/ and test/) found")
 
     def locate(self) -> Path:

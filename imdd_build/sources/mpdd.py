@@ -17,5 +17,3 @@ from ..sourcekit.mvtec_tree import MVTecTreeAdapter
 class MPDDAdapter(MVTecTreeAdapter):
     id = "mpdd"
     expected = "<category>/{train,test}/<class>/*.png with ground_truth/<defect>/*_mask.png"
-    labels = ("good", "hole", "scratches", "bend_and_parts_mismatch", "parts_mismatch", "defective_painting",
-              "major_rust", "total_rust", "flattening", "anomalous")

@@ -25,7 +25,6 @@ from ..sourcekit.base import sorted_images
 class MVTec3DAdapter(MVTecTreeAdapter):
     id = "mvtec3d"
     expected = "<category>/{train,validation,test}/<class>/rgb/NNN.png with gt/NNN.png"
-    labels = ("good", "combined", "contamination", "crack", "hole", "bent", "cut", "color", "thread", "open")
 
     def class_images(self, class_dir: Path) -> list[Path]:
         rgb = class_dir / "rgb"

@@ -79,8 +79,6 @@ class MVTecLOCOAdapter(MVTecTreeAdapter):
     class Options(CategoryOptions):
         subtypes: bool = Field(True, description="Keep the logical/structural subtype in the defect label.")
 
-    labels = ("good", "logical_anomalies", "structural_anomalies")
-
     def __init__(self, root: Path, entry=None, **options):
         super().__init__(root, entry, **options)
         self._configs: dict[Path, dict[int, str]] = {}

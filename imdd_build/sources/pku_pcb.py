@@ -60,8 +60,7 @@ class PKUPCBAdapter(SourceAdapter):
     class Options(CategoryOptions):
         rotation: bool = Field(False, description="Also ingest the rotated copies.")
 
-    labels = (*CLASSES, "missing_hole", "mouse_bite", "open_circuit", "short", "spur", "spurious_copper",
-              TEMPLATE)
+    labels = (*CLASSES, TEMPLATE)
 
     def locate(self) -> Path:
         """Found at construction, so a wrong root fails at once."""

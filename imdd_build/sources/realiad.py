@@ -61,7 +61,7 @@ class RealIADAdapter(SourceAdapter):
         def _res(cls, value):
             return None if value is None else str(value).lower().removeprefix("realiad_")
 
-    labels = ("OK", "NG", *CODES)
+    labels = CODES
 
     def locate(self) -> Path:
         """Found at construction, so a wrong root fails at once."""

@@ -117,8 +117,6 @@ class SeverstalAdapter(SourceAdapter):
     class Options(AdapterOptions):
         rle_shape: Optional[str] = Field(None, description="HEIGHTxWIDTH of the RLE masks (default 256x1600).")
 
-    labels = ("1", "2", "3", "4")
-
     def locate(self) -> Path:
         found = search_below(self.root, _is_competition_folder)
         if found is not None:
