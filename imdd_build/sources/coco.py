@@ -242,14 +242,16 @@ class CocoAdapter(SourceAdapter):
                 return found
         return None
 
-    def samples(self) -> Iterator[RawSample | Quarantined]:
-        files = self.annotation_files()
-        plans = []
-        for ann, data in files:
+    def locate(self) -> Path:
+        """The common folder of the root and every JSON's images folder (JSONs read here, once)."""
+        self.plans = []
+        for ann, data in self.annotation_files():
             token, ours = _split_of_json(ann)
-            plans.append((ann, data, token, ours, self._images_dir(ann, token, data)))
-        self.base = Path(os.path.commonpath([str(self.root.resolve()),
-                                             *(str(p[4].resolve()) for p in plans)]))
+            self.plans.append((ann, data, token, ours, self._images_dir(ann, token, data)))
+        return Path(os.path.commonpath([str(self.root.resolve()), *(str(p[4].resolve()) for p in self.plans)]))
+
+    def samples(self) -> Iterator[RawSample | Quarantined]:
+        plans = self.plans
         normals = normal_names(self.options)
         crowd_mode = str(self.options.get("crowd") or "include").lower()
         if crowd_mode not in ("include", "ignore"):
