@@ -132,7 +132,7 @@ def build_child(n: int, workers: int, ws_dir: Path) -> None:
     from imdd_build.ingest import ingest
     from imdd_build.normalize import NormalizeOptions
     from imdd_build.sources import ADAPTERS, RawSample, SourceAdapter
-    from imdd_build.sources.masks import ArrayMask
+    from imdd_build.sourcekit.masks import ArrayMask
     from imdd_build.workspace import Workspace
 
     class Distinct(SourceAdapter):

@@ -263,7 +263,7 @@ def memory_child(n: int, workers: int, canvas: int, ws_dir: Path) -> None:
     from imdd_build.ingest import ingest
     from imdd_build.normalize import NormalizeOptions
     from imdd_build.sources import ADAPTERS, RawSample, SourceAdapter
-    from imdd_build.sources.masks import ArrayMask
+    from imdd_build.sourcekit.masks import ArrayMask
     from imdd_build.workspace import Workspace
 
     class Synthetic(SourceAdapter):

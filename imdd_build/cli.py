@@ -25,7 +25,7 @@ from .roots import load_roots, read_yaml_mapping
 from .shard import ShardOptions, parse_size, write_shards
 from .sources import ADAPTERS, RootError
 from .sources.demo import generate_demo
-from .sources.options import one_line, validate_options
+from .sourcekit.options import one_line, validate_options
 from .taxonomy import load_taxonomy
 from .workspace import DEFAULT_WORKSPACE, Workspace
 

@@ -15,7 +15,7 @@ from .console import emit, err, progress_bar
 from .registry import load_registry, markdown_table
 from .roots import compare_counts, count_source, load_roots
 from .sources import ADAPTERS, RootError
-from .sources.options import describe
+from .sourcekit.options import describe
 from .taxcheck import check_taxonomy
 from .taxonomy import load_taxonomy
 

@@ -32,7 +32,7 @@ from .normalize import NormalizeOptions, NormalizedImage, SampleError, encode_ma
 from .record import DefectAttributes, DefectLabel, Quarantined, Record, make_key, tile_key
 from .registry import SourceEntry
 from .sources import RawSample, get_adapter
-from .sources.listing import open_listing
+from .sourcekit.listing import open_listing
 from .store import Store, sha256_file
 from .taxonomy import Resolved, load_taxonomy, norm_label
 from .views import OriginalLabels, canvas_labels, class_boxes, instances, plan_views, retype
@@ -253,9 +253,7 @@ def ingest(workspace: Workspace, source: str, root: Path, entry: SourceEntry, op
         executor = make_executor(executor, workers, ray_address)
     adapter = get_adapter(source)(Path(root), entry=entry, **(adapter_options or {}))
     # Read up to the first sample now: a root that yields none is a run-level error before the
-    # catalog records a run. Most adapters find their dataset root in `locate()` at construction;
-    # the MVTec-tree ones (mvtec, visa, demo, mvtec_like) and a few generic ones find it when
-    # listing starts, so this also comes before the normalizer captures `adapter.base`.
+    # catalog records a run (the adapter found its dataset root in `locate()` at construction).
     listing = open_listing(adapter)
     source_id = entry.id
     result = IngestResult(source=source_id, root=str(root))

@@ -18,7 +18,7 @@ import yaml
 from .record import Quarantined
 from .registry import SourceEntry
 from .sources import RootError, get_adapter
-from .sources.listing import open_listing
+from .sourcekit.listing import open_listing
 
 
 def read_yaml_mapping(path: Path, what: str, shape: str) -> dict:

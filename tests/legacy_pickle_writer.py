@@ -1,5 +1,5 @@
 """Writer of legacy DataFrame pickles for the tests and the benchmark (the inverse of
-`imdd_build.sources.legacy_pickle`; test code, so it is not shipped in the product package).
+`imdd_build.sourcekit.legacy_pickle`; test code, so it is not shipped in the product package).
 
 `write_legacy_frame()` writes a DataFrame the way Python 2 + pandas 0.18 did (protocol 2,
 BINSTRING strings, `pandas.indexes.base._new_Index`, `numpy.core.multiarray._reconstruct`), from

@@ -7,7 +7,7 @@ import yaml
 from fixtures import write_mvtec
 from imdd_build.registry import load_registry, markdown_table
 from imdd_build.sources import ADAPTERS
-from imdd_build.sources.base import seeded_split
+from imdd_build.sourcekit.base import seeded_split
 from imdd_build.taxcheck import check_taxonomy
 from imdd_build.taxonomy import Taxonomy, load_taxonomy, norm_label
 

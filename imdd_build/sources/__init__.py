@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import RawSample, RootError, SourceAdapter
+from ..sourcekit.base import RawSample, RootError, SourceAdapter
 
 
 def _discover() -> dict[str, type[SourceAdapter]]:

@@ -30,9 +30,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
-from .masks import MaskFiles
-from .options import CategoryOptions
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from ..sourcekit.masks import MaskFiles
+from ..sourcekit.options import CategoryOptions
+from ..sourcekit.search import search_below
 
 NAME = re.compile(r"^(\d+)_(\d+)_(\d+)$")
 MASK = re.compile(r"^(\d+_\d+_\d+)[\s_-]*mask(\d*)$", re.IGNORECASE)
@@ -64,12 +65,11 @@ class AITEXAdapter(SourceAdapter):
     labels = CODES
 
     def locate(self) -> Path:
-        base = next((f for f in (self.root, *sorted_dirs(self.root))
-                     if _child_ci(f, "Defect_images") or _child_ci(f, "NODefect_images")), None)
-        if base is None:
+        found = search_below(self.root, lambda f: _child_ci(f, "Defect_images") or _child_ci(f, "NODefect_images"))
+        if found is None:
             raise RootError(f"{self.root}: no Defect_images/ or NODefect_images/ folder (is this the unpacked "
                             "AITEX archive?)")
-        return base
+        return found[0]
 
     def samples(self) -> Iterator[RawSample | Quarantined]:
         base = self.base

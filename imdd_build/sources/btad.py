@@ -21,13 +21,12 @@ Quirks handled:
 
 from __future__ import annotations
 
-from .anomaly_tree import AnomalyTreeAdapter
+from ..sourcekit.mvtec_tree import MVTecTreeAdapter
 
 
-class BTADAdapter(AnomalyTreeAdapter):
+class BTADAdapter(MVTecTreeAdapter):
     id = "btad"
     expected = "<product>/{train,test}/{ok,ko}/ images with ground_truth/ko/ masks (products 01, 02, 03)"
-    labels = ("ok", "ko")
     normal_names = frozenset({"ok", "good"})
 
     def product_name(self, folder_name: str) -> str:

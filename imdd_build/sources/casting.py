@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
-from .options import AdapterOptions, Field, Literal, field_validator
+from ..sourcekit.base import SPLIT_MAP, RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from ..sourcekit.options import AdapterOptions, Field, Literal, field_validator
 
 CLASSES = {"def_front": "defective", "ok_front": "normal"}
 VARIANTS = {"300": "casting_data", "512": "casting_512x512"}

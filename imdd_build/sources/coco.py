@@ -47,10 +47,10 @@ import numpy as np
 
 from ..normalize import SampleError
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
 from .folder import is_normal, normal_names, opt_list, product_of, resolve_option_path, seeded_group, split_name
-from .masks import MaskSource, PolygonMask, _digest, polygon_layers, stack_classes
-from .options import Field, GenericOptions, Literal, Optional, field_validator
+from ..sourcekit.masks import MaskSource, PolygonMask, _digest, polygon_layers, stack_classes
+from ..sourcekit.options import Field, GenericOptions, Literal, Optional, field_validator
 
 
 def decode_rle_string(counts: str) -> list[int]:
@@ -242,14 +242,16 @@ class CocoAdapter(SourceAdapter):
                 return found
         return None
 
-    def samples(self) -> Iterator[RawSample | Quarantined]:
-        files = self.annotation_files()
-        plans = []
-        for ann, data in files:
+    def locate(self) -> Path:
+        """The common folder of the root and every JSON's images folder (JSONs read here, once)."""
+        self.plans = []
+        for ann, data in self.annotation_files():
             token, ours = _split_of_json(ann)
-            plans.append((ann, data, token, ours, self._images_dir(ann, token, data)))
-        self.base = Path(os.path.commonpath([str(self.root.resolve()),
-                                             *(str(p[4].resolve()) for p in plans)]))
+            self.plans.append((ann, data, token, ours, self._images_dir(ann, token, data)))
+        return Path(os.path.commonpath([str(self.root.resolve()), *(str(p[4].resolve()) for p in self.plans)]))
+
+    def samples(self) -> Iterator[RawSample | Quarantined]:
+        plans = self.plans
         normals = normal_names(self.options)
         crowd_mode = str(self.options.get("crowd") or "include").lower()
         if crowd_mode not in ("include", "ignore"):

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, is_image, sorted_dirs, sorted_images
+from ..sourcekit.base import SPLIT_MAP, RawSample, RootError, SourceAdapter, is_image, sorted_dirs, sorted_images
+from ..sourcekit.search import shallowest
 
 CLASSES = ("Background", "Crack", "Spallation", "Efflorescence", "ExposedBars", "CorrosionStain")
 _ALIASES = {"cracks": "Crack", "spalling": "Spallation", "exposedrebar": "ExposedBars",
@@ -182,22 +183,16 @@ class CodebrimAdapter(SourceAdapter):
 
     def find(self) -> list[tuple[Path, str]]:
         """(dataset folder, layout); all found at the shallowest level that has any."""
-        if layout_of(self.root):
-            return [(self.root, layout_of(self.root))]
-        level = sorted_dirs(self.root)
-        for _ in range(2):
-            found = [(d, layout_of(d)) for d in level if layout_of(d)]
-            if found:
-                return found
-            level = [c for d in level for c in sorted_dirs(d)]
+        found = shallowest(self.root, layout_of, 2)
+        if found:
+            return found
         raise RootError(f"{self.root}: no CODEBRIM layout found (original_dataset/ with images/ and "
                         "annotations/ or defects.xml, or classification_dataset/ with train/val/test/)")
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # found eagerly, so a wrong root fails at once
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
         self.found = self.find()
-        self.base = self.found[0][0].parent
+        return self.found[0][0].parent
 
     def samples(self) -> Iterator[RawSample | Quarantined]:
         for folder, layout in self.found:

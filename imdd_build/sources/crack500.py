@@ -35,8 +35,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, is_image
-from .masks import MaskFiles
+from ..sourcekit.base import SPLIT_MAP, RawSample, RootError, SourceAdapter, is_image
+from ..sourcekit.masks import MaskFiles
 
 CRACK = "crack"
 LISTS = ("train.txt", "val.txt", "test.txt")

@@ -45,8 +45,9 @@ import numpy as np
 from ..normalize import SampleError
 from ..record import Quarantined
 from ..store import sha256_file
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
-from .masks import MaskFiles, MaskSource
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from ..sourcekit.masks import MaskFiles, MaskSource
+from ..sourcekit.search import shallowest
 
 CRACK = "crack"
 IMAGE_DIRS = ("image", "images", "img", "imgs")
@@ -142,17 +143,14 @@ class CrackForestAdapter(SourceAdapter):
     expected = "image/*.jpg with groundTruth/<stem>.mat (or a same-stem PNG mask in seg/, gt/ or masks/)"
     labels = (CRACK,)
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # `ingest` reads `self.base` before it starts `samples()`, so the base is found here.
-        self.base = self._dataset_dir()
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
+        return self._dataset_dir()
 
     def _dataset_dir(self) -> Path:
-        if _child(self.root, IMAGE_DIRS) is not None:
-            return self.root
-        nested = [d for d in sorted_dirs(self.root) if _child(d, IMAGE_DIRS) is not None]
-        if len(nested) == 1:
-            return nested[0]
+        found = shallowest(self.root, lambda d: _child(d, IMAGE_DIRS) is not None)
+        if len(found) == 1:  # the root, else exactly one folder below it
+            return found[0][0]
         raise RootError(f"{self.root}: no image/ folder found (expected image/*.jpg and groundTruth/*.mat)")
 
     def samples(self) -> Iterator[RawSample | Quarantined]:

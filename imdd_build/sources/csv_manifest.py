@@ -50,10 +50,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, resolve_ci
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, resolve_ci
 from ..taxonomy import norm_label
 from .folder import mask_files, normal_names, product_of, resolve_option_path, seeded_group, split_name
-from .options import CategoryOptions, Field, GenericOptions, MaskThresholdOptions, Optional
+from ..sourcekit.options import CategoryOptions, Field, GenericOptions, MaskThresholdOptions, Optional
 
 MANIFEST_NAMES = ("manifest.csv", "labels.csv", "annotations.csv", "dataset.csv")
 COLUMNS = {
@@ -169,13 +169,16 @@ class CsvAdapter(SourceAdapter):
         raise RootError(f"{self.root}: several CSV files ({', '.join(p.name for p in csvs)}); "
                         "choose one with --opt manifest=<file>")
 
-    def samples(self) -> Iterator[RawSample | Quarantined]:
-        manifest = self.manifest()
-        folder = manifest.parent
+    def locate(self) -> Path:
+        """The folder manifest paths are relative to (`--opt base=`, else the manifest's folder)."""
+        folder = self.manifest().parent
         base = resolve_option_path(self, self.options["base"], folder) if self.options.get("base") else folder
         if not base.is_dir():
             raise RootError(f"{base}: paths base folder not found")
-        self.base = base.resolve()
+        return base.resolve()
+
+    def samples(self) -> Iterator[RawSample | Quarantined]:
+        manifest = self.manifest()
         name = os.path.relpath(manifest.resolve(), self.base).replace(os.sep, "/")
         normals = normal_names(self.options)
         wanted = set(self.options.get("categories") or [])

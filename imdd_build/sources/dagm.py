@@ -45,9 +45,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
-from .masks import PolygonMask
-from .options import CategoryOptions, Field, Literal, field_validator
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from ..sourcekit.masks import PolygonMask
+from ..sourcekit.options import CategoryOptions, Field, Literal, field_validator
 
 CLASS = re.compile(r"^class(\d+)$", re.IGNORECASE)
 CLASS_DEF = re.compile(r"^class(\d+)_def$", re.IGNORECASE)
@@ -137,9 +137,8 @@ class DAGMAdapter(SourceAdapter):
             def_classes = {k: v for k, v in def_classes.items() if k in wanted}
         return list(split_classes.values()), list(def_classes.values())
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # found eagerly, so a wrong root fails at once
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
         self.split_classes, self.def_classes = self._find()
         if not self.split_classes and not self.def_classes:
             raise RootError(f"{self.root}: no DAGM class folder with Train/ and Test/ (or ClassN_def) found")
@@ -147,7 +146,7 @@ class DAGMAdapter(SourceAdapter):
         # so keys do not depend on which folder above it the user pointed at.
         outer = [c.parent if c.parent.name.lower() == c.name.lower() else c
                  for c in self.split_classes + self.def_classes]
-        self.base = Path(os.path.commonpath([str(c.parent) for c in outer]))
+        return Path(os.path.commonpath([str(c.parent) for c in outer]))
 
     def samples(self) -> Iterator[RawSample | Quarantined]:
         for folder in self.split_classes:

@@ -29,8 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
-from .options import AdapterOptions, Field
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
+from ..sourcekit.options import AdapterOptions, Field
 
 TYPES = {1: "open", 2: "short", 3: "mousebite", 4: "spur", 5: "copper", 6: "pin-hole"}
 TEMPLATE = "template"
@@ -71,11 +71,10 @@ class DeepPCBAdapter(SourceAdapter):
 
     labels = (*TYPES.values(), TEMPLATE)
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # `ingest` reads `self.base` before it starts `samples()`, so the base is found here.
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
         self.pcbdata = self._pcbdata()
-        self.base = self.pcbdata.parent
+        return self.pcbdata.parent
 
     def _pcbdata(self) -> Path:
         if any(d.name.lower().startswith("group") for d in sorted_dirs(self.root)):

@@ -8,15 +8,14 @@ each with its pixel mask in `ground_truth/<defect>/NNN_mask.png`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .base import RawSample, SourceAdapter
-from .mvtec_tree import find_categories, iter_mvtec_tree
+from ..sourcekit.mvtec_tree import MVTecTreeAdapter
+from ..sourcekit.options import AdapterOptions
 
 
 @dataclass(frozen=True)
@@ -118,10 +117,9 @@ def generate_demo(root: Path, seed: int = 0) -> Path:
     return root
 
 
-class DemoAdapter(SourceAdapter):
+class DemoAdapter(MVTecTreeAdapter):
     id = "demo"
     expected = "the tree `imdd-build demo` writes (<product>/{train,test}/<class>/ with ground_truth/)"
-
-    def samples(self) -> Iterator[RawSample]:
-        self.base, categories = find_categories(self.root)
-        yield from iter_mvtec_tree(self.base, categories, {"good"})
+    Options = AdapterOptions  # no --category: the demo is always built whole
+    half_max = False
+    flag_missing = False

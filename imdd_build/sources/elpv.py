@@ -30,34 +30,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs, sorted_images
-from .options import CategoryOptions
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs, sorted_images
+from ..sourcekit.options import CategoryOptions
+from ..sourcekit.search import search_below
 
 
 def _find_labels(root: Path, depth: int = 4) -> Path | None:
-    level = [root]
-    for _ in range(depth + 1):
-        for folder in level:
-            hit = next((p for p in sorted(folder.iterdir()) if p.is_file() and p.name.lower() == "labels.csv"), None)
-            if hit is not None:
-                return hit
-        level = [d for folder in level for d in sorted_dirs(folder)]
-    return None
+    found = search_below(root, lambda folder: next(
+        (p for p in sorted(folder.iterdir()) if p.is_file() and p.name.lower() == "labels.csv"), None), depth)
+    return found[1] if found else None
 
 
 class ELPVAdapter(SourceAdapter):
     id = "elpv"
     expected = "labels.csv with images/cellNNNN.png"
     Options = CategoryOptions
-    labels = ("functional", "defective")
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # found eagerly, so a wrong root fails at once
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
         self.labels_csv = _find_labels(self.root)
         if self.labels_csv is None:
             raise RootError(f"{self.root}: no labels.csv found (is this the elpv-dataset folder?)")
-        self.base = self.labels_csv.parent
+        return self.labels_csv.parent
 
     def samples(self) -> Iterator[RawSample | Quarantined]:
         labels_csv = self.labels_csv

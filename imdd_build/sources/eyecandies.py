@@ -41,10 +41,10 @@ import yaml
 from PIL import Image
 
 from ..record import Quarantined
-from .anomaly_tree import HalfMaxMask, find_tree, snake_case
-from .base import RawSample, RootError, SourceAdapter, is_image, sorted_dirs
-from .masks import MaskFiles, stack_classes
-from .options import CategoryOptions, Field
+from ..sourcekit.mvtec_tree import HalfMaxMask, find_tree, snake_case
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, is_image, sorted_dirs
+from ..sourcekit.masks import MaskFiles, stack_classes
+from ..sourcekit.options import CategoryOptions, Field
 
 SPLITS = {"train": "train", "val": "validation", "validation": "validation", "test_public": "test"}
 SKIPPED = {"test_private", "test_private_mixed"}
@@ -98,13 +98,14 @@ class EyecandiesAdapter(SourceAdapter):
 
     labels = ("good", *TYPED, "anomalous")
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
         choice = str(self.options.get("image", "5")).strip().lower().removeprefix("image_")
         if choice not in {str(i) for i in range(6)}:
             raise RootError(f"{self.root}: option image must be 0..5 (image_0 .. image_5), not {choice!r}")
         self.image_item = f"image_{choice}"
-        self.base, self.categories = find_tree(self.root, self.options.get("categories"), _is_class_dir, snake_case)
+        base, self.categories = find_tree(self.root, self.options.get("categories"), _is_class_dir, snake_case)
+        return base
 
     def samples(self) -> Iterator[RawSample | Quarantined]:
         for category in self.categories:

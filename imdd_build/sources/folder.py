@@ -50,9 +50,9 @@ from pathlib import Path
 
 from ..record import Quarantined
 from ..taxonomy import norm_label
-from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, is_image, sorted_dirs
-from .masks import MaskFiles
-from .options import Field, GenericOptions, MaskThresholdOptions, Optional, auto_none, field_validator
+from ..sourcekit.base import SPLIT_MAP, RawSample, RootError, SourceAdapter, is_image, sorted_dirs
+from ..sourcekit.masks import MaskFiles
+from ..sourcekit.options import Field, GenericOptions, MaskThresholdOptions, Optional, auto_none, field_validator
 
 DEFAULT_NORMAL = ("good", "ok", "normal", "none", "pass", "passed", "no_defect", "nodefect", "defect_free",
                   "non_defective", "free", "clean", "negative")

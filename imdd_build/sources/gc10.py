@@ -34,8 +34,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
-from .vocxml import VocError, parse_voc
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_images
+from ..sourcekit.vocxml import VocError, parse_voc
+from ..sourcekit.search import shallowest
 
 GC10_CLASSES = ("1_chongkong", "2_hanfeng", "3_yueyawan", "4_shuiban", "5_youban", "6_siban", "7_yiwu",
                 "8_yahen", "9_zhehen", "10_yaozhe")
@@ -63,14 +64,14 @@ def class_number(name: str) -> int | None:
 
 def find_class_dirs(root: Path, depth: int = 3) -> list[tuple[int, Path]]:
     """(class number, folder) of every class folder that holds images, shallowest level found."""
-    level = [root]
-    for _ in range(depth + 1):
-        found = [(class_number(d.name), d) for d in level if d != root and d.name.lower() not in LABEL_DIRS]
-        found = [(n, d) for n, d in found if n is not None and sorted_images(d)]
-        if found:
-            return sorted(found, key=lambda t: (t[0], t[1].as_posix()))
-        level = [c for d in level for c in sorted_dirs(d)]
-    return []
+    def number(d: Path) -> int | None:
+        if d == root or d.name.lower() in LABEL_DIRS:
+            return None
+        n = class_number(d.name)
+        return n if n is not None and sorted_images(d) else None
+
+    found = [(n, d) for d, n in shallowest(root, number, depth)]
+    return sorted(found, key=lambda t: (t[0], t[1].as_posix()))
 
 
 def index_xml(root: Path) -> dict[str, Path]:

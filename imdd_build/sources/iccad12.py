@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import (
+from ..sourcekit.base import (
     SPLIT_MAP,
     RawSample,
     RootError,
@@ -37,7 +37,8 @@ from .base import (
     sorted_dirs,
     sorted_images,
 )
-from .options import CategoryOptions
+from ..sourcekit.options import CategoryOptions
+from ..sourcekit.search import shallowest
 
 _BENCH = re.compile(r"^iccad(?:[-_ ]?(?:12|2012))?[-_ ]?([1-5])$", re.IGNORECASE)
 _NON_HOTSPOT = re.compile(r"(?<![a-z])(nhs|non[-_ ]?hotspots?)(?![a-z])", re.IGNORECASE)
@@ -65,21 +66,22 @@ class ICCAD12Adapter(SourceAdapter):
     expected = ("PNG layout clips in iccad1 ... iccad5/{train,test}/, class from an HS/NHS sub-folder or file "
                 "name (the DLHSD image tarball; the repository's feature CSVs and .OAS layouts hold no clips)")
     Options = CategoryOptions
-    labels = ("HS", "hotspot", "hotspots", "NHS", "non-hotspot", "non-hotspots", "nonhotspot", "nonhotspots")
 
     def _benchmarks(self) -> tuple[Path, list[tuple[str, Path]]]:
         """(base folder, [(benchmark id, folder)]) at the shallowest level that has any."""
-        level = [self.root]
-        for _ in range(3):
-            found = [(benchmark_id(d.name), d) for parent in level for d in sorted_dirs(parent)]
-            benches = [(b, d) for b, d in found if b]
-            if benches:  # one wrapper folder: samples relative to it; several: to their common parent
-                return Path(os.path.commonpath([d.parent for _, d in benches])), benches
-            level = [d for _, d in found]
+        found = shallowest(self.root, lambda d: d != self.root and benchmark_id(d.name), depth=3)
+        benches = [(b, d) for d, b in found]
+        if benches:  # one wrapper folder: samples relative to it; several: to their common parent
+            return Path(os.path.commonpath([d.parent for _, d in benches])), benches
         raise RootError(f"{self.root}: no benchmark folders iccad1 ... iccad5 (with train/ and test/) found")
 
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
+        base, self.benches = self._benchmarks()
+        return base
+
     def samples(self) -> Iterator[RawSample | Quarantined]:
-        self.base, benches = self._benchmarks()
+        benches = self.benches
         wanted = {benchmark_id(c) or benchmark_id(f"iccad{c}") or c for c in self.options.get("categories") or []}
         used: dict[str, Path] = {}
         for bench, folder in sorted(benches, key=lambda bd: (bd[0], bd[1].name != bd[0], bd[1].name)):

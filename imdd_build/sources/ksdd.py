@@ -34,7 +34,8 @@ import numpy as np
 from PIL import Image
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from ..sourcekit.search import search_below
 
 ITEM = re.compile(r"^kos\d+$", re.IGNORECASE)
 
@@ -48,13 +49,8 @@ def mask_has_defect(path: Path) -> bool:
 
 def find_items_folder(root: Path, depth: int = 3) -> Path | None:
     """The shallowest folder (breadth first, name order) with `kosNN` sub-folders, or None."""
-    level = [root]
-    for _ in range(depth + 1):
-        for folder in level:
-            if any(ITEM.match(d.name) for d in sorted_dirs(folder)):
-                return folder
-        level = [d for folder in level for d in sorted_dirs(folder)]
-    return None
+    found = search_below(root, lambda folder: any(ITEM.match(d.name) for d in sorted_dirs(folder)), depth)
+    return found[0] if found else None
 
 
 def paired_masks(folder: Path, base: Path, suffix: str, mask_name: str,

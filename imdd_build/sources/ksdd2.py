@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_dirs
+from ..sourcekit.search import search_below
 from .ksdd import paired_masks
 
 SPLITS = ("train", "test")
@@ -36,10 +37,10 @@ class KolektorSDD2Adapter(SourceAdapter):
     expected = "{train,test}/<id>.png with <id>_GT.png"
 
     def locate(self) -> Path:
-        base = next((f for f in (self.root, *sorted_dirs(self.root)) if _splits(f)), None)
-        if base is None:
+        found = search_below(self.root, _splits)
+        if found is None:
             raise RootError(f"{self.root}: no train/ or test/ folder (is this the unpacked KolektorSDD2 folder?)")
-        return base
+        return found[0]
 
     def samples(self) -> Iterator[RawSample | Quarantined]:
         base = self.base

@@ -11,10 +11,10 @@ are binarised at half their maximum; a defect image without a mask keeps `attrib
 
 from __future__ import annotations
 
-from .anomaly_tree import AnomalyTreeAdapter
+from ..sourcekit.mvtec_tree import MVTecTreeAdapter
 
 
-class MIADAdapter(AnomalyTreeAdapter):
+class MIADAdapter(MVTecTreeAdapter):
     id = "miad"
     expected = "<category>/{train,test}/<class>/ images with ground_truth/<defect>/ masks"
     normal_names = frozenset({"good", "normal"})

@@ -11,11 +11,9 @@ folder wrapping it, or one category folder.
 
 from __future__ import annotations
 
-from .anomaly_tree import AnomalyTreeAdapter
+from ..sourcekit.mvtec_tree import MVTecTreeAdapter
 
 
-class MPDDAdapter(AnomalyTreeAdapter):
+class MPDDAdapter(MVTecTreeAdapter):
     id = "mpdd"
     expected = "<category>/{train,test}/<class>/*.png with ground_truth/<defect>/*_mask.png"
-    labels = ("good", "hole", "scratches", "bend_and_parts_mismatch", "parts_mismatch", "defective_painting",
-              "major_rust", "total_rust", "flattening", "anomalous")

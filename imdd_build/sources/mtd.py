@@ -22,9 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs
-from .masks import MaskFiles
-from .options import CategoryOptions
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_dirs
+from ..sourcekit.masks import MaskFiles
+from ..sourcekit.options import CategoryOptions
+from ..sourcekit.search import shallowest
 
 NORMAL_CLASS = "MT_Free"
 CLASSES = ("MT_Blowhole", "MT_Break", "MT_Crack", "MT_Fray", "MT_Uneven", NORMAL_CLASS)
@@ -50,9 +51,9 @@ class MTDAdapter(SourceAdapter):
             return self.root
         if self.root.name.lower().startswith("mt_") and self.root.is_dir():
             return self.root.parent
-        nested = [d for d in sorted_dirs(self.root) if _class_dirs(d)]
+        nested = shallowest(self.root, _class_dirs)
         if len(nested) == 1:
-            return nested[0]
+            return nested[0][0]
         raise RootError(f"{self.root}: no MT_* class folders (MT_Blowhole, ..., MT_Free) found")
 
     def samples(self) -> Iterator[RawSample | Quarantined]:

@@ -6,19 +6,11 @@ Layout: `<category>/{train,test}/<class>/NNN.png`, masks `<category>/ground_trut
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from .base import RawSample, SourceAdapter
-from .mvtec_tree import find_categories, iter_mvtec_tree
-from .options import CategoryOptions
+from ..sourcekit.mvtec_tree import MVTecTreeAdapter
 
 
-class MVTecAdapter(SourceAdapter):
+class MVTecAdapter(MVTecTreeAdapter):
     id = "mvtec"
     expected = "<category>/{train,test}/<class>/NNN.png with ground_truth/<class>/NNN_mask.png"
-    Options = CategoryOptions
-    normal_names = {"good"}
-
-    def samples(self) -> Iterator[RawSample]:
-        self.base, categories = find_categories(self.root, self.options.get("categories"))
-        yield from iter_mvtec_tree(self.base, categories, self.normal_names)
+    half_max = False  # masks are 0/255 as shipped
+    flag_missing = False

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .anomaly_tree import AnomalyTreeAdapter, mask_index
-from .base import sorted_images
+from ..sourcekit.mvtec_tree import MVTecTreeAdapter, mask_index
+from ..sourcekit.base import sorted_images
 
 
-class MVTec3DAdapter(AnomalyTreeAdapter):
+class MVTec3DAdapter(MVTecTreeAdapter):
     id = "mvtec3d"
     expected = "<category>/{train,validation,test}/<class>/rgb/NNN.png with gt/NNN.png"
-    labels = ("good", "combined", "contamination", "crack", "hole", "bent", "cut", "color", "thread", "open")
 
     def class_images(self, class_dir: Path) -> list[Path]:
         rgb = class_dir / "rgb"

@@ -6,7 +6,7 @@ Layout: `<root>/<category>/<split>/<class>/<image>` with masks in
 A category is any folder holding a split folder (train, test, val/valid/validation, any case).
 The category name is the record's product (`--opt product=` overrides it for every record).
 
-Quirks handled beyond the MVTec adapter (shared code in `mvtec_tree.py`):
+Quirks handled beyond the MVTec adapter (shared walker: `sourcekit/mvtec_tree.py`):
 * the normal class is not only `good`: `--opt normal=good,ok` sets the names (default: good, ok,
   normal, none, pass, no_defect, ... see `folder.DEFAULT_NORMAL`), compared case-insensitively;
 * split and ground-truth folders in any case (`Train/`, `GroundTruth/`; split names as in
@@ -20,22 +20,18 @@ Quirks handled beyond the MVTec adapter (shared code in `mvtec_tree.py`):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, sorted_dirs
+from ..sourcekit.base import sorted_dirs
+from ..sourcekit.masks import MaskSource
+from ..sourcekit.mvtec_tree import GROUND_TRUTH_DIRS, MVTecTreeAdapter, find_tree, mask_index
+from ..sourcekit.options import CategoryOptions, MaskThresholdOptions, NormalOptions, ProductOptions
 from .folder import MASK_DIR_NAMES, MaskIndex, mask_files, normal_names, split_name
-from .mvtec_tree import iter_mvtec_tree
-from .options import CategoryOptions, MaskThresholdOptions, NormalOptions, ProductOptions
 
 GT_DIR_NAMES = ("ground_truth", "groundtruth", "ground-truth", *MASK_DIR_NAMES)
 
 
-def _is_category(path: Path) -> bool:
-    return any(d.name.lower() in SPLIT_MAP for d in sorted_dirs(path))
-
-
-class MVTecLikeAdapter(SourceAdapter):
+class MVTecLikeAdapter(MVTecTreeAdapter):
     id = "mvtec_like"
     expected = "<category>/<split>/<class>/ images with ground_truth/<class>/<stem>_mask.* masks"
 
@@ -44,46 +40,32 @@ class MVTecLikeAdapter(SourceAdapter):
 
     generic = True
     annotation_kinds = ("mask", "class")
+    flag_missing = False  # a defective image without mask is a class-only sample
 
-    def categories(self) -> tuple[Path, list[Path]]:
-        if _is_category(self.root):
-            return self.root.parent, [self.root]
-        cats = [d for d in sorted_dirs(self.root) if _is_category(d)]
-        wanted = self.options.get("categories")
-        if wanted:
-            missing = set(wanted) - {c.name for c in cats}
-            if missing:
-                raise RootError(f"{self.root}: categories not found: {', '.join(sorted(missing))}")
-            cats = [c for c in cats if c.name in set(wanted)]
-        if not cats:
-            raise RootError(f"{self.root}: no category folders with train/ or test/ inside "
-                            "(expected <root>/<category>/<split>/<class>/*)")
-        return self.root, cats
+    def locate(self) -> Path:
+        self.normal_names = frozenset(normal_names(self.options))
+        # categories are matched by folder name only (`--opt product=` names records, not folders)
+        self.base, self.categories = find_tree(self.root, self.options.get("categories"), self.is_category)
+        return self.base
 
-    def samples(self) -> Iterator[RawSample]:
-        self.base, categories = self.categories()
-        normals = normal_names(self.options)
-        indexes: dict[tuple[Path, str], MaskIndex | None] = {}
+    def product_name(self, folder_name: str) -> str:
         product = self.options.get("product")
-        for sample in iter_mvtec_tree(self.base, categories, normals):
-            rel = Path(sample.rel_path)
-            category = self.base / rel.parts[0]
-            if sample.label == "defective":
-                class_name = sample.source_labels[0]
-                found = None
-                if (category, class_name) not in indexes:
-                    indexes[(category, class_name)] = self._gt_index(category, class_name)
-                index = indexes[(category, class_name)]
-                if index is not None:
-                    found = index.find([""], rel.stem)
-                if found is not None:
-                    sample.mask = mask_files(self, [found.relative_to(self.base).as_posix()])
-                elif sample.mask is not None:  # mvtec_tree's `_mask` pairing: keep, with our threshold
-                    sample.mask = mask_files(self, list(sample.mask.paths))
-            sample.split = split_name(sample.source_split)
-            if product:
-                sample.product = str(product)
-            yield sample
+        return str(product) if product else folder_name
+
+    def split_of(self, source_split: str) -> str | None:
+        return split_name(source_split)
+
+    def class_masks(self, category: Path, class_dir: Path) -> tuple[MaskIndex | None, dict[str, Path]]:
+        """The class's folder under any ground-truth spelling, and MVTec's own `_mask` pairing."""
+        return (self._gt_index(category, class_dir.name),
+                mask_index(category / gt / class_dir.name for gt in GROUND_TRUTH_DIRS))
+
+    def mask_for(self, category: Path, class_dir: Path, image: Path, masks) -> MaskSource | None:
+        index, by_stem = masks
+        found = index.find([""], image.stem) if index is not None else None
+        if found is None:
+            found = by_stem.get(image.stem.lower())
+        return mask_files(self, [self.rel(found)]) if found is not None else None
 
     @staticmethod
     def _gt_index(category: Path, class_name: str) -> MaskIndex | None:

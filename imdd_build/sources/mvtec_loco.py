@@ -30,10 +30,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from .anomaly_tree import GROUND_TRUTH_DIRS, AnomalyTreeAdapter
-from .base import is_image, sorted_images
-from .masks import MaskFiles, MaskSource
-from .options import CategoryOptions, Field
+from ..sourcekit.mvtec_tree import GROUND_TRUTH_DIRS, MVTecTreeAdapter
+from ..sourcekit.base import is_image, sorted_images
+from ..sourcekit.masks import MaskFiles, MaskSource
+from ..sourcekit.options import CategoryOptions, Field
 
 CONFIG = "defects_config.json"
 
@@ -72,14 +72,12 @@ def gray_values(path: Path) -> set[int]:
     return {int(v) for _, v in colors if isinstance(v, int) and v}
 
 
-class MVTecLOCOAdapter(AnomalyTreeAdapter):
+class MVTecLOCOAdapter(MVTecTreeAdapter):
     id = "mvtec_loco"
     expected = "<category>/{train,validation,test}/<class>/NNN.png with ground_truth/<class>/NNN/ mask folders"
 
     class Options(CategoryOptions):
         subtypes: bool = Field(True, description="Keep the logical/structural subtype in the defect label.")
-
-    labels = ("good", "logical_anomalies", "structural_anomalies")
 
     def __init__(self, root: Path, entry=None, **options):
         super().__init__(root, entry, **options)

@@ -24,9 +24,9 @@ import re
 from collections.abc import Iterator
 
 from ..record import Quarantined
-from .base import RawSample, SourceAdapter
+from ..sourcekit.base import RawSample, SourceAdapter
 from .neu_det import NEU_CLASSES, PRODUCT, neu_class_of, walk_images, wanted_classes
-from .options import CategoryOptions
+from ..sourcekit.options import CategoryOptions
 
 CODES = {"Cr": "crazing", "In": "inclusion", "Pa": "patches", "PS": "pitted_surface",
          "RS": "rolled-in_scale", "Sc": "scratches"}

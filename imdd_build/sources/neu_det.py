@@ -35,9 +35,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, is_image, sorted_dirs
-from .vocxml import VocError, parse_voc
-from .options import CategoryOptions
+from ..sourcekit.base import SPLIT_MAP, RawSample, RootError, SourceAdapter, is_image, sorted_dirs
+from ..sourcekit.vocxml import VocError, parse_voc
+from ..sourcekit.options import CategoryOptions
+from ..sourcekit.search import search_below
 
 NEU_CLASSES = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
 PRODUCT = "steel_strip"
@@ -123,16 +124,10 @@ def _units(folder: Path) -> list[tuple[str, Path, Path]] | None:
 
 def find_neu_det(root: Path) -> tuple[Path, list[tuple[str, Path, Path]]]:
     """The dataset folder (root, `NEU-DET` below it, or one level deeper) and its units."""
-    level = [root]
-    for _depth in range(3):
-        nxt = []
-        # a folder literally called NEU-DET wins over its siblings at the same depth
-        for folder in sorted(level, key=lambda p: (fold(p.name) != "neu_det", p.name)):
-            units = _units(folder)
-            if units:
-                return folder, units
-            nxt.extend(sorted_dirs(folder))
-        level = nxt
+    # a folder literally called NEU-DET wins over its siblings at the same depth
+    found = search_below(root, _units, 2, key=lambda p: (fold(p.name) != "neu_det", p.name))
+    if found:
+        return found
     raise RootError(f"{root}: no NEU-DET layout found (expected ANNOTATIONS/ + IMAGES/, or "
                     "train|validation/{annotations,images}/, in the root or in NEU-DET/)")
 
@@ -143,10 +138,10 @@ class NeuDetAdapter(SourceAdapter):
     Options = CategoryOptions
     labels = NEU_CLASSES
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # found eagerly, so a wrong root fails at once
-        self.base, self.units = find_neu_det(self.root)
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
+        base, self.units = find_neu_det(self.root)
+        return base
 
     def samples(self) -> Iterator[RawSample | Quarantined]:
         units = self.units

@@ -28,9 +28,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
-from .vocxml import VocError, parse_voc
-from .options import CategoryOptions, Field
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from ..sourcekit.vocxml import VocError, parse_voc
+from ..sourcekit.options import CategoryOptions, Field
 
 CLASSES = ("Missing_hole", "Mouse_bite", "Open_circuit", "Short", "Spur", "Spurious_copper")
 TEMPLATE = "PCB_USED"
@@ -60,14 +60,12 @@ class PKUPCBAdapter(SourceAdapter):
     class Options(CategoryOptions):
         rotation: bool = Field(False, description="Also ingest the rotated copies.")
 
-    labels = (*CLASSES, "missing_hole", "mouse_bite", "open_circuit", "short", "spur", "spurious_copper",
-              TEMPLATE)
+    labels = (*CLASSES, TEMPLATE)
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # `ingest` reads `self.base` before it starts `samples()`, so the base is found here.
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
         self.data = self._dataset_dir()
-        self.base = self.data.parent
+        return self.data.parent
 
     def _dataset_dir(self) -> Path:
         if _child(self.root, "images") is not None:

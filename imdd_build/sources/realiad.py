@@ -35,9 +35,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .anomaly_tree import HalfMaxMask
-from .base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
-from .options import CategoryOptions, Field, Literal, Optional, field_validator
+from ..sourcekit.mvtec_tree import HalfMaxMask
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
+from ..sourcekit.options import CategoryOptions, Field, Literal, Optional, field_validator
 
 RESOLUTIONS = ("raw", "1024", "512", "256")  # largest first
 JSONS = "realiad_jsons"
@@ -61,12 +61,13 @@ class RealIADAdapter(SourceAdapter):
         def _res(cls, value):
             return None if value is None else str(value).lower().removeprefix("realiad_")
 
-    labels = ("OK", "NG", *CODES)
+    labels = CODES
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
         self.json_dir = self._json_dir()
-        self.resolution, self.base = self._resolution_dir()
+        self.resolution, base = self._resolution_dir()
+        return base
 
     def _json_dir(self) -> Path:
         top = next((d for d in sorted_dirs(self.root) if d.name.lower() == JSONS), None)

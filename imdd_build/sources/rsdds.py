@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
-from .masks import MaskFiles
-from .options import CategoryOptions
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from ..sourcekit.masks import MaskFiles
+from ..sourcekit.options import CategoryOptions
 
 _TYPE = re.compile(r"^type[\s_-]*(ii|i|2|1)(?![a-z])", re.I)
 MASK_THRESHOLD = 127
@@ -50,10 +50,10 @@ class RSDDsAdapter(SourceAdapter):
     Options = CategoryOptions
     labels = (DEFECT,)
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # `ingest` reads `self.base` before it starts `samples()`, so the base is found here.
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once (`_sets` moves the base up or down)."""
         self.sets = self._sets()
+        return self.base
 
     def _sets(self) -> list[tuple[str, Path]]:
         if set_name(self.root.name) and any(_is_gt(d) for d in sorted_dirs(self.root)):

@@ -40,9 +40,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, is_image, sorted_dirs
-from .masks import RleMask
-from .options import AdapterOptions, Field, Optional
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, is_image
+from ..sourcekit.masks import RleMask
+from ..sourcekit.options import AdapterOptions, Field, Optional
+from ..sourcekit.search import search_below
 
 SHAPE = (256, 1600)  # (height, width) of every Severstal image
 
@@ -104,6 +105,11 @@ def _run_pixels(rles: list[str]) -> int | None:
         return None
 
 
+def _is_competition_folder(folder: Path) -> bool:
+    images = _child_ci(folder, "train_images")
+    return bool(_child_ci(folder, "train.csv")) and images is not None and images.is_dir()
+
+
 class SeverstalAdapter(SourceAdapter):
     id = "severstal"
     expected = "train.csv with train_images/*.jpg"
@@ -111,13 +117,10 @@ class SeverstalAdapter(SourceAdapter):
     class Options(AdapterOptions):
         rle_shape: Optional[str] = Field(None, description="HEIGHTxWIDTH of the RLE masks (default 256x1600).")
 
-    labels = ("1", "2", "3", "4")
-
     def locate(self) -> Path:
-        for folder in (self.root, *sorted_dirs(self.root)):
-            images = _child_ci(folder, "train_images")
-            if _child_ci(folder, "train.csv") and images is not None and images.is_dir():
-                return folder
+        found = search_below(self.root, _is_competition_folder)
+        if found is not None:
+            return found[0]
         raise RootError(f"{self.root}: no train.csv next to train_images/ (is this the unpacked competition "
                         "folder?)")
 

@@ -25,8 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
-from .options import CategoryOptions
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from ..sourcekit.options import CategoryOptions
+from ..sourcekit.search import search_below
 
 TEXTURE_RE = re.compile(r"^c\d+r\d+$", re.IGNORECASE)
 ERROR_RE = re.compile(r"^e(\d)$", re.IGNORECASE)
@@ -35,13 +36,9 @@ ERROR_CLASSES = ("e0", "e1", "e2", "e3", "e4", "e5", "e6")
 
 
 def find_textures(root: Path) -> tuple[Path, list[Path]]:
-    level = [root]
-    for _ in range(3):
-        for folder in level:
-            textures = [d for d in sorted_dirs(folder) if TEXTURE_RE.match(d.name)]
-            if textures:
-                return folder, textures
-        level = [c for d in level for c in sorted_dirs(d)]
+    found = search_below(root, lambda folder: [d for d in sorted_dirs(folder) if TEXTURE_RE.match(d.name)], 2)
+    if found:
+        return found
     raise RootError(f"{root}: no TILDA texture folders (c1r1, c1r3, ...) found")
 
 
@@ -51,10 +48,10 @@ class TildaAdapter(SourceAdapter):
     Options = CategoryOptions
     labels = ERROR_CLASSES
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # found eagerly, so a wrong root fails at once
-        self.base, self.textures = find_textures(self.root)
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
+        base, self.textures = find_textures(self.root)
+        return base
 
     def samples(self) -> Iterator[RawSample | Quarantined]:
         textures = self.textures

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, resolve_ci
-from .masks import ClassIndexMask
-from .mvtec_tree import find_categories, iter_mvtec_tree
-from .options import CategoryOptions
+from ..sourcekit.base import RawSample, RootError, resolve_ci
+from ..sourcekit.masks import ClassIndexMask
+from ..sourcekit.mvtec_tree import MVTecTreeAdapter, find_tree
+from ..sourcekit.options import CategoryOptions
 
 SPLIT_CSV = "split_csv/1cls.csv"
 
@@ -75,25 +75,32 @@ def read_image_anno(path: Path) -> dict[str, list[str]]:
         return out
 
 
-class VisAAdapter(SourceAdapter):
+class VisAAdapter(MVTecTreeAdapter):
     id = "visa"
     expected = "split_csv/1cls.csv with <object>/Data/Images/{Normal,Anomaly}/*.JPG (or the VisA_pytorch tree)"
     Options = CategoryOptions
+    half_max = False  # the VisA_pytorch copy: MVTec AD's 0/255 masks
+    flag_missing = False
 
-    def layout(self) -> str:
-        if (self.root / SPLIT_CSV).is_file():
-            return "raw"
+    def locate(self) -> Path:
+        """The raw layout (split csv at the root), else the VisA_pytorch tree (an MVTec-style tree)."""
+        self._layout = "raw" if (self.root / SPLIT_CSV).is_file() else "pytorch"
+        if self._layout == "raw":
+            return self.root
         try:
-            find_categories(self.root)
+            find_tree(self.root)
         except RootError:
             raise RootError(f"{self.root}: neither the raw VisA layout ({SPLIT_CSV}) nor a VisA_pytorch "
                             "tree (<object>/train/good) was found") from None
-        return "pytorch"
+        return super().locate()
+
+    def layout(self) -> str:
+        """"raw" (the official archive) or "pytorch" (the VisA_pytorch MVTec-style copy)."""
+        return self._layout
 
     def samples(self) -> Iterator[RawSample | Quarantined]:
-        if self.layout() == "pytorch":
-            self.base, categories = find_categories(self.root, self.options.get("categories"))
-            yield from iter_mvtec_tree(self.base, categories, {"good"})
+        if self._layout == "pytorch":
+            yield from super().samples()
             return
         yield from self._raw_samples()
 

@@ -35,11 +35,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import IMAGE_EXTS, RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
+from ..sourcekit.base import IMAGE_EXTS, RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
 from .folder import is_normal, normal_names, opt_bool, product_of, resolve_option_path, seeded_group, walk_images
-from .masks import ClassIndexMask, MaskFiles
-from .vocxml import VocError, parse_voc
-from .options import Field, GenericOptions, Optional
+from ..sourcekit.masks import ClassIndexMask, MaskFiles
+from ..sourcekit.vocxml import VocError, parse_voc
+from ..sourcekit.options import Field, GenericOptions, Optional
 
 IMAGE_DIRS = ("jpegimages", "jpegimage", "images", "imgs")
 SPLIT_LISTS = (("train", "train"), ("val", "validation"), ("test", "test"))

@@ -43,11 +43,11 @@ from pathlib import Path
 import numpy as np
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter
-from .legacy_pickle import Arr, LegacyPickleError, Payload, unwrap
-from .masks import ArrayMask
-from .options import CategoryOptions, Field
-from .pandas_pickle import read_any_frame
+from ..sourcekit.base import RawSample, RootError, SourceAdapter
+from ..sourcekit.legacy_pickle import Arr, LegacyPickleError, Payload, unwrap
+from ..sourcekit.masks import ArrayMask
+from ..sourcekit.options import CategoryOptions, Field
+from ..sourcekit.pandas_pickle import read_any_frame
 
 PICKLE_NAME = "LSWMD.pkl"
 LABELS = ("Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random", "Scratch", "none")
@@ -187,10 +187,13 @@ class WM811KAdapter(SourceAdapter):
 
     def __init__(self, root: Path, entry=None, **options):
         super().__init__(root, entry, **options)
-        self.pickle = self._find_pickle()
-        self.base = self.pickle.parent
         self._index: _Index | None = None
         self.size = int(self.options.get("render_size") or 512)
+
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
+        self.pickle = self._find_pickle()
+        return self.pickle.parent
 
     def _find_pickle(self) -> Path:
         if self.root.is_file():

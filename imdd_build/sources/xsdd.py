@@ -25,8 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..record import Quarantined
-from .base import SPLIT_MAP, RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
-from .options import CategoryOptions
+from ..sourcekit.base import SPLIT_MAP, RawSample, RootError, SourceAdapter, sorted_dirs, sorted_images
+from ..sourcekit.options import CategoryOptions
+from ..sourcekit.search import search_below
 
 XSDD_CLASSES = ("finishing_roll_printing", "iron_sheet_ash", "oxide_scale_of_plate_system",
                 "oxide_scale_of_temperature_system", "red_iron", "slag_inclusion", "surface_scratch")
@@ -50,15 +51,13 @@ def _has_classes(folder: Path) -> bool:
 
 def find_xsdd(root: Path) -> tuple[Path, list[tuple[str, Path]]]:
     """(base, [(split name or "", folder holding the class folders)])."""
-    level = [root]
-    for _ in range(3):
-        for folder in level:
-            splits = [(d.name, d) for d in sorted_dirs(folder) if d.name.lower() in SPLIT_MAP and _has_classes(d)]
-            if splits:
-                return folder, splits
-            if _has_classes(folder):
-                return folder, [("", folder)]
-        level = [c for d in level for c in sorted_dirs(d)]
+    def units(folder: Path) -> list[tuple[str, Path]]:
+        splits = [(d.name, d) for d in sorted_dirs(folder) if d.name.lower() in SPLIT_MAP and _has_classes(d)]
+        return splits or ([("", folder)] if _has_classes(folder) else [])
+
+    found = search_below(root, units, 2)
+    if found:
+        return found
     raise RootError(f"{root}: no X-SDD class folders found (expected e.g. red_iron/, slag_inclusion/)")
 
 
@@ -68,10 +67,10 @@ class XsddAdapter(SourceAdapter):
     Options = CategoryOptions
     labels = XSDD_CLASSES
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
-        # found eagerly, so a wrong root fails at once
-        self.base, self.units = find_xsdd(self.root)
+    def locate(self) -> Path:
+        """Found at construction, so a wrong root fails at once."""
+        base, self.units = find_xsdd(self.root)
+        return base
 
     def samples(self) -> Iterator[RawSample | Quarantined]:
         units = self.units

@@ -38,10 +38,10 @@ import yaml
 from PIL import Image, ImageDraw
 
 from ..record import Quarantined
-from .base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
+from ..sourcekit.base import RawSample, RootError, SourceAdapter, resolve_ci, sorted_dirs
 from .folder import is_normal, normal_names, opt_list, product_of, seeded_group, split_name, walk_images
-from .masks import MaskSource, _digest, stack_classes
-from .options import Field, GenericOptions, Optional, field_validator
+from ..sourcekit.masks import MaskSource, _digest, stack_classes
+from ..sourcekit.options import Field, GenericOptions, Optional, field_validator
 
 YAML_NAMES = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
 NAME_FILES = ("classes.txt", "obj.names", "classes.names", "class_names.txt")

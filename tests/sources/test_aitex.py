@@ -6,7 +6,7 @@ from fixtures import noise_image, save
 from imdd_build.geometry import mask_to_original
 from imdd_build.record import make_key
 from imdd_build.sources.aitex import AITEXAdapter
-from imdd_build.sources.base import RootError
+from imdd_build.sourcekit.base import RootError
 from imdd_build.workspace import Workspace
 
 SIZE = (128, 8)  # tiny stand-in for the 4096x256 strips (same 16:1 aspect)

@@ -7,7 +7,7 @@ from scipy.io import savemat
 
 from fixtures import noise_image, save
 from imdd_build.record import make_key
-from imdd_build.sources.base import RootError, seeded_split
+from imdd_build.sourcekit.base import RootError, seeded_split
 from imdd_build.sources.crack500 import Crack500Adapter
 from imdd_build.sources.crackforest import CrackForestAdapter, decode_cfd_mat
 from imdd_build.workspace import Workspace

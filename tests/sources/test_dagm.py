@@ -5,7 +5,7 @@ from PIL import Image
 from fixtures import blob_mask, noise_image, save
 from imdd_build.geometry import mask_to_original
 from imdd_build.record import make_key
-from imdd_build.sources.base import RootError
+from imdd_build.sourcekit.base import RootError
 from imdd_build.sources.dagm import DAGMAdapter
 from imdd_build.workspace import Workspace
 

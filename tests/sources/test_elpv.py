@@ -2,7 +2,7 @@ import pytest
 
 from fixtures import noise_image, save
 from imdd_build.record import make_key
-from imdd_build.sources.base import RootError
+from imdd_build.sourcekit.base import RootError
 from imdd_build.sources.elpv import ELPVAdapter
 from imdd_build.workspace import Workspace
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from imdd_build.record import make_key
-from imdd_build.sources.base import RootError
+from imdd_build.sourcekit.base import RootError
 from imdd_build.sources.iccad12 import ICCAD12Adapter, classify
 from imdd_build.workspace import Workspace
 

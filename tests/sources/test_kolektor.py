@@ -6,7 +6,7 @@ from PIL import Image
 
 from fixtures import blob_mask, noise_image, save
 from imdd_build.record import make_key
-from imdd_build.sources.base import RootError
+from imdd_build.sourcekit.base import RootError
 from imdd_build.sources.ksdd import KolektorSDDAdapter
 from imdd_build.sources.ksdd2 import KolektorSDD2Adapter
 from imdd_build.workspace import Workspace

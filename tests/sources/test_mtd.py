@@ -6,7 +6,7 @@ from PIL import Image
 
 from fixtures import noise_image, save
 from imdd_build.record import make_key
-from imdd_build.sources.base import RootError, seeded_split
+from imdd_build.sourcekit.base import RootError, seeded_split
 from imdd_build.sources.mtd import MTDAdapter
 from imdd_build.workspace import Workspace
 from realdata import realdata, require

@@ -6,7 +6,7 @@ import pytest
 
 from fixtures import noise_image, save
 from imdd_build.record import make_key
-from imdd_build.sources.base import RootError
+from imdd_build.sourcekit.base import RootError
 from imdd_build.sources.neu_cls import parse_cls_name
 from imdd_build.sources.neu_det import NeuDetAdapter, neu_class_of
 from imdd_build.workspace import Workspace

@@ -9,7 +9,7 @@ import yaml
 
 from fixtures import noise_image, save, write_mvtec
 from imdd_build.sources import ADAPTERS
-from imdd_build.sources.options import AdapterOptions, describe, option_names
+from imdd_build.sourcekit.options import AdapterOptions, describe, option_names
 
 
 def folder_root(tmp_path: Path) -> Path:
@@ -108,7 +108,7 @@ def test_every_adapter_declares_typed_options_with_help(adapter_id):
 
 
 def test_values_are_typed_numbers_taken_as_text_where_text_is_wanted():
-    from imdd_build.sources.options import validate_options
+    from imdd_build.sourcekit.options import validate_options
 
     folder = ADAPTERS["folder"].Options
     assert validate_options("folder", folder, {"product": 7, "split_level": "auto", "normal": "ok,good"}) == \

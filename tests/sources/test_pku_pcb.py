@@ -4,7 +4,7 @@ import pytest
 
 from fixtures import noise_image, save
 from imdd_build.record import make_key
-from imdd_build.sources.base import RootError, seeded_split
+from imdd_build.sourcekit.base import RootError, seeded_split
 from imdd_build.sources.pku_pcb import PKUPCBAdapter
 from imdd_build.workspace import Workspace
 

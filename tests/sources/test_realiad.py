@@ -7,7 +7,7 @@ import pytest
 
 from fixtures import blob_mask, noise_image, save
 from imdd_build.record import make_key
-from imdd_build.sources.base import RootError
+from imdd_build.sourcekit.base import RootError
 from imdd_build.sources.realiad import RealIADAdapter
 from imdd_build.workspace import Workspace
 

@@ -7,8 +7,8 @@ from PIL import Image
 from fixtures import noise_image, save
 from imdd_build.geometry import mask_to_original
 from imdd_build.record import make_key
-from imdd_build.sources.base import RootError
-from imdd_build.sources.masks import RleMask
+from imdd_build.sourcekit.base import RootError
+from imdd_build.sourcekit.masks import RleMask
 from imdd_build.sources.severstal import SeverstalAdapter
 from imdd_build.workspace import Workspace
 

@@ -1,7 +1,7 @@
 import pytest
 
 from fixtures import write_visa_pytorch, write_visa_raw
-from imdd_build.sources.base import RootError
+from imdd_build.sourcekit.base import RootError
 from imdd_build.sources.visa import VisAAdapter
 from imdd_build.workspace import Workspace
 

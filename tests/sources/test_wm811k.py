@@ -19,8 +19,8 @@ from PIL import Image
 
 from imdd_build.geometry import mask_to_original
 from imdd_build.record import make_key
-from imdd_build.sources.base import RootError
-from imdd_build.sources.legacy_pickle import (
+from imdd_build.sourcekit.base import RootError
+from imdd_build.sourcekit.legacy_pickle import (
     Arr,
     LegacyUnpickler,
     Payload,

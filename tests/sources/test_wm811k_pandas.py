@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from imdd_build.sources.base import RootError
+from imdd_build.sourcekit.base import RootError
 from imdd_build.sources.wm811k import WM811KAdapter, render
 
 pd = pytest.importorskip("pandas")

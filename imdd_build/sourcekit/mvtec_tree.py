@@ -1,5 +1,6 @@
-"""Shared helpers for the MVTec-like anomaly-detection trees (BTAD, MPDD, MIAD, MVTec LOCO, MVTec 3D-AD)
-and for the other anomaly sources of the same family (Eyecandies, Real-IAD).
+"""The one MVTec-style tree walker (`<category>/<split>/<class>/<image>` + `<category>/ground_truth/<class>/`),
+shared by MVTec AD, the VisA_pytorch copy, the demo data, the generic `mvtec_like` adapter, BTAD, MPDD,
+MIAD, MVTec LOCO, MVTec 3D-AD, and (its root finder and mask kind) Eyecandies and Real-IAD.
 
 * `find_tree` locates the dataset root and its category folders: the root may be the dataset root,
   one category folder, or a folder wrapping the dataset root (the archive's top folder, e.g.
@@ -7,10 +8,11 @@ and for the other anomaly sources of the same family (Eyecandies, Real-IAD).
   (`01/01/train/...`) is followed into the copy. Record paths stay relative to the dataset root, so
   keys do not depend on which of those folders the user pointed at.
 * `HalfMaxMask` binarises masks whatever their scale: 0/1, 0/255, anti-aliased 0..255 edges.
-* `AnomalyTreeAdapter` walks `<category>/<split>/<class>/<image>` with pairing hooks that the
-  per-source adapters override (mask folders, `rgb/` + `gt/` sub-folders, other normal spellings).
+* `MVTecTreeAdapter` walks `<category>/<split>/<class>/<image>` with pairing hooks that the
+  per-source adapters override (mask folders, `rgb/` + `gt/` sub-folders, other normal spellings,
+  the mask kind, the split and product of a record).
 
-The dataset root is located when the adapter is constructed, so a wrong root fails at once.
+The dataset root is located in `locate()` when the adapter is constructed, so a wrong root fails at once.
 """
 
 from __future__ import annotations
@@ -84,19 +86,26 @@ def mask_index(folders: Iterable[Path]) -> dict[str, Path]:
     return index
 
 
-class AnomalyTreeAdapter(SourceAdapter):
+class MVTecTreeAdapter(SourceAdapter):
     """`<category>/<split>/<class>/<image>` with masks under `<category>/ground_truth/<class>/`.
 
-    Subclasses set `id`, `normal_names` and override the hooks where their layout differs.
+    Subclasses set `id`, `normal_names` and override the hooks where their layout differs. By
+    default masks are binarised at half their maximum and a defective image without a mask keeps
+    `attributes.mask = "missing"`; MVTec AD itself (`half_max = False`, `flag_missing = False`)
+    reads its 0/255 masks as they are and adds no attribute.
     """
 
     normal_names: ClassVar[frozenset[str]] = frozenset({"good"})
+    #: Binarise each mask at half its own maximum (else: any non-zero pixel is defect).
+    half_max: ClassVar[bool] = True
+    #: Mark a defective image without a mask with `attributes.mask = "missing"`.
+    flag_missing: ClassVar[bool] = True
     Options = CategoryOptions
 
-    def __init__(self, root: Path, entry=None, **options):
-        super().__init__(root, entry, **options)
+    def locate(self) -> Path:
         self.base, self.categories = find_tree(self.root, self.options.get("categories"),
                                                self.is_category, self.product_name)
+        return self.base
 
     # -- hooks ------------------------------------------------------------------------------
     def is_category(self, path: Path) -> bool:
@@ -114,11 +123,18 @@ class AnomalyTreeAdapter(SourceAdapter):
     def mask_for(self, category: Path, class_dir: Path, image: Path,
                  masks: dict[str, Path]) -> MaskSource | None:
         found = masks.get(image.stem.lower())
-        return HalfMaxMask([self.rel(found)]) if found else None
+        return MaskFiles([self.rel(found)], half_max=self.half_max) if found else None
 
     def extra(self, category: Path, class_dir: Path, image: Path, mask: MaskSource | None) -> dict:
         """Source attributes of one defective sample."""
-        return {} if mask is not None else {"mask": "missing"}
+        return {} if mask is not None or not self.flag_missing else {"mask": "missing"}
+
+    def split_of(self, source_split: str) -> str | None:
+        """Our split for a split folder's name; None derives it from the name (RawSample.our_split)."""
+        return None
+
+    def is_normal(self, class_name: str) -> bool:
+        return class_name.lower() in self.normal_names
 
     # -- walking ----------------------------------------------------------------------------
     def rel(self, path: Path) -> str:
@@ -131,15 +147,21 @@ class AnomalyTreeAdapter(SourceAdapter):
                 if split_dir.name.lower() not in SPLIT_MAP:
                     continue
                 for class_dir in sorted_dirs(split_dir):
-                    normal = class_dir.name.lower() in self.normal_names
+                    normal = self.is_normal(class_dir.name)
                     masks = {} if normal else self.class_masks(category, class_dir)
                     for image in self.class_images(class_dir):
                         mask = None if normal else self.mask_for(category, class_dir, image, masks)
                         yield RawSample(
                             rel_path=self.rel(image), product=product, source_split=split_dir.name,
+                            split=self.split_of(split_dir.name),
                             label="normal" if normal else "defective", source_labels=[class_dir.name],
-                            mask=mask, attributes={} if normal else self.extra(category, class_dir, image, mask),
+                            mask=mask, mask_path=single_file(mask), attributes={} if normal else self.extra(category, class_dir, image, mask),
                         )
+
+
+def single_file(mask: MaskSource | None) -> str | None:
+    """The path of a one-file mask (what `RawSample.mask_path` names), else None."""
+    return mask.paths[0] if isinstance(mask, MaskFiles) and len(mask.paths) == 1 else None
 
 
 def snake_case(name: str) -> str:
@@ -148,4 +170,4 @@ def snake_case(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-__all__ = ["AnomalyTreeAdapter", "HalfMaxMask", "find_tree", "has_split_dirs", "mask_index", "snake_case"]
+__all__ = ["MVTecTreeAdapter", "HalfMaxMask", "find_tree", "has_split_dirs", "mask_index", "snake_case"]

@@ -94,7 +94,9 @@ class SourceAdapter:
     """Walk a source as unpacked from its official archive; yield RawSample or Quarantined."""
 
     id: ClassVar[str]
-    #: Fixed label vocabulary of the source, when it has one (taxonomy check covers these).
+    #: Label constants the adapter's own code emits (a class-id table, a fixed "crack"), checked by
+    #: `taxonomy check`. Spellings taken from the data (folder names, csv values) are listed only in
+    #: taxonomy.yaml's table for the source, never here.
     labels: ClassVar[tuple[str, ...]] = ()
     #: Does the root have to be a directory (False for adapters that take a single file)?
     root_is_dir: ClassVar[bool] = True
