@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .store import sha256_file
+from .errors import RunError
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 LAST = "README.md"
@@ -49,7 +50,7 @@ def resolve_token() -> str:
 
         token = get_token()
     if not token:
-        raise ValueError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (needs write access)")
+        raise RunError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (needs write access)")
     return token
 
 
@@ -61,7 +62,7 @@ def user_namespace(token: str, endpoint: str | None = None) -> str:
     try:
         return api.whoami()["name"]
     except Exception as exc:  # noqa: BLE001  (network or auth: one clear line, never the token)
-        raise ValueError(f"cannot find your Hugging Face user name to put the repository under "
+        raise RunError(f"cannot find your Hugging Face user name to put the repository under "
                          f"({type(exc).__name__}); give the repository as OWNER/NAME") from None
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .prompt import response_format
+from ..errors import RunError
 
 DEFAULT_MODEL = "gpt-4o-mini"
 
@@ -100,7 +101,7 @@ def transport_name(options: LLMOptions) -> str:
     """The HTTP transport under the openai client: `aiohttp` (the SDK's `DefaultAioHttpClient`,
     about half the client CPU per request) when installed, else the SDK's default httpx."""
     if options.transport not in ("auto", "aiohttp", "httpx"):
-        raise ValueError(f"invalid --transport {options.transport!r} (auto, aiohttp or httpx)")
+        raise RunError(f"invalid --transport {options.transport!r} (auto, aiohttp or httpx)")
     if options.transport != "auto":
         return options.transport
     import openai
@@ -125,12 +126,12 @@ def make_client(options: LLMOptions, async_client: bool = True, connections: int
     try:
         import openai
     except ImportError:
-        raise ValueError("caption --llm needs the openai package: pip install -e '.[llm]'") from None
+        raise RunError("caption --llm needs the openai package: pip install -e '.[llm]'") from None
     key = os.environ.get("OPENAI_API_KEY")
     base_url = options.base_url or os.environ.get("OPENAI_BASE_URL") or None
     if not key:
         if not base_url:
-            raise ValueError("OPENAI_API_KEY is not set (a local server without keys: pass --base-url)")
+            raise RunError("OPENAI_API_KEY is not set (a local server without keys: pass --base-url)")
         key = "EMPTY"  # vLLM, Ollama and llama.cpp servers accept any key unless started with one
     try:
         import httpx2 as httpx  # the transport of openai >= 3
@@ -143,7 +144,7 @@ def make_client(options: LLMOptions, async_client: bool = True, connections: int
             try:
                 http = openai.DefaultAioHttpClient(limits=limits, timeout=options.timeout)
             except RuntimeError:
-                raise ValueError("--transport aiohttp needs the SDK's aiohttp extra: pip install 'openai[aiohttp]'") from None
+                raise RunError("--transport aiohttp needs the SDK's aiohttp extra: pip install 'openai[aiohttp]'") from None
         else:
             http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=options.timeout)
         return openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=options.timeout,
