@@ -54,7 +54,6 @@ def caption_cmd(
     temperature: Optional[float] = typer.Option(None, "--temperature", help="--llm: sampling temperature."),
     fmt: str = typer.Option("json_schema", "--response-format",
                             help="--llm: json_schema (falls back when refused), json_object or none."),
-    backoff_base: float = typer.Option(0.5, "--backoff-base", min=0.0, hidden=True),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Draft captions: offline from each record's facts (template), or with an LLM (--llm)."""
@@ -83,7 +82,7 @@ def caption_cmd(
         raise RunError(f"invalid --image-detail {image_detail!r} (low, high or auto)")
     options = LLMOptions(model=model, base_url=base_url, vision=vision, image_detail=image_detail,
                          concurrency=concurrency, processes=processes, transport=transport, max_cost=max_cost, limit=limit, where=where, source=source,
-                         timeout=timeout, max_retries=max_retries, backoff_base=backoff_base, max_tokens=max_tokens,
+                         timeout=timeout, max_retries=max_retries, max_tokens=max_tokens,
                          temperature=temperature, response_format=fmt, dry_run=dry_run)
     price_table = load_prices(model, prices, price_in, price_out)
     with ws.catalog() as catalog:
