@@ -19,6 +19,6 @@ def workspace(ctx: typer.Context) -> Workspace:
 
 
 def run_level_errors(command: str):
-    """Run-level failures (`RunError`, a bad root, a missing file) become one clear line and exit code 2;
-    any other exception is a bug and keeps its traceback."""
-    return one_line_errors(command, (RunError, RootError, FileNotFoundError))
+    """Run-level failures (`RunError`, a bad root, a missing or undecodable input file) become one clear
+    line and exit code 2; any other exception is a bug and keeps its traceback."""
+    return one_line_errors(command, (RunError, RootError, FileNotFoundError, UnicodeDecodeError))
