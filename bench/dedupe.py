@@ -128,7 +128,7 @@ def search(args) -> list[dict]:
 def build_child(n: int, workers: int, ws_dir: Path) -> None:
     """Runs in its own process: ingest n distinct tiny images, caption them, print a JSON line."""
     from imdd_build.caption import caption_workspace
-    from imdd_build.cli import source_entry
+    from imdd_build.source_entry import source_entry
     from imdd_build.ingest import ingest
     from imdd_build.normalize import NormalizeOptions
     from imdd_build.sources import ADAPTERS, RawSample, SourceAdapter

@@ -259,7 +259,7 @@ def _tree_rss_kb(root_pid: int) -> tuple[int, int]:
 
 def memory_child(n: int, workers: int, canvas: int, ws_dir: Path) -> None:
     """Runs in its own process: ingest n synthetic in-memory samples, print a JSON line."""
-    from imdd_build.cli import source_entry
+    from imdd_build.source_entry import source_entry
     from imdd_build.ingest import ingest
     from imdd_build.normalize import NormalizeOptions
     from imdd_build.sources import ADAPTERS, RawSample, SourceAdapter

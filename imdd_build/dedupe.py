@@ -35,6 +35,7 @@ from .executor import chunked
 from .nearsearch import unique_pairs
 from .record import SPLITS
 from .store import Store
+from .errors import RunError
 
 DEFAULT_RADIUS = 6
 MAX_RADIUS = 20
@@ -239,9 +240,9 @@ def find_duplicates(catalog: Catalog, store: Store, radius: int = DEFAULT_RADIUS
     (`leakage`: "drop-train" or "keep", see `LEAKAGE_RULE`). Records with a rejected caption are
     left out. `on_record()` is called once per image hashed or read from the cache."""
     if not 0 <= radius <= MAX_RADIUS:
-        raise ValueError(f"--radius must be between 0 and {MAX_RADIUS} bits, not {radius}")
+        raise RunError(f"--radius must be between 0 and {MAX_RADIUS} bits, not {radius}")
     if leakage not in LEAKAGE_POLICIES:
-        raise ValueError(f"invalid leakage policy {leakage!r} (drop-train or keep)")
+        raise RunError(f"invalid leakage policy {leakage!r} (drop-train or keep)")
     sources = sorted(set(sources))
     if on_total:
         on_total(_count(catalog, sources))
@@ -286,7 +287,7 @@ def _members(catalog: Catalog, sources: list[str], groups: list[np.ndarray], spl
         if wanted[i]:
             found[i] = (key, source, split, label)
     if i + 1 != n:
-        raise ValueError("the catalog changed while dedupe read it (another command writing?); run it again")
+        raise RunError("the catalog changed while dedupe read it (another command writing?); run it again")
     return found
 
 

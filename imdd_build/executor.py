@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
+from .errors import RunError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -95,10 +96,10 @@ def make_executor(kind: str = "local", workers: int = 1, ray_address: str | None
     local Ray instance when None; `workers` then only sizes the in-flight window)."""
     if kind == "local":
         if ray_address:
-            raise ValueError("--ray-address needs --executor ray")
+            raise RunError("--ray-address needs --executor ray")
         return Executor(workers)
     if kind == "ray":
         from .ray_executor import RayExecutor
 
         return RayExecutor(workers=workers, address=ray_address)
-    raise ValueError(f"invalid executor {kind!r} ({' or '.join(EXECUTORS)})")
+    raise RunError(f"invalid executor {kind!r} ({' or '.join(EXECUTORS)})")

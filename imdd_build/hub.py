@@ -10,9 +10,11 @@ Built on `huggingface_hub` (imported lazily; the `publish` extra) primitives rat
    `batch_bytes` bytes (the Hub limits commits per hour, so never one commit per file); the card
    (`README.md`) and the deletion of stale files from a previous layout are the final commit, so
    the repo never advertises configs whose files are not there yet.
-3. **Retries with backoff** on 429 and 5xx (and connection errors) around every call, honouring
-   `Retry-After`. After a failed commit the remote tree is listed again before retrying, so a
-   commit that landed but whose response was lost is not committed twice.
+3. **Retries with backoff** (`retry.HUB_BACKOFF`) on 429 and 5xx (and connection errors) around every
+   API call and commit, honouring `Retry-After`. Requests huggingface_hub already retries itself (its
+   `http_backoff`: preupload, LFS transfers, paginated tree listings) are not retried again on top. After
+   a failed commit the remote tree is listed again before retrying, so a commit that landed but whose
+   response was lost is not committed twice.
 
 File content goes through `HfApi.create_commit`, which (like `upload_folder`) uploads through Xet
 when `hf_xet` is installed and through plain LFS (`/info/lfs/objects/batch` + PUT) otherwise or
@@ -24,17 +26,22 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import retry
+from .errors import RunError
 from .store import sha256_file
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 LAST = "README.md"
 MANAGED_DIRS = ("data/", "webdataset/", "assets/", "metadata/")  # stale files here are deleted
+# Requests huggingface_hub sends through its own `http_backoff` (429/5xx/connection errors): an error from one
+# of them was retried there already, so it is not retried again here.
+HUB_RETRIED = re.compile(r"/api/[a-z]+s/[^/]+/[^/]+/(preupload|tree)/|\.git/info/lfs/")
 
 
 class HubError(RuntimeError):
@@ -49,7 +56,7 @@ def resolve_token() -> str:
 
         token = get_token()
     if not token:
-        raise ValueError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (needs write access)")
+        raise RunError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (needs write access)")
     return token
 
 
@@ -61,7 +68,7 @@ def user_namespace(token: str, endpoint: str | None = None) -> str:
     try:
         return api.whoami()["name"]
     except Exception as exc:  # noqa: BLE001  (network or auth: one clear line, never the token)
-        raise ValueError(f"cannot find your Hugging Face user name to put the repository under "
+        raise RunError(f"cannot find your Hugging Face user name to put the repository under "
                          f"({type(exc).__name__}); give the repository as OWNER/NAME") from None
 
 
@@ -124,9 +131,21 @@ class UploadReport:
                 "gated": self.gated}
 
 
+def _request_url(exc: BaseException) -> str:
+    """The URL of the request that failed ('' when the error carries none)."""
+    for holder in (getattr(exc, "response", None), exc):
+        try:
+            request = getattr(holder, "request", None)
+        except RuntimeError:  # httpx: no request attached
+            request = None
+        if request is not None:
+            return str(request.url)
+    return ""
+
+
 class Uploader:
     def __init__(self, repo_id: str, token: str, *, endpoint: str | None = None, revision: str | None = None,
-                 max_retries: int | None = None, base_wait: float | None = None, max_wait: float = 120.0,
+                 backoff: retry.Backoff | None = None,
                  batch_files: int = 100, batch_bytes: int = 5_000_000_000,
                  on_progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] | None = None):
         from huggingface_hub import HfApi
@@ -134,10 +153,8 @@ class Uploader:
         self.api = HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None, token=token)
         self.repo_id = repo_id
         self.revision = revision or "main"
-        # Tunable from the environment (IMDD_HUB_MAX_RETRIES, IMDD_HUB_RETRY_WAIT seconds) for slow links and tests.
-        self.max_retries = int(os.environ.get("IMDD_HUB_MAX_RETRIES", "6")) if max_retries is None else max_retries
-        self.base_wait = float(os.environ.get("IMDD_HUB_RETRY_WAIT", "2")) if base_wait is None else base_wait
-        self.max_wait = max_wait
+        self.backoff = backoff or retry.HUB_BACKOFF
+        self.max_retries = self.backoff.max_retries
         self.batch_files, self.batch_bytes = batch_files, batch_bytes
         self.on_progress = on_progress or (lambda done, total: None)
         self.log = log or (lambda message: None)
@@ -147,6 +164,8 @@ class Uploader:
     def _retryable(self, exc: BaseException) -> bool:
         from huggingface_hub.errors import HfHubHTTPError
 
+        if HUB_RETRIED.search(_request_url(exc)):
+            return False
         if isinstance(exc, HfHubHTTPError):
             response = getattr(exc, "response", None)
             return response is not None and response.status_code in RETRY_STATUSES
@@ -155,10 +174,8 @@ class Uploader:
 
     def _wait(self, exc: BaseException, attempt: int) -> float:
         response = getattr(exc, "response", None)
-        header = response.headers.get("Retry-After") if response is not None else None
-        if header and header.strip().isdigit():
-            return min(float(header), self.max_wait)
-        return min(self.base_wait * 2 ** attempt, self.max_wait) * (0.75 + 0.5 * random.random())
+        after = retry.retry_after_seconds(response.headers if response is not None else None)
+        return min(after, self.backoff.cap) if after is not None else self.backoff.delay(attempt)
 
     def call(self, what: str, fn: Callable, *args, before_retry: Callable[[], None] | None = None, **kwargs):
         """fn(*args, **kwargs) with exponential backoff on 429/5xx/connection errors."""

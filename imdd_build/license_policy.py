@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .errors import RunError
 from .registry import SourceEntry
 
 NONCOMMERCIAL = ("noncommercial", "research_only")
 
 
-class PolicyError(ValueError):
+class PolicyError(RunError):
     """A refusal: one line naming the sources and the flag that would allow them."""
 
 

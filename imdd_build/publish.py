@@ -18,6 +18,7 @@ buffer at most one row group (`bench/dedupe.py --publish-memory`).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections import defaultdict
 from collections.abc import Callable
@@ -26,11 +27,12 @@ from pathlib import Path
 
 from .card import CardInput, ConfigInfo, render_card
 from .catalog import Catalog
-from .dedupe import DEFAULT_RADIUS, find_duplicates, save_groups
+from .dedupe import DEFAULT_RADIUS, MAX_RADIUS, find_duplicates, save_groups
+from .errors import RunError, need_extra
 from .license_policy import Policy, check_policy, unregistered_entry
 from .record import SPLITS, Record
 from .registry import load_registry
-from .shard import ShardOptions, write_shards
+from .shard import ShardOptions, parse_size, write_shards
 from .stats import collect_stats, draw_figures, public_stats, stats_rows
 from .store import Store
 
@@ -50,21 +52,50 @@ class PublishOptions:
     workers: int = 1  # shard-writing processes (same bytes whatever N)
 
 
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+REPO_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_push(repo_id: str, leakage: str, radius: int, max_shard_size: str,
+               upload: bool) -> tuple[str, str | None, int]:
+    """`push-to-hub`'s checks before any work: (full repo id, token, Parquet shard bytes). A bare repo name
+    goes under the token's user; the token is resolved before hours of sharding, not after."""
+    if not (REPO_ID_RE.match(repo_id) or REPO_NAME_RE.match(repo_id)):
+        raise RunError(f"invalid repo id {repo_id!r}: expected <user-or-org>/<name> or <name>")
+    if leakage not in ("drop-train", "keep"):
+        raise RunError(f"invalid --leakage {leakage!r} (drop-train or keep)")
+    if not 0 <= radius <= MAX_RADIUS:
+        raise RunError(f"--radius must be between 0 and {MAX_RADIUS} bits, not {radius}")
+    shard_bytes = parse_size(max_shard_size)
+    if shard_bytes > 500_000_000:
+        raise RunError("--max-shard-size must stay under 500MB (the Hub's Parquet guidance)")
+    need_extra("matplotlib")
+    token = None
+    if upload:
+        need_extra("huggingface_hub")
+        from .hub import resolve_token, user_namespace
+
+        token = resolve_token()
+        if "/" not in repo_id:
+            repo_id = f"{user_namespace(token)}/{repo_id}"
+    return repo_id, token, shard_bytes
+
+
 def check_folder(out: Path) -> None:
     if out.exists() and any(out.iterdir()) and not (out / "manifest.json").exists():
-        raise ValueError(f"{out}: not empty and not a folder imdd-build wrote; choose an empty or new folder")
+        raise RunError(f"{out}: not empty and not a folder imdd-build wrote; choose an empty or new folder")
 
 
 def select_sources(catalog: Catalog, wanted: tuple[str, ...]) -> list[str]:
     present = list(catalog.counts_by("source"))
     missing = [s for s in wanted if s not in present]
     if missing:
-        raise ValueError(f"--sources: {', '.join(missing)} not in the catalog (present: {', '.join(present) or 'none'})")
+        raise RunError(f"--sources: {', '.join(missing)} not in the catalog (present: {', '.join(present) or 'none'})")
     chosen = list(wanted) or present
     if not chosen:
-        raise ValueError("the catalog is empty: ingest something first")
+        raise RunError("the catalog is empty: ingest something first")
     if "default" in chosen:
-        raise ValueError("a source named 'default' would clash with the default config")
+        raise RunError("a source named 'default' would clash with the default config")
     return sorted(chosen)
 
 

@@ -20,13 +20,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .executor import Executor, chunked
+from .errors import RunError
 
 
 def _ray():
     try:
         import ray
     except ImportError as exc:  # a run-level error, not a traceback
-        raise ValueError("--executor ray needs Ray: pip install 'imdd[ray]' (or pip install ray)") from exc
+        raise RunError("--executor ray needs Ray: pip install 'imdd[ray]' (or pip install ray)") from exc
     return ray
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, Field, field_validator
+from .errors import RunError
 
 REDISTRIBUTION = ("allowed", "noncommercial", "research_only", "forbidden", "unknown")
 # Package data (a symlink to the top-level sources.yaml in a checkout; a real file in a wheel).
@@ -102,11 +103,11 @@ def _load(path: Path) -> dict[str, SourceEntry]:
     entries = {}
     for sid, entry in (raw.get("sources") or {}).items():
         if entry.get("id", sid) != sid:
-            raise ValueError(f"{path}: source {sid}: id {entry['id']!r} differs from its key")
+            raise RunError(f"{path}: source {sid}: id {entry['id']!r} differs from its key")
         try:
             entries[sid] = SourceEntry(id=sid, **{k: v for k, v in entry.items() if k != "id"})
         except Exception as exc:
-            raise ValueError(f"{path}: source {sid}: {exc}") from None
+            raise RunError(f"{path}: source {sid}: {exc}") from None
     return entries
 
 

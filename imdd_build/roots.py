@@ -17,6 +17,7 @@ import yaml
 
 from .record import Quarantined
 from .registry import SourceEntry
+from .source_entry import entry_from_spec
 from .sources import RootError, get_adapter
 from .sourcekit.listing import open_listing
 
@@ -93,3 +94,36 @@ def compare_counts(entry: SourceEntry, found: dict, tolerance: float) -> tuple[s
         return "complete", []
     short = any(d["found"] < d["published"] for d in diffs if d["count"] == "total")
     return ("incomplete" if short else "mismatch"), diffs
+
+
+def load_label_map(path: Path | None) -> dict:
+    """`--label-map FILE`: the user's source label -> canonical defect type (empty without a file)."""
+    if path is None:
+        return {}
+    data = read_yaml_mapping(path, "label map", "source label -> canonical defect type")
+    return {str(k): v for k, v in data.items()}
+
+
+def check_roots(roots: Path, tolerance: float, on_total=None, on_advance=None) -> dict[str, dict]:
+    """`sources --roots`: per source, whether its root exists and how its counts compare with the
+    published ones (`status` complete/incomplete/mismatch/unknown/missing/error)."""
+    checks = {}
+    specs = load_roots(roots)
+    if on_total:
+        on_total(len(specs))
+    for sid, spec in specs.items():
+        check = {"root": str(spec["root"]), "exists": spec["root"].exists()}
+        try:
+            entry = entry_from_spec(sid, spec)
+            if check["exists"]:
+                found = count_source(entry, spec["root"], spec.get("options"))
+                status, diffs = compare_counts(entry, found, tolerance)
+                check.update(found=found, status=status, differences=diffs, published=entry.counts)
+            else:
+                check.update(status="missing")
+        except RootError as exc:
+            check.update(status="error", error=str(exc))
+        checks[sid] = check
+        if on_advance:
+            on_advance()
+    return checks

@@ -32,6 +32,7 @@ from .normalize import encode_mask, encode_png
 from .record import SPLITS, Record
 from .store import Store, sha256_file
 from .writers import WRITERS, webdataset_features
+from .errors import RunError
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -45,7 +46,7 @@ def parse_size(text: str) -> int:
     """"500MB" -> 500_000_000 (decimal units, like `datasets`); "1GiB" -> 2**30."""
     m = _SIZE_RE.match(str(text))
     if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(f"invalid size {text!r} (examples: 500MB, 1GB, 256MiB)")
+        raise RunError(f"invalid size {text!r} (examples: 500MB, 1GB, 256MiB)")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
@@ -98,7 +99,7 @@ class ShardPlan:
 def plan_shards(catalog: Catalog, store: Store, options: ShardOptions) -> ShardPlan:
     """Which keys go into which shard of which split (records with a rejected caption are left out)."""
     if options.layout not in LAYOUTS:
-        raise ValueError(f"invalid layout {options.layout!r} ({' or '.join(LAYOUTS)})")
+        raise RunError(f"invalid layout {options.layout!r} ({' or '.join(LAYOUTS)})")
     plan = ShardPlan()
     entries: dict[tuple[str, str], list[_Entry]] = {}
     for record in catalog.iter_records():
@@ -136,7 +137,7 @@ def plan_shards(catalog: Catalog, store: Store, options: ShardOptions) -> ShardP
         per_folder[prefix] += len(shards)
     for prefix, n in per_folder.items():
         if n >= MAX_FILES_PER_FOLDER:
-            raise ValueError(f"{n} shards in data/{prefix}: the Hub allows fewer than {MAX_FILES_PER_FOLDER} files "
+            raise RunError(f"{n} shards in data/{prefix}: the Hub allows fewer than {MAX_FILES_PER_FOLDER} files "
                              "per folder; raise --max-shard-size")
     return plan
 
@@ -146,7 +147,7 @@ def _resolve_image_ext(requested: str, formats: Counter) -> tuple[str, bool]:
     if requested in ("jpg", "png"):
         return requested, False
     if requested != "auto":
-        raise ValueError(f"invalid image extension {requested!r} (auto, jpg or png)")
+        raise RunError(f"invalid image extension {requested!r} (auto, jpg or png)")
     # One extension for every sample (HF infers features from the first samples), the stored bytes
     # whatever it is: the readers decode by content. `.png` only when every image is a PNG.
     return ("png" if set(formats) == {"png"} else "jpg"), True
@@ -298,7 +299,7 @@ def write_shards(catalog: Catalog, store: Store, options: ShardOptions,
     """
     unknown = set(options.formats) - set(WRITERS)
     if unknown or not options.formats:
-        raise ValueError(f"unknown shard format(s) {sorted(unknown)}; choose from {sorted(WRITERS)}")
+        raise RunError(f"unknown shard format(s) {sorted(unknown)}; choose from {sorted(WRITERS)}")
     plan = plan_shards(catalog, store, options)
     if on_total:
         on_total(plan.total)

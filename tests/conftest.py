@@ -28,6 +28,14 @@ class Cli:
 
 
 @pytest.fixture
+def fast_llm_retries(monkeypatch):
+    """A short LLM backoff (the product waits 0.5 s, doubling): failure tests retry in milliseconds."""
+    from imdd_build import retry
+
+    monkeypatch.setattr(retry, "LLM_BACKOFF", retry.Backoff(base=0.01, cap=30.0))
+
+
+@pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     return tmp_path / "ws"
 

@@ -19,7 +19,8 @@ from imdd_build.sources.demo import generate_demo
 
 KEY = "sk-test-imdd-SECRET-9f3a1c7e5b2d"
 N = 42  # demo records
-FAST = ["--backoff-base", "0.01"]
+FAST: list[str] = []  # the short backoff comes from the fast_llm_retries fixture
+pytestmark = pytest.mark.usefixtures("fast_llm_retries")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from imdd_build.cli import app
 
-FAST = ["--backoff-base", "0.01", "--max-retries", "1", "--concurrency", "4"]
+FAST = ["--max-retries", "1", "--concurrency", "4"]
+pytestmark = pytest.mark.usefixtures("fast_llm_retries")
 
 
 @pytest.fixture(scope="module")

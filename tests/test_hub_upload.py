@@ -12,6 +12,8 @@ from conftest import Cli
 from hub_server import FakeHub
 from publish_fixtures import build_workspace, write_sources
 
+from imdd_build import retry
+
 TOKEN = "hf_fakeSECRETtoken0123456789"
 
 
@@ -32,8 +34,7 @@ def hub(base, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setenv("IMDD_HUB_RETRY_WAIT", "0.01")
-    monkeypatch.setenv("IMDD_HUB_MAX_RETRIES", "2")
+    monkeypatch.setattr(retry, "HUB_BACKOFF", retry.Backoff(base=0.01, cap=120.0, max_retries=2))
     with FakeHub(TOKEN) as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         yield server
@@ -95,7 +96,7 @@ def test_interrupted_push_resumes_without_resending(base, hub):
     assert any(p.endswith("-of-00002.parquet") for p in first_layout)
     n_first = len(repo.commits)
     puts_first = len(hub.lfs_puts)
-    # 2. the full push is interrupted: its second commit fails on every try (IMDD_HUB_MAX_RETRIES=2)
+    # 2. the full push is interrupted: its second commit fails on every try (HUB_BACKOFF.max_retries=2 here)
     args = ("push-to-hub", "me/resume", "--revision", "dev", "--files-per-commit", "4")
     hub.fail("POST", r"/commit/", 503, times=3, after=1)
     out = cli(*args, expect=1)

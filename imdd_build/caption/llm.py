@@ -46,13 +46,14 @@ from .llm_records import Step, caption_fields, evaluate, iter_candidates, next_s
 from .llm_pool import auto_processes, run_processes
 from .llm_run import EST_OUTPUT_TOKENS, LLMRun  # noqa: F401
 from .pricing import Prices
+from ..errors import RunError
 
 
 def caption_llm(catalog: Catalog, store: Store, options: LLMOptions, prices: Prices, client: Any = None,
                 on_record: Callable[[Record], None] | None = None) -> dict:
     """Draft LLM captions for the selected records; returns the run summary."""
     if options.max_cost is not None and not prices.known and not options.dry_run:
-        raise ValueError(f"--max-cost needs a price for model {options.model!r}: pass --price-in/--price-out "
+        raise RunError(f"--max-cost needs a price for model {options.model!r}: pass --price-in/--price-out "
                          "or --prices FILE")
     run = LLMRun(catalog, store, options, prices, client=client, on_record=on_record)
     base = {"command": "caption", "mode": "llm", "model": options.model, "prompt_version": run.prompt.version,

@@ -1,21 +1,21 @@
 """The HTTP layer of `caption --llm`: run options, the openai client, request bodies and retries.
 
 `LLMOptions` says what a run asks the server and how; `make_client(s)` builds the official openai
-client (key from OPENAI_API_KEY only, never stored or logged); `classify`, `retry_after_seconds`
-and `backoff` decide what an error means and how long to wait before trying again.
+client (key from OPENAI_API_KEY only, never stored or logged); `classify` decides what an error means;
+how long to wait before trying again comes from `imdd_build.retry` (`retry_after_seconds`, `backoff`).
 """
 
 from __future__ import annotations
 
-import email.utils
 import importlib.util
 import os
-import random
 import re
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from .. import retry
+from ..errors import RunError
+from ..retry import backoff, retry_after_seconds  # noqa: F401  (the one parser; re-exported)
 from .prompt import response_format
 
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -44,8 +44,8 @@ class LLMOptions:
     source: str | None = None
     timeout: float = 120.0
     max_retries: int = 6
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
+    backoff_base: float = field(default_factory=lambda: retry.LLM_BACKOFF.base)
+    backoff_max: float = field(default_factory=lambda: retry.LLM_BACKOFF.cap)
     max_tokens: int = 400
     temperature: float | None = None
     response_format: str = "json_schema"  # falls back to json_object, then none, if the server refuses it
@@ -69,30 +69,6 @@ def request_body(options: LLMOptions, messages: list[dict], fmt: str) -> dict:
     return body
 
 
-# -- retries -------------------------------------------------------------------------------------
-def retry_after_seconds(headers: Any) -> float | None:
-    """Retry-After as seconds: `retry-after-ms`, `retry-after` seconds, or an HTTP date."""
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) / scale)
-        except ValueError:
-            parsed = email.utils.parsedate_tz(value)
-            if parsed is not None:
-                return max(0.0, email.utils.mktime_tz(parsed) - time.time())
-    return None
-
-
-def backoff(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with jitter: uniform in [d/2, d], d = min(cap, base * 2**attempt)."""
-    d = min(cap, base * (2 ** attempt))
-    return random.uniform(d / 2, d)
-
-
 CONNECTIONS_PER_CLIENT = 32
 
 
@@ -100,7 +76,7 @@ def transport_name(options: LLMOptions) -> str:
     """The HTTP transport under the openai client: `aiohttp` (the SDK's `DefaultAioHttpClient`,
     about half the client CPU per request) when installed, else the SDK's default httpx."""
     if options.transport not in ("auto", "aiohttp", "httpx"):
-        raise ValueError(f"invalid --transport {options.transport!r} (auto, aiohttp or httpx)")
+        raise RunError(f"invalid --transport {options.transport!r} (auto, aiohttp or httpx)")
     if options.transport != "auto":
         return options.transport
     import openai
@@ -125,12 +101,12 @@ def make_client(options: LLMOptions, async_client: bool = True, connections: int
     try:
         import openai
     except ImportError:
-        raise ValueError("caption --llm needs the openai package: pip install -e '.[llm]'") from None
+        raise RunError("caption --llm needs the openai package: pip install -e '.[llm]'") from None
     key = os.environ.get("OPENAI_API_KEY")
     base_url = options.base_url or os.environ.get("OPENAI_BASE_URL") or None
     if not key:
         if not base_url:
-            raise ValueError("OPENAI_API_KEY is not set (a local server without keys: pass --base-url)")
+            raise RunError("OPENAI_API_KEY is not set (a local server without keys: pass --base-url)")
         key = "EMPTY"  # vLLM, Ollama and llama.cpp servers accept any key unless started with one
     try:
         import httpx2 as httpx  # the transport of openai >= 3
@@ -143,7 +119,7 @@ def make_client(options: LLMOptions, async_client: bool = True, connections: int
             try:
                 http = openai.DefaultAioHttpClient(limits=limits, timeout=options.timeout)
             except RuntimeError:
-                raise ValueError("--transport aiohttp needs the SDK's aiohttp extra: pip install 'openai[aiohttp]'") from None
+                raise RunError("--transport aiohttp needs the SDK's aiohttp extra: pip install 'openai[aiohttp]'") from None
         else:
             http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=options.timeout)
         return openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=options.timeout,

@@ -18,6 +18,7 @@ from .checks import CheckResult, check_caption
 from .llm_client import LLMOptions
 from .prompt import CaptionDraft, Prompt, parse_draft
 from .template import TEMPLATE_VERSION, template_caption, word_count
+from ..errors import RunError
 
 
 # -- selecting records ---------------------------------------------------------------------------
@@ -33,7 +34,7 @@ def in_partition(key: str, partition: tuple[int, int] | None) -> bool:
 
 def _conditions(source: str | None, where: str | None) -> tuple[list[str], list]:
     if where and ";" in where:
-        raise ValueError("--where: one SQL expression, no ';'")
+        raise RunError("--where: one SQL expression, no ';'")
     conds, args = [], []
     if source:
         conds.append("source = ?")
@@ -52,7 +53,7 @@ def count_candidates(catalog: Catalog, source: str | None = None, where: str | N
         try:
             return ro.execute(sql, args).fetchone()[0]
         except sqlite3.Error as exc:
-            raise ValueError(f"--where {where!r}: {exc}") from None
+            raise RunError(f"--where {where!r}: {exc}") from None
     finally:
         ro.close()
 
@@ -72,7 +73,7 @@ def iter_candidates(catalog: Catalog, source: str | None = None, where: str | No
             try:
                 rows = ro.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
-                raise ValueError(f"--where {where!r}: {exc}") from None
+                raise RunError(f"--where {where!r}: {exc}") from None
             if not rows:
                 return
             for key, data in rows:

@@ -13,9 +13,10 @@ from typing import Any
 
 from ..catalog import Catalog
 from ..record import Record
+from ..retry import backoff
 from ..store import Store
 from .cache import Answer, AnswerCache, apply_captions, cache_key, ensure_tables, is_protected
-from .llm_client import FatalError, LLMOptions, RecordError, backoff, classify, request_body, short_error
+from .llm_client import FatalError, LLMOptions, RecordError, classify, request_body, short_error
 from .llm_records import Step, caption_fields, iter_candidates, next_step
 from .llm_state import RunState
 from .llm_writer import CatalogWriter

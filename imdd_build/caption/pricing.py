@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
+from ..errors import RunError
 
 # USD per 1M tokens (input, output) as published by OpenAI when this was written; check before relying.
 # image_tokens_*: tokens billed for one 512x512 image at detail low/high.
@@ -54,9 +55,9 @@ def load_prices(model: str, path: Path | None = None, price_in: float | None = N
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"--prices {path}: cannot read: {exc}") from None
+            raise RunError(f"--prices {path}: cannot read: {exc}") from None
         if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-            raise ValueError(f"--prices {path}: expected a mapping of model -> {{input: USD/1M, output: USD/1M}}")
+            raise RunError(f"--prices {path}: expected a mapping of model -> {{input: USD/1M, output: USD/1M}}")
         table.update({str(k): v for k, v in data.items()})
     entry = table.get(model)
     if entry is None:  # dated snapshots ("gpt-4o-mini-2024-07-18") fall back to the family's price
@@ -70,7 +71,7 @@ def load_prices(model: str, path: Path | None = None, price_in: float | None = N
                             image_tokens_high=int(entry.get("image_tokens_high", 255)),
                             batch_discount=float(entry.get("batch_discount", BATCH_DISCOUNT)), known=True)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"prices for {model}: {exc}") from None
+            raise RunError(f"prices for {model}: {exc}") from None
     if price_in is not None or price_out is not None:
         prices = replace(prices, input=price_in if price_in is not None else prices.input,
                          output=price_out if price_out is not None else prices.output, known=True)

@@ -20,6 +20,7 @@ from ..record import Record
 from ..taxonomy import GUIDELINES_DIR
 from .checks import defect_terms, length_range, style_guide_path, taxonomy
 from .template import template_caption
+from ..errors import RunError
 
 
 def prompt_path() -> Path:
@@ -45,14 +46,14 @@ def _load(path: Path, style: Path) -> Prompt:
     raw = path.read_text()
     m = re.search(r"(?m)^prompt-version:\s*(\S+)\s*$", raw)
     if not m:
-        raise ValueError(f"{path}: no 'prompt-version: N' line")
+        raise RunError(f"{path}: no 'prompt-version: N' line")
     sections: dict[str, str] = {}
     for block in re.split(r"(?m)^## ", raw)[1:]:
         name, _, body = block.partition("\n")
         sections[name.strip()] = body.strip()
     for needed in ("system", "user", "retry"):
         if needed not in sections:
-            raise ValueError(f"{path}: no '## {needed}' section")
+            raise RunError(f"{path}: no '## {needed}' section")
     style_text = style.read_text() if style.is_file() else ""
     sha = hashlib.sha256((raw + "\0" + style_text).encode()).hexdigest()[:16]
     return Prompt(version=m.group(1), sha=sha, sections=sections, style_guide=style_text.strip())

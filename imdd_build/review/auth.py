@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from .queue import WRITE_LOCK, Reviewer
+from ..errors import RunError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 SESSION_SECONDS = 12 * 3600
@@ -32,7 +33,7 @@ def hash_token(token: str) -> str:
 def add_reviewer(db: sqlite3.Connection, name: str, admin: bool = False) -> tuple[Reviewer, str]:
     """Create a reviewer (or give an existing one a new token, revoking the old); returns the token once."""
     if not NAME_RE.match(name):
-        raise ValueError(f"reviewer name {name!r}: 1-64 of letters, digits, '_', '.', '@', '-'")
+        raise RunError(f"reviewer name {name!r}: 1-64 of letters, digits, '_', '.', '@', '-'")
     token = secrets.token_urlsafe(32)
     with WRITE_LOCK:
         db.execute("BEGIN IMMEDIATE")

@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 from .auth import external_reviewer
 from .queue import REASONS, Conflict, Invalid, NotFound, ReviewQueue, valid_key
+from ..errors import RunError
 
 LABEL_CONFIG = """<View>
   <Image name="image" value="$image" zoom="true" zoomControl="true"/>
@@ -135,9 +136,9 @@ def import_tasks(q: ReviewQueue, path: Path) -> dict:
     try:
         tasks = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+        raise RunError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(tasks, list):
-        raise ValueError(f"{path}: expected Label Studio's JSON export (a list of tasks)")
+        raise RunError(f"{path}: expected Label Studio's JSON export (a list of tasks)")
     summary = {"command": "review import", "format": "label-studio", "tasks": len(tasks), "imported": 0,
                "cancelled": 0, "already_decided": 0, "not_open": 0, "unknown_keys": [], "invalid": [],
                "reviewers": []}

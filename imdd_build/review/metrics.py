@@ -210,3 +210,10 @@ def review_status(q: ReviewQueue) -> dict[str, Any]:
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True)
+
+
+def serve_counts(q: ReviewQueue) -> tuple[int, int]:
+    """(items in the queue, active reviewers): what `review serve` announces at start-up."""
+    reviewers = q.db.execute("SELECT COUNT(*) FROM review_reviewers WHERE active = 1").fetchone()[0]
+    items = q.db.execute("SELECT COUNT(*) FROM review_queue").fetchone()[0]
+    return items, reviewers

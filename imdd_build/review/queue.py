@@ -91,3 +91,13 @@ class ReviewQueue(EnqueueMixin, LeasingMixin, DecisionsMixin, AdjudicationMixin)
         self.clock = clock
         with WRITE_LOCK:
             migrate(self.db)
+
+
+def open_queue(workspace, lease_seconds: float = 900.0) -> ReviewQueue:
+    """The review queue of a workspace's catalog, the file made owner-only first (it holds token
+    hashes, sessions and the audit log); the caller closes `queue.catalog`."""
+    from .auth import private
+
+    queue = ReviewQueue(workspace.catalog(), lease_seconds=lease_seconds)
+    private(workspace.catalog_path)
+    return queue

@@ -13,6 +13,7 @@ from typing import Optional
 from ..record import KEY_RE, Record
 from ..taxonomy import GUIDELINES_DIR
 from .queue_schema import CAPTION_FIELDS
+from ..errors import RunError
 
 _VERSION_LINE = re.compile(r"\(version\s+([\w.-]+)\)|^version:\s*([\w.-]+)", re.IGNORECASE | re.MULTILINE)
 
@@ -25,7 +26,7 @@ class Conflict(RuntimeError):
     """Stale version, an item not leased to the caller, or a state that forbids the action (HTTP 409)."""
 
 
-class Invalid(ValueError):
+class Invalid(RunError):
     """A malformed decision (HTTP 422)."""
 
 
@@ -112,8 +113,8 @@ def load_gold(path: Path) -> dict[str, str]:
     if isinstance(data, list):
         data = {str(d["key"]): d.get("decision") for d in data}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of key -> accept|reject")
+        raise RunError(f"{path}: expected a mapping of key -> accept|reject")
     bad = [k for k in data if not valid_key(str(k))]
     if bad:
-        raise ValueError(f"{path}: invalid key(s): {', '.join(map(str, bad[:5]))}")
+        raise RunError(f"{path}: invalid key(s): {', '.join(map(str, bad[:5]))}")
     return {str(k): v for k, v in data.items()}

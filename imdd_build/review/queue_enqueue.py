@@ -8,6 +8,7 @@ from typing import Optional
 from .queue_common import _checks, _seeded, _unit
 from .queue_schema import WRITE_LOCK
 from .queue_store import QueueStore
+from ..errors import RunError
 
 
 class EnqueueMixin(QueueStore):
@@ -23,7 +24,7 @@ class EnqueueMixin(QueueStore):
         """
         for name, rate in (("sample_rate", sample_rate), ("double_rate", double_rate)):
             if not 0.0 <= rate <= 1.0:
-                raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 1, not {rate}")
+                raise RunError(f"--{name.replace('_', '-')} must be between 0 and 1, not {rate}")
         now = self.clock()
         where, args = "caption_status = 'draft'", []
         if source:
@@ -91,7 +92,7 @@ class EnqueueMixin(QueueStore):
             for key, answer in gold.items():
                 answer = str(answer.get("decision") if isinstance(answer, dict) else answer).lower()
                 if answer not in ("accept", "reject"):
-                    raise ValueError(f"gold answer for {key!r} must be accept or reject, not {answer!r}")
+                    raise RunError(f"gold answer for {key!r} must be accept or reject, not {answer!r}")
                 cur = self.db.execute("UPDATE review_queue SET gold = ? WHERE key = ?", (answer, key))
                 if cur.rowcount:
                     n += 1

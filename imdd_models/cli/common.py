@@ -11,12 +11,9 @@ from __future__ import annotations
 import typer
 
 from imdd_build.console import emit, err, one_line_errors, progress_bar  # noqa: F401  (re-exported for command modules)
+from imdd_build.errors import RunError  # noqa: F401  (one run-level error type for both CLIs)
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON object as the last line of stdout.")
-
-
-class RunError(Exception):
-    """A failure of the whole run (bad option, unreadable input): one line, exit 2."""
 
 
 def run_level_errors(command: str):

@@ -1,9 +1,8 @@
-"""Publishing commands (push-to-hub, dedupe, stats): registered on the main Typer app."""
+"""Publishing commands (push-to-hub, dedupe, stats); added to the app by `register(app)`."""
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -11,15 +10,12 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from .cli import JSON_OPT, _workspace, app, run_level_errors
-from .console import emit, err, progress_bar
-from .dedupe import (DEFAULT_RADIUS, LEAKAGE_POLICIES, LEAKAGE_RULE, MAX_RADIUS, DedupeResult, find_duplicates,
-                     save_groups)
-from .executor import default_workers
-from .shard import parse_size
+from ..console import emit, err, progress_bar
+from ..dedupe import DEFAULT_RADIUS, LEAKAGE_RULE, find_duplicates, save_groups
+from ..errors import RunError, need_extra
+from ..executor import default_workers
+from .common import JSON_OPT, run_level_errors, workspace
 
-REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-REPO_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DEFAULT_REPO_NAME = "imdd-1m"  # what the card's `load_dataset("imdd-1m")` and `imdd-build shard` use
 
 
@@ -27,35 +23,6 @@ def _split_list(value: Optional[str]) -> tuple[str, ...]:
     return tuple(s.strip() for s in (value or "").split(",") if s.strip())
 
 
-def _need(module: str) -> None:
-    try:
-        __import__(module)
-    except ImportError:
-        raise ValueError(f"{module} is not installed: pip install 'imdd[publish]'") from None
-
-
-def dedupe_before_sharding(ws, sources: tuple[str, ...], radius: int, leakage: str, workers: int) -> DedupeResult:
-    """What `shard` runs first: the dedupe of push-to-hub with its leakage policy, over the sources
-    being sharded (groups saved like `dedupe` does); the caller leaves `result.dropped` out."""
-    if leakage not in LEAKAGE_POLICIES:
-        raise ValueError(f"invalid --leakage {leakage!r} (drop-train or keep)")
-    with ws.catalog() as catalog, progress_bar("dedupe") as bar:
-        result = find_duplicates(catalog, ws.store(), radius=radius, sources=sources, leakage=leakage,
-                                 workers=workers, on_total=bar.total, on_record=bar.advance)
-        save_groups(catalog, result)
-    leaks = sum(g.leakage for g in result.groups)
-    if result.dropped:
-        err.print(f"leakage: {leaks} duplicate group(s) span an evaluation split and another split; "
-                  f"{len(result.dropped)} copies left out (test copy kept, else validation; --leakage keep "
-                  "keeps them)", markup=False)
-    elif leaks:
-        err.print(f"leakage: {leaks} duplicate group(s) span an evaluation split and another split, kept "
-                  "(--leakage keep)", markup=False)
-    return result
-
-
-@app.command("push-to-hub")
-@run_level_errors("push-to-hub")
 def push_to_hub_cmd(
     ctx: typer.Context,
     repo_id: str = typer.Argument(DEFAULT_REPO_NAME, help="The dataset repository, e.g. my-org/imdd-1m; a bare "
@@ -79,29 +46,10 @@ def push_to_hub_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Build the Hub dataset repo (Parquet per source, card, plots) and upload it resumably."""
-    from .publish import PublishOptions, build_repo, check_folder, resolve_policy
+    from ..publish import PublishOptions, build_repo, check_folder, check_push, resolve_policy
 
-    if not (REPO_ID_RE.match(repo_id) or REPO_NAME_RE.match(repo_id)):
-        raise ValueError(f"invalid repo id {repo_id!r}: expected <user-or-org>/<name> or <name>")
-    if leakage not in ("drop-train", "keep"):
-        raise ValueError(f"invalid --leakage {leakage!r} (drop-train or keep)")
-    if not 0 <= radius <= MAX_RADIUS:
-        raise ValueError(f"--radius must be between 0 and {MAX_RADIUS} bits, not {radius}")
-    shard_bytes = parse_size(max_shard_size)
-    if shard_bytes > 500_000_000:
-        raise ValueError("--max-shard-size must stay under 500MB (the Hub's Parquet guidance)")
-    _need("matplotlib")
-    token = None
-    if dry_run is None:
-        _need("huggingface_hub")
-        from .hub import resolve_token
-
-        token = resolve_token()  # fail before hours of sharding, not after
-        if "/" not in repo_id:
-            from .hub import user_namespace
-
-            repo_id = f"{user_namespace(token)}/{repo_id}"
-    ws = _workspace(ctx)
+    repo_id, token, shard_bytes = check_push(repo_id, leakage, radius, max_shard_size, upload=dry_run is None)
+    ws = workspace(ctx)
     out = dry_run or ws.root / "publish" / repo_id.replace("/", "__")
     options = PublishOptions(repo_id=repo_id, sources=_split_list(sources), private=private,
                              allow_noncommercial=allow_noncommercial, with_webdataset=with_webdataset,
@@ -116,7 +64,7 @@ def push_to_hub_cmd(
     if dry_run is not None:
         emit(summary, as_json)
         return
-    from .hub import HubError, Uploader
+    from ..hub import HubError, Uploader
 
     with progress_bar(f"upload {repo_id}") as bar:
         def progress(done: int, total: int) -> None:
@@ -138,8 +86,6 @@ def push_to_hub_cmd(
     emit(summary, as_json)
 
 
-@app.command("dedupe")
-@run_level_errors("dedupe")
 def dedupe_cmd(
     ctx: typer.Context,
     radius: int = typer.Option(DEFAULT_RADIUS, "--radius",
@@ -153,7 +99,7 @@ def dedupe_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Find exact and near-duplicate images across sources, and leakage between splits."""
-    ws = _workspace(ctx)
+    ws = workspace(ctx)
     with ws.catalog() as catalog, progress_bar("hash images") as bar:
         result = find_duplicates(catalog, ws.store(), radius=radius, sources=_split_list(sources),
                                  leakage=leakage, workers=workers, on_total=bar.total, on_record=bar.advance)
@@ -166,8 +112,6 @@ def dedupe_cmd(
     emit({"command": "dedupe", **result.summary(), "groups": [g.as_dict() for g in result.groups]}, as_json)
 
 
-@app.command("stats")
-@run_level_errors("stats")
 def stats_cmd(
     ctx: typer.Context,
     html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report with plots."),
@@ -175,16 +119,16 @@ def stats_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Counts per source, domain, defect type, label, caption status; plots with --html."""
-    from .stats import collect_stats, draw_figures, html_report, public_stats, stats_rows
+    from ..stats import collect_stats, draw_figures, html_report, public_stats, stats_rows
 
-    ws = _workspace(ctx)
+    ws = workspace(ctx)
     with ws.catalog() as catalog:
         stats = collect_stats(stats_rows(catalog, _split_list(sources)))
         if not stats["images"]:
-            raise ValueError("no records to report on: ingest something first")
+            raise RunError("no records to report on: ingest something first")
         summary = {"command": "stats", **public_stats(stats)}
         if html is not None:
-            _need("matplotlib")
+            need_extra("matplotlib")
             figures = draw_figures(stats, ws.store(), catalog.get)
             html.parent.mkdir(parents=True, exist_ok=True)
             html.write_text(html_report(stats, figures))
@@ -192,3 +136,10 @@ def stats_cmd(
     if not as_json:
         summary.pop("samples", None)
     emit(summary, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `push-to-hub`, `dedupe` and `stats` to `app`."""
+    app.command("push-to-hub")(run_level_errors("push-to-hub")(push_to_hub_cmd))
+    app.command("dedupe")(run_level_errors("dedupe")(dedupe_cmd))
+    app.command("stats")(run_level_errors("stats")(stats_cmd))

@@ -1,6 +1,6 @@
 """`caption`: template captions offline, or LLM drafts (`--llm`, with `--batch` for the Batch API).
 
-Registered on the main Typer app when imported (from cli.py, in the commands' order)."""
+Added to the app by `register(app)`."""
 
 from __future__ import annotations
 
@@ -10,19 +10,18 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from .caption import batch as llm_batch
-from .caption import caption_workspace
-from .caption.checks import check_workspace
-from .caption.llm import DEFAULT_MODEL, LLMOptions, caption_llm
-from .caption.llm_records import count_candidates
-from .caption.pricing import load_prices
-from .caption.prompt import RESPONSE_FORMATS
-from .cli import JSON_OPT, _workspace, app, run_level_errors
-from .console import emit, err, progress_bar
+from ..caption import batch as llm_batch
+from ..caption import caption_workspace
+from ..caption.checks import check_workspace
+from ..caption.llm import DEFAULT_MODEL, LLMOptions, caption_llm
+from ..caption.llm_records import count_candidates
+from ..caption.pricing import load_prices
+from ..caption.prompt import RESPONSE_FORMATS
+from ..console import emit, err, progress_bar
+from ..errors import RunError
+from .common import JSON_OPT, run_level_errors, workspace
 
 
-@app.command("caption")
-@run_level_errors("caption")
 def caption_cmd(
     ctx: typer.Context,
     force: bool = typer.Option(False, "--force", help="Redraft template drafts too (expert work is kept)."),
@@ -55,14 +54,13 @@ def caption_cmd(
     temperature: Optional[float] = typer.Option(None, "--temperature", help="--llm: sampling temperature."),
     fmt: str = typer.Option("json_schema", "--response-format",
                             help="--llm: json_schema (falls back when refused), json_object or none."),
-    backoff_base: float = typer.Option(0.5, "--backoff-base", min=0.0, hidden=True),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Draft captions: offline from each record's facts (template), or with an LLM (--llm)."""
-    ws = _workspace(ctx)
+    ws = workspace(ctx)
     if not llm:
         if batch or dry_run:
-            raise ValueError("--batch and --dry-run need --llm")
+            raise RunError("--batch and --dry-run need --llm")
         with ws.catalog() as catalog:
             todo = catalog.count(source=source) if source else catalog.count()
             with progress_bar("caption") as bar:
@@ -72,19 +70,19 @@ def caption_cmd(
         emit(summary, as_json)
         return
     if force:
-        raise ValueError("--force is for template captions; --llm redrafts on its own when the prompt, model, "
+        raise RunError("--force is for template captions; --llm redrafts on its own when the prompt, model, "
                          "options or a record's facts change, and never pays twice for the same request")
     if batch not in (None, "submit", "status", "collect"):
-        raise ValueError(f"invalid --batch {batch!r} (submit, status or collect)")
+        raise RunError(f"invalid --batch {batch!r} (submit, status or collect)")
     if fmt not in RESPONSE_FORMATS:
-        raise ValueError(f"invalid --response-format {fmt!r} ({', '.join(RESPONSE_FORMATS)})")
+        raise RunError(f"invalid --response-format {fmt!r} ({', '.join(RESPONSE_FORMATS)})")
     if transport not in ("auto", "aiohttp", "httpx"):
-        raise ValueError(f"invalid --transport {transport!r} (auto, aiohttp or httpx)")
+        raise RunError(f"invalid --transport {transport!r} (auto, aiohttp or httpx)")
     if image_detail not in ("low", "high", "auto"):
-        raise ValueError(f"invalid --image-detail {image_detail!r} (low, high or auto)")
+        raise RunError(f"invalid --image-detail {image_detail!r} (low, high or auto)")
     options = LLMOptions(model=model, base_url=base_url, vision=vision, image_detail=image_detail,
                          concurrency=concurrency, processes=processes, transport=transport, max_cost=max_cost, limit=limit, where=where, source=source,
-                         timeout=timeout, max_retries=max_retries, backoff_base=backoff_base, max_tokens=max_tokens,
+                         timeout=timeout, max_retries=max_retries, max_tokens=max_tokens,
                          temperature=temperature, response_format=fmt, dry_run=dry_run)
     price_table = load_prices(model, prices, price_in, price_out)
     with ws.catalog() as catalog:
@@ -107,3 +105,8 @@ def caption_cmd(
         raise typer.Exit(2)
     if summary.get("stopped") == "interrupted":
         raise typer.Exit(130)  # what a shell reports for Ctrl-C; answers so far are kept
+
+
+def register(app: typer.Typer) -> None:
+    """Add `caption` to `app`."""
+    app.command("caption")(run_level_errors("caption")(caption_cmd))

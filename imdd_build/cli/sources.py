@@ -1,6 +1,6 @@
 """Registry commands: `sources` (the registry, download checks, README table) and `taxonomy check`.
 
-Registered on the main Typer app when imported (at the end of cli.py)."""
+Added to the app by `register(app)`."""
 
 from __future__ import annotations
 
@@ -10,18 +10,17 @@ from typing import Optional
 
 import typer
 
-from .cli import JSON_OPT, _entry_from_spec, _workspace, app, generic_adapters, run_level_errors
-from .console import emit, err, progress_bar
-from .registry import load_registry, markdown_table
-from .roots import compare_counts, count_source, load_roots
-from .sources import ADAPTERS, RootError
-from .sourcekit.options import describe
-from .taxcheck import check_taxonomy
-from .taxonomy import load_taxonomy
+from ..console import emit, err, progress_bar
+from ..registry import load_registry, markdown_table
+from ..roots import check_roots
+from ..source_entry import generic_adapters
+from ..sources import ADAPTERS, RootError
+from ..sourcekit.options import describe
+from ..taxcheck import check_taxonomy
+from ..taxonomy import load_taxonomy
+from .common import JSON_OPT, run_level_errors, workspace
 
 
-@app.command("sources")
-@run_level_errors("sources")
 def sources_cmd(
     roots: Optional[Path] = typer.Option(None, "--roots", help="YAML of source id -> root: check each download."),
     tolerance: float = typer.Option(0.0, "--tolerance", min=0.0,
@@ -51,24 +50,8 @@ def sources_cmd(
             err.print(f"generic adapters (--license/--domain): {', '.join(generic)}", markup=False)
         emit({"command": "sources", "sources": rows, "generic_adapters": generic}, as_json)
         return
-    checks = {}
     with progress_bar("check roots") as bar:
-        specs = load_roots(roots)
-        bar.total(len(specs))
-        for sid, spec in specs.items():
-            check = {"root": str(spec["root"]), "exists": spec["root"].exists()}
-            try:
-                entry = _entry_from_spec(sid, spec)
-                if check["exists"]:
-                    found = count_source(entry, spec["root"], spec.get("options"))
-                    status, diffs = compare_counts(entry, found, tolerance)
-                    check.update(found=found, status=status, differences=diffs, published=entry.counts)
-                else:
-                    check.update(status="missing")
-            except RootError as exc:
-                check.update(status="error", error=str(exc))
-            checks[sid] = check
-            bar.advance()
+        checks = check_roots(roots, tolerance, on_total=bar.total, on_advance=bar.advance)
     if not as_json:
         for sid, c in checks.items():
             f = c.get("found", {})
@@ -98,18 +81,12 @@ def emit_options(name: str, registry: dict, as_json: bool) -> None:
     emit({"command": "sources", "adapter": adapter_id, "options": rows}, as_json)
 
 
-taxonomy_app = typer.Typer(help="The defect taxonomy (annotation_guidelines/taxonomy.yaml).", no_args_is_help=True)
-app.add_typer(taxonomy_app, name="taxonomy")
-
-
-@taxonomy_app.command("check")
-@run_level_errors("taxonomy check")
 def taxonomy_check_cmd(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """List source labels that map to no canonical defect type; print domain and defect-type counts.
 
     Exits 1 when a label is unmapped or the taxonomy is inconsistent.
     """
-    ws = _workspace(ctx)
+    ws = workspace(ctx)
     catalog = ws.catalog() if ws.catalog_path.exists() else None
     try:
         summary = check_taxonomy(load_taxonomy(), load_registry(), ADAPTERS, catalog)
@@ -125,3 +102,11 @@ def taxonomy_check_cmd(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
          title="taxonomy check")
     if summary["unmapped"] or summary["problems"]:
         raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `sources` and `taxonomy check` to `app`."""
+    app.command("sources")(run_level_errors("sources")(sources_cmd))
+    taxonomy_app = typer.Typer(help="The defect taxonomy (annotation_guidelines/taxonomy.yaml).", no_args_is_help=True)
+    taxonomy_app.command("check")(run_level_errors("taxonomy check")(taxonomy_check_cmd))
+    app.add_typer(taxonomy_app, name="taxonomy")

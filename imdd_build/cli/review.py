@@ -9,25 +9,17 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from .cli import JSON_OPT, _workspace, app, run_level_errors
-from .console import emit, err
-
-review_app = typer.Typer(help="Expert review: queue, web app, reviewers, metrics, Label Studio.", no_args_is_help=True)
-app.add_typer(review_app, name="review")
+from ..console import emit, err
+from ..errors import RunError
+from .common import JSON_OPT, run_level_errors, workspace
 
 
-def _queue(ctx: typer.Context, lease_seconds: float = 900.0):
-    from .review.auth import private
-    from .review.queue import ReviewQueue
+def _queue(ctx: typer.Context):
+    from ..review.queue import open_queue
 
-    ws = _workspace(ctx)
-    queue = ReviewQueue(ws.catalog(), lease_seconds=lease_seconds)
-    private(ws.catalog_path)  # it holds token hashes, sessions and the audit log
-    return queue
+    return open_queue(workspace(ctx))
 
 
-@review_app.command("enqueue")
-@run_level_errors("review enqueue")
 def enqueue_cmd(
     ctx: typer.Context,
     sample_rate: float = typer.Option(0.05, "--sample-rate", help="Share of each (source, defect type) stratum "
@@ -39,7 +31,7 @@ def enqueue_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Queue the records with a draft caption: failed checks first, then a stratified sample, then the rest."""
-    from .review.queue import load_gold
+    from ..review.queue import load_gold
 
     gold_answers = load_gold(gold) if gold else None
     q = _queue(ctx)
@@ -51,8 +43,6 @@ def enqueue_cmd(
     emit(summary, as_json)
 
 
-@review_app.command("add-reviewer")
-@run_level_errors("review add-reviewer")
 def add_reviewer_cmd(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Reviewer name (letters, digits, _ . @ -)."),
@@ -60,7 +50,7 @@ def add_reviewer_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Create a reviewer (or replace their token) and print the token once; only its hash is stored."""
-    from .review.auth import add_reviewer
+    from ..review.auth import add_reviewer
 
     q = _queue(ctx)
     try:
@@ -71,23 +61,19 @@ def add_reviewer_cmd(
           "note": "shown once: only its hash is stored; run add-reviewer again to replace it"}, as_json)
 
 
-@review_app.command("revoke-reviewer")
-@run_level_errors("review revoke-reviewer")
 def revoke_reviewer_cmd(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = JSON_OPT) -> None:
     """Disable a reviewer's token and sessions (their decisions stay)."""
-    from .review.auth import revoke_reviewer
+    from ..review.auth import revoke_reviewer
 
     q = _queue(ctx)
     try:
         if not revoke_reviewer(q.db, name):
-            raise ValueError(f"no reviewer named {name!r}")
+            raise RunError(f"no reviewer named {name!r}")
     finally:
         q.catalog.close()
     emit({"command": "review revoke-reviewer", "reviewer": name, "revoked": True}, as_json)
 
 
-@review_app.command("serve")
-@run_level_errors("review serve")
 def serve_cmd(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (default loopback only)."),
@@ -102,13 +88,16 @@ def serve_cmd(
 ) -> None:
     """Run the review web app (FastAPI + uvicorn) on the workspace (--json: the address, printed at start-up)."""
     try:
-        from .review.server import serve
+        from ..review.server import serve
     except ImportError as exc:
-        raise ValueError(f"the review server needs its extra: pip install 'imdd[review]' ({exc.name} missing)") from None
+        raise RunError(f"the review server needs its extra: pip install 'imdd[review]' ({exc.name} missing)") from None
+    from ..review.metrics import serve_counts
+
     q = _queue(ctx)
-    reviewers = q.db.execute("SELECT COUNT(*) FROM review_reviewers WHERE active = 1").fetchone()[0]
-    items = q.db.execute("SELECT COUNT(*) FROM review_queue").fetchone()[0]
-    q.catalog.close()
+    try:
+        items, reviewers = serve_counts(q)
+    finally:
+        q.catalog.close()
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -124,15 +113,13 @@ def serve_cmd(
     if as_json:  # printed before serving: a server's stdout ends with this line (its logs go to stderr)
         emit({"command": "review serve", "url": f"http://{host}:{port}/", "host": host, "port": port,
               "items": items, "reviewers": reviewers}, True)
-    serve(_workspace(ctx).root, host=host, port=port, lease_seconds=lease_minutes * 60, secure_cookies=secure_cookies,
+    serve(workspace(ctx).root, host=host, port=port, lease_seconds=lease_minutes * 60, secure_cookies=secure_cookies,
           allowed_hosts=allowed_host)
 
 
-@review_app.command("status")
-@run_level_errors("review status")
 def status_cmd(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """Coverage per source and defect type, throughput per reviewer, agreement, gold accuracy."""
-    from .review.metrics import review_status
+    from ..review.metrics import review_status
 
     q = _queue(ctx)
     try:
@@ -144,11 +131,9 @@ def status_cmd(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
 
 def _check_format(fmt: str) -> None:
     if fmt != "label-studio":
-        raise ValueError(f"invalid --format {fmt!r} (label-studio)")
+        raise RunError(f"invalid --format {fmt!r} (label-studio)")
 
 
-@review_app.command("export")
-@run_level_errors("review export")
 def export_cmd(
     ctx: typer.Context,
     fmt: str = typer.Option("label-studio", "--format", help="label-studio"),
@@ -161,8 +146,8 @@ def export_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Export queue items as Label Studio tasks (image, draft as an editable prediction with its model)."""
-    from .review.labelstudio import export_tasks
-    from .review.queue import STATES
+    from ..review.labelstudio import export_tasks
+    from ..review.queue import STATES
 
     _check_format(fmt)
     q = _queue(ctx)
@@ -174,8 +159,6 @@ def export_cmd(
     emit(summary, as_json)
 
 
-@review_app.command("import")
-@run_level_errors("review import")
 def import_cmd(
     ctx: typer.Context,
     file: Path = typer.Argument(..., exists=False, help="Label Studio JSON export of the exported tasks."),
@@ -183,7 +166,7 @@ def import_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Import Label Studio annotations as decisions (reviewer, final text, lead time)."""
-    from .review.labelstudio import import_tasks
+    from ..review.labelstudio import import_tasks
 
     _check_format(fmt)
     if not file.is_file():
@@ -194,3 +177,16 @@ def import_cmd(
     finally:
         q.catalog.close()
     emit(summary, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `review` group to `app`."""
+    review_app = typer.Typer(help="Expert review: queue, web app, reviewers, metrics, Label Studio.", no_args_is_help=True)
+    review_app.command("enqueue")(run_level_errors("review enqueue")(enqueue_cmd))
+    review_app.command("add-reviewer")(run_level_errors("review add-reviewer")(add_reviewer_cmd))
+    review_app.command("revoke-reviewer")(run_level_errors("review revoke-reviewer")(revoke_reviewer_cmd))
+    review_app.command("serve")(run_level_errors("review serve")(serve_cmd))
+    review_app.command("status")(run_level_errors("review status")(status_cmd))
+    review_app.command("export")(run_level_errors("review export")(export_cmd))
+    review_app.command("import")(run_level_errors("review import")(import_cmd))
+    app.add_typer(review_app, name="review")
