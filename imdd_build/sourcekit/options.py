@@ -15,6 +15,8 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..errors import RunError
+
 
 def _as_list(value: Any) -> Any:
     """`a,b`, a YAML list or a single scalar -> list of strings (None stays None)."""
@@ -91,7 +93,7 @@ class MaskThresholdOptions(AdapterOptions):
 FLAGS = {"categories": "category", "include_unlabeled": "include-unlabeled"}
 
 
-class UnknownOption(ValueError):
+class UnknownOption(RunError):
     """An option the adapter does not read."""
 
 
@@ -108,7 +110,7 @@ def validate_options(adapter_id: str, model: type[AdapterOptions], given: dict) 
     try:
         parsed = model.model_validate(given)
     except ValidationError as exc:
-        raise ValueError(f"adapter {adapter_id}: {one_line(exc, prefix='option ')}") from None
+        raise RunError(f"adapter {adapter_id}: {one_line(exc, prefix='option ')}") from None
     return parsed.model_dump(exclude_unset=True, exclude_none=True, by_alias=True)
 
 
