@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Optional
 
 import httpx
+import pytest
 from conftest import Cli
 
 from imdd_build.catalog import Catalog
+from imdd_build.review.queue import ReviewQueue
 from imdd_build.sources.demo import generate_demo
 
 BROKEN_KEY = "demo/metal_plate/test/scratch/000"
@@ -164,3 +166,23 @@ def login(server: ReviewServer, token: str) -> tuple[httpx.Client, str]:
     assert c.post("/login", data={"token": token, "csrf": csrf}).status_code == 303
     page = c.get("/")
     return c, page.text.split('name="csrf-token" content="')[1].split('"')[0]
+
+
+class Clock:
+    """A settable clock for the queue (lease expiry without sleeping)."""
+
+    def __init__(self):
+        self.now = 1_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def q(tmp_path):
+    """A review queue on a fresh demo workspace, 60 s leases, on a `Clock` (`q.clock.now += ...`)."""
+    ws = review_workspace(tmp_path)
+    catalog = Catalog(ws / "catalog.sqlite")
+    queue = ReviewQueue(catalog, lease_seconds=60, clock=Clock())
+    yield queue
+    catalog.close()

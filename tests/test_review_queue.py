@@ -9,28 +9,11 @@ import sqlite3
 import time
 
 import pytest
-from review_fixtures import BROKEN_KEY, review_workspace
+from review_fixtures import BROKEN_KEY, Clock, q, review_workspace  # noqa: F401  (q is a fixture)
 
 from imdd_build.catalog import Catalog
 from imdd_build.review.auth import add_reviewer
 from imdd_build.review.queue import Conflict, NotFound, ReviewQueue
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1_000_000.0
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def q(tmp_path):
-    ws = review_workspace(tmp_path)
-    catalog = Catalog(ws / "catalog.sqlite")
-    queue = ReviewQueue(catalog, lease_seconds=60, clock=Clock())
-    yield queue
-    catalog.close()
 
 
 def people(q, *names):
