@@ -16,24 +16,23 @@ they hold its lease, and their history shows items as they were when they decide
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import anyio
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, Field
 
 from ..catalog import Catalog
 from ..store import Store
 from ..taxonomy import GUIDELINES_DIR
 from . import auth
+from .bodies import IDEMPOTENCY_KEY, MAX_ID, CheckBody, ReviewBody, UndoBody
 from .gate import Gate, Refusal, log, parsed, short_errors
 from .queue import (
     DECISIONS,
@@ -51,28 +50,6 @@ HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "imdd_session"
 LOGIN_CSRF_COOKIE = "imdd_login_csrf"
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-MAX_ID = (1 << 62) - 1  # event ids fit SQLite's 64-bit integers with room to spare
-
-
-class ReviewBody(BaseModel):
-    decision: str = Field(..., max_length=16)
-    version: str = Field(..., max_length=64)  # the opaque lease token the item came with
-    caption: Optional[str] = Field(None, max_length=8000)
-    reason: Optional[str] = Field(None, max_length=200)
-    labels: Optional[dict[str, Any]] = None
-    time_spent_ms: Optional[float] = Field(None, ge=0, le=1e9)
-    note: Optional[str] = Field(None, max_length=2000)
-
-
-class UndoBody(BaseModel):
-    event_id: Optional[int] = Field(None, ge=1, le=MAX_ID)
-
-
-class CheckBody(BaseModel):
-    caption: str = Field(..., max_length=8000)
-
-
 def create_app(workspace_root: Path, lease_seconds: float = 900.0, secure_cookies: bool = False,
                allowed_hosts: Optional[Iterable[str]] = None) -> FastAPI:
     """The app over a workspace. `allowed_hosts`: the names the `Host` header may carry (None: any)."""
