@@ -128,40 +128,18 @@ def search(args) -> list[dict]:
 def build_child(n: int, workers: int, ws_dir: Path) -> None:
     """Runs in its own process: ingest n distinct tiny images, caption them, print a JSON line."""
     from imdd_build.caption import caption_workspace
-    from imdd_build.source_entry import source_entry
     from imdd_build.ingest import ingest
     from imdd_build.normalize import NormalizeOptions
-    from imdd_build.sources import ADAPTERS, RawSample, SourceAdapter
-    from imdd_build.sourcekit.masks import ArrayMask
+    from imdd_build.source_entry import source_entry
     from imdd_build.workspace import Workspace
+    from synthetic_source import register_synthetic
 
-    class Distinct(SourceAdapter):
-        id = "bench_distinct"
-
-        def count_hint(self):
-            return n
-
-        def samples(self):
-            for i in range(n):
-                rng = np.random.default_rng(i)
-                pixels = np.repeat(np.repeat(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), 4, 0), 4, 1)
-                defective = i % 3 == 0
-                mask = None
-                if defective:
-                    m = np.zeros((32, 32), np.uint8)
-                    m[4 + i % 7: 12, 5: 9 + i % 11] = 1
-                    mask = ArrayMask(m)
-                yield RawSample(rel_path=f"lot{i // 10000:03d}/img{i:07d}.png", product="part",
-                                source_split="test" if i % 5 == 0 else "train",
-                                label="defective" if defective else "normal",
-                                source_labels=["scratch"] if defective else [], mask=mask, pixels=pixels)
-
-    ADAPTERS[Distinct.id] = Distinct
+    adapter_id = register_synthetic(n, distinct=True)
     entry = source_entry("folder", license="CC0-1.0", domain="metal_surface", source_id="synthetic")
     ws_dir.mkdir(parents=True, exist_ok=True)  # also the (unused) source root the adapter checks
     start = time.perf_counter()
     ws = Workspace(ws_dir)
-    result = ingest(ws, Distinct.id, ws_dir, entry, NormalizeOptions(size=64), workers=workers, commit_every=1000)
+    result = ingest(ws, adapter_id, ws_dir, entry, NormalizeOptions(size=64), workers=workers, commit_every=1000)
     with ws.catalog() as catalog:
         caption_workspace(catalog)
     print(json.dumps({"seconds": time.perf_counter() - start, "written": result.written}))

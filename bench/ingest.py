@@ -259,38 +259,16 @@ def _tree_rss_kb(root_pid: int) -> tuple[int, int]:
 
 def memory_child(n: int, workers: int, canvas: int, ws_dir: Path) -> None:
     """Runs in its own process: ingest n synthetic in-memory samples, print a JSON line."""
-    from imdd_build.source_entry import source_entry
     from imdd_build.ingest import ingest
     from imdd_build.normalize import NormalizeOptions
-    from imdd_build.sources import ADAPTERS, RawSample, SourceAdapter
-    from imdd_build.sourcekit.masks import ArrayMask
+    from imdd_build.source_entry import source_entry
     from imdd_build.workspace import Workspace
+    from synthetic_source import register_synthetic
 
-    class Synthetic(SourceAdapter):
-        id = "bench_synthetic"
-
-        def count_hint(self):
-            return n
-
-        def samples(self):
-            for i in range(n):
-                rng = np.random.default_rng(i % 997)
-                pixels = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
-                defective = i % 3 == 0
-                mask = None
-                if defective:
-                    m = np.zeros((24, 32), np.uint8)
-                    m[4 + i % 7: 12, 5: 9 + i % 11] = 1
-                    mask = ArrayMask(m)
-                yield RawSample(rel_path=f"lot{i // 10000:03d}/img{i:07d}.png", product="part",
-                                source_split="test" if defective else "train",
-                                label="defective" if defective else "normal",
-                                source_labels=["scratch"] if defective else [], mask=mask, pixels=pixels)
-
-    ADAPTERS[Synthetic.id] = Synthetic
+    adapter_id = register_synthetic(n, distinct=False)
     entry = source_entry("folder", license="CC0-1.0", domain="metal_surface", source_id="synthetic")
     start = time.perf_counter()
-    result = ingest(Workspace(ws_dir), Synthetic.id, ws_dir, entry, NormalizeOptions(size=canvas),
+    result = ingest(Workspace(ws_dir), adapter_id, ws_dir, entry, NormalizeOptions(size=canvas),
                     workers=workers, commit_every=1000)
     print(json.dumps({"seconds": time.perf_counter() - start, "written": result.written,
                       "quarantined": len(result.quarantined)}))
