@@ -47,13 +47,6 @@ LEAKAGE_RULE = ("A duplicate group whose members span an evaluation split (valid
                 "validation) and leaves the others out (train, unlabeled, and validation when test holds the "
                 "image); keep only reports it.")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS image_hashes (
-    image TEXT PRIMARY KEY,      -- store reference of the normalized image
-    pixel_sha256 TEXT NOT NULL,  -- sha256 of the decoded RGB pixels
-    phash TEXT NOT NULL          -- 64-bit DCT perceptual hash, 16 hex digits
-);
-"""
 _PAGE = 5000  # rows per page of the catalog stream (and per batch of cache lookups)
 
 
@@ -149,16 +142,10 @@ class _Hasher:
     def __init__(self, catalog: Catalog, store: Store, workers: int):
         self.catalog, self.store, self.workers = catalog, store, workers
         self.pool: ProcessPoolExecutor | None = None
-        catalog.db.executescript(_SCHEMA)
 
     def lookup(self, refs: list[str]) -> list[tuple[str, int]]:
-        found: dict[str, tuple[str, int]] = {}
         unique = list(dict.fromkeys(refs))
-        for start in range(0, len(unique), 900):
-            part = unique[start:start + 900]
-            rows = self.catalog.db.execute("SELECT image, pixel_sha256, phash FROM image_hashes "
-                                           f"WHERE image IN ({','.join('?' * len(part))})", part)
-            found.update((ref, (sha, int(ph, 16))) for ref, sha, ph in rows)
+        found = self.catalog.dedupe.hashes(unique)
         missing = [ref for ref in unique if ref not in found]
         if missing:
             fn = partial(_hash_stored, self.store.root)
@@ -168,9 +155,7 @@ class _Hasher:
             else:
                 computed = [fn(ref) for ref in missing]
             found.update(zip(missing, computed))
-            with self.catalog._transaction():
-                self.catalog.db.executemany("INSERT OR REPLACE INTO image_hashes VALUES (?, ?, ?)",
-                                            [(ref, sha, f"{ph:016x}") for ref, (sha, ph) in zip(missing, computed)])
+            self.catalog.dedupe.put_hashes(zip(missing, computed))
         return [found[ref] for ref in refs]
 
     def close(self) -> None:
@@ -293,13 +278,5 @@ def _members(catalog: Catalog, sources: list[str], groups: list[np.ndarray], spl
 
 def save_groups(catalog: Catalog, result: DedupeResult) -> None:
     """Record the last dedupe run in the catalog (`dedupe_groups`), replacing the previous one."""
-    catalog.db.executescript("""
-CREATE TABLE IF NOT EXISTS dedupe_groups (
-    group_id INTEGER NOT NULL, key TEXT NOT NULL, kind TEXT NOT NULL, radius INTEGER NOT NULL,
-    leakage INTEGER NOT NULL, dropped INTEGER NOT NULL, PRIMARY KEY (group_id, key));
-""")
-    with catalog._transaction():
-        catalog.db.execute("DELETE FROM dedupe_groups")
-        catalog.db.executemany("INSERT INTO dedupe_groups VALUES (?, ?, ?, ?, ?, ?)",
-                               [(g.id, m.key, g.kind, result.radius, int(g.leakage), int(m.key in g.dropped))
-                                for g in result.groups for m in g.members])
+    catalog.dedupe.replace_groups([(g.id, m.key, g.kind, result.radius, int(g.leakage), int(m.key in g.dropped))
+                                   for g in result.groups for m in g.members])

@@ -215,20 +215,14 @@ class IngestResult:
 
     def summary(self, catalog: Catalog) -> dict:
         """The run's counts plus the source's catalog counts by split, label and defect type."""
-        by_defect = dict(catalog.db.execute(
-            "SELECT value, COUNT(*) FROM records, json_each(records.data, '$.defect_types') "
-            "WHERE source = ? GROUP BY value ORDER BY value", (self.source,)).fetchall())
         return {
             "command": "ingest", "source": self.source, "root": self.root, "seen": self.seen,
             "written": self.written, "unchanged": self.unchanged, "quarantined": len(self.quarantined),
             "records": catalog.count(source=self.source),
             "by_split": catalog.counts_by("split", source=self.source),
             "by_label": catalog.counts_by("label", source=self.source),
-            "by_defect_type": by_defect,
-            "unmapped_labels": [row[0] for row in catalog.db.execute(
-                "SELECT DISTINCT json_extract(value, '$.source_label') FROM records, "
-                "json_each(records.data, '$.defect_labels') WHERE source = ? "
-                "AND json_extract(value, '$.type') IS NULL ORDER BY 1", (self.source,))],
+            "by_defect_type": catalog.defect_type_counts(self.source),
+            "unmapped_labels": catalog.unmapped_labels(self.source),
             "quarantine": [{"path": q.path, "reason": q.reason} for q in self.quarantined],
             # What crop/tile had to change for some samples so that no record claims an unseen defect.
             "resize_notes": dict(sorted(self.resize_notes.items())),

@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from .catalog import Catalog
+from .catalog import Catalog, CatalogReader
 from .executor import map_ordered
 from .normalize import encode_mask, encode_png
 from .record import SPLITS, Record
@@ -239,8 +239,6 @@ class _ShardWriter:
         self.with_class_masks = with_class_masks
 
     def __call__(self, job: _ShardJob) -> tuple[list[dict], Counter]:
-        import sqlite3
-
         options, out, store = self.options, Path(self.options.out), Store(self.store_root)
         stored_ext = {"jpeg": "jpg", "png": "png"}
         zero_mask = encode_mask(np.zeros((512, 512), dtype=np.uint8))
@@ -248,11 +246,10 @@ class _ShardWriter:
                                      self.image_ext, self.with_masks, self.with_class_masks)
                    for fmt in options.formats}
         labels: Counter = Counter()
-        db = sqlite3.connect(f"file:{self.catalog_path}?mode=ro", uri=True)
+        reader = CatalogReader(self.catalog_path)
         try:
             for key in job.keys:
-                row = db.execute("SELECT data FROM records WHERE key = ?", (key,)).fetchone()
-                record = Record.model_validate_json(row[0])
+                record = reader.get(key)
                 image = store.read(record.image)
                 mask = store.read(record.mask) if record.mask else None
                 class_mask = store.read(record.class_mask) if record.class_mask else None
@@ -273,7 +270,7 @@ class _ShardWriter:
                 writer.abort()
             raise
         finally:
-            db.close()
+            reader.close()
         entries = []
         for fmt, writer in writers.items():
             writer.close()

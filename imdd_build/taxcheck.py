@@ -52,16 +52,10 @@ def check_taxonomy(taxonomy: Taxonomy, registry: dict[str, SourceEntry], adapter
     by_domain: dict[str, int] = {}
     by_defect_type: dict[str, int] = {}
     if catalog is not None:
-        rows = catalog.db.execute(
-            "SELECT DISTINCT source, value FROM records, json_each(records.data, '$.source_labels') "
-            "WHERE records.label = 'defective' ORDER BY source, value").fetchall()
-        for source, label in rows:
+        for source, label in catalog.defective_source_labels():
             check(source, str(label), "catalog")
-        by_domain = dict(catalog.db.execute(
-            "SELECT json_extract(data, '$.domain') AS d, COUNT(*) FROM records GROUP BY d ORDER BY d").fetchall())
-        by_defect_type = dict(catalog.db.execute(
-            "SELECT value, COUNT(*) FROM records, json_each(records.data, '$.defect_types') "
-            "GROUP BY value ORDER BY value").fetchall())
+        by_domain = catalog.domain_counts()
+        by_defect_type = catalog.defect_type_counts()
     seen = set()
     unique = []
     for u in unmapped:

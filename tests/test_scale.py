@@ -43,7 +43,7 @@ def big_catalog(tmp_path_factory):
                     source_path=f"item{i:07d}.png", sha256=f"{i:064x}",
                     caption="x" if status else None, caption_source="template" if status else None)
         rows.append((key, source, split, label, status, f"fp{i}", json.dumps(data), now))
-    with catalog._transaction():
+    with catalog.transaction():
         catalog.db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
     catalog.db.execute("ANALYZE")
     yield catalog, ws

@@ -87,7 +87,7 @@ def caption_llm(catalog: Catalog, store: Store, options: LLMOptions, prices: Pri
                    "response_format": fmt, "processes": processes, "transport": transport_name(options),
                    "client_cpu_s": client_cpu, "requests_per_process": per_process}
     summary["records"] = catalog.count()
-    summary["uncaptioned"] = catalog.db.execute("SELECT COUNT(*) FROM records WHERE caption_status IS NULL").fetchone()[0]
+    summary["uncaptioned"] = catalog.count_uncaptioned()
     return summary
 
 

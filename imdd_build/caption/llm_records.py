@@ -4,14 +4,13 @@ next from its cached answers (`next_step`), and the caption fields built from th
 
 from __future__ import annotations
 
-import sqlite3
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..catalog import Catalog
+from ..catalog import Catalog, CatalogReader
 from ..record import Record
 from .cache import Answer
 from .checks import CheckResult, check_caption
@@ -22,40 +21,15 @@ from ..errors import RunError
 
 
 # -- selecting records ---------------------------------------------------------------------------
-_WHERE_COLUMNS = ("SELECT key, source, split, label, caption_status, data, "
-                  "json_extract(data, '$.product') AS product, json_extract(data, '$.domain') AS domain, "
-                  "json_extract(data, '$.caption_source') AS caption_source FROM records")
-
-
 def in_partition(key: str, partition: tuple[int, int] | None) -> bool:
     """Whether client process `i` of `n` owns this record: crc32 of the key, modulo n."""
     return partition is None or zlib.crc32(key.encode()) % partition[1] == partition[0]
 
 
-def _conditions(source: str | None, where: str | None) -> tuple[list[str], list]:
-    if where and ";" in where:
-        raise RunError("--where: one SQL expression, no ';'")
-    conds, args = [], []
-    if source:
-        conds.append("source = ?")
-        args.append(source)
-    if where:
-        conds.append(f"({where})")
-    return conds, args
-
-
 def count_candidates(catalog: Catalog, source: str | None = None, where: str | None = None) -> int:
     """How many records `--source` and `--where` select (the progress total of a run)."""
-    conds, args = _conditions(source, where)
-    ro = sqlite3.connect(f"file:{catalog.path}?mode=ro", uri=True, timeout=60)
-    try:
-        sql = f"SELECT COUNT(*) FROM ({_WHERE_COLUMNS})" + (f" WHERE {' AND '.join(conds)}" if conds else "")
-        try:
-            return ro.execute(sql, args).fetchone()[0]
-        except sqlite3.Error as exc:
-            raise RunError(f"--where {where!r}: {exc}") from None
-    finally:
-        ro.close()
+    with CatalogReader(catalog.path) as reader:
+        return reader.count_where(source, where)
 
 
 def iter_candidates(catalog: Catalog, source: str | None = None, where: str | None = None,
@@ -64,24 +38,10 @@ def iter_candidates(catalog: Catalog, source: str | None = None, where: str | No
     key, source, split, label, caption_status, caption_source, product, domain and data (JSON)),
     and to partition `(i, n)` when given. Read through a read-only connection, so a `--where` can
     never write."""
-    ro = sqlite3.connect(f"file:{catalog.path}?mode=ro", uri=True, timeout=60)
-    try:
-        conds, args = _conditions(source, where)
-        conds, args = ["key > ?", *conds], ["", *args]
-        sql = f"SELECT key, data FROM ({_WHERE_COLUMNS}) WHERE {' AND '.join(conds)} ORDER BY key LIMIT {int(page)}"
-        while True:
-            try:
-                rows = ro.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
-                raise RunError(f"--where {where!r}: {exc}") from None
-            if not rows:
-                return
-            for key, data in rows:
-                if in_partition(key, partition):
-                    yield Record.model_validate_json(data)
-            args[0] = rows[-1][0]
-    finally:
-        ro.close()
+    with CatalogReader(catalog.path) as reader:
+        for key, data in reader.iter_where(source, where, page):
+            if in_partition(key, partition):
+                yield Record.model_validate_json(data)
 
 
 # -- answers -> captions -------------------------------------------------------------------------

@@ -230,5 +230,4 @@ def caption_workspace(catalog: Catalog, force: bool = False, source: str | None 
             pending.clear()
     catalog.set_captions(pending)
     return {"command": "caption", "mode": "template", "captioned": written, "kept": kept,
-            "records": catalog.count(), "uncaptioned": catalog.db.execute(
-                "SELECT COUNT(*) FROM records WHERE caption_status IS NULL").fetchone()[0]}
+            "records": catalog.count(), "uncaptioned": catalog.count_uncaptioned()}

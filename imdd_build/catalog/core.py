@@ -10,57 +10,30 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
-from .record import Quarantined, Record, tile_key
+from ..record import Quarantined, Record, tile_key
+from .db import connect, transaction
+from .hashes import DedupeTables
+from .schema import migrate
 
-SCHEMA_VERSION = 1
 _COLUMNS = ("key", "source", "split", "label", "caption_status")
 _FIELD_RE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS records (
-    key TEXT PRIMARY KEY,
-    source TEXT NOT NULL,
-    split TEXT NOT NULL,
-    label TEXT NOT NULL,
-    caption_status TEXT,
-    fingerprint TEXT NOT NULL,
-    data TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS records_source ON records(source, key);
-CREATE INDEX IF NOT EXISTS records_split ON records(split, key);
-DROP INDEX IF EXISTS records_caption;
-CREATE INDEX IF NOT EXISTS records_caption_key ON records(caption_status, key);
-CREATE INDEX IF NOT EXISTS records_source_caption ON records(source, caption_status, key);
-CREATE INDEX IF NOT EXISTS records_source_split_label ON records(source, split, label);
-CREATE TABLE IF NOT EXISTS quarantine (
-    source TEXT NOT NULL,
-    path TEXT NOT NULL,
-    stage TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    run_id INTEGER,
-    at REAL NOT NULL,
-    PRIMARY KEY (source, path, stage)
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    command TEXT NOT NULL,
-    options TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    finished_at REAL,
-    summary TEXT
-);
-"""
+# The fields a caption write may set. Paid-for caption work (LLM, expert) survives a re-ingest as long
+# as the original file is the same; template drafts are cheap and may state a location the new
+# geometry changed, so they are redrafted.
+CAPTION_FIELDS = ("caption", "caption_source", "caption_status", "caption_meta")
+PROTECTED_SOURCES = ("expert",)
+PROTECTED_STATUSES = ("verified", "rejected")
 
-# Paid-for caption work (LLM, expert) survives a re-ingest as long as the original file is the same;
-# template drafts are cheap and may state a location the new geometry changed, so they are redrafted.
-_CAPTION_FIELDS = ("caption", "caption_source", "caption_status", "caption_meta")
+
+def is_protected(record: Record) -> bool:
+    """Expert-written, verified or rejected captions belong to the reviewers: never overwritten."""
+    return record.caption_source in PROTECTED_SOURCES or record.caption_status in PROTECTED_STATUSES
 
 
 class Catalog:
@@ -69,12 +42,17 @@ class Catalog:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache, whatever the catalog size
-        self.db.executescript(_SCHEMA)
-        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self.db = connect(self.path)
+        try:
+            migrate(self.db, self.path)
+        except BaseException:
+            self.db.close()
+            raise
+
+    @property
+    def dedupe(self) -> DedupeTables:
+        """The dedupe stage's tables (`image_hashes`, `dedupe_groups`) on this connection."""
+        return DedupeTables(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -109,7 +87,7 @@ class Catalog:
             return 0
         stale = self._stale_views(list(replace_views))
         now = time.time()
-        with self._transaction():
+        with self.transaction():
             # Records that already exist with the same original and paid-for caption work keep it;
             # the check reads two JSON fields per existing key, and parses a record only when it keeps.
             keep: dict[str, bool] = {}
@@ -124,7 +102,7 @@ class Catalog:
             for record, fingerprint in items:
                 if keep.get(record.key) == record.sha256:
                     previous = self.get(record.key)
-                    record = record.model_copy(update={f: getattr(previous, f) for f in _CAPTION_FIELDS})
+                    record = record.model_copy(update={f: getattr(previous, f) for f in CAPTION_FIELDS})
                 rows.append((record.key, record.source, record.split, record.label, record.caption_status,
                              fingerprint, record.model_dump_json(), now))
             self.db.executemany("DELETE FROM records WHERE key = ?", [(k,) for k in stale])
@@ -155,15 +133,49 @@ class Catalog:
             return None
         return self.db.execute("SELECT path FROM temp.run_keys WHERE key = ?", (key,)).fetchone()[0]
 
-    def set_captions(self, records: Iterable[Record]) -> int:
-        """Write back records whose caption fields changed (fingerprints are kept)."""
+    # -- captions: the one write path -----------------------------------------------------------
+    def write_captions(self, updates: Mapping[str, Mapping[str, Any]], allow_protected: bool = False) -> int:
+        """Set caption fields on the records *as they are now*, in one transaction: the one way caption
+        fields reach the catalog (template drafts, LLM captions, check results, review decisions).
+
+        `updates`: record key -> fields of `CAPTION_FIELDS` to set, plus optionally `_expect_caption`
+        (apply only if the caption is still that text). Each record is re-read inside the transaction,
+        so an expert edit or a re-ingest that landed meanwhile is neither overwritten nor reverted;
+        protected captions (`is_protected`) are left alone unless `allow_protected`. Keys with no
+        record are skipped. Returns the number of records written (fingerprints are kept).
+        """
+        if not updates:
+            return 0
+        for key, fields in updates.items():
+            unknown = sorted(set(fields) - set(CAPTION_FIELDS) - {"_expect_caption"})
+            if unknown:
+                raise ValueError(f"caption write for {key!r}: {', '.join(unknown)} are not caption fields")
         now = time.time()
-        n = 0
-        with self._transaction():
-            rows = [(record.model_dump_json(), record.caption_status, now, record.key) for record in records]
+        rows = []
+        keys = list(updates)
+        with self.transaction():
+            for start in range(0, len(keys), 500):
+                part = keys[start:start + 500]
+                found = self.db.execute(f"SELECT key, data FROM records WHERE key IN ({','.join('?' * len(part))})",
+                                        part).fetchall()
+                for key, data in found:
+                    current = Record.model_validate_json(data)
+                    fields = dict(updates[key])
+                    expect = fields.pop("_expect_caption", None)
+                    if expect is not None and current.caption != expect:
+                        continue
+                    if not allow_protected and is_protected(current):
+                        continue
+                    record = current.model_copy(update=fields)
+                    rows.append((record.model_dump_json(), record.caption_status, now, key))
             self.db.executemany("UPDATE records SET data = ?, caption_status = ?, updated_at = ? WHERE key = ?", rows)
-            n = len(rows)
-        return n
+        return len(rows)
+
+    def set_captions(self, records: Iterable[Record]) -> int:
+        """`write_captions` with the caption fields of `records` (protected captions included: the
+        caller decided)."""
+        return self.write_captions({r.key: {f: getattr(r, f) for f in CAPTION_FIELDS} for r in records},
+                                   allow_protected=True)
 
     def iter_records(self, source: str | None = None, split: str | None = None,
                      uncaptioned: bool = False, batch: int = 2000) -> Iterator[Record]:
@@ -235,12 +247,41 @@ class Catalog:
         rows = self.db.execute(f"SELECT {cols}, COUNT(*) FROM records {where} GROUP BY {cols} ORDER BY {cols}", args)
         return {"/".join("none" if v is None else str(v) for v in row[:-1]): row[-1] for row in rows}
 
+    def count_uncaptioned(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM records WHERE caption_status IS NULL").fetchone()[0]
+
+    # -- what the records say about the taxonomy (ingest and taxonomy-check summaries) ----------
+    def defect_type_counts(self, source: str | None = None) -> dict[str, int]:
+        """Defect type -> records naming it (of `source`, default all), by type."""
+        where, args = ("WHERE source = ?", (source,)) if source else ("", ())
+        return dict(self.db.execute(
+            "SELECT value, COUNT(*) FROM records, json_each(records.data, '$.defect_types') "
+            f"{where} GROUP BY value ORDER BY value", args).fetchall())
+
+    def domain_counts(self) -> dict[str | None, int]:
+        """Domain -> records (None for records without one), by domain."""
+        return dict(self.db.execute(
+            "SELECT json_extract(data, '$.domain') AS d, COUNT(*) FROM records GROUP BY d ORDER BY d").fetchall())
+
+    def defective_source_labels(self) -> list[tuple[str, str]]:
+        """The distinct (source, source label) pairs of defective records, sorted."""
+        return [(source, label) for source, label in self.db.execute(
+            "SELECT DISTINCT source, value FROM records, json_each(records.data, '$.source_labels') "
+            "WHERE records.label = 'defective' ORDER BY source, value")]
+
+    def unmapped_labels(self, source: str) -> list[str]:
+        """The source labels of `source`'s defects that map to no defect type, sorted."""
+        return [row[0] for row in self.db.execute(
+            "SELECT DISTINCT json_extract(value, '$.source_label') FROM records, "
+            "json_each(records.data, '$.defect_labels') WHERE source = ? "
+            "AND json_extract(value, '$.type') IS NULL ORDER BY 1", (source,))]
+
     # -- quarantine ------------------------------------------------------------------------
     def quarantine(self, items: Iterable[Quarantined], run_id: int | None = None) -> int:
         now = time.time()
         rows = [(q.source, q.path, q.stage, q.reason, run_id, now) for q in items]
         if rows:
-            with self._transaction():
+            with self.transaction():
                 self.db.executemany("INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?, ?, ?)", rows)
         return len(rows)
 
@@ -259,16 +300,6 @@ class Catalog:
         self.db.execute("UPDATE runs SET finished_at = ?, summary = ? WHERE id = ?",
                         (time.time(), json.dumps(summary, sort_keys=True, default=str), run_id))
 
-    def _transaction(self):
-        return _Transaction(self.db)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-
-    def __enter__(self):
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type, *_):
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+    def transaction(self):
+        """`db.transaction` on this catalog's connection (joins an open one)."""
+        return transaction(self.db)
