@@ -21,7 +21,7 @@ from typing import Any
 
 from ..catalog import Catalog
 from ..store import Store
-from .cache import Answer, ensure_tables
+from .cache import Answer, BatchTable
 from .llm import LLMOptions, LLMRun, iter_candidates, make_client, next_step, request_body
 from .pricing import Prices
 from .prompt import build_messages, retry_messages
@@ -36,38 +36,28 @@ def _now() -> float:
     return time.time()
 
 
-def _pending(catalog: Catalog) -> set[tuple[str, int]]:
-    rows = catalog.db.execute("SELECT i.cache_key, i.attempt FROM llm_batch_items i JOIN llm_batches b "
-                              "ON b.id = i.batch WHERE b.state != 'collected'")
-    return {(ck, attempt) for ck, attempt in rows}
-
-
-def _upload_and_create(catalog: Catalog, client: Any, row: tuple) -> None:
+def _upload_and_create(batches: BatchTable, client: Any, row: tuple) -> None:
     """Carry one local batch forward: written -> uploaded -> submitted (each state committed)."""
     bid, path, state, file_id = row
-    db = catalog.db
     if state == "written":
         with open(path, "rb") as fh:
             file_id = client.files.create(file=fh, purpose="batch").id
-        db.execute("UPDATE llm_batches SET state = 'uploaded', input_file_id = ?, updated_at = ? WHERE id = ?",
-                   (file_id, _now(), bid))
+        batches.update(bid, state="uploaded", input_file_id=file_id)
         state = "uploaded"
     if state == "uploaded":
         batch = client.batches.create(input_file_id=file_id, endpoint=ENDPOINT, completion_window="24h",
                                       metadata={"imdd_local_batch": str(bid)})
-        db.execute("UPDATE llm_batches SET state = 'submitted', batch_id = ?, status = ?, updated_at = ? WHERE id = ?",
-                   (batch.id, batch.status, _now(), bid))
+        batches.update(bid, state="submitted", batch_id=batch.id, status=batch.status)
 
 
 def submit(catalog: Catalog, store: Store, options: LLMOptions, prices: Prices, out_dir: Path,
            client: Any = None, max_requests: int = MAX_REQUESTS, max_bytes: int = MAX_BYTES) -> dict:
-    ensure_tables(catalog)
+    batches = BatchTable(catalog)
     run = LLMRun(catalog, store, options, prices)
     client = client or make_client(options, async_client=False)
-    for row in catalog.db.execute("SELECT id, jsonl, state, input_file_id FROM llm_batches "
-                                  "WHERE state IN ('written', 'uploaded') ORDER BY id").fetchall():
-        _upload_and_create(catalog, client, row)  # finish what a killed submit left
-    pending = _pending(catalog)
+    for row in batches.in_state(("written", "uploaded"), "id, jsonl, state, input_file_id"):
+        _upload_and_create(batches, client, row)  # finish what a killed submit left
+    pending = batches.in_flight()
     out_dir.mkdir(parents=True, exist_ok=True)
     created: list[int] = []
     chunk: list[tuple[str, str, int, str]] = []  # (custom_id, cache_key, attempt, record_key)
@@ -85,16 +75,8 @@ def submit(catalog: Catalog, store: Store, options: LLMOptions, prices: Prices, 
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(b"".join(lines))
         tmp.replace(path)
-        db = catalog.db
-        db.execute("BEGIN IMMEDIATE")
-        cur = db.execute("INSERT INTO llm_batches (jsonl, model, requests, state, estimated_cost_usd, created_at, "
-                         "updated_at) VALUES (?, ?, ?, 'written', ?, ?, ?)",
-                         (str(path), options.model, len(chunk), chunk_cost, _now(), _now()))
-        bid = int(cur.lastrowid)
-        db.executemany("INSERT INTO llm_batch_items (batch, custom_id, cache_key, attempt, record_key) "
-                       "VALUES (?, ?, ?, ?, ?)", [(bid, *item) for item in chunk])
-        db.execute("COMMIT")
-        _upload_and_create(catalog, client, (bid, str(path), "written", None))
+        bid = batches.add(str(path), options.model, chunk, chunk_cost)
+        _upload_and_create(batches, client, (bid, str(path), "written", None))
         created.append(bid)
         lines, chunk, size, chunk_cost = [], [], 0, 0.0
 
@@ -145,28 +127,24 @@ def submit(catalog: Catalog, store: Store, options: LLMOptions, prices: Prices, 
             "kept": run.c["kept"], "already": run.c["already"]}
 
 
-def _refresh(catalog: Catalog, client: Any) -> list[dict]:
+def _refresh(batches: BatchTable, client: Any) -> list[dict]:
     out = []
-    rows = catalog.db.execute("SELECT id, batch_id, state FROM llm_batches WHERE state IN ('submitted', 'final') "
-                              "ORDER BY id").fetchall()
-    for bid, batch_id, state in rows:
+    for bid, batch_id, state in batches.in_state(("submitted", "final"), "id, batch_id, state"):
         b = client.batches.retrieve(batch_id)
         counts = getattr(b, "request_counts", None)
         counts_d = counts.model_dump() if counts is not None and hasattr(counts, "model_dump") else None
         new_state = "final" if b.status in TERMINAL else state
-        catalog.db.execute("UPDATE llm_batches SET status = ?, output_file_id = ?, error_file_id = ?, counts = ?, "
-                           "state = ?, updated_at = ? WHERE id = ?",
-                           (b.status, getattr(b, "output_file_id", None), getattr(b, "error_file_id", None),
-                            json.dumps(counts_d), new_state, _now(), bid))
+        batches.update(bid, status=b.status, output_file_id=getattr(b, "output_file_id", None),
+                       error_file_id=getattr(b, "error_file_id", None), counts=json.dumps(counts_d), state=new_state)
         out.append({"local_id": bid, "batch_id": batch_id, "status": b.status, "counts": counts_d})
     return out
 
 
 def status(catalog: Catalog, options: LLMOptions, client: Any = None) -> dict:
-    ensure_tables(catalog)
+    batches = BatchTable(catalog)
     client = client or make_client(options, async_client=False)
-    refreshed = _refresh(catalog, client)
-    by_state = dict(catalog.db.execute("SELECT state, COUNT(*) FROM llm_batches GROUP BY state").fetchall())
+    refreshed = _refresh(batches, client)
+    by_state = batches.by_state()
     return {"command": "caption", "mode": "llm-batch", "action": "status", "batches": refreshed,
             "by_state": by_state}
 
@@ -179,16 +157,13 @@ def _file_lines(client: Any, file_id: str | None) -> list[dict]:
 
 
 def collect(catalog: Catalog, store: Store, options: LLMOptions, prices: Prices, client: Any = None) -> dict:
-    ensure_tables(catalog)
+    batches = BatchTable(catalog)
     client = client or make_client(options, async_client=False)
-    _refresh(catalog, client)
+    _refresh(batches, client)
     run = LLMRun(catalog, store, options, prices)
     counts = {"batches_collected": 0, "answers": 0, "request_errors": 0, "captioned": 0, "needs_retry": 0}
-    rows = catalog.db.execute("SELECT id, output_file_id, error_file_id FROM llm_batches WHERE state = 'final' "
-                              "ORDER BY id").fetchall()
-    for bid, output_id, error_id in rows:
-        items = {cid: (ck, attempt, rkey) for cid, ck, attempt, rkey in catalog.db.execute(
-            "SELECT custom_id, cache_key, attempt, record_key FROM llm_batch_items WHERE batch = ?", (bid,))}
+    for bid, output_id, error_id in batches.in_state(("final",), "id, output_file_id, error_file_id"):
+        items = batches.items(bid)
         answers, errors = [], []
         for line in _file_lines(client, output_id) + _file_lines(client, error_id):
             item = items.get(line.get("custom_id"))
@@ -210,7 +185,7 @@ def collect(catalog: Catalog, store: Store, options: LLMOptions, prices: Prices,
                 errors.append((json.dumps(why)[:500], bid, line.get("custom_id")))
         counts["answers"] += run.cache.put_many(answers)
         counts["request_errors"] += len(errors)
-        catalog.db.executemany("UPDATE llm_batch_items SET error = ? WHERE batch = ? AND custom_id = ?", errors)
+        batches.set_errors(errors)
         for rkey in sorted({item[2] for item in items.values()}):
             record = catalog.get(rkey)
             if record is None:
@@ -225,10 +200,10 @@ def collect(catalog: Catalog, store: Store, options: LLMOptions, prices: Prices,
             elif step.attempt == 2:
                 counts["needs_retry"] += 1
         run.flush()
-        catalog.db.execute("UPDATE llm_batches SET state = 'collected', updated_at = ? WHERE id = ?", (_now(), bid))
+        batches.update(bid, state="collected")
         counts["batches_collected"] += 1
     totals = run.c
-    waiting = catalog.db.execute("SELECT COUNT(*) FROM llm_batches WHERE state != 'collected'").fetchone()[0]
+    waiting = batches.waiting()
     return {"command": "caption", "mode": "llm-batch", "action": "collect", **counts,
             "passed": totals["passed"], "failed_checks": totals["failed_checks"], "batches_waiting": waiting,
             "next": "run `caption --llm --batch submit` again to send the retries" if counts["needs_retry"] else None}

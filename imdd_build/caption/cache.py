@@ -1,4 +1,7 @@
-"""Paid-for LLM answers kept in the catalog's SQLite file, and the safe caption write-back.
+"""The LLM tables' repository classes: paid-for answers (`AnswerCache`) and Batch API batches (`BatchTable`).
+
+The tables are created by `catalog.schema` and written through `catalog.db.transaction`; captions
+built from the answers reach the records only through `Catalog.write_captions`.
 
 `llm_answers` holds every answered request, keyed by (cache key, attempt). The cache key hashes
 what decides the answer: the image's content hash, the facts sent, the prompt text, the model and
@@ -16,56 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..catalog import Catalog
+from ..catalog import Catalog, transaction
 from ..record import Record
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS llm_answers (
-    cache_key TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    record_key TEXT NOT NULL,
-    model TEXT NOT NULL,
-    prompt_version TEXT NOT NULL,
-    content TEXT,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    cost_usd REAL NOT NULL DEFAULT 0,
-    mode TEXT NOT NULL DEFAULT 'sync',
-    created_at REAL NOT NULL,
-    PRIMARY KEY (cache_key, attempt)
-);
-CREATE INDEX IF NOT EXISTS llm_answers_record ON llm_answers(record_key);
-CREATE TABLE IF NOT EXISTS llm_batches (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    jsonl TEXT NOT NULL,
-    model TEXT NOT NULL,
-    requests INTEGER NOT NULL,
-    state TEXT NOT NULL,              -- written | uploaded | submitted | final | collected
-    input_file_id TEXT,
-    batch_id TEXT,
-    status TEXT,                      -- the server's status (validating, in_progress, completed, ...)
-    output_file_id TEXT,
-    error_file_id TEXT,
-    counts TEXT,
-    estimated_cost_usd REAL NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS llm_batch_items (
-    batch INTEGER NOT NULL,
-    custom_id TEXT NOT NULL,
-    cache_key TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    record_key TEXT NOT NULL,
-    error TEXT,
-    PRIMARY KEY (batch, custom_id)
-);
-CREATE INDEX IF NOT EXISTS llm_batch_items_key ON llm_batch_items(cache_key, attempt);
-"""
-
-
-def ensure_tables(catalog: Catalog) -> None:
-    catalog.db.executescript(_SCHEMA)
 
 
 def cache_key(record: Record, facts: Mapping[str, Any], prompt_sha: str, model: str, options: Mapping[str, Any]) -> str:
@@ -95,7 +50,6 @@ class AnswerCache:
 
     def __init__(self, catalog: Catalog):
         self.db = catalog.db
-        ensure_tables(catalog)
 
     def get(self, key: str) -> dict[int, Answer]:
         rows = self.db.execute("SELECT cache_key, attempt, record_key, model, prompt_version, content, input_tokens, "
@@ -113,16 +67,8 @@ class AnswerCache:
         return cur.rowcount > 0
 
     def put_many(self, answers: list[Answer]) -> int:
-        n = 0
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            for a in answers:
-                n += self.put(a)
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
-        return n
+        with transaction(self.db):
+            return sum(self.put(a) for a in answers)
 
     def totals(self) -> dict[str, float]:
         row = self.db.execute("SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
@@ -130,46 +76,61 @@ class AnswerCache:
         return {"answers": row[0], "input_tokens": row[1], "output_tokens": row[2], "cost_usd": round(row[3], 6)}
 
 
-PROTECTED_SOURCES = ("expert",)
-PROTECTED_STATUSES = ("verified", "rejected")
+class BatchTable:
+    """`llm_batches` and `llm_batch_items`: the Batch API's local batches (state `written` ->
+    `uploaded` -> `submitted` -> `final` -> `collected`, each committed) and the requests in each."""
+
+    def __init__(self, catalog: Catalog):
+        self.db = catalog.db
+
+    def add(self, jsonl: str, model: str, items: list[tuple[str, str, int, str]], estimated_cost: float) -> int:
+        """A written batch file and its requests (custom id, cache key, attempt, record key), in one transaction."""
+        now = time.time()
+        with transaction(self.db):
+            cur = self.db.execute("INSERT INTO llm_batches (jsonl, model, requests, state, estimated_cost_usd, "
+                                  "created_at, updated_at) VALUES (?, ?, ?, 'written', ?, ?, ?)",
+                                  (jsonl, model, len(items), estimated_cost, now, now))
+            bid = int(cur.lastrowid)
+            self.db.executemany("INSERT INTO llm_batch_items (batch, custom_id, cache_key, attempt, record_key) "
+                                "VALUES (?, ?, ?, ?, ?)", [(bid, *item) for item in items])
+        return bid
+
+    def in_flight(self) -> set[tuple[str, int]]:
+        """(cache key, attempt) of every request in a batch not collected yet."""
+        rows = self.db.execute("SELECT i.cache_key, i.attempt FROM llm_batch_items i JOIN llm_batches b "
+                               "ON b.id = i.batch WHERE b.state != 'collected'")
+        return {(ck, attempt) for ck, attempt in rows}
+
+    def in_state(self, states: tuple[str, ...], columns: str = "id") -> list[tuple]:
+        """`columns` of the batches in `states`, by id."""
+        if not set(columns.replace(" ", "").split(",")) <= _BATCH_COLUMNS:
+            raise ValueError(f"unknown llm_batches columns: {columns}")
+        return self.db.execute(f"SELECT {columns} FROM llm_batches WHERE state IN ({','.join('?' * len(states))}) "
+                               "ORDER BY id", states).fetchall()
+
+    def update(self, bid: int, **values: Any) -> None:
+        """Set columns of one batch (and its `updated_at`)."""
+        if not set(values) <= _BATCH_COLUMNS:
+            raise ValueError(f"unknown llm_batches columns: {sorted(set(values) - _BATCH_COLUMNS)}")
+        names = ", ".join(f"{k} = ?" for k in values)
+        self.db.execute(f"UPDATE llm_batches SET {names}, updated_at = ? WHERE id = ?",
+                        (*values.values(), time.time(), bid))
+
+    def items(self, bid: int) -> dict[str, tuple[str, int, str]]:
+        """custom id -> (cache key, attempt, record key) of one batch."""
+        return {cid: (ck, attempt, rkey) for cid, ck, attempt, rkey in self.db.execute(
+            "SELECT custom_id, cache_key, attempt, record_key FROM llm_batch_items WHERE batch = ?", (bid,))}
+
+    def set_errors(self, errors: list[tuple[str, int, str]]) -> None:
+        """Rows of (error text, batch id, custom id)."""
+        self.db.executemany("UPDATE llm_batch_items SET error = ? WHERE batch = ? AND custom_id = ?", errors)
+
+    def by_state(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT state, COUNT(*) FROM llm_batches GROUP BY state").fetchall())
+
+    def waiting(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM llm_batches WHERE state != 'collected'").fetchone()[0]
 
 
-def is_protected(record: Record) -> bool:
-    """Expert-written, verified or rejected captions belong to the reviewers: never overwritten."""
-    return record.caption_source in PROTECTED_SOURCES or record.caption_status in PROTECTED_STATUSES
-
-
-def apply_captions(catalog: Catalog, updates: Mapping[str, Mapping[str, Any]], allow_protected: bool = False) -> int:
-    """Set caption fields on the records *as they are now* in one transaction.
-
-    Re-reads each record inside the transaction, so an expert edit or a re-ingest that landed
-    meanwhile is neither overwritten nor reverted. `_expect_caption` in an update: only apply it if
-    the caption is still that text. Returns the number of records written.
-    """
-    if not updates:
-        return 0
-    now = time.time()
-    n = 0
-    db = catalog.db
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        for key, fields in updates.items():
-            row = db.execute("SELECT data FROM records WHERE key = ?", (key,)).fetchone()
-            if row is None:
-                continue
-            current = Record.model_validate_json(row[0])
-            fields = dict(fields)
-            expect = fields.pop("_expect_caption", None)
-            if expect is not None and current.caption != expect:
-                continue
-            if not allow_protected and is_protected(current):
-                continue
-            record = current.model_copy(update=fields)
-            db.execute("UPDATE records SET data = ?, caption_status = ?, updated_at = ? WHERE key = ?",
-                       (record.model_dump_json(), record.caption_status, now, key))
-            n += 1
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-    return n
+_BATCH_COLUMNS = {"id", "jsonl", "model", "requests", "state", "input_file_id", "batch_id", "status",
+                  "output_file_id", "error_file_id", "counts", "estimated_cost_usd"}

@@ -321,7 +321,6 @@ def check_workspace(catalog, source: str | None = None, sources: Iterable[str] =
     Failing captions get `review_priority` 0 so the expert queue takes them first. Only the
     `checks`/`review_priority` keys of caption_meta change; captions themselves are never touched.
     """
-    from .cache import apply_captions
 
     tax = taxonomy()
     kinds = set(sources)
@@ -343,7 +342,7 @@ def check_workspace(catalog, source: str | None = None, sources: Iterable[str] =
             continue
         pending[record.key] = {"caption_meta": meta, "_expect_caption": record.caption}
         if len(pending) >= batch:
-            apply_captions(catalog, pending, allow_protected=True)
+            catalog.write_captions(pending, allow_protected=True)
             pending.clear()
-    apply_captions(catalog, pending, allow_protected=True)
+    catalog.write_captions(pending, allow_protected=True)
     return {"checked": checked, "check_failed": failed}

@@ -17,7 +17,6 @@ from .checks import CheckResult, check_caption
 from .llm_client import LLMOptions
 from .prompt import CaptionDraft, Prompt, parse_draft
 from .template import TEMPLATE_VERSION, template_caption, word_count
-from ..errors import RunError
 
 
 # -- selecting records ---------------------------------------------------------------------------

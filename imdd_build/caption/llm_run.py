@@ -15,7 +15,8 @@ from ..catalog import Catalog
 from ..record import Record
 from ..retry import backoff
 from ..store import Store
-from .cache import Answer, AnswerCache, apply_captions, cache_key, ensure_tables, is_protected
+from ..catalog import is_protected
+from .cache import Answer, AnswerCache, cache_key
 from .llm_client import FatalError, LLMOptions, RecordError, classify, request_body, short_error
 from .llm_records import Step, caption_fields, iter_candidates, next_step
 from .llm_state import RunState
@@ -36,7 +37,6 @@ class LLMRun:
         self.next_client = 0
         self.on_record = on_record
         self.prompt = load_prompt()
-        ensure_tables(catalog)
         self.cache = AnswerCache(catalog)
         self.format = options.response_format
         # budget, limit, pause and stop: this process's own, or shared by the --processes clients
@@ -104,7 +104,7 @@ class LLMRun:
             if self.writer is not None:
                 self.writer.captions(self.pending)
             else:
-                apply_captions(self.catalog, self.pending)
+                self.catalog.write_captions(self.pending)
             self.pending = {}
 
     async def one(self, record: Record, record_facts: dict, ck: str) -> None:

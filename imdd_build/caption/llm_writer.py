@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog import Catalog
-from .cache import Answer, AnswerCache, apply_captions
+from .cache import Answer, AnswerCache
 
 _CLOSE = object()
 
@@ -62,7 +62,7 @@ class CatalogWriter:
                     self.answers_written += len(answers)
                 for x in items:
                     if isinstance(x, dict) and not self.error:
-                        self._write(lambda x=x: apply_captions(catalog, x))
+                        self._write(lambda x=x: catalog.write_captions(x))
                     closing = closing or x is _CLOSE
         finally:
             catalog.close()
