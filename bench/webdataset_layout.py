@@ -24,6 +24,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -82,8 +83,7 @@ def main() -> None:
         ingest(ws, "demo", tmp / "src", get_source("demo"), NormalizeOptions(), workers=args.workers)
         with ws.catalog() as catalog:
             caption_workspace(catalog)
-            formats = dict(catalog.db.execute(
-                "SELECT json_extract(data, '$.image_format'), COUNT(*) FROM records GROUP BY 1").fetchall())
+            formats = dict(sorted(Counter(fmt for (fmt,) in catalog.iter_fields(["image_format"])).items()))
             result["image_formats"] = formats
             for name, ext in LAYOUTS.items():
                 out = tmp / f"out-{name}"
