@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..record import Quarantined, Record, tile_key
-from .db import connect, transaction
+from .db import Handle, connect, transaction
 from .hashes import DedupeTables
 from .schema import migrate
 
@@ -36,7 +36,7 @@ def is_protected(record: Record) -> bool:
     return record.caption_source in PROTECTED_SOURCES or record.caption_status in PROTECTED_STATUSES
 
 
-class Catalog:
+class Catalog(Handle):
     """Idempotent, crash-safe record storage keyed by the sample key."""
 
     def __init__(self, path: Path):
@@ -53,15 +53,6 @@ class Catalog:
     def dedupe(self) -> DedupeTables:
         """The dedupe stage's tables (`image_hashes`, `dedupe_groups`) on this connection."""
         return DedupeTables(self.db)
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> "Catalog":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # -- records ---------------------------------------------------------------------------
     def fingerprint(self, key: str) -> str | None:

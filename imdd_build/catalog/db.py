@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 BUSY_TIMEOUT_S = 60
 
@@ -45,3 +46,21 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+_H = TypeVar("_H", bound="Handle")
+
+
+class Handle:
+    """An owner of one connection (`db`), closed by `close()` or at the end of a `with` block."""
+
+    db: sqlite3.Connection
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self: _H) -> _H:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import RunError
 from ..record import Record
-from .db import connect
+from .db import Handle, connect
 
 # The columns a `--where` may name: the record columns, two JSON fields as columns, and `data`.
 _WHERE_COLUMNS = ("SELECT key, source, split, label, caption_status, data, "
@@ -17,19 +17,10 @@ _WHERE_COLUMNS = ("SELECT key, source, split, label, caption_status, data, "
                   "json_extract(data, '$.caption_source') AS caption_source FROM records")
 
 
-class CatalogReader:
+class CatalogReader(Handle):
     def __init__(self, path: Path):
         self.path = Path(path)
         self.db = connect(self.path, readonly=True)
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> "CatalogReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def get(self, key: str) -> Record | None:
         row = self.db.execute("SELECT data FROM records WHERE key = ?", (key,)).fetchone()
