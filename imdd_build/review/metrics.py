@@ -9,7 +9,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from .queue import STATES, TIERS, ReviewQueue, category
+from .common import STATES, TIERS, category
+from .queue import ReviewQueue
 
 
 def percent_agreement(a: Sequence[str], b: Sequence[str]) -> Optional[float]:
@@ -78,7 +79,7 @@ def coverage(q: ReviewQueue) -> dict:
             "GROUP BY source, stratum, outcome"):
         s = strata[f"{source}/{stratum}"]
         s["rejected" if outcome == "reject" else "verified"] += n
-    catalog_by_source = dict(q.db.execute("SELECT source, COUNT(*) FROM records GROUP BY source").fetchall())
+    catalog_by_source = q.catalog.counts_by("source")
 
     def roll(group_key: str) -> dict:
         out: dict[str, dict] = {}
