@@ -86,7 +86,8 @@ class ReviewStore:
     def strata(self) -> list[tuple[str, str, int, int]]:
         """(source, stratum, sampled, sampled or rest) per stratum."""
         return self.db.execute(
-            "SELECT source, stratum, SUM(tier = 1), SUM(tier >= 1) FROM review_queue GROUP BY source, stratum").fetchall()
+            "SELECT source, stratum, SUM(tier = 1), SUM(tier >= 1) FROM review_queue "
+            "GROUP BY source, stratum").fetchall()
 
     def promote(self, source: str, stratum: str, n: int) -> int:
         """Move the stratum's `n` lowest-ranked rest items into the sample."""
@@ -118,8 +119,9 @@ class ReviewStore:
 
     def disputed_or_flagged(self, after: str, limit: int) -> list[tuple[str, str, str]]:
         """(key, state, lease token) of disputed and flagged items after `after`, by key."""
-        return self.db.execute("SELECT key, state, lease_token FROM review_queue WHERE state IN ('disputed', 'flagged') "
-                               "AND key > ? ORDER BY key LIMIT ?", (after, limit)).fetchall()
+        return self.db.execute("SELECT key, state, lease_token FROM review_queue "
+                               "WHERE state IN ('disputed', 'flagged') AND key > ? ORDER BY key LIMIT ?",
+                               (after, limit)).fetchall()
 
     def page_by_priority(self, states: tuple[str, ...], cursor: tuple, limit: int = 1000) -> list[tuple]:
         """(tier, rank, key) of items in `states` after `cursor` (a previous row), in priority order."""
@@ -245,7 +247,8 @@ class ReviewStore:
             "SELECT event_id, key, decision, final_caption, reason, at FROM ("
             "SELECT event_id, key, decision, final_caption, reason, at FROM review_decisions WHERE reviewer_id = :r "
             "UNION ALL SELECT event_id, key, 'skip', NULL, NULL, NULL FROM review_skips WHERE reviewer_id = :r) "
-            "WHERE event_id < :b ORDER BY event_id DESC LIMIT :n", {"r": reviewer_id, "b": before, "n": limit}).fetchall()
+            "WHERE event_id < :b ORDER BY event_id DESC LIMIT :n",
+            {"r": reviewer_id, "b": before, "n": limit}).fetchall()
 
     # -- idempotent retries -----------------------------------------------------------------------
     def idempotent_answer(self, reviewer_id: int, token: str) -> Optional[tuple[str, dict]]:
