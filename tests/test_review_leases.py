@@ -9,8 +9,9 @@ from review_fixtures import Clock, q, review_workspace  # noqa: F401  (q is a fi
 
 from imdd_build.catalog import Catalog
 from imdd_build.review.auth import add_reviewer
-from imdd_build.review.queue import MAX_SKIPS, ReviewQueue
-from imdd_build.review.queue_leasing import NEXT_SQL
+from imdd_build.review.common import MAX_SKIPS
+from imdd_build.review.queue import ReviewQueue
+from imdd_build.review.store import NEXT_SQL
 
 
 def held(q, reviewer) -> list[str]:

@@ -13,7 +13,8 @@ from review_fixtures import BROKEN_KEY, Clock, q, review_workspace  # noqa: F401
 
 from imdd_build.catalog import Catalog
 from imdd_build.review.auth import add_reviewer
-from imdd_build.review.queue import Conflict, NotFound, ReviewQueue
+from imdd_build.review.common import Conflict, NotFound
+from imdd_build.review.queue import ReviewQueue
 
 
 def people(q, *names):
@@ -159,7 +160,7 @@ def test_a_crash_between_decision_and_catalog_write_is_repaired(q, monkeypatch):
     def crash(*_args):
         raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(q, "_apply", crash)
+    monkeypatch.setattr(q.outbox, "apply", crash)
     with pytest.raises(KeyboardInterrupt):
         q.submit(a, x["key"], "edit", x["version"], caption="Written after the crash.")
     assert q.catalog.get(x["key"]).caption_status == "draft"

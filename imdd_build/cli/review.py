@@ -31,7 +31,7 @@ def enqueue_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Queue the records with a draft caption: failed checks first, then a stratified sample, then the rest."""
-    from ..review.queue import load_gold
+    from ..review.common import load_gold
 
     gold_answers = load_gold(gold) if gold else None
     q = _queue(ctx)
@@ -147,7 +147,7 @@ def export_cmd(
 ) -> None:
     """Export queue items as Label Studio tasks (image, draft as an editable prediction with its model)."""
     from ..review.labelstudio import export_tasks
-    from ..review.queue import STATES
+    from ..review.common import STATES
 
     _check_format(fmt)
     q = _queue(ctx)

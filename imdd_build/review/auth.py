@@ -5,6 +5,9 @@ SHA-256 is stored. Lookups go by the hash and the stored hash is compared with `
 The page logs in with the token and then holds a session cookie (HttpOnly, SameSite=Strict, its
 own random id, hashed in `review_sessions`) plus a CSRF token that every state-changing request
 sends back in `X-CSRF-Token`.
+
+These functions own `review_reviewers` and `review_sessions` (created by `catalog.schema`); every
+write goes through `catalog.transaction`, under the process's `WRITE_LOCK`.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .queue import WRITE_LOCK, Reviewer
+from ..catalog import transaction
 from ..errors import RunError
+from .common import WRITE_LOCK, Reviewer
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 SESSION_SECONDS = 12 * 3600
@@ -35,27 +39,22 @@ def add_reviewer(db: sqlite3.Connection, name: str, admin: bool = False) -> tupl
     if not NAME_RE.match(name):
         raise RunError(f"reviewer name {name!r}: 1-64 of letters, digits, '_', '.', '@', '-'")
     token = secrets.token_urlsafe(32)
-    with WRITE_LOCK:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            row = db.execute("SELECT id FROM review_reviewers WHERE name = ?", (name,)).fetchone()
-            if row:
-                db.execute("UPDATE review_reviewers SET token_hash = ?, is_admin = ?, active = 1, origin = 'local' "
-                           "WHERE id = ?", (hash_token(token), int(admin), row[0]))
-                db.execute("DELETE FROM review_sessions WHERE reviewer_id = ?", (row[0],))
-                rid = row[0]
-            else:
-                rid = db.execute("INSERT INTO review_reviewers (name, token_hash, is_admin, created_at) "
-                                 "VALUES (?, ?, ?, ?)", (name, hash_token(token), int(admin), time.time())).lastrowid
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    with WRITE_LOCK, transaction(db):
+        row = db.execute("SELECT id FROM review_reviewers WHERE name = ?", (name,)).fetchone()
+        if row:
+            db.execute("UPDATE review_reviewers SET token_hash = ?, is_admin = ?, active = 1, origin = 'local' "
+                       "WHERE id = ?", (hash_token(token), int(admin), row[0]))
+            db.execute("DELETE FROM review_sessions WHERE reviewer_id = ?", (row[0],))
+            rid = row[0]
+        else:
+            rid = db.execute("INSERT INTO review_reviewers (name, token_hash, is_admin, created_at) "
+                             "VALUES (?, ?, ?, ?)", (name, hash_token(token), int(admin), time.time())).lastrowid
     return Reviewer(int(rid), name, admin), token
 
 
 def revoke_reviewer(db: sqlite3.Connection, name: str) -> bool:
-    with WRITE_LOCK:
+    """Disable the reviewer's token and end their sessions; False if there is no such reviewer."""
+    with WRITE_LOCK, transaction(db):
         cur = db.execute("UPDATE review_reviewers SET token_hash = NULL, active = 0 WHERE name = ?", (name,))
         row = db.execute("SELECT id FROM review_reviewers WHERE name = ?", (name,)).fetchone()
         if row:
@@ -65,7 +64,7 @@ def revoke_reviewer(db: sqlite3.Connection, name: str) -> bool:
 
 def external_reviewer(db: sqlite3.Connection, name: str, origin: str) -> Reviewer:
     """A reviewer known from an import (Label Studio): no token, cannot log in."""
-    with WRITE_LOCK:
+    with WRITE_LOCK, transaction(db):
         row = db.execute("SELECT id, is_admin FROM review_reviewers WHERE name = ?", (name,)).fetchone()
         if row:
             return Reviewer(row[0], name, bool(row[1]))
@@ -89,7 +88,7 @@ def create_session(db: sqlite3.Connection, reviewer: Reviewer) -> tuple[str, str
     """A new browser session: (cookie value, csrf token)."""
     sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     now = time.time()
-    with WRITE_LOCK:
+    with WRITE_LOCK, transaction(db):
         db.execute("DELETE FROM review_sessions WHERE expires_at < ?", (now,))
         db.execute("INSERT INTO review_sessions VALUES (?, ?, ?, ?)", (hash_token(sid), reviewer.id, csrf,
                                                                      now + SESSION_SECONDS))
@@ -111,7 +110,7 @@ def session(db: sqlite3.Connection, sid: Optional[str]) -> Optional[tuple[Review
 
 def end_session(db: sqlite3.Connection, sid: Optional[str]) -> None:
     if sid:
-        with WRITE_LOCK:
+        with WRITE_LOCK, transaction(db):
             db.execute("DELETE FROM review_sessions WHERE id_hash = ?", (hash_token(sid),))
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .auth import external_reviewer
-from .queue import REASONS, Conflict, Invalid, NotFound, ReviewQueue, valid_key
+from .common import REASONS, Conflict, Invalid, NotFound, valid_key
+from .queue import ReviewQueue
 from ..errors import RunError
 
 LABEL_CONFIG = """<View>
@@ -54,25 +55,22 @@ def export_tasks(q: ReviewQueue, out: Path, image_prefix: str = "/data/local-fil
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     store_root = q.catalog.path.parent / "store"
-    marks = ",".join("?" * len(states))
-    sql = (f"SELECT q.key, q.tier, q.rank, r.data FROM review_queue q JOIN records r ON r.key = q.key "
-           f"WHERE q.state IN ({marks}) AND (q.tier, q.rank, q.key) > (?, ?, ?) ORDER BY q.tier, q.rank, q.key LIMIT 1000")
     n = 0
     cursor: tuple = (-1, -1, "")
     tmp = out.with_name(out.name + ".tmp")
-    from ..record import Record
-
     with tmp.open("w", encoding="utf-8") as fh:
         fh.write("[")
         while limit is None or n < limit:
-            rows = q.db.execute(sql, (*states, *cursor)).fetchall()
+            rows = q.store.page_by_priority(tuple(states), cursor)
             if not rows:
                 break
-            for key, tier, rank, data in rows:
+            for tier, rank, key in rows:
                 cursor = (tier, rank, key)
                 if limit is not None and n >= limit:
                     break
-                record = Record.model_validate_json(data)
+                record = q.catalog.get(key)
+                if record is None:  # queued, but the record is gone: nothing to export
+                    continue
                 rel = store_root.relative_to(q.catalog.path.parent) / record.image[:2] / record.image
                 meta = record.caption_meta or {}
                 task = {

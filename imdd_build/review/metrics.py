@@ -1,4 +1,5 @@
-"""Review metrics: coverage, per-reviewer throughput, agreement on double-reviewed items, gold accuracy."""
+"""Review metrics: coverage, per-reviewer throughput, agreement on double-reviewed items, gold accuracy
+(the numbers come from `report_store.ReportStore`'s aggregates; this module does the arithmetic)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from .queue import STATES, TIERS, ReviewQueue, category
+from .common import STATES, TIERS, category
+from .queue import ReviewQueue
+from .report_store import ReportStore
 
 
 def percent_agreement(a: Sequence[str], b: Sequence[str]) -> Optional[float]:
@@ -61,9 +64,8 @@ def _rate(n: int, d: int) -> Optional[float]:
 def coverage(q: ReviewQueue) -> dict:
     """Per (source, stratum), per source and per defect type: queued, sampled, reviewed and the coverage."""
     strata: dict[str, dict] = {}
-    rows = q.db.execute(
-        "SELECT source, stratum, tier, state, COUNT(*) FROM review_queue GROUP BY source, stratum, tier, state")
-    for source, stratum, tier, state, n in rows:
+    reports = ReportStore(q.db)
+    for source, stratum, tier, state, n in reports.queue_groups():
         s = strata.setdefault(f"{source}/{stratum}", {"source": source, "defect_type": stratum, "queued": 0,
                                                       "failed_checks": 0, "sampled": 0, "reviewed": 0,
                                                       "sampled_reviewed": 0, "verified": 0, "rejected": 0})
@@ -73,12 +75,10 @@ def coverage(q: ReviewQueue) -> dict:
         if state == "done":
             s["reviewed"] += n
             s["sampled_reviewed"] += n if tier == 1 else 0
-    for (source, stratum, outcome, n) in q.db.execute(
-            "SELECT source, stratum, outcome, COUNT(*) FROM review_queue WHERE state = 'done' "
-            "GROUP BY source, stratum, outcome"):
+    for (source, stratum, outcome, n) in reports.outcome_groups():
         s = strata[f"{source}/{stratum}"]
         s["rejected" if outcome == "reject" else "verified"] += n
-    catalog_by_source = dict(q.db.execute("SELECT source, COUNT(*) FROM records GROUP BY source").fetchall())
+    catalog_by_source = q.catalog.counts_by("source")
 
     def roll(group_key: str) -> dict:
         out: dict[str, dict] = {}
@@ -105,14 +105,11 @@ def _finish(s: dict) -> dict:
 def throughput(q: ReviewQueue, now: Optional[float] = None) -> dict:
     now = now or time.time()
     out: dict[str, dict] = {}
-    rows = q.db.execute("SELECT r.name, d.decision, d.at, d.time_spent FROM review_decisions d "
-                        "JOIN review_reviewers r ON r.id = d.reviewer_id ORDER BY r.name, d.at")
+    reports = ReportStore(q.db)
     per: dict[str, list] = defaultdict(list)
-    for name, decision, at, spent in rows:
+    for name, decision, at, spent in reports.decisions_by_reviewer():
         per[name].append((decision, at, spent))
-    skips = {name: n for name, n in q.db.execute(  # from the log: only the latest skips are kept in review_skips
-        "SELECT reviewer, SUM(action = 'skip') - SUM(action = 'undo' AND json_extract(data, '$.action') = 'skip') "
-        "FROM review_events WHERE action IN ('skip', 'undo') GROUP BY reviewer") if n}
+    skips = {name: n for name, n in reports.skips_by_reviewer().items() if n}
     for name in sorted(set(per) | set(skips)):
         items = per.get(name, [])
         reviewed = [i for i in items if i[0] != "flag"]
@@ -132,9 +129,7 @@ def throughput(q: ReviewQueue, now: Optional[float] = None) -> dict:
 def first_answers(q: ReviewQueue) -> dict[str, list[tuple[str, Optional[str]]]]:
     """Per double-reviewed item, the first answer of each of its first two reviewers, from the audit log:
     (decision, final caption). Later undos and re-answers do not count, so undoing cannot raise agreement."""
-    rows = q.db.execute(
-        "SELECT e.key, e.reviewer_id, e.action, e.data FROM review_events e JOIN review_queue q ON q.key = e.key "
-        "WHERE q.required >= 2 AND e.action IN ('accept', 'edit', 'reject') ORDER BY e.key, e.id")
+    rows = ReportStore(q.db).double_review_answers()
     out: dict[str, list] = {}
     seen: set[tuple[str, int]] = set()
     for key, reviewer_id, action, data in rows:
@@ -166,15 +161,14 @@ def agreement(q: ReviewQueue) -> dict:
             "cohen_kappa": None if kappa is None else round(kappa, 4),
             "caption_pairs": len(distances),
             "mean_normalized_edit_distance": round(sum(distances) / len(distances), 4) if distances else None,
-            "disputed": q.db.execute("SELECT COUNT(*) FROM review_queue WHERE state = 'disputed'").fetchone()[0]}
+            "disputed": ReportStore(q.db).count_in_state("disputed")}
 
 
 def gold(q: ReviewQueue) -> dict:
-    configured = q.db.execute("SELECT COUNT(*) FROM review_queue WHERE gold IS NOT NULL").fetchone()[0]
+    reports = ReportStore(q.db)
+    configured = reports.gold_items()
     per: dict[str, Counter] = defaultdict(Counter)
-    for name, decision, answer in q.db.execute(
-            "SELECT r.name, d.decision, q.gold FROM review_decisions d JOIN review_queue q ON q.key = d.key "
-            "JOIN review_reviewers r ON r.id = d.reviewer_id WHERE q.gold IS NOT NULL AND d.decision != 'flag'"):
+    for name, decision, answer in reports.gold_answers():
         per[name]["answered"] += 1
         per[name]["correct"] += category(decision) == answer
     reviewers = {name: {"answered": c["answered"], "correct": c["correct"],
@@ -186,9 +180,10 @@ def gold(q: ReviewQueue) -> dict:
 
 
 def review_status(q: ReviewQueue) -> dict[str, Any]:
+    reports = ReportStore(q.db)
     progress = q.progress()
-    tiers = {TIERS[t]: n for t, n in q.db.execute("SELECT tier, COUNT(*) FROM review_queue GROUP BY tier")}
-    events = dict(q.db.execute("SELECT action, COUNT(*) FROM review_events GROUP BY action").fetchall())
+    tiers = {TIERS[t]: n for t, n in reports.items_by_tier().items()}
+    events = reports.events_by_action()
     config = q.config()
     return {
         "command": "review status",
@@ -200,9 +195,8 @@ def review_status(q: ReviewQueue) -> dict[str, Any]:
         "agreement": agreement(q),
         "gold": gold(q),
         "events": events,
-        "pending_writes": q.db.execute("SELECT COUNT(*) FROM review_outbox").fetchone()[0],
-        "reviewers": [dict(zip(("name", "admin", "active", "origin"), r)) for r in q.db.execute(
-            "SELECT name, is_admin, active, origin FROM review_reviewers ORDER BY name")],
+        "pending_writes": reports.pending_writes(),
+        "reviewers": [dict(zip(("name", "admin", "active", "origin"), r)) for r in reports.reviewers()],
         "note": "agreement uses each of the first two reviewers' first answer (audit log) on double-reviewed items; "
                 "edit counts as accept",
     }
@@ -214,6 +208,5 @@ def dumps(obj: Any) -> str:
 
 def serve_counts(q: ReviewQueue) -> tuple[int, int]:
     """(items in the queue, active reviewers): what `review serve` announces at start-up."""
-    reviewers = q.db.execute("SELECT COUNT(*) FROM review_reviewers WHERE active = 1").fetchone()[0]
-    items = q.db.execute("SELECT COUNT(*) FROM review_queue").fetchone()[0]
-    return items, reviewers
+    reports = ReportStore(q.db)
+    return reports.items(), reports.active_reviewers()

@@ -1,25 +1,41 @@
-"""`LeasingMixin`: leasing the next item to a reviewer, what the page shows for an item, and the
+"""`LeaseService`: leasing the next item to a reviewer, what the page shows for an item, and the
 reviewer's history and the queue's progress."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from typing import Any, Optional
 
-from .queue_common import NotFound, Reviewer, check_results
-from .queue_schema import STATES, TIERS, WRITE_LOCK
-from .queue_store import QueueStore
-
-# The next unleased open item the reviewer has neither decided nor skipped, walking `review_queue_next`.
-NEXT_SQL = ("SELECT q.key FROM review_queue q WHERE q.state = 'open' "
-            "AND (q.lease_until IS NULL OR q.lease_until < :now) "
-            "AND NOT EXISTS (SELECT 1 FROM review_decisions d WHERE d.key = q.key AND d.reviewer_id = :r) "
-            "AND NOT EXISTS (SELECT 1 FROM review_skips s WHERE s.reviewer_id = :r AND s.key = q.key) "
-            "ORDER BY q.state, q.tier, q.rank LIMIT 1")
+from ..catalog import Catalog
+from ..record import Record
+from .common import STATES, TIERS, WRITE_LOCK, NotFound, Reviewer, check_results
+from .outbox import Outbox
+from .store import ReviewStore
 
 
-class LeasingMixin(QueueStore):
-    # -- leasing ---------------------------------------------------------------------------
+class LeaseService:
+    """One lease per reviewer at a time; items as the page shows them."""
+
+    def __init__(self, store: ReviewStore, catalog: Catalog, outbox: Outbox, clock: Callable[[], float],
+                 lease_seconds: float):
+        self.store = store
+        self.catalog = catalog
+        self.outbox = outbox
+        self.clock = clock
+        self.lease_seconds = float(lease_seconds)
+
+    def load(self, key: str) -> tuple[dict, Record]:
+        """The queue row and the record of an item; NotFound when either is missing."""
+        row = self.store.row(key)
+        record = self.catalog.get(key)
+        if row is None or record is None:
+            raise NotFound(key)
+        return row, record
+
+    def lease(self, key: str, reviewer: Reviewer, now: float) -> None:
+        """Lease `key` to the reviewer for `lease_seconds` (their one lease)."""
+        self.store.lease(key, reviewer.id, now, now + self.lease_seconds, now)
+
     def next_item(self, reviewer: Reviewer) -> Optional[dict]:
         """Lease the next item to the reviewer; None when nothing is left.
 
@@ -27,23 +43,20 @@ class LeasingMixin(QueueStore):
         back (asking again does not extend it), so nobody can hoard items or keep one forever.
         """
         with WRITE_LOCK:
-            self.drain()
+            self.outbox.drain()
             now = self.clock()
-            with self._tx():
-                row = self.db.execute(
-                    "SELECT key FROM review_queue WHERE lease_reviewer = ? AND lease_until >= ? "
-                    "AND state = 'open' ORDER BY leased_at LIMIT 1", (reviewer.id, now)).fetchone()
-                if row is None:
-                    row = self.db.execute(NEXT_SQL, {"now": now, "r": reviewer.id}).fetchone()
-                    if not row:
+            with self.store.transaction():
+                key = self.store.held_lease(reviewer.id, now)
+                if key is None:
+                    key = self.store.next_key(reviewer.id, now)
+                    if key is None:
                         return None
-                    self._lease(row[0], reviewer, now)
-            return self.item(row[0])
+                    self.lease(key, reviewer, now)
+            return self.item(key)
 
     def next_plan(self) -> str:
         """EXPLAIN QUERY PLAN of the next-item query (tests assert it walks the index)."""
-        rows = self.db.execute("EXPLAIN QUERY PLAN " + NEXT_SQL, {"now": 0, "r": 1}).fetchall()
-        return "\n".join(str(r[-1]) for r in rows)
+        return self.store.next_plan()
 
     def item(self, key: str, with_lease: bool = True, seen: Optional[dict] = None) -> dict:
         """What the page shows for an item: draft, metadata, checks (never another reviewer's decision).
@@ -51,7 +64,7 @@ class LeasingMixin(QueueStore):
         `seen` (a history entry's event data) shows the item as the reviewer saw it when deciding: the
         draft, its source and labels then, and no state, so a later outcome reveals nothing.
         """
-        row, record = self._load(key)
+        row, record = self.load(key)
         if seen is not None:
             before = seen.get("labels_before") or {}
             record = record.model_copy(update={
@@ -79,18 +92,19 @@ class LeasingMixin(QueueStore):
             "checks": check_results(record),
         }
 
+    def holds_lease(self, key: str, reviewer: Reviewer) -> bool:
+        """Does the reviewer hold the item's lease now?"""
+        row = self.store.row(key)
+        return row is not None and row["lease_reviewer"] == reviewer.id and (row["lease_until"] or 0) >= self.clock()
+
     # -- history and progress --------------------------------------------------------------
     def history(self, reviewer: Reviewer, before: Optional[int] = None, limit: int = 1) -> list[dict]:
         """The reviewer's own decisions in force, newest first (the page's `previous`)."""
-        rows = self.db.execute(
-            "SELECT event_id, key, decision, final_caption, reason, at FROM ("
-            "SELECT event_id, key, decision, final_caption, reason, at FROM review_decisions WHERE reviewer_id = :r "
-            "UNION ALL SELECT event_id, key, 'skip', NULL, NULL, NULL FROM review_skips WHERE reviewer_id = :r) "
-            "WHERE event_id < :b ORDER BY event_id DESC LIMIT :n",
-            {"r": reviewer.id, "b": before if before is not None else 1 << 62, "n": max(1, min(int(limit), 50))})
+        rows = self.store.own_history(reviewer.id, before if before is not None else 1 << 62,
+                                      max(1, min(int(limit), 50)))
         out = []
-        for event_id, key, decision, final, reason, at in rows.fetchall():
-            seen = json.loads(self.db.execute("SELECT data FROM review_events WHERE id = ?", (event_id,)).fetchone()[0])
+        for event_id, key, decision, final, reason, at in rows:
+            seen = self.store.event_data(event_id)
             try:
                 item = self.item(key, with_lease=False, seen=seen)
             except NotFound:
@@ -102,22 +116,16 @@ class LeasingMixin(QueueStore):
     def progress(self, reviewer: Optional[Reviewer] = None) -> dict:
         """Items per state (kept current by triggers: a handful of rows read), leases, and the reviewer's own."""
         counts = dict.fromkeys(STATES, 0)
-        counts.update(self.db.execute("SELECT state, n FROM review_counts").fetchall())
+        counts.update(self.store.state_counts())
         total = sum(counts.values())
-        out: dict[str, Any] = {"items": total, **counts,
-                               "leased": self.db.execute("SELECT COUNT(*) FROM review_queue WHERE lease_reviewer IS NOT NULL "
-                                                         "AND lease_until >= ?",
-                                                         (self.clock(),)).fetchone()[0]}
+        out: dict[str, Any] = {"items": total, **counts, "leased": self.store.leased_count(self.clock())}
         if reviewer is not None:
-            since = self.clock() - 86400
-            mine, today = self.db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(at >= ?), 0) FROM review_decisions WHERE reviewer_id = ? "
-                "AND decision != 'flag'", (since, reviewer.id)).fetchone()
+            mine, today = self.store.reviewer_counts(reviewer.id, self.clock() - 86400)
             out["me"] = {"name": reviewer.name, "decisions": mine, "last_24h": today}
         return out
 
     def recount(self) -> dict:
         """Items per state counted from the queue itself (what `review_counts` must equal)."""
         counts = dict.fromkeys(STATES, 0)
-        counts.update(self.db.execute("SELECT state, COUNT(*) FROM review_queue GROUP BY state").fetchall())
+        counts.update(self.store.recount())
         return counts

@@ -1,19 +1,33 @@
-"""Shared pieces of the review queue: its errors, `Reviewer`, guideline versions, key checks, seeded
-hashing, word diffs, caption checks and record snapshots, and loading gold answers."""
+"""Shared pieces of the review queue: its vocabularies and write lock, its errors, `Reviewer`, guideline
+versions, key checks, seeded hashing, word diffs, caption checks and record snapshots, and loading gold
+answers. No SQL here (that is `store.ReviewStore`'s)."""
 
 from __future__ import annotations
 
 import difflib
 import hashlib
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..catalog import CAPTION_FIELDS
+from ..catalog.schema import REVIEW_STATES
+from ..errors import RunError
 from ..record import KEY_RE, Record
 from ..taxonomy import GUIDELINES_DIR
-from .queue_schema import CAPTION_FIELDS
-from ..errors import RunError
+
+DECISIONS = ("accept", "edit", "reject", "skip", "flag")
+REASONS = ("wrong_defect_label", "wrong_mask", "bad_image", "caption_unfixable")
+STATES = REVIEW_STATES  # the catalog schema's vocabulary (`review_counts` holds one row per state)
+TIERS = {0: "failed_checks", 1: "sample", 2: "rest"}
+MAX_CAPTION_CHARS = 4000
+MAX_SKIPS = 100  # a reviewer's remembered skips: the next-item walk never passes more than these
+
+# One writer at a time inside a process (the server's threads); SQLite's write lock (taken up front by
+# `catalog.transaction`) orders processes.
+WRITE_LOCK = threading.RLock()
 
 _VERSION_LINE = re.compile(r"\(version\s+([\w.-]+)\)|^version:\s*([\w.-]+)", re.IGNORECASE | re.MULTILINE)
 
@@ -54,13 +68,15 @@ def valid_key(key: str) -> bool:
     return bool(key) and len(key) <= 512 and bool(KEY_RE.match(key)) and ".." not in key
 
 
-def _seeded(seed: int, salt: str, key: str) -> int:
+def seeded(seed: int, salt: str, key: str) -> int:
+    """A seeded 63-bit hash of `key` (the queue's `rank`)."""
     digest = hashlib.blake2b(f"{seed}\0{salt}\0{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1  # fits SQLite's signed 64-bit INTEGER
 
 
-def _unit(seed: int, salt: str, key: str) -> float:
-    return _seeded(seed, salt, key) / float(1 << 63)
+def unit(seed: int, salt: str, key: str) -> float:
+    """A seeded hash of `key` as a number in [0, 1)."""
+    return seeded(seed, salt, key) / float(1 << 63)
 
 
 def word_diff(draft: str, final: str) -> list[list[str]]:
@@ -78,7 +94,8 @@ def category(decision: str) -> str:
     return "reject" if decision == "reject" else "accept"
 
 
-def _checks(record: Record) -> Optional[dict]:
+def run_checks(record: Record) -> Optional[dict]:
+    """The caption checks of `record` now (None if the checks are not available)."""
     try:
         from ..caption.checks import check_record
     except ImportError:  # pragma: no cover - checks ship with the caption package
@@ -88,7 +105,7 @@ def _checks(record: Record) -> Optional[dict]:
 
 def check_results(record: Record) -> dict:
     """The check results shown beside the image: computed now, else what caption_meta carries."""
-    live = _checks(record) if record.caption else None
+    live = run_checks(record) if record.caption else None
     if live is not None:
         return {**live, "computed": "live"}
     stored = (record.caption_meta or {}).get("checks")
@@ -97,7 +114,8 @@ def check_results(record: Record) -> dict:
     return {"passed": None, "results": {}, "reasons": [], "computed": "none"}
 
 
-def _snapshot(record: Record) -> dict:
+def snapshot(record: Record) -> dict:
+    """The record's caption fields and labels (what an outcome changes; the outbox writes it back)."""
     data = {f: getattr(record, f) for f in CAPTION_FIELDS}
     data["caption_meta"] = dict(data["caption_meta"] or {})
     data["label"] = record.label
