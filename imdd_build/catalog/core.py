@@ -180,7 +180,7 @@ class Catalog(Handle):
                 yield Record.model_validate_json(data)
             args[0] = rows[-1][0]
 
-    def iter_fields(self, fields: Iterable[str], sources: Iterable[str] = (),
+    def iter_fields(self, fields: Iterable[str], sources: Iterable[str] = (), caption_status: str | None = None,
                     batch: int = 5000) -> Iterator[tuple]:
         """Only `fields` of every record (of `sources`, default all), as tuples in key order.
 
@@ -189,6 +189,7 @@ class Catalog(Handle):
         column (`key`, `source`, `split`, `label`, `caption_status`) or a path into the record
         (`image`, `attributes.area_fraction`); lists and objects come back as JSON text, booleans
         as 0/1, missing values as None.
+        `caption_status`: only records with that status (a range of the caption-status index).
         """
         fields = list(fields)
         exprs = []
@@ -198,11 +199,14 @@ class Catalog(Handle):
             exprs.append(name if name in _COLUMNS else f"json_extract(data, '$.{name}')")
         wanted = sorted(set(sources))
         where = f"AND source IN ({','.join('?' * len(wanted))})" if wanted else ""
+        status = [caption_status] if caption_status is not None else []
+        if status:
+            where += " AND caption_status = ?"
         sql = (f"SELECT key, {', '.join(exprs)} FROM records WHERE key > ? {where} "
                f"ORDER BY key LIMIT {int(batch)}")
         last = ""
         while True:
-            rows = self.db.execute(sql, [last, *wanted]).fetchall()
+            rows = self.db.execute(sql, [last, *wanted, *status]).fetchall()
             if not rows:
                 return
             for row in rows:

@@ -12,7 +12,7 @@ Owners of the tables (who reads and writes them, always through `db.transaction`
 | `meta`, `records`, `quarantine`, `runs` | `catalog.core.Catalog` |
 | `image_hashes`, `dedupe_groups` | `catalog.hashes.DedupeTables` (`Catalog.dedupe`) |
 | `llm_answers`, `llm_batches`, `llm_batch_items` | `caption.cache.AnswerCache`, `caption.cache.BatchTable` |
-| `review_*` | `review.store.ReviewStore` and `review.auth` |
+| `review_*` | `review.store.ReviewStore`, `review.auth` (reviewers, sessions), `review.report_store.ReportStore` (read-only totals) |
 
 To change a table: append a migration (never edit a released one) and bump `SCHEMA_VERSION`.
 """

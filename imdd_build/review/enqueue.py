@@ -67,7 +67,7 @@ class EnqueueService:
         caption, in key order, `batch` at a time."""
         drafts: list[tuple] = []
         for key, src, label, status, types, passed, priority, caption in self.catalog.iter_fields(
-                _FIELDS, sources=[source] if source else (), batch=batch):
+                _FIELDS, sources=[source] if source else (), caption_status="draft", batch=batch):
             if status != "draft" or caption is None:
                 continue
             first_type = (json.loads(types) or [None])[0] if types else None
