@@ -24,6 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from imdd_build.errors import RunError
+
 from ..components import load_components
 from ..data import BadSample, ReadStats, decode_record, iter_raw, resolve
 from ..data.sources import LATENT_MANIFEST
@@ -73,7 +75,7 @@ def precompute(data: str, components: Path, out: Path, split: str | None = None,
     out = Path(out)
     source = resolve(data, split)
     if source.kind == "latents":
-        raise ValueError(f"{data}: already latent shards; give the image shards")
+        raise RunError(f"{data}: already latent shards; give the image shards")
     comps = load_components(components, device=device)
     options = {"data": str(data), "components": str(Path(components).resolve()), "split": split, "where": where,
                "shard_size": shard_size, "flip": flip}
@@ -82,8 +84,8 @@ def precompute(data: str, components: Path, out: Path, split: str | None = None,
     if manifest_path.is_file():
         previous = json.loads(manifest_path.read_text())
         if previous.get("options") != options:
-            raise ValueError(f"{out}: holds latents made with other options {previous.get('options')}; "
-                             "use a new --out")
+            raise RunError(f"{out}: holds latents made with other options {previous.get('options')}; "
+                           "use a new --out")
         state = previous["progress"]
     (out / "latents").mkdir(parents=True, exist_ok=True)
     for stale in (out / "latents").glob(".*.tmp"):
