@@ -54,7 +54,12 @@ def load_config(spec: str) -> TrainConfig:
     path = Path(spec)
     if not path.is_file():
         raise FileNotFoundError(f"--config {spec}: neither a preset ({', '.join(PRESET_OVERRIDES)}) nor a file")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:  # not a ValueError: without this, a typo in the file is a traceback
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise RunError(f"{path}: not valid YAML{at} ({getattr(exc, 'problem', None) or exc})") from None
     if not isinstance(data, dict):
         raise RunError(f"{path}: expected a mapping of TrainConfig fields")
     base = data.pop("base", "sd15")

@@ -29,6 +29,7 @@ from imdd_build.errors import RunError
 from ..components import load_components
 from ..data import BadSample, ReadStats, decode_record, iter_raw, resolve
 from ..data.sources import LATENT_MANIFEST
+from ..jsonfile import read_json
 
 FORMAT_VERSION = 1
 SCHEMA = pa.schema([("key", pa.string()), ("caption", pa.string()), ("latent", pa.binary()),
@@ -82,7 +83,7 @@ def precompute(data: str, components: Path, out: Path, split: str | None = None,
     manifest_path = out / LATENT_MANIFEST
     state = {"shards_done": 0, "raw_consumed": 0, "samples": 0, "bad": 0, "bad_examples": []}
     if manifest_path.is_file():
-        previous = json.loads(manifest_path.read_text())
+        previous = read_json(manifest_path)
         if previous.get("options") != options:
             raise RunError(f"{out}: holds latents made with other options {previous.get('options')}; "
                            "use a new --out")

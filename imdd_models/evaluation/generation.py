@@ -76,8 +76,12 @@ def generated_images(folder: str | Path) -> Iterator[tuple[str, Image.Image]]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: generated images folder not found")
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file()):
-        with Image.open(path) as image:
+        try:
+            image = Image.open(path)
             image.load()
+        except OSError as exc:  # a truncated or mislabelled file: name it rather than a PIL traceback
+            raise RunError(f"{path}: cannot read the image ({exc})") from None
+        with image:
             yield str(path), image
 
 

@@ -34,6 +34,7 @@ from imdd_build.normalize import NormalizeOptions, SampleError, normalize_image
 from imdd_build.record import Geometry
 
 from ..data import ReadStats, iter_records
+from ..jsonfile import read_json
 from . import checkpoint as ckpt
 from .dataset import class_names
 from .features import DiffusionFeatureExtractor
@@ -205,7 +206,7 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
     out = Path(out)
     run = {"model": str(Path(model_dir).resolve()), "classes": classes, "threshold": threshold}
     manifest = out / "predict.json"
-    if manifest.is_file() and json.loads(manifest.read_text()) != run:
+    if manifest.is_file() and read_json(manifest) != run:
         raise RunError(f"{out}: holds predictions of another model, class list or threshold; use another --out")
     seg = load_model(Path(model_dir), diffusion)
     (out / "maps").mkdir(parents=True, exist_ok=True)
