@@ -1,8 +1,9 @@
 """Conventions shared by every `imdd-models` command (the same as `imdd-build`'s):
 
 - run-level failures (bad option, unusable input) raise `RunError` (or FileNotFoundError for a missing
-  file, UnicodeDecodeError for an undecodable one) and become one `error: ...` line on stderr and exit code 2 (with `--json`, also
-  `{"command", "error"}` on stdout); any other exception is a bug and keeps its traceback;
+  file, UnicodeDecodeError for an undecodable one) and become one `error: ...` line on stderr and exit
+  code 2 (with `--json`, also `{"command", "error"}` on stdout); any other exception is a bug and keeps
+  its traceback;
 - `--json` prints one JSON object as the last line of stdout, otherwise a summary table;
 - long work shows a rich progress bar on stderr (`progress_bar`).
 """
