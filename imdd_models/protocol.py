@@ -24,8 +24,10 @@ from pathlib import Path
 
 import yaml
 
+from imdd_build.errors import RunError
 
-class ProtocolError(ValueError):
+
+class ProtocolError(RunError):
     """A class split file or few-shot request that cannot be used; the message names the file or field."""
 
 

@@ -1,7 +1,9 @@
 """Conventions shared by every `imdd-models` command (the same as `imdd-build`'s):
 
-- run-level failures raise `RunError` (or FileNotFoundError/ValueError/KeyError) and become one
-  `error: ...` line on stderr and exit code 2 (with `--json`, also `{"command", "error"}` on stdout);
+- run-level failures (bad option, unusable input) raise `RunError` (or FileNotFoundError for a missing
+  file, UnicodeDecodeError for an undecodable one) and become one `error: ...` line on stderr and exit
+  code 2 (with `--json`, also `{"command", "error"}` on stdout); any other exception is a bug and keeps
+  its traceback;
 - `--json` prints one JSON object as the last line of stdout, otherwise a summary table;
 - long work shows a rich progress bar on stderr (`progress_bar`).
 """
@@ -17,5 +19,7 @@ JSON_OPT = typer.Option(False, "--json", help="Print one JSON object as the last
 
 
 def run_level_errors(command: str):
-    """Decorator: RunError and the usual input errors become one `error:` line and exit code 2."""
-    return one_line_errors(command, (RunError, FileNotFoundError, KeyError, ValueError))
+    """Decorator: run-level failures (`RunError`, a missing or undecodable input file) become one
+    `error:` line and exit code 2; any other exception (a KeyError or ValueError from torch, diffusers,
+    PIL or our own code) is a bug and keeps its traceback."""
+    return one_line_errors(command, (RunError, FileNotFoundError, UnicodeDecodeError))

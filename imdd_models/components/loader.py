@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..jsonfile import read_json
 from .captioner import ImplicitCaptioner
 from .writer import MANIFEST
 
@@ -129,7 +130,7 @@ def load_components(root: Path, device: str | torch.device = "cpu", dtype: torch
     if missing:
         raise FileNotFoundError(f"{root}: not a components folder (missing {', '.join(missing)}/); "
                                 "write one with `imdd-models components`")
-    manifest = json.loads((root / MANIFEST).read_text()) if (root / MANIFEST).is_file() else {}
+    manifest = read_json(root / MANIFEST) if (root / MANIFEST).is_file() else {}
     vae = AutoencoderKL.from_pretrained(str(root / "vae"))
     text_encoder = CLIPTextModel.from_pretrained(str(root / "text_encoder"))
     image_encoder = CLIPVisionModelWithProjection.from_pretrained(str(root / "image_encoder"))

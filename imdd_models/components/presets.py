@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 
+from imdd_build.errors import RunError
+
 # SD's training schedule, set explicitly: a bare DDPMScheduler() has linear 1e-4..0.02 and clip_sample.
 SD_SCHEDULER = {
     "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
@@ -83,7 +85,7 @@ PRESETS = {
 
 
 def get_preset(name: str) -> dict:
-    """A deep copy of a preset; ValueError naming the choices for an unknown one."""
+    """A deep copy of a preset; RunError naming the choices for an unknown one."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        raise RunError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return copy.deepcopy(PRESETS[name])

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from imdd_build.errors import RunError
+
 from .captioner import ImplicitCaptioner
 from .presets import SD_SCHEDULER, get_preset
 from .tokenizer import write_clip_tokenizer
@@ -114,8 +116,8 @@ def write_components(preset_name: str, out: Path, vae: str | None = None, text_e
     random_init = isinstance(preset["vae"], dict)  # tiny, sd15-random: configs, not hub ids
     if random_init and any((vae, text_encoder, image_encoder)):
         if not all((vae, text_encoder, image_encoder)):
-            raise ValueError(f"--preset {preset_name} builds random parts: give all of "
-                             "--vae/--text-encoder/--image-encoder or none")
+            raise RunError(f"--preset {preset_name} builds random parts: give all of "
+                           "--vae/--text-encoder/--image-encoder or none")
         parts = _pretrained_parts(vae, text_encoder, image_encoder)
     elif random_init:
         parts = _random_parts(preset, seed)

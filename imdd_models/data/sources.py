@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from ..jsonfile import read_json
+
 LATENT_MANIFEST = "latents.json"
 _SPLIT_RE = re.compile(r"^([a-z]+)-\d+")
 _IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
@@ -59,7 +61,7 @@ def _split_of(path: Path) -> str | None:
 
 def _local_shards(root: Path, split: str | None, fmt: str | None) -> DataSource:
     if (root / LATENT_MANIFEST).is_file():
-        manifest = json.loads((root / LATENT_MANIFEST).read_text())
+        manifest = read_json(root / LATENT_MANIFEST)
         files = sorted((root / "latents").glob("*.parquet"))
         shards = [Shard("latents", str(f), _split_of(f)) for f in files]
         return DataSource(str(root), "latents", [s for s in shards if split in (None, s.split, "all")], manifest)

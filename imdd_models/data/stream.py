@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from imdd_build.errors import RunError
+
 from .records import BadSample
 from .sources import DataSource, shard_rows
 from .where import matches, parse_where
@@ -121,8 +123,8 @@ class ShardStream(IterableDataset):
                 bad = 0
                 yield sample
             if seen == 0:
-                raise ValueError(f"rank {self.config.rank} worker {wid}: no samples in {self.source.spec} "
-                                   f"(split={self.config.split}, where={self.config.where})")
+                raise RunError(f"rank {self.config.rank} worker {wid}: no samples in {self.source.spec} "
+                               f"(split={self.config.split}, where={self.config.where})")
             epoch, done = epoch + 1, 0
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 
+from imdd_build.errors import RunError
+
 _TERM = re.compile(r"^\s*([a-z_][a-z0-9_.]*)\s*(!?=)\s*(.*?)\s*$")
 
 
 def parse_where(text: str | None) -> list[tuple[str, bool, frozenset[str]]]:
-    """Terms (field, negated, accepted values); ValueError naming a malformed term."""
+    """Terms (field, negated, accepted values); RunError naming a malformed term."""
     if not text:
         return []
     terms = []
@@ -21,7 +23,7 @@ def parse_where(text: str | None) -> list[tuple[str, bool, frozenset[str]]]:
             continue
         m = _TERM.match(part)
         if not m or not m.group(3):
-            raise ValueError(f"--where term {part.strip()!r}: expected FIELD=VALUE[|VALUE...] or FIELD!=VALUE")
+            raise RunError(f"--where term {part.strip()!r}: expected FIELD=VALUE[|VALUE...] or FIELD!=VALUE")
         terms.append((m.group(1), m.group(2) == "!=", frozenset(v.strip() for v in m.group(3).split("|"))))
     return terms
 

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from imdd_build.errors import RunError
+
 from ..data import DataSource, decode_record
 from ..data.stream import ShardStream, StreamConfig, seeded
 from .precompute import latent_sample
@@ -58,8 +60,8 @@ def make_loader(source: DataSource, comps, stream: StreamConfig, batch_size: int
     if source.kind == "latents":
         made_with = source.manifest.get("components", {}) if source.manifest else {}
         if made_with.get("resolution") not in (None, comps.resolution):
-            raise ValueError(f"{source.spec}: latents at resolution {made_with.get('resolution')}, components "
-                             f"train at {comps.resolution}")
+            raise RunError(f"{source.spec}: latents at resolution {made_with.get('resolution')}, components "
+                           f"train at {comps.resolution}")
         transform = LatentTransform(stream.seed, flip)
     else:
         transform = ImageTransform(comps.resolution, comps.tokenizer, comps.image_processor, stream.seed, flip)

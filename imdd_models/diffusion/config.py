@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from imdd_build.errors import RunError
+
 
 @dataclass
 class TrainConfig:
@@ -46,22 +48,27 @@ PRESET_OVERRIDES = {
 
 
 def load_config(spec: str) -> TrainConfig:
-    """`tiny`, `sd15` or a YAML file (`base:` preset plus any TrainConfig fields); ValueError on unknown keys."""
+    """`tiny`, `sd15` or a YAML file (`base:` preset plus any TrainConfig fields); RunError on unknown keys."""
     if spec in PRESET_OVERRIDES:
         return TrainConfig(**PRESET_OVERRIDES[spec])
     path = Path(spec)
     if not path.is_file():
         raise FileNotFoundError(f"--config {spec}: neither a preset ({', '.join(PRESET_OVERRIDES)}) nor a file")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:  # not a ValueError: without this, a typo in the file is a traceback
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise RunError(f"{path}: not valid YAML{at} ({getattr(exc, 'problem', None) or exc})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of TrainConfig fields")
+        raise RunError(f"{path}: expected a mapping of TrainConfig fields")
     base = data.pop("base", "sd15")
     if base not in PRESET_OVERRIDES:
-        raise ValueError(f"{path}: base {base!r} is not a preset ({', '.join(PRESET_OVERRIDES)})")
+        raise RunError(f"{path}: base {base!r} is not a preset ({', '.join(PRESET_OVERRIDES)})")
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"{path}: unknown field(s) {', '.join(unknown)}")
+        raise RunError(f"{path}: unknown field(s) {', '.join(unknown)}")
     return TrainConfig(**{**PRESET_OVERRIDES[base], **data})
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from imdd_build.errors import RunError
+
 from ..components.captioner import ImplicitCaptioner, pseudo_context
 
 
@@ -63,7 +65,7 @@ def generate(model: Path, out: Path, prompt: str | None = None, image: Path | No
              steps: int = 30, guidance: float = 7.5, seed: int = 0, device: str | None = None) -> dict:
     """Write `n` images and `grid.png` into `out`; conditioned on `prompt` or on `image` via the captioner."""
     if (prompt is None) == (image is None):
-        raise ValueError("give exactly one of --prompt and --image")
+        raise RunError("give exactly one of --prompt and --image")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe, captioner = load_pipeline(model, device)
     uncond = text_context(pipe, [""])
@@ -72,7 +74,7 @@ def generate(model: Path, out: Path, prompt: str | None = None, image: Path | No
             source = Image.open(image)
             source.load()
         except OSError as exc:
-            raise ValueError(f"{image}: cannot read the image ({exc})") from None
+            raise RunError(f"{image}: cannot read the image ({exc})") from None
         cond = implicit_context(pipe, captioner, source)
     else:
         cond = text_context(pipe, [prompt])

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
+from imdd_build.errors import RunError
+
 from .generate import load_pipeline, text_context
 
 
@@ -24,7 +26,7 @@ def _read(path: Path, mode: str) -> Image.Image:
         image = Image.open(path)
         image.load()
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read the image ({exc})") from None
+        raise RunError(f"{path}: cannot read the image ({exc})") from None
     return image.convert(mode)
 
 
@@ -77,7 +79,7 @@ def inpaint_defect(model: Path, image: Path, mask: Path, prompt: str, out: Path,
         mask_image = mask_image.resize(source.size, Image.Resampling.NEAREST)
     binary = np.asarray(mask_image) > 127
     if not binary.any():
-        raise ValueError(f"{mask}: the mask is empty (no pixel > 127)")
+        raise RunError(f"{mask}: the mask is empty (no pixel > 127)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe, _ = load_pipeline(model, device)
     box = window(binary)

@@ -24,9 +24,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from imdd_build.errors import RunError
+
 from ..components import load_components
 from ..data import BadSample, ReadStats, decode_record, iter_raw, resolve
 from ..data.sources import LATENT_MANIFEST
+from ..jsonfile import read_json
 
 FORMAT_VERSION = 1
 SCHEMA = pa.schema([("key", pa.string()), ("caption", pa.string()), ("latent", pa.binary()),
@@ -73,17 +76,17 @@ def precompute(data: str, components: Path, out: Path, split: str | None = None,
     out = Path(out)
     source = resolve(data, split)
     if source.kind == "latents":
-        raise ValueError(f"{data}: already latent shards; give the image shards")
+        raise RunError(f"{data}: already latent shards; give the image shards")
     comps = load_components(components, device=device)
     options = {"data": str(data), "components": str(Path(components).resolve()), "split": split, "where": where,
                "shard_size": shard_size, "flip": flip}
     manifest_path = out / LATENT_MANIFEST
     state = {"shards_done": 0, "raw_consumed": 0, "samples": 0, "bad": 0, "bad_examples": []}
     if manifest_path.is_file():
-        previous = json.loads(manifest_path.read_text())
+        previous = read_json(manifest_path)
         if previous.get("options") != options:
-            raise ValueError(f"{out}: holds latents made with other options {previous.get('options')}; "
-                             "use a new --out")
+            raise RunError(f"{out}: holds latents made with other options {previous.get('options')}; "
+                           "use a new --out")
         state = previous["progress"]
     (out / "latents").mkdir(parents=True, exist_ok=True)
     for stale in (out / "latents").glob(".*.tmp"):

@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from imdd_build.errors import RunError
+
 from ..components import captioner_loss, choose_implicit, load_components
 from ..data import resolve
 from ..data.stream import StreamConfig, consumed_positions, seeded
@@ -32,7 +34,7 @@ from .export import export_pipeline
 from .model import DiffusionModel
 
 
-class TrainError(ValueError):
+class TrainError(RunError):
     """A run that cannot start (existing checkpoints without --resume, changed world size, ...)."""
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from imdd_build.errors import RunError
+
 from ..data import iter_records
 from ._torchmetrics import import_torchmetrics
 
@@ -59,12 +61,12 @@ def load_feature_net(path: str | Path, image_size: int = 299) -> FeatureNet:
         try:
             return FeatureNet(torch.export.load(str(path)).module(), image_size)
         except Exception as exc:  # noqa: BLE001  (torch raises many types for a bad archive)
-            raise ValueError(f"{path}: not a torch.export program ({str(exc).splitlines()[0]})") from None
+            raise RunError(f"{path}: not a torch.export program ({str(exc).splitlines()[0]})") from None
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # noqa: BLE001  (torch raises RuntimeError/ValueError for non-TorchScript files)
-        raise ValueError(f"{path}: not a TorchScript archive ({str(exc).splitlines()[0]}); save the feature "
-                         f"network with torch.jit.save, or torch.export.save as a .pt2 file") from None
+        raise RunError(f"{path}: not a TorchScript archive ({str(exc).splitlines()[0]}); save the feature "
+                       f"network with torch.jit.save, or torch.export.save as a .pt2 file") from None
     return FeatureNet(module, image_size)
 
 
@@ -74,8 +76,12 @@ def generated_images(folder: str | Path) -> Iterator[tuple[str, Image.Image]]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: generated images folder not found")
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file()):
-        with Image.open(path) as image:
+        try:
+            image = Image.open(path)
             image.load()
+        except OSError as exc:  # a truncated or mislabelled file: name it rather than a PIL traceback
+            raise RunError(f"{path}: cannot read the image ({exc})") from None
+        with image:
             yield str(path), image
 
 
@@ -148,7 +154,7 @@ def metrics_from_features(real, generated, generated_logits, kid_subset_size: in
     from torchmetrics.image.kid import KernelInceptionDistance
     n_real, n_gen = len(real), len(generated)
     if n_real < 2 or n_gen < 2:
-        raise ValueError(f"FID needs at least 2 real and 2 generated images (got {n_real} and {n_gen})")
+        raise RunError(f"FID needs at least 2 real and 2 generated images (got {n_real} and {n_gen})")
     with warnings.catch_warnings():  # "will save all extracted features": they are already all in memory
         warnings.filterwarnings("ignore", message=".*save all extracted features.*")
         warnings.filterwarnings("ignore", message=".*degrees of freedom.*")  # a std over one split: None below
@@ -190,9 +196,9 @@ def evaluate_generation(real: str, generated: str | Path, feature_weights: str |
     real_feats, _ = extract(real_images(real, split, where), net, batch_size, on_image)
     gen_feats, gen_logits = extract(generated_images(generated), net, batch_size, on_image)
     if len(real_feats) == 0:
-        raise ValueError(f"{real}: no real images in split {split!r}")
+        raise RunError(f"{real}: no real images in split {split!r}")
     if len(gen_feats) == 0:
-        raise ValueError(f"{generated}: no image files ({', '.join(IMAGE_EXTS)})")
+        raise RunError(f"{generated}: no image files ({', '.join(IMAGE_EXTS)})")
     result = metrics_from_features(real_feats, gen_feats, gen_logits, kid_subset_size, kid_subsets, is_splits, seed)
     return {"command": "evaluate-generation", "real": str(real), "generated": str(generated), "split": split,
             "where": where, "real_images": len(real_feats), "generated_images": len(gen_feats),

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from imdd_build.errors import RunError
+
 PREDICTIONS_FILE = "predictions.jsonl"
 META_FILE = "meta.json"
 CANVAS = 512
@@ -40,7 +42,7 @@ BOX_FIELDS = ("label", "score", "x0", "y0", "x1", "y1")
 LABELS = ("normal", "defective")
 
 
-class PredictionError(ValueError):
+class PredictionError(RunError):
     """A predictions folder that cannot be scored; the message names the file, line, key or field."""
 
 

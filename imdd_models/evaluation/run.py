@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from imdd_build.errors import RunError
+
 from ..protocol import ClassSplit, load_class_split, parse_class_list
 from .predictions import PredictionError, read_predictions
 from .scoring import METRICS, MapReader, breakdowns, join, score
@@ -17,14 +19,14 @@ def seen_unseen(classes_seen: str | None,
     With `--classes-seen`, every other class of the split is unseen; with a class split file, seen =
     its `base` and unseen = its `novel` classes."""
     if classes_seen and class_split:
-        raise ValueError("give --classes-seen or --class-split, not both")
+        raise RunError("give --classes-seen or --class-split, not both")
     if class_split:
         split: ClassSplit = load_class_split(class_split)
         return set(split.base), set(split.novel), split.to_dict()
     if classes_seen is not None:
         names = parse_class_list(classes_seen)
         if not names:
-            raise ValueError("--classes-seen: no class names given")
+            raise RunError("--classes-seen: no class names given")
         return set(names), None, None
     return None, None, None
 

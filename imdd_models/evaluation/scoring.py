@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from imdd_build.errors import RunError
+
 from ..data import ReadStats, iter_raw, matches, parse_where
 from .anomaly import BinnedImage, PixelAccumulator, bin_image, image_pixels, roc_auc
 from .classification import accuracy
@@ -69,7 +71,7 @@ def join(data: str, preds: PredictionSet, split: str | None, where: str | None =
         if on_record:
             on_record()
     if not items:
-        raise ValueError(f"{data}: no records in split {split!r}" + (f" matching --where {where}" if where else ""))
+        raise RunError(f"{data}: no records in split {split!r}" + (f" matching --where {where}" if where else ""))
     keys = {it.key for it in items}
     missing = [it.key for it in items if it.pred is None]
     extra = [k for k in preds.predictions if k not in keys and k not in left_out]

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..jsonfile import read_json
+
 CONFIG = "seg_config.json"
 WEIGHTS = "model.safetensors"
 STATE_DIR = "checkpoint"
@@ -45,7 +47,7 @@ def read_config(folder: Path) -> dict:
     path = Path(folder) / CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"{folder}: not a segmentation model folder ({CONFIG} missing)")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def load_weights(folder: Path, model: torch.nn.Module) -> None:

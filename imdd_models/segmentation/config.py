@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 
+from imdd_build.errors import RunError
+
 PRESETS: dict[str, dict] = {
     "paper": {
         "adapter_channels": 256, "feature_size": 256, "mask_feature_size": 256, "hidden_dim": 384,
@@ -39,9 +41,9 @@ PRESETS: dict[str, dict] = {
 
 
 def get_config(name: str) -> dict:
-    """A copy of a preset; ValueError naming the choices for an unknown one."""
+    """A copy of a preset; RunError naming the choices for an unknown one."""
     if name not in PRESETS:
-        raise ValueError(f"unknown --config {name!r}; choose one of {', '.join(PRESETS)}")
+        raise RunError(f"unknown --config {name!r}; choose one of {', '.join(PRESETS)}")
     return copy.deepcopy(PRESETS[name])
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imdd_build.errors import RunError
+
 from ..data import BadSample, ReadStats, decode_record, iter_raw
 from ..protocol import load_class_split, parse_class_list, sample_shots
 from .vocabulary import canonical_type
@@ -56,7 +58,7 @@ def resolve_classes(text: str, pool_types: set[str]) -> list[str]:
     classes), synonyms mapped to canonical ids."""
     if text.strip().lower() == "all":
         if not pool_types:
-            raise ValueError("--classes all: the training data carries no defect types")
+            raise RunError("--classes all: the training data carries no defect types")
         return sorted(pool_types)
     names = []
     for name in class_names(text)[0]:
@@ -64,7 +66,7 @@ def resolve_classes(text: str, pool_types: set[str]) -> list[str]:
         if canon not in names:
             names.append(canon)
     if not names:
-        raise ValueError("--classes: no class names given")
+        raise RunError("--classes: no class names given")
     return names
 
 
@@ -77,8 +79,8 @@ def select(data: str, split: str | None, where: str | None, classes: str, shots:
         types = list(row.get("defect_types") or [])
         pool.append((row, types, row.get("label") == NORMAL and not types))
     if not pool:
-        raise ValueError(f"{data}: no records" + (f" in split {split!r}" if split else "")
-                         + (f" matching --where {where!r}" if where else ""))
+        raise RunError(f"{data}: no records" + (f" in split {split!r}" if split else "")
+                       + (f" matching --where {where!r}" if where else ""))
     trained = resolve_classes(classes, {t for _, types, _ in pool for t in types})
     wanted = set(trained)
     used = [(row, [t for t in types if t in wanted], normal) for row, types, normal in pool

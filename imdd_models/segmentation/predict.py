@@ -28,11 +28,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from imdd_build.errors import RunError
 from imdd_build.geometry import mask_to_original
 from imdd_build.normalize import NormalizeOptions, SampleError, normalize_image
 from imdd_build.record import Geometry
 
 from ..data import ReadStats, iter_records
+from ..jsonfile import read_json
 from . import checkpoint as ckpt
 from .dataset import class_names
 from .features import DiffusionFeatureExtractor
@@ -73,8 +75,8 @@ def load_model(folder: Path, diffusion: Path | None = None, device: str | torch.
                                                       feat["noise_seed"], device)
     saved = [(t["name"], t["channels"], t["stride"]) for t in feat["taps"]]
     if saved != [(t.name, t.channels, t.stride) for t in extractor.taps]:
-        raise ValueError(f"{diffusion or feat['diffusion']}: its U-Net/VAE taps differ from the ones "
-                         f"{folder} was trained on")
+        raise RunError(f"{diffusion or feat['diffusion']}: its U-Net/VAE taps differ from the ones "
+                       f"{folder} was trained on")
     text = TextEmbedder(extractor.text_encoder, extractor.tokenizer)
     model = MaskGenerator(config["model"], extractor.taps, config["text_dim"])
     ckpt.load_weights(folder, model)
@@ -198,14 +200,14 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
     base, novel = class_names(classes_text)
     classes = base + [c for c in novel if c not in base]  # a split file: its base and novel classes
     if not classes:
-        raise ValueError("--classes: give at least one class name")
+        raise RunError("--classes: give at least one class name")
     if (data is None) == (not images):
-        raise ValueError("give either --data or image files, not both or neither")
+        raise RunError("give either --data or image files, not both or neither")
     out = Path(out)
     run = {"model": str(Path(model_dir).resolve()), "classes": classes, "threshold": threshold}
     manifest = out / "predict.json"
-    if manifest.is_file() and json.loads(manifest.read_text()) != run:
-        raise ValueError(f"{out}: holds predictions of another model, class list or threshold; use another --out")
+    if manifest.is_file() and read_json(manifest) != run:
+        raise RunError(f"{out}: holds predictions of another model, class list or threshold; use another --out")
     seg = load_model(Path(model_dir), diffusion)
     (out / "maps").mkdir(parents=True, exist_ok=True)
     (out / "overlays").mkdir(exist_ok=True)

@@ -18,6 +18,8 @@ from typing import Callable
 
 import torch
 
+from imdd_build.errors import RunError
+
 from ..data import decode_record
 from . import checkpoint as ckpt
 from .cache import FeatureCache
@@ -32,7 +34,7 @@ from .text import TextEmbedder
 NOISE_SEED = 0  # the fixed feature noise (part of the model: predict uses the same)
 
 
-class TrainError(ValueError):
+class TrainError(RunError):
     """A training run that cannot start or continue; one line naming the reason."""
 
 

@@ -1,0 +1,83 @@
+"""Run-level errors vs bugs in `imdd-models`: a RunError (bad option, unusable input) is one `error:` line
+and exit code 2; any other exception, also a KeyError or ValueError, keeps its traceback."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from imdd_build.errors import RunError
+from imdd_models.cli import app
+from imdd_models.evaluation import run as evaluation_run
+from imdd_models.evaluation.generation import generated_images
+
+
+def _one_error_line(result) -> str:
+    """The single `error:` line on stderr of a run that failed at run level; also the --json error object."""
+    assert result.exit_code == 2, (result.exit_code, result.stdout[-2000:], result.stderr[-2000:], result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]  # progress bars, then the error
+    errors = [line for line in lines if "error" in line.lower()]
+    assert errors == [lines[-1]] and lines[-1].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    error = json.loads(result.stdout.strip().splitlines()[-1])
+    assert error["error"] == lines[-1].removeprefix("error: ")
+    return error["error"]
+
+
+@pytest.mark.parametrize("bug", [KeyError("boom"), ValueError("boom")])
+def test_a_bug_inside_a_command_keeps_its_traceback(tmp_path, monkeypatch, bug):
+    def broken(*_args, **_kwargs):
+        raise bug
+
+    monkeypatch.setattr(evaluation_run, "read_predictions", broken)
+    result = CliRunner().invoke(app, ["evaluate", "--predictions", str(tmp_path), "--data", str(tmp_path), "--json"])
+    assert result.exception is bug  # not turned into exit code 2 and an `error:` line
+    assert result.exit_code == 1 and "error:" not in result.stderr
+
+
+def test_a_run_error_is_one_line_and_exit_2(tmp_path):
+    split_file = tmp_path / "split.yaml"
+    split_file.write_text("base: [scratch]\n")
+    result = CliRunner().invoke(app, ["evaluate", "--predictions", str(tmp_path), "--data", str(tmp_path),
+                                      "--classes-seen", "scratch", "--class-split", str(split_file), "--json"])
+    assert _one_error_line(result) == "give --classes-seen or --class-split, not both"
+    assert isinstance(result.exception, SystemExit)
+
+
+def test_a_bad_where_is_one_line(demo_shards, tmp_path):
+    predictions = tmp_path / "preds"
+    predictions.mkdir()
+    (predictions / "predictions.jsonl").write_text("")
+    result = CliRunner().invoke(app, ["evaluate", "--predictions", str(predictions), "--data", str(demo_shards),
+                                      "--where", "label", "--json"])
+    assert _one_error_line(result).startswith("--where term 'label': expected FIELD=VALUE")
+
+
+def test_a_config_file_that_is_not_yaml_is_one_line(tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text("base: tiny\nlearning_rate: [1e-4,\n")
+    result = CliRunner().invoke(app, ["train-diffusion", "--config", str(config), "--data", str(tmp_path),
+                                      "--components", str(tmp_path), "--out", str(tmp_path / "out"), "--json"])
+    assert _one_error_line(result).startswith(f"{config}: not valid YAML at line 3")
+
+
+def test_a_torn_model_config_is_one_line_naming_the_file(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "seg_config.json").write_text('{"model": ')
+    image = tmp_path / "part.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    result = CliRunner().invoke(app, ["predict", str(image), "--model", str(model), "--classes", "scratch",
+                                      "--out", str(tmp_path / "out"), "--json"])
+    assert _one_error_line(result).startswith(f"{model / 'seg_config.json'}: not valid JSON")
+
+
+def test_an_unreadable_generated_image_is_named(tmp_path):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"not a png")
+    with pytest.raises(RunError, match=r"b\.png: cannot read the image"):
+        list(generated_images(tmp_path))
