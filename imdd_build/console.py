@@ -79,6 +79,16 @@ def emit(result: dict, as_json: bool, title: str | None = None) -> None:
                 out.print(f"  {item.get('path')}: {item['reason']}", markup=False, highlight=False)
 
 
+def _first_line(message: str) -> str:
+    """The message's first line; for an error re-raised from a torch DataLoader worker ("Caught X in
+    DataLoader worker process N." + the worker's traceback), the worker's own message instead."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    if len(lines) > 2 and lines[0].startswith("Caught ") and lines[1].startswith("Original Traceback"):
+        name, _, text = lines[-1].partition(": ")
+        return text or name
+    return lines[0] if lines else message
+
+
 def one_line_errors(command: str, kinds: tuple[type[BaseException], ...]):
     """Decorator for a CLI command: the run-level `kinds` become one `error:` line (and, with `--json`,
     `{"command", "error"}` as the last stdout line) and exit code 2; anything else propagates."""
@@ -91,7 +101,7 @@ def one_line_errors(command: str, kinds: tuple[type[BaseException], ...]):
                 return fn(*args, **kwargs)
             except kinds as exc:
                 message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-                message = str(message).splitlines()[0] if message else type(exc).__name__
+                message = _first_line(str(message)) if message else type(exc).__name__
                 err.print(f"[red]error:[/red] {message}")
                 if kwargs.get("as_json"):
                     sys.stdout.write(json.dumps({"command": command, "error": message}) + "\n")

@@ -38,3 +38,23 @@ def test_an_undecodable_roots_file_is_one_error_line(tmp_path):
                                       "--json"])
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines()[-1].startswith('{"command": "sources", "error": ')
+
+
+def test_a_run_error_from_a_dataloader_worker_keeps_the_workers_message(capsys):
+    # torch re-raises a worker's exception as "Caught RunError in DataLoader worker process 0." plus the
+    # worker's traceback; the one error line is the worker's own message, not torch's first line
+    torch = pytest.importorskip("torch")
+
+    class Empty(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            raise RunError("shards/x: no samples for rank 0 worker 0")
+
+    @run_level_errors("probe")
+    def probe(as_json: bool = False) -> None:
+        list(torch.utils.data.DataLoader(Empty(), num_workers=1))
+
+    with pytest.raises(typer.Exit):
+        probe(as_json=True)
+    out = capsys.readouterr()
+    assert out.out.strip().splitlines()[-1] == \
+        '{"command": "probe", "error": "shards/x: no samples for rank 0 worker 0"}'

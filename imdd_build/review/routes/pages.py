@@ -73,28 +73,27 @@ def logout(request: Request, csrf: str = Form("", max_length=256)):
     return response
 
 
-@router.get("/", response_class=HTMLResponse)
-def review_page(request: Request):
+def _page(request: Request, template: str, admin: bool = False, **extra) -> Response:
+    """A page for the logged-in reviewer (the login page without a session; 403 for a non-admin on an admin page)."""
     found = page_session(request)
     if found is None:
         return RedirectResponse("/login", status_code=303)
     reviewer, csrf = found
-    ctx = context(request)
-    return ctx.templates.TemplateResponse(request, "review.html", {
-        "reviewer": reviewer, "csrf": csrf, "reasons": REASONS, "guidelines": list(ctx.guidelines),
-        "guideline_version": guideline_version()})
+    if admin and not reviewer.is_admin:
+        raise HTTPException(403, "admins only")
+    return context(request).templates.TemplateResponse(request, template, {
+        "reviewer": reviewer, "csrf": csrf, "reasons": REASONS, **extra})
+
+
+@router.get("/", response_class=HTMLResponse)
+def review_page(request: Request):
+    return _page(request, "review.html", guidelines=list(context(request).guidelines),
+                 guideline_version=guideline_version())
 
 
 @router.get("/adjudicate", response_class=HTMLResponse)
 def adjudicate_page(request: Request):
-    found = page_session(request)
-    if found is None:
-        return RedirectResponse("/login", status_code=303)
-    reviewer, csrf = found
-    if not reviewer.is_admin:
-        raise HTTPException(403, "admins only")
-    return context(request).templates.TemplateResponse(request, "adjudicate.html", {
-        "reviewer": reviewer, "csrf": csrf, "reasons": REASONS})
+    return _page(request, "adjudicate.html", admin=True)
 
 
 @router.get("/guidelines/{name}", response_class=HTMLResponse)
