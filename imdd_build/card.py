@@ -251,7 +251,8 @@ def _how_to_load(c: CardInput) -> list[str]:
         example = next(iter(c.webdataset.values()))
         pattern = example[0].rsplit("-", 1)[0] + "-{" + example[0].rsplit("-", 1)[1][:-4] + ".." + \
             example[-1].rsplit("-", 1)[1][:-4] + "}.tar"
-        lines += ["WebDataset shards (same rows, members `png`/`jpg`, `mask.png`, `json`, `txt`) are under "
+        lines += ["WebDataset shards (same rows; members `png`/`jpg`, `mask.png` and `class_mask.png` when "
+                  "any record of the source has one, `json`, `txt`) are under "
                   "`webdataset/<source>/`; `manifest.json` lists every shard with its sha256:", "",
                   "```python", "import webdataset as wds",
                   f'url = "https://huggingface.co/datasets/{c.repo_id}/resolve/main/{pattern}"',
