@@ -145,7 +145,10 @@ def test_ctrl_c_stops_cleanly_keeping_every_answer(ws, server, processes):
     server.latency = 0.3
     env = {**os.environ, "OPENAI_API_KEY": KEY}
     cmd = caption_cmd(ws, server, "--processes", processes)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal sends it: SIGINT at its default, even when pytest runs from a background
+    # shell job (which starts every child with SIGINT ignored)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for_answers(ws / "catalog.sqlite", 8, proc)
     proc.send_signal(signal.SIGINT)
     out, errout = proc.communicate(timeout=60)
