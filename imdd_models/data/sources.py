@@ -15,8 +15,9 @@ is read as no mask, so both formats give the same rows.
 A `datasets`-loadable id or folder that holds only WebDataset tars loads through `datasets`' `webdataset`
 builder, whose rows are the members by extension (`jpg`/`png`, `mask.png`, `class_mask.png`, `json`, `txt`,
 `__key__`, `__url__`); they become the same raw rows as the tars read directly (`_sample_row`). One known
-difference: `datasets` passes the `.json` through its `Json` feature (pandas ujson), so its floats keep 10
-decimals (`1.4233333333` for `1.4233333333333333`).
+difference: `datasets` encodes the `.json` with pandas' ujson, which keeps 10 decimal places of a float
+(`1.4233333333` for `1.4233333333333333`, `1e-10` for `5e-11`). The reader takes the `.json` as `Json` text
+even where `datasets` inferred a struct, which would be exact but drops keys the tar's first 5 samples lack.
 """
 
 from __future__ import annotations
