@@ -1,4 +1,5 @@
-"""The one reader of IMDD shards (`imdd-build shard` folders, WebDataset tar URLs, Hub dataset ids).
+"""The one reader of IMDD shards (`imdd-build shard` folders, WebDataset tar URLs, Hub dataset ids of
+either layout).
 
 `iter_records(data, split=None, where=None)` yields one dict per sample, in shard order:
     key (str), image (PIL.Image, as stored: 512x512, "RGB" or "L"), mask (PIL "L" or None), class_mask

@@ -11,6 +11,13 @@ and the record's other fields (split, source, label, defect_types, boxes, has_ma
 geometry, ...), pixels still encoded, so filtering and skipping cost no decoding. A WebDataset sample's all-zero
 stand-in `mask.png` / `class_mask.png` (written where the record has none, `has_mask` / `has_class_mask` false)
 is read as no mask, so both formats give the same rows.
+
+A `datasets`-loadable id or folder that holds only WebDataset tars loads through `datasets`' `webdataset`
+builder, whose rows are the members by extension (`jpg`/`png`, `mask.png`, `class_mask.png`, `json`, `txt`,
+`__key__`, `__url__`); they become the same raw rows as the tars read directly (`_sample_row`). One known
+difference: `datasets` encodes the `.json` with pandas' ujson, which keeps 10 decimal places of a float
+(`1.4233333333` for `1.4233333333333333`, `1e-10` for `5e-11`). The reader takes the `.json` as `Json` text
+even where `datasets` inferred a struct, which would be exact but drops keys the tar's first 5 samples lack.
 """
 
 from __future__ import annotations
@@ -72,7 +79,11 @@ def _local_shards(root: Path, split: str | None, fmt: str | None) -> DataSource:
     else:
         shards = [Shard("parquet", str(f), _split_of(f)) for f in parquet]
     if not shards:
-        raise FileNotFoundError(f"{root}: no shards (expected data/*.parquet, webdataset/*.tar or {LATENT_MANIFEST})")
+        try:  # another layout `datasets.load_dataset` understands (e.g. tars at the top, a Hub snapshot)
+            return _hub_shards(str(root), split)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{root}: no shards (expected data/*.parquet, webdataset/*.tar or "
+                                    f"{LATENT_MANIFEST})") from None
     return DataSource(str(root), "images", [s for s in shards if split in (None, s.split)])
 
 
@@ -145,34 +156,63 @@ def _tar_groups(stream) -> Iterator[tuple[str, dict[str, bytes]]]:
         yield current, members
 
 
+def _member_bytes(value) -> bytes | None:
+    """A member's bytes: as read from a tar, or a `datasets` Image(decode=False) value {"bytes", "path"}."""
+    return value.get("bytes") if isinstance(value, dict) else value
+
+
+def _sample_row(key: str, members: dict) -> dict:
+    """One WebDataset sample as a raw row, from its members by extension (`jpg`/`png`, `mask.png`,
+    `class_mask.png`, `json`, `txt`).
+
+    Members are either a tar's bytes, or what `datasets`' webdataset builder makes of them (the `.json` as a
+    JSON string or dict, the `.txt` as a str, images as {"bytes", "path"}, absent ones as None)."""
+    meta = members.get("json")
+    meta = json.loads(meta) if isinstance(meta, (bytes, str)) else (meta or {})
+    row = {**meta, "key": meta.get("key", key)}
+    ext = next((e for e in _IMAGE_EXTS if members.get(e) is not None), None)
+    row["image_bytes"] = _member_bytes(members[ext]) if ext else None
+    # Every sample has both mask members; the .json's has_* flags say which are real.
+    row["mask_bytes"] = _member_bytes(members.get("mask.png")) if meta.get("has_mask", True) is not False else None
+    row["class_mask_bytes"] = (_member_bytes(members.get("class_mask.png"))
+                               if meta.get("has_class_mask", True) is not False else None)
+    text = members.get("txt")
+    if text is not None:
+        row["caption"] = text.decode("utf-8") if isinstance(text, bytes) else text
+    return row
+
+
 def _webdataset_rows(location: str) -> Iterator[dict]:
     from webdataset.gopen import gopen
     stream = open(location, "rb") if Path(location).is_file() else gopen(location, "rb")
     with stream:
         for key, members in _tar_groups(stream):
-            meta = json.loads(members["json"]) if "json" in members else {}
-            row = {**meta, "key": meta.get("key", key)}
-            ext = next((e for e in _IMAGE_EXTS if e in members), None)
-            row["image_bytes"] = members.get(ext) if ext else None
-            # Every sample has both mask members; the .json's has_* flags say which are real.
-            row["mask_bytes"] = members.get("mask.png") if meta.get("has_mask", True) is not False else None
-            row["class_mask_bytes"] = (members.get("class_mask.png")
-                                       if meta.get("has_class_mask", True) is not False else None)
-            if "txt" in members:
-                row["caption"] = members["txt"].decode("utf-8")
-            yield row
+            yield _sample_row(key, members)
+
+
+def _is_webdataset(features) -> bool:
+    """Whether `datasets` loaded WebDataset tars: a `json` member and an image member as columns."""
+    return "json" in features and any(ext in features for ext in _IMAGE_EXTS)
 
 
 def _hub_rows(shard: Shard) -> Iterator[dict]:
     import datasets
     ds = datasets.load_dataset(shard.location, split=shard.split, streaming=True)
-    for col in ("image", "mask", "class_mask"):
-        if col in (ds.features or {}):
-            ds = ds.cast_column(col, datasets.Image(decode=False))
+    features = datasets.Features(ds.features or {})
+    webdataset = _is_webdataset(features)
+    for col, feature in features.items():
+        if col in ("image", "mask", "class_mask") or isinstance(feature, datasets.Image):
+            features[col] = datasets.Image(decode=False)  # the stored bytes, decoded (or skipped) later
+    if webdataset:
+        # The .json as JSON text, parsed by _sample_row: a struct inferred from a tar's first samples (no
+        # README features) would drop keys first seen later; Json's own decoding parses floats imprecisely.
+        features["json"] = datasets.Json(decode=False)
+    if ds.features and features != ds.features:
+        ds = ds.cast(features)
     if shard.count > 1:
         ds = ds.shard(num_shards=shard.count, index=shard.index)
     for row in ds:
-        yield _normalize(dict(row))
+        yield _sample_row(row.get("__key__") or "", row) if webdataset else _normalize(dict(row))
 
 
 def shard_rows(shard: Shard) -> Iterator[dict]:

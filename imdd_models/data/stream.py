@@ -8,7 +8,8 @@ A slot whose rows run out starts the next epoch, so every rank yields a batch at
 stay in step; an epoch is `samples // (world_size * batch_size)` steps for every rank.
 
 Bad samples (the transform raises BadSample) are skipped; each yielded sample carries how many were
-skipped before it (`_bad`) and its position (`_pos` = worker, epoch, index in the slot's shuffled order).
+skipped before it (`_bad`) and its position (`_pos` = worker, epoch, index in the slot's shuffled order);
+a slot whose every sample of a whole epoch is bad stops with a RunError instead of spinning forever.
 Resuming from the positions of the last consumed samples replays the same order and skips rows
 without decoding them, so a resumed run sees exactly the samples an uninterrupted one would.
 """
@@ -108,15 +109,17 @@ class ShardStream(IterableDataset):
         epoch, done = self.config.start.get(wid, (0, 0))
         bad = 0
         while True:
-            seen = 0
+            seen = bad_here = 0
+            first_bad = ""
             for index, row in enumerate(self.epoch_rows(epoch, slot, slots), start=1):
                 seen = index
                 if index <= done:
                     continue  # consumed before the resume: skip without decoding
                 try:
                     sample = self.transform(row, epoch)
-                except BadSample:
-                    bad += 1
+                except BadSample as exc:
+                    bad, bad_here = bad + 1, bad_here + 1
+                    first_bad = first_bad or str(exc)
                     continue
                 sample["_pos"] = torch.tensor([wid, epoch, index])
                 sample["_bad"] = torch.tensor(bad)
@@ -125,6 +128,9 @@ class ShardStream(IterableDataset):
             if seen == 0:
                 raise RunError(f"rank {self.config.rank} worker {wid}: no samples in {self.source.spec} "
                                f"(split={self.config.split}, where={self.config.where})")
+            if done == 0 and bad_here == seen:  # a whole epoch and not one usable sample: it would spin forever
+                raise RunError(f"rank {self.config.rank} worker {wid}: all {seen} samples of {self.source.spec} "
+                               f"are bad (first: {first_bad})")
             epoch, done = epoch + 1, 0
 
 

@@ -6,9 +6,11 @@ import itertools
 import shutil
 
 import pyarrow.parquet as pq
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from imdd_build.errors import RunError
 from imdd_models.data import ReadStats, decode_record, iter_records, resolve
 from imdd_models.data.stream import ShardStream, StreamConfig, consumed_positions
 
@@ -67,16 +69,26 @@ def test_resuming_from_positions_continues_the_same_sequence(demo_latents):
     assert [list(b["key"]) for b in itertools.islice(resumed, 9)] == reference[7:]
 
 
-def test_bad_samples_are_skipped_and_counted(demo_shards, tmp_path):
-    folder = tmp_path / "shards"
+def _train_shards_with(demo_shards, folder, spoil) -> list[dict]:
+    """A copy of the demo Parquet shards whose train rows went through `spoil(rows)`; the rows."""
+    import pyarrow as pa
     shutil.copytree(demo_shards / "data", folder / "data")
     path = next((folder / "data").glob("train-*.parquet"))
     table = pq.read_table(path).to_pylist()
-    broken = [table[1]["key"], table[4]["key"]]
+    spoil(table)
+    pq.write_table(pa.Table.from_pylist(table, schema=pq.read_schema(path)), path)
+    return table
+
+
+def _break_two(table: list[dict]) -> None:
     table[1]["image"]["bytes"] = table[1]["image"]["bytes"][:100]  # truncated PNG
     table[4]["image"]["bytes"] = b"not an image"
-    import pyarrow as pa
-    pq.write_table(pa.Table.from_pylist(table, schema=pq.read_schema(path)), path)
+
+
+def test_bad_samples_are_skipped_and_counted(demo_shards, tmp_path):
+    folder = tmp_path / "shards"
+    table = _train_shards_with(demo_shards, folder, _break_two)
+    broken = [table[1]["key"], table[4]["key"]]
 
     stats = ReadStats()
     keys = [r["key"] for r in iter_records(folder, split="train", stats=stats)]
@@ -94,3 +106,12 @@ def test_split_and_where_filter_latents_like_images(demo_latents):
     defective = [r for r in _stream(source, where="label=defective").epoch_rows(0, 0, 1)]
     assert len(defective) == 18 and {r["label"] for r in defective} == {"defective"}
     assert len(list(_stream(source, split="train").epoch_rows(0, 0, 1))) == 18
+
+
+def test_a_stream_whose_every_sample_is_bad_stops_with_an_error(demo_shards, tmp_path):
+    # Skipping bad samples must not turn into an endless loop when nothing is usable.
+    folder = tmp_path / "shards"
+    _train_shards_with(demo_shards, folder, lambda table: [row["image"].update(bytes=b"not an image") for row in table])
+    stream = ShardStream(resolve(folder, "train"), StreamConfig(shuffle_buffer=4, split="train"), _decoded)
+    with pytest.raises(RunError, match=r"all 18 samples of .* are bad \(first: .*image does not decode"):
+        next(iter(stream))
