@@ -38,7 +38,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from math import comb
 from pathlib import Path
@@ -48,7 +47,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ingest import _tree_rss_kb  # noqa: E402  (bench/ingest.py: RSS of a process tree from /proc)
+from proctree import watch  # noqa: E402  (bench/proctree.py: memory of a process tree from /proc)
 
 ROW_KEYS = ("n", "seconds", "pairs_planted", "pairs_found", "peak_rss_mb")
 
@@ -145,55 +144,12 @@ def build_child(n: int, workers: int, ws_dir: Path) -> None:
     print(json.dumps({"seconds": time.perf_counter() - start, "written": result.written}))
 
 
-def _tree_pss_kb(root_pid: int) -> int:
-    """PSS of root_pid and its descendants in KiB: pages shared after a fork counted once in all,
-    where the RSS sum counts them in every process."""
-    total = 0
-    for pid in _tree_pids(root_pid):
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as fh:
-                total += next(int(line.split()[1]) for line in fh if line.startswith("Pss:"))
-        except (OSError, StopIteration, ValueError):
-            continue
-    return total
-
-
-def _tree_pids(root_pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    children.setdefault(int(fh.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
-            except (OSError, ValueError, IndexError):
-                continue
-    pids, stack = [], [root_pid]
-    while stack:
-        pids.append(stack.pop())
-        stack.extend(children.get(pids[-1], []))
-    return pids
-
-
 def _sampled(cmd: list[str]) -> tuple[str, dict]:
     """Run `cmd`, sampling the RSS and PSS of its process tree; (stdout, peaks in MB and the time)."""
     start = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
-    peak = {"driver_kb": 0, "tree_kb": 0, "pss_kb": 0}
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            own, tree = _tree_rss_kb(proc.pid)
-            peak["driver_kb"], peak["tree_kb"] = max(peak["driver_kb"], own), max(peak["tree_kb"], tree)
-            peak["pss_kb"] = max(peak["pss_kb"], _tree_pss_kb(proc.pid))
-            stop.wait(0.1)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    out, _ = proc.communicate()
-    stop.set()
-    thread.join()
+    out, peak, _ = watch(proc, pss=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])}... failed with exit code {proc.returncode}")
     return out, {"seconds": round(time.perf_counter() - start, 1), "peak_rss_tree_mb": round(peak["tree_kb"] / 1024),

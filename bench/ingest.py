@@ -39,7 +39,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -48,6 +47,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from proctree import watch  # noqa: E402  (bench/proctree.py: memory of a process tree from /proc)
 
 OURS = "imdd ingest (+masks, catalog, captions)"
 PILLOW = "bare Pillow loop (decode, resize, q95)"
@@ -234,29 +234,6 @@ def throughput(args) -> dict:
 
 
 # -- memory ---------------------------------------------------------------------------------
-def _tree_rss_kb(root_pid: int) -> tuple[int, int]:
-    """(RSS of root_pid, RSS of root_pid and all its descendants) in KiB, from /proc."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/statm") as fh:
-                rss[int(entry)] = int(fh.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    total, stack = 0, [root_pid]
-    while stack:
-        pid = stack.pop()
-        total += rss.get(pid, 0)
-        stack.extend(children.get(pid, []))
-    return rss.get(root_pid, 0), total
-
-
 def memory_child(n: int, workers: int, canvas: int, ws_dir: Path) -> None:
     """Runs in its own process: ingest n synthetic in-memory samples, print a JSON line."""
     from imdd_build.ingest import ingest
@@ -280,24 +257,7 @@ def memory(args) -> dict:
         proc = subprocess.Popen([sys.executable, __file__, "--memory-child", str(args.memory), "--workers",
                                  str(args.workers), "--memory-canvas", str(args.memory_canvas), "--ws", str(tmp)],
                                 stdout=subprocess.PIPE, text=True)
-        peak = {"driver_kb": 0, "tree_kb": 0}
-        samples: list[tuple[float, int]] = []
-        stop = threading.Event()
-
-        def sample() -> None:
-            t0 = time.perf_counter()
-            while not stop.is_set():
-                own, tree = _tree_rss_kb(proc.pid)
-                peak["driver_kb"] = max(peak["driver_kb"], own)
-                peak["tree_kb"] = max(peak["tree_kb"], tree)
-                samples.append((time.perf_counter() - t0, tree))
-                stop.wait(0.1)
-
-        thread = threading.Thread(target=sample, daemon=True)
-        thread.start()
-        out, _ = proc.communicate()
-        stop.set()
-        thread.join()
+        out, peak, samples = watch(proc)
         if proc.returncode != 0:
             raise RuntimeError("memory child failed")
         child = json.loads(out.strip().splitlines()[-1])
