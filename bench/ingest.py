@@ -102,6 +102,22 @@ def pillow_one(args: tuple[Path, Path]) -> None:
     dst.write_bytes(buf.getvalue())
 
 
+def captioned_workspace(root: Path, n: int, workers: int):
+    """A workspace under `root` with `n` synthetic demo samples ingested and template-captioned."""
+    from imdd_build.caption import caption_workspace
+    from imdd_build.ingest import ingest
+    from imdd_build.normalize import NormalizeOptions
+    from imdd_build.registry import get_source
+    from imdd_build.workspace import Workspace
+
+    make_source(root / "src", n)
+    ws = Workspace(root / "ws")
+    ingest(ws, "demo", root / "src", get_source("demo"), NormalizeOptions(), workers=workers)
+    with ws.catalog() as catalog:
+        caption_workspace(catalog)
+    return ws
+
+
 def bench_pillow(files: list[Path], out: Path, workers: int) -> float:
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(f, out / f"{i}.jpg") for i, f in enumerate(files)]

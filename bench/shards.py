@@ -34,14 +34,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import make_source  # noqa: E402  (bench/ingest.py)
+from ingest import captioned_workspace  # noqa: E402  (bench/ingest.py)
 
-from imdd_build.caption import caption_workspace  # noqa: E402
-from imdd_build.ingest import ingest  # noqa: E402
-from imdd_build.normalize import NormalizeOptions  # noqa: E402
-from imdd_build.registry import get_source  # noqa: E402
 from imdd_build.shard import ShardOptions, parse_size, write_shards  # noqa: E402
-from imdd_build.workspace import Workspace  # noqa: E402
 
 
 def _read_wds(urls: list[str]) -> int:
@@ -96,11 +91,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="imdd-shardbench-"))
     result: dict = {"n": args.n, "shard_size": args.shard_size, "cores": os.cpu_count(), "write": {}, "read": {}}
     try:
-        make_source(tmp / "src", args.n)
-        ws = Workspace(tmp / "ws")
-        ingest(ws, "demo", tmp / "src", get_source("demo"), NormalizeOptions(), workers=args.workers)
+        ws = captioned_workspace(tmp, args.n, args.workers)
         with ws.catalog() as catalog:
-            caption_workspace(catalog)
             for fmt in ("parquet", "webdataset"):
                 out = tmp / f"out-{fmt}"
                 start = time.perf_counter()

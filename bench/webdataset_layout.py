@@ -32,14 +32,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import make_source  # noqa: E402  (bench/ingest.py)
+from ingest import captioned_workspace  # noqa: E402  (bench/ingest.py)
 
-from imdd_build.caption import caption_workspace  # noqa: E402
-from imdd_build.ingest import ingest  # noqa: E402
-from imdd_build.normalize import NormalizeOptions  # noqa: E402
-from imdd_build.registry import get_source  # noqa: E402
 from imdd_build.shard import ShardOptions, write_shards  # noqa: E402
-from imdd_build.workspace import Workspace  # noqa: E402
 
 LAYOUTS = {"png": "png", "stored": "auto", "jpg": "jpg"}
 
@@ -78,11 +73,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="imdd-wdsbench-"))
     result: dict = {"n": args.n, "cores": os.cpu_count(), "layouts": {}}
     try:
-        make_source(tmp / "src", args.n)
-        ws = Workspace(tmp / "ws")
-        ingest(ws, "demo", tmp / "src", get_source("demo"), NormalizeOptions(), workers=args.workers)
+        ws = captioned_workspace(tmp, args.n, args.workers)
         with ws.catalog() as catalog:
-            caption_workspace(catalog)
             formats = dict(sorted(Counter(fmt for (fmt,) in catalog.iter_fields(["image_format"])).items()))
             result["image_formats"] = formats
             for name, ext in LAYOUTS.items():
