@@ -135,3 +135,22 @@ def test_write_captions_reads_the_record_as_it_is_now(tmp_path):
         assert catalog.fingerprint("a") == "fa"  # fingerprints are kept
         with pytest.raises(ValueError, match="'a': label are not caption fields"):
             catalog.write_captions({"a": {"label": "good"}})
+
+
+def test_template_captioning_keeps_an_expert_edit_that_lands_while_it_runs(tmp_path):
+    from imdd_build.caption import caption_workspace
+
+    path = tmp_path / "c.sqlite"
+    with Catalog(path) as catalog:
+        catalog.upsert([(_record(k), "f") for k in ("a", "b", "c")])
+
+        def expert_edits_c(record: Record) -> None:  # "c" was already read, uncaptioned, by the run's page
+            if record.key == "a":
+                with Catalog(path) as other:
+                    other.write_captions({"c": {"caption": "Expert.", "caption_source": "expert",
+                                                "caption_status": "verified"}})
+
+        summary = caption_workspace(catalog, on_record=expert_edits_c)
+        assert summary["captioned"] == 3
+        assert catalog.get("a").caption_source == "template" and catalog.get("b").caption_source == "template"
+        assert catalog.get("c").caption == "Expert." and catalog.get("c").caption_status == "verified"

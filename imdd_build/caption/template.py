@@ -209,25 +209,26 @@ def caption_workspace(catalog: Catalog, force: bool = False, source: str | None 
                       on_record: Callable[[Record], None] | None = None, batch: int = 500) -> dict:
     """Draft template captions for records without one (all template drafts with `force`).
 
-    Expert-edited and verified captions are never overwritten.
+    Expert-edited and verified captions are never overwritten, not even by an edit that lands while
+    this runs (`Catalog.write_captions` re-reads each record when it writes).
     """
     written = kept = 0
-    pending: list[Record] = []
+    pending: dict[str, dict] = {}
     for record in catalog.iter_records(source=source, uncaptioned=not force):
         if record.caption is not None and (record.caption_source != "template" or record.caption_status != "draft"):
             kept += 1
             continue
         text = template_caption(record)
-        pending.append(record.model_copy(update={
+        pending[record.key] = {
             "caption": text, "caption_source": "template", "caption_status": "draft",
             "caption_meta": {"generator": "template", "version": TEMPLATE_VERSION, "words": str(word_count(text))},
-        }))
+        }
         written += 1
         if on_record:
             on_record(record)
         if len(pending) >= batch:
-            catalog.set_captions(pending)
+            catalog.write_captions(pending)
             pending.clear()
-    catalog.set_captions(pending)
+    catalog.write_captions(pending)
     return {"command": "caption", "mode": "template", "captioned": written, "kept": kept,
             "records": catalog.count(), "uncaptioned": catalog.count_uncaptioned()}
