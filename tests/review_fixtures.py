@@ -10,6 +10,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -186,3 +188,14 @@ def q(tmp_path):
     queue = ReviewQueue(catalog, lease_seconds=60, clock=Clock())
     yield queue
     catalog.close()
+
+
+@contextmanager
+def served_queue(dest: Path) -> Iterator[dict]:
+    """A review workspace with a 10% sample queued (single review), admin `alice` and reviewer `bob`,
+    served on 127.0.0.1: {"ws", "server", "tokens", "port"}."""
+    ws = review_workspace(dest)
+    Cli(ws)("review", "enqueue", "--sample-rate", "0.1", "--double-rate", "0")
+    tokens = {"alice": add_reviewer(ws, "alice", admin=True), "bob": add_reviewer(ws, "bob")}
+    with ReviewServer(ws) as server:
+        yield {"ws": ws, "server": server, "tokens": tokens, "port": server.port}

@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Cli
-from review_fixtures import ReviewServer, add_reviewer, login, raw_request, review_workspace
+from review_fixtures import login, raw_request, served_queue
 
 from imdd_build.catalog import Catalog
 from imdd_build.store import Store
@@ -22,11 +21,8 @@ HUGE = 64 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    ws = review_workspace(tmp_path_factory.mktemp("review-gate"))
-    Cli(ws)("review", "enqueue", "--sample-rate", "0.1", "--double-rate", "0")
-    tokens = {"alice": add_reviewer(ws, "alice", admin=True), "bob": add_reviewer(ws, "bob")}
-    with ReviewServer(ws) as server:
-        yield {"ws": ws, "server": server, "tokens": tokens, "port": server.port}
+    with served_queue(tmp_path_factory.mktemp("review-gate")) as served:
+        yield served
 
 
 def bearer(token: str) -> dict:

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 from conftest import Cli
-from review_fixtures import ReviewServer, add_reviewer, raw_get, review_workspace
+from review_fixtures import add_reviewer, raw_get, served_queue
 
 pytest.importorskip("fastapi")
 
@@ -15,11 +15,8 @@ KEY = "demo/metal_plate/test/scratch/000"
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    ws = review_workspace(tmp_path_factory.mktemp("review-sec"))
-    Cli(ws)("review", "enqueue", "--sample-rate", "0.1", "--double-rate", "0")
-    tokens = {"alice": add_reviewer(ws, "alice", admin=True), "bob": add_reviewer(ws, "bob")}
-    with ReviewServer(ws) as server:
-        yield {"ws": ws, "server": server, "tokens": tokens}
+    with served_queue(tmp_path_factory.mktemp("review-sec")) as served:
+        yield served
 
 
 ROUTES = [("POST", "/api/next", None), ("GET", f"/api/items/{KEY}", None), ("GET", f"/api/items/{KEY}/image", None),

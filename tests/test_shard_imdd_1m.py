@@ -4,6 +4,7 @@ column and tile records in the shards, byte-identical on a rebuild."""
 import hashlib
 import io
 import json
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -41,11 +42,17 @@ def build(folder, data):
     return run("shard", "--workers", "1")
 
 
-def test_load_dataset_imdd_1m_after_a_bare_shard(tmp_path, monkeypatch):
+def source_data(tmp_path: Path) -> Path:
+    """MVTec, VisA (raw) and steel-strip folders under tmp_path/data, as downloaded."""
     data = tmp_path / "data"
     write_mvtec(data / "mvtec")
     write_visa_raw(data / "visa")
     write_strips(data / "strips")
+    return data
+
+
+def test_load_dataset_imdd_1m_after_a_bare_shard(tmp_path, monkeypatch):
+    data = source_data(tmp_path)
     monkeypatch.delenv("IMDD_WORKSPACE", raising=False)
     monkeypatch.chdir(tmp_path)
     summary = build(tmp_path, data)
@@ -95,10 +102,7 @@ def test_load_dataset_imdd_1m_after_a_bare_shard(tmp_path, monkeypatch):
 
 
 def test_tiles_and_class_masks_shard_to_the_same_bytes(tmp_path, monkeypatch):
-    data = tmp_path / "data"
-    write_mvtec(data / "mvtec")
-    write_visa_raw(data / "visa")
-    write_strips(data / "strips")
+    data = source_data(tmp_path)
     monkeypatch.delenv("IMDD_WORKSPACE", raising=False)
     digests = []
     for n in range(2):

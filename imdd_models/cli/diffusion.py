@@ -9,6 +9,13 @@ import typer
 
 from .common import JSON_OPT, RunError, emit, err, progress_bar, run_level_errors
 
+# Options the sampling commands (generate, inpaint-defect) share; device also train-diffusion's.
+MODEL_OPT = typer.Option(..., "--model", help="Trained model folder (train-diffusion --out).")
+STEPS_OPT = typer.Option(30, "--steps", min=1, help="Sampling steps (DDIM).")
+GUIDANCE_OPT = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale.")
+SEED_OPT = typer.Option(0, "--seed")
+DEVICE_OPT = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available).")
+
 
 def components_cmd(
     preset: str = typer.Option(..., "--preset", help="tiny (random, CPU-sized), sd15 (pretrained frozen parts) "
@@ -38,7 +45,7 @@ def precompute_cmd(
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per encoder batch."),
     shard_size: int = typer.Option(1024, "--shard-size", min=1, help="Samples per latent shard."),
     flip: bool = typer.Option(False, "--flip", help="Also store the horizontally flipped image's latent."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    device: Optional[str] = DEVICE_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Encode every image once into latent shards (VAE latent mean, CLIP image embedding, caption tokens)."""
@@ -81,15 +88,15 @@ def train_cmd(
 
 
 def generate_cmd(
-    model: Path = typer.Option(..., "--model", help="Trained model folder (train-diffusion --out)."),
+    model: Path = MODEL_OPT,
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Text prompt."),
     image: Optional[Path] = typer.Option(None, "--image", help="Condition on this image via the implicit captioner."),
     n: int = typer.Option(4, "--n", min=1, help="Images to generate."),
-    steps: int = typer.Option(30, "--steps", min=1, help="Sampling steps (DDIM)."),
-    guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale."),
-    seed: int = typer.Option(0, "--seed"),
+    steps: int = STEPS_OPT,
+    guidance: float = GUIDANCE_OPT,
+    seed: int = SEED_OPT,
     out: Path = typer.Option(..., "--out", help="Folder for the images and grid.png."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    device: Optional[str] = DEVICE_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Generate images from a prompt, or from an image through the implicit captioner."""
@@ -103,15 +110,15 @@ def generate_cmd(
 
 
 def inpaint_cmd(
-    model: Path = typer.Option(..., "--model", help="Trained model folder (train-diffusion --out)."),
+    model: Path = MODEL_OPT,
     image: Path = typer.Option(..., "--image", help="A normal image, any size."),
     mask: Path = typer.Option(..., "--mask", help="Where to paint the defect (white = defect)."),
     prompt: str = typer.Option(..., "--prompt", help="The defect, e.g. 'a scratch on a metal plate'."),
-    steps: int = typer.Option(30, "--steps", min=1, help="Sampling steps (DDIM)."),
-    guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale."),
-    seed: int = typer.Option(0, "--seed"),
+    steps: int = STEPS_OPT,
+    guidance: float = GUIDANCE_OPT,
+    seed: int = SEED_OPT,
     out: Path = typer.Option(..., "--out", help="Folder for inpainted.png."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    device: Optional[str] = DEVICE_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Paint a described defect into a normal image inside a mask; pixels away from the mask stay the input's."""

@@ -50,3 +50,16 @@ def box_tuple(box):
 
 def quarantine(out):
     return {q["path"]: q["reason"] for q in out["quarantine"]}
+
+
+def coco_runs(mask) -> list[int]:
+    """A boolean mask as COCO's uncompressed RLE counts: alternating run lengths in column-major
+    order, starting with a (possibly empty) run of background."""
+    runs, current, n = [], False, 0
+    for v in mask.flatten(order="F"):
+        if v != current:
+            runs.append(n)
+            current, n = v, 0
+        n += 1
+    runs.append(n)
+    return runs

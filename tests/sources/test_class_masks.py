@@ -8,7 +8,7 @@ from PIL import Image
 
 from class_mask_check import check_class_masks
 from fixtures import blob_mask, noise_image, save, write_mvtec, write_visa_raw
-from generic_helpers import SIZE, img, ingest, iou, record
+from generic_helpers import SIZE, coco_runs, img, ingest, iou, record
 from imdd_build.geometry import mask_to_original
 from imdd_build.record import make_key
 from imdd_build.taxonomy import load_taxonomy, norm_label
@@ -78,13 +78,7 @@ def test_coco_polygons_and_rles_of_several_categories(tmp_path, cli, workspace):
     img(root / "train2017/p.png", 1, size=(48, 40))
     hole = np.zeros((40, 48), bool)
     hole[20:36, 30:44] = True
-    flat, runs, current, n = hole.flatten(order="F"), [], False, 0
-    for v in flat:
-        if v != current:
-            runs.append(n)
-            current, n = v, 0
-        n += 1
-    runs.append(n)
+    runs = coco_runs(hole)
     anns = [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [4, 6, 20, 10],
              "segmentation": [[4, 6, 24, 6, 24, 16, 4, 16]]},
             {"id": 2, "image_id": 1, "category_id": 2, "iscrowd": 0, "bbox": [30, 20, 14, 16],

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from fixtures import save
-from generic_helpers import SIZE, box_tuple, canvas_box, img, ingest, iou, original_mask, quarantine, record
+from generic_helpers import SIZE, box_tuple, coco_runs, canvas_box, img, ingest, iou, original_mask, quarantine, record
 from imdd_build.sources.coco import decode_rle_string, encode_rle_string, rle_to_mask
 from imdd_build.sources.yolo import LabelError, parse_label_file
 
@@ -29,14 +29,7 @@ def test_coco_compressed_rle_matches_pycocotools():
     assert (rle_to_mask(PYCOCOTOOLS_RLE, 40, 48) == reference_mask()).all()
     counts = decode_rle_string(PYCOCOTOOLS_RLE)
     assert sum(counts) == 40 * 48 and encode_rle_string(counts) == PYCOCOTOOLS_RLE
-    flat = reference_mask().flatten(order="F")
-    runs, current, n = [], False, 0
-    for v in flat:
-        if v != current:
-            runs.append(n)
-            current, n = v, 0
-        n += 1
-    runs.append(n)
+    runs = coco_runs(reference_mask())
     assert counts == runs
 
 
