@@ -43,13 +43,7 @@ def write_coco(root):
             img(root / "train2017" / im["file_name"], i, size=(48, 40))
     unc = np.zeros((40, 48), bool)
     unc[10:30, 20:40] = True
-    runs, current, n = [], False, 0
-    for v in unc.flatten(order="F"):
-        if v != current:
-            runs.append(n)
-            current, n = v, 0
-        n += 1
-    runs.append(n)
+    runs = coco_runs(unc)
     anns = [
         {"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [4, 6, 20, 10],
          "segmentation": [[4, 6, 24, 6, 24, 16, 4, 16]]},
