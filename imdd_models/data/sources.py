@@ -50,10 +50,14 @@ def wanted_split(split: str | None) -> str | None:
     return None if split in (None, "", ALL) else split
 
 
-def split_keeps(split: str | None, shard_split: str | None) -> bool:
-    """Whether a shard whose name says `shard_split` (None: mixed or unknown) may hold rows of `split`."""
+def by_split(shards: list[Shard], split: str | None) -> list[Shard]:
+    """The shards that may hold rows of `split`, by what their names say: those named for it and those whose
+    name says no split (mixed, `all-*`). When no name says `split` (names that are no split, such as
+    `part-00000`), every shard: the rows' own `split` field decides (as it always does, after this)."""
     split = wanted_split(split)
-    return split is None or shard_split is None or shard_split == split
+    if split is None or split not in {s.split for s in shards}:
+        return list(shards)
+    return [s for s in shards if s.split in (None, split)]
 
 
 @dataclass(frozen=True)
@@ -85,12 +89,19 @@ def _split_of(path: Path) -> str | None:
 
 
 def _found(root: Path) -> str:
-    """What a folder holds, for an error message: its first few entries and how many there are."""
+    """What a folder holds, for an error message: its first entries, and its files counted by extension."""
     entries = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
     if not entries:
         return "it is empty"
-    shown = ", ".join(entries[:8]) + (f", ... ({len(entries)} entries)" if len(entries) > 8 else "")
-    return f"it holds {shown}"
+    shown = ", ".join(entries[:6]) + (f", ... ({len(entries)} entries)" if len(entries) > 6 else "")
+    kinds: dict[str, int] = {}
+    for i, path in enumerate(root.rglob("*")):
+        if i >= 100_000:
+            break
+        if path.is_file():
+            kinds[path.suffix or path.name] = kinds.get(path.suffix or path.name, 0) + 1
+    files = ", ".join(f"{n} {ext}" for ext, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:5])
+    return f"it holds {shown}" + (f" (files: {files})" if files else "")
 
 
 def _datasets_loadable(root: Path) -> bool:
@@ -105,7 +116,7 @@ def _local_shards(root: Path, split: str | None, fmt: str | None) -> DataSource:
         manifest = read_json(root / LATENT_MANIFEST)
         files = sorted((root / "latents").glob("*.parquet"))
         shards = [Shard("latents", str(f), _split_of(f)) for f in files]
-        return DataSource(str(root), "latents", [s for s in shards if split_keeps(split, s.split)], manifest)
+        return DataSource(str(root), "latents", by_split(shards, split), manifest)
     parquet = sorted((root / "data").rglob("*.parquet")) if (root / "data").is_dir() else []
     tars = sorted((root / "webdataset").rglob("*.tar")) if (root / "webdataset").is_dir() else []
     if fmt == "webdataset" or (not parquet and fmt != "parquet"):
@@ -120,14 +131,14 @@ def _local_shards(root: Path, split: str | None, fmt: str | None) -> DataSource:
             return _hub_shards(str(root), split)
         except FileNotFoundError as exc:
             raise RunError(f"{root}: no shards ({expected}); {_found(root)}; datasets: {exc}") from None
-    return DataSource(str(root), "images", [s for s in shards if split_keeps(split, s.split)])
+    return DataSource(str(root), "images", by_split(shards, split))
 
 
 def _tar_shards(spec: str, split: str | None) -> DataSource:
     import braceexpand
     urls = [u for part in spec.split() for u in braceexpand.braceexpand(part)]
     shards = [Shard("webdataset", u, _split_of(Path(u.rsplit("/", 1)[-1]))) for u in urls]
-    return DataSource(spec, "images", [s for s in shards if split_keeps(split, s.split)])
+    return DataSource(spec, "images", by_split(shards, split))
 
 
 def _hub_shards(spec: str, split: str | None) -> DataSource:
