@@ -40,21 +40,31 @@ def precompute_cmd(
     data: str = typer.Option(..., "--data", help="Image shards: shard folder, WebDataset tar URL(s) or Hub dataset id."),
     components: Path = typer.Option(..., "--components", help="Components folder (imdd-models components)."),
     out: Path = typer.Option(..., "--out", help="Latent shard folder to write (resumed if it exists)."),
-    split: Optional[str] = typer.Option(None, "--split", help="Only this split (default: all)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only this split (default and `all`: every split)."),
     where: Optional[str] = typer.Option(None, "--where", help="Filter, e.g. source=demo,label=defective."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per encoder batch."),
     shard_size: int = typer.Option(1024, "--shard-size", min=1, help="Samples per latent shard."),
-    flip: bool = typer.Option(False, "--flip", help="Also store the horizontally flipped image's latent."),
+    flip: bool = typer.Option(False, "--flip", help="Also store the horizontally flipped image's latent and "
+                                                    "CLIP image embedding."),
     device: Optional[str] = DEVICE_OPT,
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32, fp16 or bf16: what the VAE and image tower "
+                                                              "run in (default: bf16 on CUDA, fp32 on the CPU)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0,
+                                          help="DataLoader workers that decode images (default: cores - 1, "
+                                               "at most 8; 0: in the main process). Same output for any number."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Encode every image once into latent shards (VAE latent mean, CLIP image embedding, caption tokens)."""
+    """Encode every image once into latent shards (VAE latent mean, CLIP image embedding, caption tokens).
+    Several processes (`accelerate launch -m imdd_models precompute ...`, `torchrun`) each write their own shards."""
+    from contextlib import nullcontext
+
     from ..diffusion.precompute import precompute
-    with progress_bar("precompute") as bar:
+    with (progress_bar("precompute") if _rank() == 0 else nullcontext(_NoBar())) as bar:
         summary = precompute(data, components, out, split=split, where=where, batch_size=batch_size,
-                             shard_size=shard_size, flip=flip, device=device or _device(),
-                             on_total=bar.total, on_advance=bar.add)
-    emit({"command": "precompute", **summary}, as_json)
+                             shard_size=shard_size, flip=flip, device=device or _device(), dtype=dtype,
+                             workers=workers, on_total=bar.total, on_advance=bar.add)
+    if _rank() == 0:
+        emit({"command": "precompute", **summary}, as_json)
 
 
 def train_cmd(
@@ -66,7 +76,7 @@ def train_cmd(
                                             help="Stop after this step (default: the config's epochs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial weights, noise and data order."),
-    split: Optional[str] = typer.Option(None, "--split", help="Only this split of --data."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only this split of --data (`all`: every split)."),
     where: Optional[str] = typer.Option(None, "--where", help="Filter, e.g. label=defective."),
     log_keys: bool = typer.Option(False, "--log-keys", help="Write the keys each rank trained on to OUT/seen/."),
     as_json: bool = JSON_OPT,

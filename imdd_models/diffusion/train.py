@@ -13,7 +13,6 @@ All randomness of a step (noise, timesteps, switches) comes from one per-rank ge
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from imdd_build.errors import RunError
 
 from ..components import captioner_loss, choose_implicit, load_components
 from ..data import resolve
+from ..data.count import samples_in
 from ..data.stream import StreamConfig, consumed_positions, seeded
 from .batches import make_loader
 from .checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint, tensor_state, untensor_state
@@ -40,18 +40,6 @@ class TrainError(RunError):
 
 def _lr_lambda(warmup: int):
     return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
-
-
-def _samples_in(source, split: str | None) -> int | None:
-    if source.manifest and source.manifest.get("samples") is not None:
-        return int(source.manifest["samples"])
-    try:
-        manifest = json.loads((Path(source.spec) / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
-    kinds = {s["format"] for s in manifest.get("shards", [])}
-    fmt = "parquet" if "parquet" in kinds else "webdataset"
-    return sum(s["samples"] for s in manifest["shards"] if s["format"] == fmt and split in (None, s.get("split")))
 
 
 class _Losses:
@@ -92,7 +80,7 @@ def train_diffusion(config_spec: str, data: str, components: Path, out: Path, ma
     rank, world = accelerator.process_index, accelerator.num_processes
     comps = load_components(components, device=accelerator.device)
     source = resolve(data, split)
-    samples = _samples_in(source, split)
+    samples = samples_in(source, split, where)
     steps_per_epoch = max(1, samples // (world * config.batch_size)) if samples else None
     if max_steps is None:
         if steps_per_epoch is None:
