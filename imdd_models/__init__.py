@@ -5,6 +5,20 @@ workspace. `imdd_models.data` streams shards; `imdd_models.components` writes an
 parts (VAE, CLIP text and image towers, tokenizer, scheduler) and the implicit captioner.
 """
 
-from ._compat import hide_broken_torchvision
+import sys as _sys
 
-hide_broken_torchvision()
+
+class _BrokenTorchvisionGuard:
+    """Runs `hide_broken_torchvision` just before transformers or diffusers is first imported, not at
+    `import imdd_models`: importing torchvision imports torch, and `imdd-models --help` must not."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name in ("transformers", "diffusers"):
+            _sys.meta_path[:] = [f for f in _sys.meta_path if f is not self]
+            from ._compat import hide_broken_torchvision
+            hide_broken_torchvision()
+        return None
+
+
+if not any(isinstance(f, _BrokenTorchvisionGuard) for f in _sys.meta_path):
+    _sys.meta_path.insert(0, _BrokenTorchvisionGuard())
