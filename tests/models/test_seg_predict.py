@@ -62,7 +62,7 @@ def test_zero_shot_class_on_shards(trained, tmp_path):
     crack = [p["class_scores"]["crack"] for p in lines]
     assert len(set(crack)) > 1  # scored per image, not a constant
     for p in lines:
-        assert (out / p["extra"]["class_map"]).is_file() and "geometry" not in p["extra"]  # these shards carry none
+        assert (out / p["class_map"]).is_file() and "geometry" not in p["extra"]  # these shards carry none
         name = Path(p["anomaly_map"]).stem
         assert Image.open(out / "overlays" / f"{name}.png").size == (512, 512)
 

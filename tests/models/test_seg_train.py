@@ -55,7 +55,8 @@ def test_resume_gives_the_same_weights(setup, tmp_path):
 
 def test_shots_are_exact_deterministic_and_report_short_classes(setup, tmp_path):
     def shots(out, k, seed):
-        s = train(setup, out, "--classes", "scratch,hole", "--shots", str(k), "--seed", str(seed), "--max-steps", "0")
+        s = train(setup, out, "--classes", "scratch,hole", "--shots", str(k), "--seed", str(seed), "--max-steps", "0",
+                  "--allow-untrained")
         return s, json.loads((out / "selection.json").read_text())["keys"]
 
     s1, keys1 = shots(tmp_path / "a", 3, 7)
@@ -72,7 +73,8 @@ def test_shots_are_exact_deterministic_and_report_short_classes(setup, tmp_path)
     assert s4["short"] == {"scratch": 8, "hole": 8, "normal": 3}  # all they have, and said so
     split = tmp_path / "split.yaml"  # the protocol's class split file names the base classes
     split.write_text("base: [scratch, hole]\nnovel: [stain]\n")
-    s5 = train(setup, tmp_path / "e", "--classes", str(split), "--shots", "3", "--seed", "7", "--max-steps", "0")
+    s5 = train(setup, tmp_path / "e", "--classes", str(split), "--shots", "3", "--seed", "7", "--max-steps", "0",
+              "--allow-untrained")
     assert s5["classes"] == ["scratch", "hole"] and s5["novel"] == ["stain"]
     assert json.loads((tmp_path / "e" / "selection.json").read_text())["keys"] == keys1
 
@@ -87,7 +89,7 @@ def test_a_broken_image_is_counted_and_left_out(setup, tmp_path):
     pq.write_table(type(table).from_pylist(rows, schema=table.schema), data / "data" / "train-00000-of-00001.parquet")
     result = CliRunner().invoke(app, ["train-seg", "--diffusion", str(setup["diffusion"]), "--data", str(data),
                                       "--config", "tiny", "--out", str(tmp_path / "m"), "--classes", "scratch",
-                                      "--max-steps", "0", "--json"])
+                                      "--max-steps", "0", "--allow-untrained", "--json"])
     assert result.exit_code == 0, result.output
     s = json.loads(result.stdout.strip().splitlines()[-1])
     assert s["bad"] == 1 and rows[0]["key"] in s["bad_examples"][0] and s["samples"] == 8 - 1 + 3
