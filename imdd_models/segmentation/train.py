@@ -197,7 +197,7 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
                "seconds": round(time.perf_counter() - started, 2),
                "trainable_params": sum(p.numel() for p in raw_model.parameters() if p.requires_grad),
                "conditioning": extractor.conditioning, "resumed": resumed is not None,
-               "device": str(accelerator.device)}
+               "untrained": trainer["step"] == 0, "device": str(accelerator.device)}
     if accelerator.is_main_process:
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
