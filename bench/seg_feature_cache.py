@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import imdd_models  # noqa: E402,F401  (hides a broken torchvision)
+from imdd_models import hf_ready  # noqa: E402
+
+hf_ready()  # transformers/diffusers importable beside a torchvision that cannot load
 from PIL import Image  # noqa: E402
 
 from imdd_models.components.presets import SD15_UNET  # noqa: E402

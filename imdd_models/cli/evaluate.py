@@ -66,8 +66,13 @@ def evaluate_generation_cmd(
     generated: Path = typer.Option(..., "--generated", help="Folder of generated images (png/jpg/webp, recursive)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split of the real shards (default: all)."),
     where: Optional[str] = typer.Option(None, "--where", help="Only real records matching FIELD=VALUE[,...]."),
-    feature_weights: Optional[Path] = typer.Option(None, "--feature-weights",
-                                                   help="TorchScript feature network (e.g. Inception 2015-12-05)."),
+    feature_weights: Optional[Path] = typer.Option(
+        None, "--feature-weights",
+        help="Required (nothing is downloaded; the machine may be offline): a TorchScript or torch.export feature "
+             "network file, e.g. NVlabs' Inception inception-2015-12-05.pt."),
+    feature_output: str = typer.Option("auto", "--feature-output",
+                                       help="What net(x) returns, for IS: logits, probs, or auto (rows >= 0 "
+                                            "summing to 1 are probabilities)."),
     image_size: int = typer.Option(299, "--image-size", help="Images are resized to this square size."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     kid_subset_size: int = typer.Option(1000, "--kid-subset-size", min=2, help="KID subset size (capped at N)."),
@@ -79,12 +84,15 @@ def evaluate_generation_cmd(
     """FID, KID and IS of generated images against real shard images (torchmetrics, your feature network)."""
     from ..evaluation.generation import evaluate_generation
     if feature_weights is None:
-        raise RunError("--feature-weights is required: the Inception weights cannot be downloaded here; give a "
-                       "TorchScript feature network (see README, Evaluate)")
+        raise RunError("--feature-weights is required: nothing is downloaded (this works offline); give a "
+                       "TorchScript or .pt2 feature network file, e.g. inception-2015-12-05.pt (see README, Evaluate)")
+    if feature_output not in ("auto", "logits", "probs"):
+        raise RunError(f"--feature-output {feature_output!r}: choose auto, logits or probs")
     with progress_bar("extract features") as bar:
         result = evaluate_generation(real, generated, feature_weights, split=split, where=where,
                                      image_size=image_size, batch_size=batch_size, kid_subset_size=kid_subset_size,
-                                     kid_subsets=kid_subsets, is_splits=is_splits, seed=seed, on_image=bar.advance)
+                                     kid_subsets=kid_subsets, is_splits=is_splits, seed=seed,
+                                     feature_output=feature_output, on_image=bar.advance)
     for message in result["warnings"]:
         _warn(message)
     emit(result, as_json)

@@ -2,10 +2,13 @@
 
 Comma-separated `FIELD=VALUE` terms that must all hold; `|` separates accepted values of one field.
 A list field (defect_types) matches when any of its values is accepted. `FIELD!=VALUE` excludes.
+A latent row (`imdd-models precompute`) carries split, source and label as columns and every other record
+field in its `fields` column (JSON text), parsed here only when a term names a field the row lacks.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 from imdd_build.errors import RunError
@@ -37,9 +40,19 @@ def _field(row: dict, name: str):
 
 def matches(row: dict, terms: list[tuple[str, bool, frozenset[str]]]) -> bool:
     """True when the row satisfies every term."""
+    extra = None
     for name, negated, accepted in terms:
         value = _field(row, name)
+        if value is None and name.split(".")[0] not in row and isinstance(row.get("fields"), str):
+            if extra is None:
+                extra = json.loads(row["fields"])
+            value = _field(extra, name)
         values = {str(v) for v in value} if isinstance(value, (list, tuple)) else {str(value)}
         if bool(values & accepted) == negated:
             return False
     return True
+
+
+def selected(row: dict, split: str | None, terms: list[tuple[str, bool, frozenset[str]]]) -> bool:
+    """Whether a raw row passes `--split` (None and "all": every split; a row without one passes) and `--where`."""
+    return (split in (None, "", "all") or row.get("split") in (None, split)) and matches(row, terms)

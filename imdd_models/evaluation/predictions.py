@@ -37,7 +37,8 @@ from imdd_build.errors import RunError
 PREDICTIONS_FILE = "predictions.jsonl"
 META_FILE = "meta.json"
 CANVAS = 512
-FIELDS = ("key", "image_score", "label", "defect_type", "class_scores", "boxes", "anomaly_map", "extra")
+FIELDS = ("key", "image_score", "label", "defect_type", "class_scores", "boxes", "anomaly_map", "class_map",
+          "class_names", "extra")  # class_map/class_names: issue 26's per-pixel classes (scored by its helper)
 BOX_FIELDS = ("label", "score", "x0", "y0", "x1", "y1")
 LABELS = ("normal", "defective")
 

@@ -23,7 +23,7 @@ from imdd_build.errors import RunError
 
 from ..data import BadSample, ReadStats, decode_record, iter_raw
 from ..protocol import load_class_split, parse_class_list, sample_shots
-from .vocabulary import canonical_type
+from .vocabulary import canonical_type, check_trained_names
 
 NORMAL = "normal"
 
@@ -86,6 +86,8 @@ def select(data: str, split: str | None, where: str | None, classes: str, shots:
     used = [(row, [t for t in types if t in wanted], normal) for row, types, normal in pool
             if normal or wanted & set(types)]
     counts = {c: sum(c in types for _, types, _ in used) for c in trained}
+    check_trained_names(trained, counts, {t for _, types, _ in pool for t in types},
+                        f"{data}" + (f" (split {split})" if split else ""))
     if shots is None:
         rows = _decodable([row for row, _, _ in used], stats)
         return TrainingSet(rows, trained, counts, {c: 0 for c, n in counts.items() if n == 0},

@@ -17,14 +17,16 @@ reaches the frozen weights, so the features of a fixed training set may be cache
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image
 
+from .._compat import hf_ready
 from ..components.loader import images_to_pixels
+
+hf_ready()  # before model.py's module-level transformers import (this package imports features first)
 
 DEFAULT_TIMESTEP = 50
 
@@ -102,11 +104,7 @@ class DiffusionFeatureExtractor(torch.nn.Module):
                     device: str | torch.device = "cpu",
                     dtype: torch.dtype | None = None) -> "DiffusionFeatureExtractor":
         """Load a stage-1 or SD-1.x diffusers folder; FileNotFoundError naming what is missing."""
-        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # our own progress bars only
+        from ..components.loader import folder_resolution, load_parts
 
         root = Path(root)
         missing = [n for n in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if not (root / n).is_dir()]
@@ -114,23 +112,16 @@ class DiffusionFeatureExtractor(torch.nn.Module):
             raise FileNotFoundError(f"{root}: not a diffusion model folder (missing {', '.join(missing)}/)")
         if not any((root / "unet").glob("*.safetensors")) and not any((root / "unet").glob("*.bin")):
             raise FileNotFoundError(f"{root}/unet: no weights (a components folder; train stage 1 first)")
-        vae = AutoencoderKL.from_pretrained(str(root / "vae"))
-        unet = UNet2DConditionModel.from_pretrained(str(root / "unet"))
-        text_encoder = CLIPTextModel.from_pretrained(str(root / "text_encoder"))
-        tokenizer = CLIPTokenizer.from_pretrained(str(root / "tokenizer"))
-        scheduler = DDPMScheduler.from_pretrained(str(root / "scheduler"))
+        parts = load_parts(root, ("vae", "unet", "text_encoder", "tokenizer", "scheduler"))  # one SD-folder loader
+        vae, unet, text_encoder = parts["vae"], parts["unet"], parts["text_encoder"]
+        tokenizer, scheduler = parts["tokenizer"], parts["scheduler"]
         image_encoder = processor = captioner = None
         if (root / "implicit_captioner").is_dir() and (root / "image_encoder").is_dir():
             captioner = _load_captioner(root / "implicit_captioner")
             if captioner is not None:
-                from transformers import CLIPVisionModelWithProjection
-
-                from .._compat import image_processor_class
-                image_encoder = CLIPVisionModelWithProjection.from_pretrained(str(root / "image_encoder"))
-                processor = image_processor_class().from_pretrained(str(root / "feature_extractor"))
-        manifest = root / "components.json"
-        resolution = (json.loads(manifest.read_text()).get("resolution") if manifest.is_file() else None) or (
-            unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1))
+                extra = load_parts(root, ("image_encoder", "feature_extractor"))
+                image_encoder, processor = extra["image_encoder"], extra["feature_extractor"]
+        resolution = folder_resolution(root, unet.config, vae.config)
         ext = cls(vae, unet, text_encoder, tokenizer, scheduler, resolution, image_encoder, processor, captioner,
                   timestep=timestep, seed=seed, root=str(root.resolve()))
         return ext.to(device=device, dtype=dtype) if dtype is not None else ext.to(device)

@@ -23,7 +23,7 @@ from imdd_build.errors import RunError
 from ..data import decode_record
 from . import checkpoint as ckpt
 from .cache import FeatureCache
-from .config import get_config
+from .config import get_config, with_overrides
 from .dataset import class_names, select
 from .features import DEFAULT_TIMESTEP, DiffusionFeatureExtractor
 from .losses import SetCriterion, grounding_loss, label_loss
@@ -59,6 +59,31 @@ class TrainOptions:
     mixed_precision: str = "no"
     cache_features: Path | None = None
     overrides: dict = field(default_factory=dict)
+    allow_untrained: bool = False  # max_steps 0 writes the initial weights (a baseline), else refused
+
+
+def check_options(opts: "TrainOptions") -> None:
+    """Numeric options in range, one RunError line naming the option (before anything is read or written)."""
+    checks = [("--max-steps", opts.max_steps, 0 if opts.allow_untrained else 1), ("--batch-size", opts.batch_size, 1),
+              ("--epochs", opts.epochs, 1), ("--shots", opts.shots, 1), ("--save-every", opts.save_every, 1),
+              ("--timestep", opts.timestep, 0)]
+    for name, value, low in checks:
+        if value is not None and value < low:
+            hint = " (0 only with --allow-untrained)" if name == "--max-steps" and value == 0 else ""
+            raise RunError(f"{name} must be >= {low} (got {value}){hint}")
+    if opts.timestep > 999:
+        raise RunError(f"--timestep must be < 1000 (got {opts.timestep})")
+    if opts.lr is not None and not (math.isfinite(opts.lr) and opts.lr > 0):
+        raise RunError(f"--lr must be a positive number (got {opts.lr})")
+    if opts.mixed_precision not in ("no", "fp16", "bf16"):
+        raise RunError(f"--mixed-precision {opts.mixed_precision!r}: choose no, fp16 or bf16")
+
+
+def check_diffusion_folder(root: Path) -> None:
+    """FileNotFoundError naming what is missing, without loading anything."""
+    missing = [n for n in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if not (root / n).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"--diffusion {root}: not a diffusion model folder (missing {', '.join(missing)}/)")
 
 
 def _window(losses: list[float], head: bool) -> float | None:
@@ -95,12 +120,13 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
     """Train (or resume) and return the summary (`steps`, `loss_start`, `loss_end`, `classes`, `samples`, ...)."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
+    check_options(opts)
     cfg = get_config(opts.config)
-    for key, value in (("batch_size", opts.batch_size), ("lr", opts.lr), ("epochs", opts.epochs)):
-        if value is not None:
-            cfg[key] = value
-    cfg.update(opts.overrides)
+    given = {k: v for k, v in (("batch_size", opts.batch_size), ("lr", opts.lr), ("epochs", opts.epochs))
+             if v is not None}
+    cfg = with_overrides(cfg, {**given, **opts.overrides})
     out = Path(opts.out)
+    check_diffusion_folder(Path(opts.diffusion))  # before anything is written into --out
     tset = select(opts.data, opts.split, opts.where, opts.classes, opts.shots, opts.seed)
     keys = [r["key"] for r in tset.rows]
     identity = {"config": opts.config, "classes": tset.classes, "keys_hash": _hash(keys), "seed": opts.seed,
@@ -171,7 +197,7 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
                "seconds": round(time.perf_counter() - started, 2),
                "trainable_params": sum(p.numel() for p in raw_model.parameters() if p.requires_grad),
                "conditioning": extractor.conditioning, "resumed": resumed is not None,
-               "device": str(accelerator.device)}
+               "untrained": trainer["step"] == 0, "device": str(accelerator.device)}
     if accelerator.is_main_process:
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
