@@ -138,3 +138,10 @@ def test_mkdocs_build_strict(tmp_path):
     html = (tmp_path / "site" / "reference" / "cli" / "index.html").read_text()
     assert "imdd-models train-seg" in html and "imdd-build push-to-hub" in html
     assert "<!-- generated:" not in html
+
+
+def test_record_reference_lists_every_field():
+    from imdd_build.record import Record
+    text = _hooks().render("record-fields")
+    for name in Record.model_fields:
+        assert f"| `{name}` |" in text

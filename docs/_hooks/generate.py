@@ -4,7 +4,8 @@ A page holds a marker line `<!-- generated: NAME -->`; `on_page_markdown` replac
 * `cli imdd-build` / `cli imdd-models`: every command of that Typer app with its usage, every option
   and argument, its default and its help, as `--help` prints them;
 * `sources-table`: the registry table (`imdd-build sources --markdown`, the one in README.md);
-* `shard-columns`: the shard columns and their `datasets` feature types (`imdd_build.writers.rows.FEATURES`).
+* `shard-columns`: the shard columns and their `datasets` feature types (`imdd_build.writers.rows.FEATURES`);
+* `record-fields`: the fields of `imdd_build.record.Record`, their types and defaults.
 The tests import this module and check that every command appears (tests/test_docs_site.py).
 """
 
@@ -126,6 +127,24 @@ def shard_columns_markdown() -> str:
     return "\n".join(["| column | type |", "| --- | --- |", *rows])
 
 
+def record_fields_markdown() -> str:
+    """Every field of `imdd_build.record.Record` with its type and default (pydantic's own view)."""
+    from pydantic_core import PydanticUndefined
+
+    from imdd_build.record import Record
+
+    def type_name(annotation) -> str:
+        text = getattr(annotation, "__name__", None) if getattr(annotation, "__args__", None) is None else None
+        return text or str(annotation).replace("typing.", "").replace("imdd_build.record.", "")
+
+    rows = []
+    for name, field in Record.model_fields.items():
+        default = "" if field.default is PydanticUndefined and field.default_factory is None else (
+            f"{field.default_factory.__name__}()" if field.default_factory else repr(field.default))
+        rows.append(f"| `{name}` | `{type_name(field.annotation)}` | {_cell(default)} |")
+    return "\n".join(["| field | type | default |", "| --- | --- | --- |", *rows])
+
+
 def render(what: str) -> str:
     what = what.strip()
     if what.startswith("cli "):
@@ -134,6 +153,8 @@ def render(what: str) -> str:
         return sources_markdown()
     if what == "shard-columns":
         return shard_columns_markdown()
+    if what == "record-fields":
+        return record_fields_markdown()
     raise ValueError(f"unknown generated block {what!r}")
 
 
