@@ -94,6 +94,11 @@ def cli_markdown(program: str) -> str:
     root_ctx = typer.Context(root, info_name=program)
     if root.params:
         lines += ["Global options (before the command name):", "", *_params_table(root, root_ctx), ""]
+    lines += ["| command | what it does |", "| --- | --- |"]
+    for path, cmd in commands:
+        first = (cmd.help or "").strip().split("\n\n", 1)[0]
+        lines.append(f"| [`{path}`](#{path.replace(' ', '-')}) | {_cell(first)} |")
+    lines.append("")
     for path, cmd in commands:
         ctx = typer.Context(cmd, info_name=path)
         usage = " ".join(cmd.get_usage(ctx).split()).removeprefix("Usage: ")
