@@ -31,6 +31,14 @@ def train_seg_cmd(
     mixed_precision: str = typer.Option("no", "--mixed-precision", help="no, fp16 or bf16 (GPU)."),
     cache_features: Optional[Path] = typer.Option(None, "--cache-features",
                                                   help="Folder caching the frozen features of the training set."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Frozen backbone dtype: auto (bfloat16/float16 on a "
+                                        "GPU, float32 on the CPU), float32, bfloat16 or float16."),
+    num_workers: int = typer.Option(2, "--num-workers", help="DataLoader workers (decode, augment, targets, "
+                                    "preprocessing); 0 = in the main process."),
+    augment: str = typer.Option("on", "--augment", help="on (the preset's flip + scale jitter), flip, or off."),
+    schedule_steps: Optional[int] = typer.Option(None, "--schedule-steps", help="Horizon of the LR step decay "
+                                                 "(default: epochs x steps per epoch; --max-steps only stops early)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Train the open-vocabulary mask generator on frozen diffusion features."""
@@ -42,7 +50,8 @@ def train_seg_cmd(
     opts = TrainOptions(diffusion=diffusion, data=data, config=config, out=out, classes=classes, shots=shots,
                         max_steps=max_steps, seed=seed, resume=resume, split=split or None, where=where,
                         batch_size=batch_size, lr=lr, epochs=epochs, timestep=timestep, save_every=save_every,
-                        mixed_precision=mixed_precision, cache_features=cache_features)
+                        mixed_precision=mixed_precision, cache_features=cache_features, device=device,
+                        dtype=dtype, num_workers=num_workers, augment=augment, schedule_steps=schedule_steps)
     with progress_bar("train-seg") as bar:
         def step(done: int, total: int) -> None:
             bar.total(total)
@@ -63,6 +72,9 @@ def predict_cmd(
     batch_size: int = typer.Option(4, "--batch-size", help="Images per forward pass."),
     diffusion: Optional[Path] = typer.Option(None, "--diffusion", help="Diffusion folder, if moved since training."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Stop after N images."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Frozen backbone dtype: auto (bfloat16/float16 on a "
+                                        "GPU, float32 on the CPU), float32, bfloat16 or float16."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Segment, detect and classify the named defects (any names, also ones never trained on)."""
@@ -73,7 +85,7 @@ def predict_cmd(
     with progress_bar("predict") as bar:
         summary = predict(model, classes, out, data=data, split=split, images=list(images or []), where=where,
                           threshold=threshold, batch_size=batch_size, diffusion=diffusion, limit=limit,
-                          progress=bar.advance)
+                          progress=bar.advance, device=device, dtype=dtype)
     emit({"command": "predict", **summary}, as_json)
 
 

@@ -37,7 +37,7 @@ from ..data import ReadStats, iter_records
 from ..jsonfile import read_json
 from . import checkpoint as ckpt
 from .dataset import class_names
-from .features import DiffusionFeatureExtractor
+from .features import DiffusionFeatureExtractor, parse_device, parse_dtype
 from .model import MaskGenerator
 from .postprocess import ImageResult, semantic_maps, summarize
 from .text import TextEmbedder
@@ -66,13 +66,19 @@ class SegModel:
         return semantic_maps(out["masks"][-1], out["logits"][-1], CANVAS).cpu().numpy()
 
 
-def load_model(folder: Path, diffusion: Path | None = None, device: str | torch.device | None = None) -> SegModel:
-    """Load `train-seg`'s output folder; the diffusion folder recorded there unless `diffusion` is given."""
+def load_model(folder: Path, diffusion: Path | None = None, device: str | torch.device | None = None,
+               dtype: str | None = None) -> SegModel:
+    """Load `train-seg`'s output folder; the diffusion folder recorded there unless `diffusion` is given.
+    `device`/`dtype` as `--device`/`--dtype` (the frozen backbone's dtype; the trained head stays float32)."""
     config = ckpt.read_config(folder)
     feat = config["features"]
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = parse_device(str(device) if device is not None else None)
+        frozen_dtype = parse_dtype(dtype, device)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
     extractor = DiffusionFeatureExtractor.from_folder(diffusion or feat["diffusion"], feat["timestep"],
-                                                      feat["noise_seed"], device)
+                                                      feat["noise_seed"], device, frozen_dtype)
     saved = [(t["name"], t["channels"], t["stride"]) for t in feat["taps"]]
     if saved != [(t.name, t.channels, t.stride) for t in extractor.taps]:
         raise RunError(f"{diffusion or feat['diffusion']}: its U-Net/VAE taps differ from the ones "
@@ -195,7 +201,7 @@ def _write_one(out: Path, record: dict, result: ImageResult) -> dict:
 def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = None, split: str | None = None,
             images: list[Path] | None = None, where: str | None = None, threshold: float = 0.5,
             batch_size: int = 4, diffusion: Path | None = None, limit: int | None = None,
-            progress=None) -> dict:
+            progress=None, device: str | None = None, dtype: str | None = None) -> dict:
     """Run the model over `data` (shard source) or `images` (files) and write the predictions folder."""
     base, novel = class_names(classes_text)
     classes = base + [c for c in novel if c not in base]  # a split file: its base and novel classes
@@ -208,7 +214,7 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
     manifest = out / "predict.json"
     if manifest.is_file() and read_json(manifest) != run:
         raise RunError(f"{out}: holds predictions of another model, class list or threshold; use another --out")
-    seg = load_model(Path(model_dir), diffusion)
+    seg = load_model(Path(model_dir), diffusion, device, dtype)
     (out / "maps").mkdir(parents=True, exist_ok=True)
     (out / "overlays").mkdir(exist_ok=True)
     manifest.write_text(json.dumps(run, indent=2) + "\n")
@@ -251,4 +257,5 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
     return {"out": str(out), "predictions": str(jsonl), "images": written, "skipped_done": skipped,
             "defective": defective, "classes": classes, "unseen_classes": [c for c in classes if c not in trained],
             "threshold": threshold, "bad": stats.bad, "bad_examples": stats.bad_examples[:5],
-            "conditioning": seg.extractor.conditioning}
+            "conditioning": seg.extractor.conditioning, "device": str(seg.extractor.device),
+            "dtype": str(next(seg.extractor.vae.parameters()).dtype).removeprefix("torch.")}
