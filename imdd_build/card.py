@@ -255,13 +255,13 @@ def split_section(d: dict) -> list[str]:
     official_dropped = sum(v["dropped"] for v in by_source.values() if v["origin"] == "official")
     seeded = {s: v for s, v in by_source.items() if v["origin"] != "official"}
     moved = sum(v["moved"] for v in by_source.values())
-    policy = ("drop-train: the copies in the group's most held-out split (test, else validation) are kept and the "
-              "others left out" if d["leakage_policy"] == "drop-train" else "keep: reported, nothing left out")
+    policy = ("drop-train (the copies in the group's most held-out split, test else validation, are kept and the "
+              "others left out)" if d["leakage_policy"] == "drop-train" else "keep (reported, nothing left out)")
     lines = ["## Splits", "",
              "Two rules decide a row's `split`; `split_origin` says which one applied.", "",
              "* **Official split** (`split_origin: official`): the source's own split, never changed. A "
              "near-duplicate group that spans an evaluation split (validation/test) and another split is leakage, "
-             f"resolved by {policy}: {official_dropped} image(s) of official-split sources are not in this "
+             f"resolved by {policy}; {official_dropped} image(s) of official-split sources are not in this "
              "repository.",
              "* **Seeded split** (`split_origin: seeded`, sources without an official split): drawn by imdd-build "
              "per near-duplicate group, not per image, so the same part photographed several times (other "
