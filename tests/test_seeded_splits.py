@@ -14,7 +14,7 @@ import pytest
 from conftest import Cli
 from fixtures import bridge_images, exposure_image, save, write_multi_exposure
 from imdd_build.catalog import Catalog
-from imdd_build.dedupe import draw_group_splits
+from imdd_build.seeded_splits import draw_group_splits
 from realdata import realdata, require
 
 SEEDED = ("--license", "CC-BY-4.0", "--domain", "ceramic_tile", "--source-id", "tiles", "--workers", "1")
