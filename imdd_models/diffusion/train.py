@@ -435,7 +435,7 @@ def train_diffusion(config_spec: str | None, data: str, components: Path, out: P
             if step < max_steps and (step % config.checkpoint_every == 0 or by_time):
                 checkpoint()
         flush(step)
-        if saved_step != step and save_at_end:  # every run ends with a checkpoint (same decision on every rank)
+        if saved_step != step and (save_at_end or stopped):  # every run ends with a checkpoint (same decision on every rank)
             checkpoint()
     elapsed = time.monotonic() - started
     bad_total = int(accelerator.reduce(torch.tensor(float(bad), device=device), "sum").item())
