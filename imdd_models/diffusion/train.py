@@ -206,8 +206,9 @@ def train_diffusion(config_spec: str | None, data: str, components: Path, out: P
     from accelerate.utils import gather_object
     from diffusers.training_utils import EMAModel
 
-    config_spec = config_spec or default_config(components)
-    config = load_config(config_spec)
+    preset = default_config(components)  # the components folder's own preset: --config's default and YAML's base
+    config_spec = config_spec or preset
+    config = load_config(config_spec, default_base=preset)
     if save_every is not None:
         config.checkpoint_every = save_every
     if save_every_minutes is not None:

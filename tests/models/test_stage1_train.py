@@ -72,6 +72,15 @@ def test_bad_config_values_are_one_error_line_and_exit_2(tmp_path, body, field):
     assert not (tmp_path / "o").exists()
 
 
+def test_the_components_preset_is_the_default_config_and_yaml_base(tiny_components, tmp_path):
+    from imdd_models.diffusion.config import default_config, load_config
+    assert default_config(tiny_components) == "tiny" and default_config(tmp_path) == "sd15"
+    config = tmp_path / "no-base.yaml"
+    config.write_text("learning_rate: 5e-4\n")
+    loaded = load_config(str(config), default_base=default_config(tiny_components))
+    assert (loaded.batch_size, loaded.num_workers, loaded.learning_rate) == (4, 0, 5e-4)
+
+
 def test_loader_workers_are_capped_by_the_cores():
     from imdd_models.diffusion.train import loader_workers
     cores = len(os.sched_getaffinity(0))
