@@ -37,9 +37,12 @@ def import_torchmetrics():
             raise PackageNotFoundError(name)
         return original(name)
 
+    from .._compat import torchvision_hidden
+
     lu_imports._version = version
     try:
-        import torchmetrics
+        with torchvision_hidden():  # lightning's availability checks import it: make that an ImportError
+            import torchmetrics
     finally:
         lu_imports._version = original
     return torchmetrics
