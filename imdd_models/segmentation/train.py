@@ -247,7 +247,7 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
                "conditioning": extractor.conditioning, "resumed": resumed is not None,
                "untrained": trainer["step"] == 0, "device": str(accelerator.device), "dtype": identity["dtype"], "num_workers": opts.num_workers,
                "augment": aug["mode"], "schedule_steps": horizon,
-               "samples_per_s": round(seen / elapsed, 3) if seen else None,
+               "samples_seen": seen, "samples_per_s": round(seen / elapsed, 3) if seen else None,
                "cache_hits": cache.hits if cache else None}
     if accelerator.is_main_process:
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

@@ -194,3 +194,21 @@ def test_bfloat16_on_the_cpu_for_train_seg_and_predict(setup, tmp_path):
     assert "--num-workers" in err["error"]
     err = train(setup, tmp_path / "x", "--augment", "sideways", expect=2)
     assert "--augment 'sideways'" in err["error"]
+
+
+def test_the_feature_cache_serves_augmented_views_workers_and_dtypes(setup, tmp_path):
+    cache = tmp_path / "cache"
+    common = ["--classes", "scratch", "--batch-size", "4", "--max-steps", "6", "--augment", "flip",
+              "--cache-features", str(cache), "--num-workers", "2"]
+    first = train(setup, tmp_path / "a", *common)
+    assert first["samples_seen"] == 22 and first["cache_hits"] < 22  # 11 records: batches 4, 4, 3 per epoch
+    views = {p.name for p in cache.rglob("*.safetensors")}
+    assert 11 < len(views) <= 22 and len(views) == 22 - first["cache_hits"]  # each (record, flip) view: one entry
+    second = train(setup, tmp_path / "b", *common)
+    assert second["cache_hits"] == 22  # every view of the second run was cached
+    a = load_file(str(tmp_path / "a" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # computed-then-stored and read features are the same
+    third = train(setup, tmp_path / "c", *common, "--dtype", "bfloat16")
+    added = len(list(cache.rglob("*.safetensors"))) - len(views)
+    assert added == len(views) and third["cache_hits"] == first["cache_hits"]  # other dtype: its own entries
