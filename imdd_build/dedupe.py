@@ -7,14 +7,14 @@
   median) within `radius` bits of Hamming distance, found by multi-index hashing over numpy uint64
   (`nearsearch`): about n log n at the default radius (`bench/dedupe.py`: 100k/200k/400k hashes), exact
   (equal to brute force), the same groups at any worker count;
-* seeded splits: see `SEEDED_SPLIT_RULE`. Records of sources without an official split are
+* seeded splits: see `seeded_splits.SEEDED_SPLIT_RULE`. Records of sources without an official split are
   regrouped before the leakage rule, so a group of them never spans splits (nothing to drop);
 * leakage: see `LEAKAGE_RULE`. `dedupe`, `shard` and `push-to-hub` apply the same rules, and
   `save_groups` writes the regrouped splits to the records (the one place a split is decided after
   ingest), so local shards, Hub configs and the card agree.
 
 The catalog is read as a stream of the few fields needed (`Catalog.iter_fields`), never as records:
-one pass keeps ~41 bytes per image (pHash, pixel digest, split) in numpy arrays, a second pass
+one pass keeps ~42 bytes per image (pHash, pixel digest, split, whether it is seeded) in numpy arrays, a second pass
 picks up the keys of the few images that are in a group, so memory stays flat in the record count.
 Hashes are cached in the catalog (`image_hashes`, keyed by the stored image reference), so a
 second run decodes nothing new; new images are decoded on `workers` processes.
@@ -39,8 +39,7 @@ from .catalog import Catalog
 from .executor import chunked
 from .nearsearch import unique_pairs
 from .record import SPLITS
-from .registry import get_source
-from .sourcekit.base import DEFAULT_SEEDED_SPLIT
+from .seeded_splits import SEEDED_ORIGINS, SEEDED_SPLIT_MODES, SplitMove, regroup, splits_by_source
 from .store import Store
 from .errors import RunError
 
@@ -54,15 +53,6 @@ LEAKAGE_RULE = ("A duplicate group whose members span an evaluation split (valid
                 "validation) and leaves the others out (train, unlabeled, and validation when test holds the "
                 "image); keep only reports it.")
 
-SEEDED_SPLIT_MODES = ("group", "sample")
-SEEDED_SPLIT_RULE = ("Records of sources without an official split (split_origin seeded) are split per near-duplicate "
-                     "group: every group of them lands in one split, drawn deterministically from the group (its "
-                     "smallest key's seeded hash orders the groups of a source, which fill the source's seeded "
-                     "fractions), so no such group is leakage and nothing is dropped; a record that moves says "
-                     "split_origin seeded-group and keeps its own draw in sample_split. Official splits are "
-                     "never changed. sample keeps the per-image draw (and the leakage rule drops).")
-SPLIT_SEED = "imdd-v1"  # the salt of the group order (the same as the sources' own seeded draw)
-_SEEDED_ORIGINS = ("seeded", "seeded-group")
 
 _PAGE = 5000  # rows per page of the catalog stream (and per batch of cache lookups)
 
@@ -118,17 +108,6 @@ class Member:
         if self.origin == "seeded-group":
             out["sample_split"] = self.sample_split
         return out
-
-
-@dataclass
-class SplitMove:
-    """A seeded record put in its near-duplicate group's split (not its own draw)."""
-
-    key: str
-    source: str
-    sample_split: str
-    split: str
-    group_key: str
 
 
 @dataclass
@@ -316,7 +295,7 @@ def find_duplicates(catalog: Catalog, store: Store, radius: int = DEFAULT_RADIUS
         kind = "exact" if len({m.pixel_sha256 for m in group}) == 1 else "near"
         result.groups.append(DuplicateGroup(len(result.groups) + 1, kind, group))
     if seeded_splits == "group":
-        result.moves = _regroup(result.groups, counts)
+        result.moves = regroup(result.groups, counts)
     for g in result.groups:
         g.leakage, dropped_splits = leakage_drops((m.split for m in g.members), leakage)
         g.dropped = [m.key for m in g.members if m.split in dropped_splits]
@@ -324,7 +303,7 @@ def find_duplicates(catalog: Catalog, store: Store, radius: int = DEFAULT_RADIUS
     moved = {m.key for m in result.moves}
     result.restore = sorted((set(previous) | regrouped) - moved)
     result.changed = _changed(catalog, previous, result.moves, result.restore)
-    result.splits_by_source = _splits_by_source(counts, result)
+    result.splits_by_source = splits_by_source(counts, result)
     return result
 
 
@@ -334,7 +313,7 @@ _PASS_FIELDS = ("source", "split", "split_origin", "sample_split", "image")
 def _origin(row: tuple) -> tuple[str, str, bool]:
     """(source, split before regrouping, whether it is seeded) of a row of `_PASS_FIELDS` (or more)."""
     source, split, origin, sample = row[:4]
-    return source, (sample if origin == "seeded-group" and sample else split), origin in _SEEDED_ORIGINS
+    return source, (sample if origin == "seeded-group" and sample else split), origin in SEEDED_ORIGINS
 
 
 def _members(catalog: Catalog, sources: list[str], groups: list[np.ndarray], splits: np.ndarray | None,
@@ -360,85 +339,6 @@ def _members(catalog: Catalog, sources: list[str], groups: list[np.ndarray], spl
     return found, regrouped
 
 
-def seeded_fractions(source: str) -> dict[str, float]:
-    """The seeded split fractions of `source`: its registry entry's `seeded_split`, else 70/10/20."""
-    try:
-        fractions = get_source(source).seeded_split
-    except (KeyError, FileNotFoundError):
-        fractions = {}
-    fractions = fractions or DEFAULT_SEEDED_SPLIT
-    total = sum(fractions.values())
-    return {s: f / total for s, f in fractions.items()}
-
-
-def group_order(source: str, group_key: str) -> str:
-    """Where a group of `source` whose smallest seeded key is `group_key` sits in its source's draw."""
-    return hashlib.sha256(f"{SPLIT_SEED}\0{source}\0{group_key}".encode()).hexdigest()
-
-
-def draw_group_splits(parts: list[tuple[str, str, int]], free: dict[str, Counter],
-                      fractions: dict[str, dict[str, float]]) -> list[str]:
-    """The split of each part (owner source, group key, size), in order.
-
-    Per source, its parts are laid end to end in `group_order` and the line is cut at the source's
-    fractions, corrected for the records that are in no part (`free[source]`: split -> records, they
-    keep their own draw): a part takes the split its middle falls in. So the source's fractions are
-    met to within about one part at each cut, a part's split depends only on the catalog, and a new
-    record moves only the parts near a cut."""
-    out = [""] * len(parts)
-    by_source: dict[str, list[int]] = defaultdict(list)
-    for i, (source, _, _) in enumerate(parts):
-        by_source[source].append(i)
-    for source, index in by_source.items():
-        f = fractions[source]
-        size = sum(parts[i][2] for i in index)
-        total = size + sum(free[source].values())
-        need = {s: max(0.0, f[s] * total - free[source][s]) for s in f}
-        if sum(need.values()) <= 0:
-            need = dict(f)
-        cuts, acc = [], 0.0
-        for s, v in need.items():
-            acc += v / sum(need.values())
-            cuts.append((acc, s))
-        pos = 0
-        for i in sorted(index, key=lambda i: (group_order(source, parts[i][1]), parts[i][1])):
-            middle = (pos + parts[i][2] / 2) / size
-            out[i] = next((s for cut, s in cuts if middle < cut), cuts[-1][1])
-            pos += parts[i][2]
-    return out
-
-
-def _regroup(groups: list[DuplicateGroup], counts: dict[str, Counter]) -> list[SplitMove]:
-    """Put the seeded members of each group (2+) in one split (`draw_group_splits`); returns the moves."""
-    fractions: dict[str, dict[str, float]] = {}
-
-    def target(source: str) -> dict[str, float]:
-        if source not in fractions:
-            fractions[source] = seeded_fractions(source)
-        return fractions[source]
-
-    parts, part_members = [], []
-    for g in groups:
-        members = [m for m in g.members if m.origin == "seeded" and m.sample_split in target(m.source)]
-        if len(members) >= 2:
-            first = min(members, key=lambda m: m.key)
-            parts.append((first.source, first.key, len(members)))
-            part_members.append(members)
-    free = {source: Counter({s: c[("seeded", s)] for s in target(source)}) for source, c in counts.items()
-            if any(origin == "seeded" for origin, _ in c)}
-    for members in part_members:
-        for m in members:
-            free[m.source][m.sample_split] -= 1
-    moves = []
-    for (owner, group_key, _), members, split in zip(parts, part_members, draw_group_splits(parts, free, fractions)):
-        for m in members:
-            m.split = split
-            if split != m.sample_split:
-                m.origin = "seeded-group"
-                moves.append(SplitMove(m.key, m.source, m.sample_split, split, group_key))
-    return sorted(moves, key=lambda m: m.key)
-
-
 def _changed(catalog: Catalog, previous: dict[str, tuple[str, str, str, str]], moves: list[SplitMove],
              restore: list[str]) -> dict[str, int]:
     """Source -> records whose split differs from the one the last run gave them."""
@@ -450,48 +350,6 @@ def _changed(catalog: Catalog, previous: dict[str, tuple[str, str, str, str]], m
         if key in previous and catalog.get(key) is not None:  # moved last time, back to its own draw now
             changed[previous[key][0]] += 1
     return dict(sorted(changed.items()))
-
-
-def _splits_by_source(counts: dict[str, Counter], result: DedupeResult) -> dict[str, dict]:
-    published: dict[str, Counter] = {source: Counter() for source in counts}
-    for source, c in counts.items():
-        for (_, split), k in c.items():
-            published[source][split] += k
-    moved, dropped = Counter(), Counter()
-    for m in result.moves:
-        published[m.source][m.sample_split] -= 1
-        published[m.source][m.split] += 1
-        moved[m.source] += 1
-    drops = result.dropped
-    for g in result.groups:
-        for m in g.members:
-            if m.key in drops:
-                published[m.source][m.split] -= 1
-                dropped[m.source] += 1
-    out = {}
-    for source in sorted(counts):
-        origins = {origin for origin, _ in counts[source]}
-        splits = {s: published[source][s] for s in SPLITS if published[source][s]}
-        kept = sum(splits.values())
-        entry = {"origin": origins.pop() if len(origins) == 1 else "mixed",
-                 "records": sum(counts[source].values()), "moved": moved[source],
-                 "changed_since_last_run": result.changed.get(source, 0), "dropped": dropped[source],
-                 "splits": splits, "fractions": {s: round(v / kept, 4) for s, v in splits.items()} if kept else {}}
-        if "seeded" in {origin for origin, _ in counts[source]}:
-            entry["target"] = {s: round(f, 4) for s, f in seeded_fractions(source).items()}
-        out[source] = entry
-    return out
-
-
-def split_message(result: DedupeResult) -> str:
-    """One line for stderr on the seeded regrouping (empty when nothing moved or changed)."""
-    changed = sum(result.changed.values())
-    if not result.moves and not changed:
-        return ""
-    per = ", ".join(f"{s} {v['moved']}" for s, v in result.splits_by_source.items() if v["moved"])
-    return (f"seeded splits: {len(result.moves)} record(s) in their near-duplicate group's split instead of their "
-            f"own draw ({per or 'none'}); {changed} changed split since the last run (--seeded-splits sample "
-            "keeps the per-image draw)")
 
 
 def save_groups(catalog: Catalog, result: DedupeResult) -> None:

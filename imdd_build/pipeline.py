@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from .caption import caption_workspace
 from .console import err, progress_bar
-from .dedupe import LEAKAGE_POLICIES, DedupeResult, find_duplicates, save_groups, split_message
+from .dedupe import LEAKAGE_POLICIES, DedupeResult, find_duplicates, save_groups
 from .errors import RunError
 from .executor import make_executor
 from .ingest import ingest
@@ -21,6 +21,7 @@ from .normalize import NormalizeOptions
 from .record import Quarantined
 from .registry import SourceEntry
 from .roots import load_roots
+from .seeded_splits import split_message
 from .shard import ShardOptions, write_shards
 from .source_entry import entry_from_spec, source_entry
 from .sources import ADAPTERS, RootError

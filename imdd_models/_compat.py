@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 
 _ready = False
 _broken: bool | None = None
@@ -53,6 +54,20 @@ def torchvision_broken() -> bool:
     return _broken
 
 
+@contextmanager
+def torchvision_hidden():
+    """Within: a broken torchvision looks absent (`sys.modules["torchvision"] = None`); a working or missing one
+    is left alone. The entry is removed on exit. For imports that decide once whether torchvision is there."""
+    hide = torchvision_broken() and "torchvision" not in sys.modules
+    if hide:
+        sys.modules["torchvision"] = None  # importlib.util.find_spec answers None, `import` raises ImportError
+    try:
+        yield hide
+    finally:
+        if hide and sys.modules.get("torchvision", 0) is None:
+            del sys.modules["torchvision"]
+
+
 def hf_ready() -> None:
     """Make transformers and diffusers importable (idempotent; call before importing either)."""
     global _ready
@@ -62,19 +77,13 @@ def hf_ready() -> None:
     logging.getLogger(_FALLBACK_LOGGER).addFilter(_TorchvisionFallbackFilter())
     if "transformers" in sys.modules and "diffusers" in sys.modules:
         return  # imported already (fine, or too late to change what they saw)
-    hide = torchvision_broken()
-    if hide:
-        sys.modules["torchvision"] = None  # importlib.util.find_spec answers None, `import` raises ImportError
-    try:
+    with torchvision_hidden():
         import transformers  # noqa: F401
         import transformers.image_utils  # noqa: F401  (the module that imports torchvision when it is "available")
         import transformers.modeling_utils  # noqa: F401
         import diffusers  # noqa: F401
         import diffusers.loaders.ip_adapter  # noqa: F401  (where diffusers imports the image processor names)
         import diffusers.models  # noqa: F401
-    finally:
-        if hide and sys.modules.get("torchvision", 0) is None:
-            del sys.modules["torchvision"]
 
 
 def image_processor_class():

@@ -97,7 +97,10 @@ def write_seg_shards(out: Path, per_class: int = 6, seed: int = 0, classes=("scr
         rows.append(_record(f"segtest/pair/{i:03d}", split, [a, b], "class_mask", rng))
     for i in range(max(2, per_class // 2)):
         rows.append(_record(f"segtest/good/{i:03d}", split, [], "none", rng))
-    out = Path(out)
+    return _write_rows(Path(out), rows, split)
+
+
+def _write_rows(out: Path, rows: list[dict], split: str) -> Path:
     (out / "data").mkdir(parents=True, exist_ok=True)
     box = pa.struct([("label", pa.string()), ("x0", pa.float32()), ("y0", pa.float32()), ("x1", pa.float32()),
                      ("y1", pa.float32())])
@@ -122,3 +125,13 @@ def write_diffusion_folder(components: Path, out: Path, seed: int = 0) -> Path:
     UNet2DConditionModel.from_config(comps.unet_config).save_pretrained(str(out / "unet"))
     comps.new_captioner().save_pretrained(out / "implicit_captioner")
     return out
+
+
+def write_two_class_set(out: Path, per_class: int, normals: int, seed: int, split: str,
+                        classes=("scratch", "hole")) -> Path:
+    """A shard folder of single-defect records with binary masks (`per_class` of each class) and `normals`
+    normal records on the same textured background: a set on which learning is measurable."""
+    rng = np.random.default_rng(seed)
+    rows = [_record(f"two/{c}/{i:03d}", split, [c], "mask", rng) for i in range(per_class) for c in classes]
+    rows += [_record(f"two/good/{i:03d}", split, [], "none", rng) for i in range(normals)]
+    return _write_rows(Path(out), rows, split)

@@ -9,7 +9,8 @@ import typer
 
 from .. import __version__
 from ..console import emit
-from ..dedupe import DEFAULT_RADIUS, LEAKAGE_RULE, SEEDED_SPLIT_RULE
+from ..dedupe import DEFAULT_RADIUS, LEAKAGE_RULE
+from ..seeded_splits import SEEDED_SPLIT_RULE
 from ..errors import RunError
 from ..executor import default_workers
 from ..pipeline import run_demo, shard_workspace

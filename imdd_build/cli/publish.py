@@ -11,7 +11,8 @@ import typer
 from rich.markup import escape
 
 from ..console import emit, err, progress_bar
-from ..dedupe import DEFAULT_RADIUS, LEAKAGE_RULE, SEEDED_SPLIT_RULE, find_duplicates, save_groups, split_message
+from ..dedupe import DEFAULT_RADIUS, LEAKAGE_RULE, find_duplicates, save_groups
+from ..seeded_splits import SEEDED_SPLIT_RULE, split_message
 from ..errors import RunError, need_extra
 from ..executor import default_workers
 from .common import JSON_OPT, run_level_errors, workspace

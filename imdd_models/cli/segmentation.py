@@ -33,6 +33,14 @@ def train_seg_cmd(
                                                   help="Folder caching the frozen features of the training set."),
     allow_untrained: bool = typer.Option(False, "--allow-untrained",
                                          help="Accept --max-steps 0: write the initial weights (a 0-step baseline)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Frozen backbone dtype: auto (bfloat16/float16 on a "
+                                        "GPU, float32 on the CPU), float32, bfloat16 or float16."),
+    num_workers: int = typer.Option(2, "--num-workers", help="DataLoader workers (decode, augment, targets, "
+                                    "preprocessing); 0 = in the main process."),
+    augment: str = typer.Option("on", "--augment", help="on (the preset's flip + scale jitter), flip, or off."),
+    schedule_steps: Optional[int] = typer.Option(None, "--schedule-steps", help="Horizon of the LR step decay "
+                                                 "(default: epochs x steps per epoch; --max-steps only stops early)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Train the open-vocabulary mask generator on frozen diffusion features."""
@@ -41,7 +49,8 @@ def train_seg_cmd(
                         max_steps=max_steps, seed=seed, resume=resume, split=split or None, where=where,
                         batch_size=batch_size, lr=lr, epochs=epochs, timestep=timestep, save_every=save_every,
                         mixed_precision=mixed_precision, cache_features=cache_features,
-                        allow_untrained=allow_untrained)
+                        allow_untrained=allow_untrained, device=device, dtype=dtype, num_workers=num_workers,
+                        augment=augment, schedule_steps=schedule_steps)
     check_options(opts)
     with progress_bar("train-seg") as bar:
         def step(done: int, total: int) -> None:
@@ -70,6 +79,9 @@ def predict_cmd(
     clip_beta: Optional[float] = typer.Option(None, "--clip-beta", help="CLIP's ensemble weight for names never "
                                               "trained on, 0..1 (the model's config; 0.65 as ODISE)."),
     no_clip: bool = typer.Option(False, "--no-clip", help="The learned classifier alone (no CLIP ensemble)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Frozen backbone dtype: auto (bfloat16/float16 on a "
+                                        "GPU, float32 on the CPU), float32, bfloat16 or float16."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Segment, detect and classify the named defects (any names, also ones never trained on)."""
@@ -82,7 +94,7 @@ def predict_cmd(
         summary = predict(model, classes, out, data=data, split=split, images=list(images or []), where=where,
                           threshold=threshold, batch_size=batch_size, diffusion=diffusion, limit=limit,
                           progress=bar.advance, overwrite=overwrite, clip_alpha=clip_alpha, clip_beta=clip_beta,
-                          use_clip=not no_clip)
+                          use_clip=not no_clip, device=device, dtype=dtype)
     for message in summary["warnings"]:
         err.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
     emit({"command": "predict", **summary}, as_json)

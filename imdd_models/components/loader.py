@@ -32,18 +32,20 @@ def _part_classes() -> dict:
             "feature_extractor": image_processor_class()}
 
 
-def load_parts(root: Path, names: tuple[str, ...]) -> dict:
+def load_parts(root: Path, names: tuple[str, ...], dtype: torch.dtype | None = None) -> dict:
     """The one loader of SD-layout folders (components, trained model, any SD-1.x pipeline folder): each named
-    subfolder with its class's `from_pretrained`; models come frozen (eval, no grad). Used by `load_components`
-    and by the segmentation feature extractor."""
+    subfolder with its class's `from_pretrained` (models in `dtype` when given, loaded so: no cast afterwards);
+    models come frozen (eval, no grad). Used by `load_components` and by the segmentation feature extractor."""
     from .._compat import quiet_hub_progress
 
     quiet_hub_progress()
     classes = _part_classes()
     parts = {}
     for name in names:
-        parts[name] = classes[name].from_pretrained(str(Path(root) / name))
-        if isinstance(parts[name], torch.nn.Module):
+        is_model = isinstance(classes[name], type) and issubclass(classes[name], torch.nn.Module)
+        kwargs = {"dtype": dtype} if is_model and dtype is not None else {}
+        parts[name] = classes[name].from_pretrained(str(Path(root) / name), **kwargs)
+        if is_model:
             parts[name].requires_grad_(False).eval()
     return parts
 
@@ -162,7 +164,8 @@ def load_components(root: Path, device: str | torch.device = "cpu", dtype: torch
         raise FileNotFoundError(f"{root}: not a components folder (missing {', '.join(missing)}/); "
                                 "write one with `imdd-models components`")
     manifest = read_json(root / MANIFEST) if (root / MANIFEST).is_file() else {}
-    parts = load_parts(root, ("vae", "text_encoder", "image_encoder", "tokenizer", "feature_extractor", "scheduler"))
+    parts = load_parts(root, ("vae", "text_encoder", "image_encoder", "tokenizer", "feature_extractor", "scheduler"),
+                       dtype=dtype)
     vae, text_encoder, image_encoder = parts["vae"], parts["text_encoder"], parts["image_encoder"]
     unet_config = json.loads((root / "unet" / "config.json").read_text())
     if "resolution" not in manifest:  # a pipeline folder from elsewhere: the U-Net's size says it
@@ -175,4 +178,4 @@ def load_components(root: Path, device: str | torch.device = "cpu", dtype: torch
                        tokenizer=parts["tokenizer"], image_encoder=image_encoder,
                        image_processor=parts["feature_extractor"], scheduler=parts["scheduler"],
                        unet_config=unet_config, captioner_config=captioner_config)
-    return comps.to(device, dtype)
+    return comps.to(device)

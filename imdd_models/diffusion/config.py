@@ -67,9 +67,10 @@ def default_config(components) -> str:
     return COMPONENTS_CONFIG.get(preset, "sd15")
 
 
-def load_config(spec: str) -> TrainConfig:
-    """`tiny`, `sd15` or a YAML file (`base:` preset plus any TrainConfig fields); one RunError line on any problem."""
-    return load_stage_config(spec, TrainConfig, PRESET_OVERRIDES, default_base="sd15")
+def load_config(spec: str, default_base: str = "sd15") -> TrainConfig:
+    """`tiny`, `sd15` or a YAML file (`base:` preset, `default_base` when absent, plus any TrainConfig fields);
+    one RunError line on any problem."""
+    return load_stage_config(spec, TrainConfig, PRESET_OVERRIDES, default_base=default_base)
 
 
 def config_dict(config: TrainConfig) -> dict:

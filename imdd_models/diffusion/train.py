@@ -187,16 +187,17 @@ def train_diffusion(config_spec: str | None, data: str, components: Path, out: P
                     on_start: Callable[[int, int], None] | None = None,
                     on_step: Callable[[int, float | None], None] | None = None,
                     save_every: int | None = None, save_every_minutes: float | None = None,
-                    stop: StopSignals | None = None) -> dict:
+                    stop: StopSignals | None = None, save_at_end: bool = True) -> dict:
     """Train (or continue) a run in `out`; returns the summary (steps, loss_start, loss_end, ...; `stopped`
-    when a signal ended it early)."""
+    when a signal ended it early). `save_at_end=False` (benchmarks) skips the final checkpoint and export."""
     hf_ready()
     from accelerate import Accelerator
     from accelerate.utils import gather_object
     from diffusers.training_utils import EMAModel
 
-    config_spec = config_spec or default_config(components)
-    config = load_config(config_spec)
+    preset = default_config(components)  # the components folder's own preset: --config's default and YAML's base
+    config_spec = config_spec or preset
+    config = load_config(config_spec, default_base=preset)
     if save_every is not None:
         config.checkpoint_every = save_every
     if save_every_minutes is not None:
@@ -424,11 +425,11 @@ def train_diffusion(config_spec: str | None, data: str, components: Path, out: P
             if step < max_steps and (step % config.checkpoint_every == 0 or by_time):
                 checkpoint()
         flush(step)
-        if saved_step != step:  # every run ends with a checkpoint (same decision on every rank)
+        if saved_step != step and (save_at_end or stopped):  # every run ends with a checkpoint (same decision on every rank)
             checkpoint()
     elapsed = time.monotonic() - started
     bad_total = int(accelerator.reduce(torch.tensor(float(bad), device=device), "sum").item())
-    if accelerator.is_main_process and stopped is None:
+    if accelerator.is_main_process and stopped is None and save_at_end:
         export_pipeline(out, comps, unet, captioner, ema, step=step)
     accelerator.end_training()
     trained = step - start_step

@@ -28,10 +28,13 @@ def import_torchmetrics():
             raise PackageNotFoundError(name)
         return original(name)
 
+    from .._compat import torchvision_hidden
+
     lu_imports._version = version
     sys.modules["torchvision"] = None  # only while torchmetrics imports: some of its modules import it directly
     try:
-        import torchmetrics
+        with torchvision_hidden():  # lightning's availability checks import it: make that an ImportError
+            import torchmetrics
     finally:
         lu_imports._version = original
         if sys.modules.get("torchvision", 0) is None:

@@ -6,7 +6,9 @@ transformer decoder at 384 wide (FFN 3072, 9 layers + the prediction on the lear
 a 256-d mask embedding classified against projected text embeddings. research/anchors-models.md 4.2 measured
 the 384/3072/10 head at 44.0M; `imdd-models train-seg --config paper --json` reports the exact count.
 Losses (Mask2Former/ODISE weights): class 2.0 (no-object 0.1), mask BCE 5.0, dice 5.0, on point samples;
-grounding 1.0; deep supervision. Training: AdamW lr 5e-5, weight decay 0.05, batch 16, 50 epochs.
+grounding 1.0; deep supervision. Training: AdamW lr 5e-5, weight decay 0.05, batch 16, 50 epochs; linear warmup over 500 steps then x0.1 at
+88.9% and 96.3% of the planned steps (ODISE); horizontal flip (p 0.5) and scale jitter 0.5-2.0 with crop or pad
+back to the canvas (narrower than ODISE's COCO LSJ 0.1-2.0: defects are small; tiny: 0.8-1.25, warmup 5).
 Open vocabulary (ODISE's `PoolingCLIPHead`): at prediction the learned classifier is ensembled geometrically
 with a frozen CLIP classifier over mask-pooled CLIP image features, weight `clip_alpha` for trained names and
 `clip_beta` for names never trained on (see notes/stage2ov.md for the values and why).
@@ -60,6 +62,14 @@ class SegConfig(StageConfig):
     max_grad_norm: float = Field(0.01, ge=0)  # Mask2Former's full-model clipping value; 0 = no clipping
     logit_scale_init: float = 2.659260036932778  # log(1 / 0.07)
     logit_scale_max: float = Field(100.0, gt=0)
+    # recipe (augment.py, schedule.py): flip + scale jitter; ODISE's warmup, then x0.1 at 88.9% and 96.3%
+    hflip: float = Field(0.5, ge=0, le=1)
+    scale_min: float = Field(0.5, gt=0)
+    scale_max: float = Field(2.0, gt=0)
+    warmup_steps: int = Field(500, ge=0)
+    warmup_factor: float = Field(0.001, gt=0, le=1)
+    lr_milestones: list[float] = [0.889, 0.963]  # fractions of the planned steps
+    lr_gamma: float = Field(0.1, gt=0, le=1)
     # open-vocabulary ensemble at prediction (ODISE PoolingCLIPHead defaults)
     clip_alpha: float = Field(0.35, ge=0, le=1)  # CLIP's weight for names the model was trained on
     clip_beta: float = Field(0.65, ge=0, le=1)  # CLIP's weight for names it never saw
@@ -72,7 +82,8 @@ PRESET_OVERRIDES: dict[str, dict] = {
     "tiny": {"adapter_channels": 32, "feature_size": 32, "mask_feature_size": 32, "hidden_dim": 32,
              "dim_feedforward": 64, "encoder_layers": 1, "encoder_feedforward_dim": 64, "decoder_layers": 3,
              "num_attention_heads": 4, "num_queries": 8, "embed_dim": 32, "train_num_points": 1024,
-             "batch_size": 4, "lr": 1e-3, "max_grad_norm": 1.0},
+             "batch_size": 4, "lr": 1e-3, "max_grad_norm": 1.0,
+             "scale_min": 0.8, "scale_max": 1.25, "warmup_steps": 5},
 }
 # Plain dicts of every preset's values (what seg_config.json records under "model").
 PRESETS: dict[str, dict] = {name: SegConfig(**o).to_dict() for name, o in PRESET_OVERRIDES.items()}

@@ -49,7 +49,7 @@ from . import checkpoint as ckpt
 from .clip_head import ClipClassifier, clip_unavailable, ensemble
 from .config import saved_config
 from .dataset import class_names
-from .features import DiffusionFeatureExtractor
+from .features import DiffusionFeatureExtractor, parse_device, parse_dtype
 from .model import MaskGenerator
 from .postprocess import ImageResult, semantic_maps, semantic_maps_from_probs, summarize
 from .text import TextEmbedder
@@ -96,13 +96,19 @@ class SegModel:
 
 
 def load_model(folder: Path, diffusion: Path | None = None, device: str | torch.device | None = None,
-               use_clip: bool = True, clip_alpha: float | None = None, clip_beta: float | None = None) -> SegModel:
-    """Load `train-seg`'s output folder; the diffusion folder recorded there unless `diffusion` is given."""
+               use_clip: bool = True, clip_alpha: float | None = None, clip_beta: float | None = None,
+               dtype: str | None = None) -> SegModel:
+    """Load `train-seg`'s output folder; the diffusion folder recorded there unless `diffusion` is given.
+    `device`/`dtype` as `--device`/`--dtype` (the frozen backbone's dtype; the trained head stays float32)."""
     config = ckpt.read_config(folder)
     feat = config["features"]
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = parse_device(str(device) if device is not None else None)
+        frozen_dtype = parse_dtype(dtype, device)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
     extractor = DiffusionFeatureExtractor.from_folder(diffusion or feat["diffusion"], feat["timestep"],
-                                                      feat["noise_seed"], device)
+                                                      feat["noise_seed"], device, frozen_dtype)
     saved = [(t["name"], t["channels"], t["stride"]) for t in feat["taps"]]
     if saved != [(t.name, t.channels, t.stride) for t in extractor.taps]:
         raise RunError(f"{diffusion or feat['diffusion']}: its U-Net/VAE taps differ from the ones "
@@ -291,7 +297,7 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
             images: list[Path] | None = None, where: str | None = None, threshold: float = 0.5,
             batch_size: int = 4, diffusion: Path | None = None, limit: int | None = None,
             progress=None, overwrite: bool = False, clip_alpha: float | None = None, clip_beta: float | None = None,
-            use_clip: bool = True) -> dict:
+            use_clip: bool = True, device: str | None = None, dtype: str | None = None) -> dict:
     """Run the model over `data` (shard source) or `images` (files) and write the predictions folder."""
     if batch_size < 1:
         raise RunError(f"--batch-size must be >= 1 (got {batch_size})")
@@ -318,7 +324,8 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
                "source": {"data": data, "split": split, "where": where} if data is not None else "image files"}
     run = {"model": identity, "options": options}
     _check_out(out, run, overwrite)
-    seg = load_model(Path(model_dir), diffusion, use_clip=ens["on"], clip_alpha=clip_alpha, clip_beta=clip_beta)
+    seg = load_model(Path(model_dir), diffusion, device, use_clip=ens["on"], clip_alpha=clip_alpha,
+                     clip_beta=clip_beta, dtype=dtype)
     seen = [c for c in classes if seg.seen(c)]
     unseen = [c for c in classes if not seg.seen(c)]
     (out / "maps").mkdir(parents=True, exist_ok=True)
@@ -367,4 +374,5 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
             "defective": defective, "classes": classes, "seen_classes": seen, "unseen_classes": unseen,
             "threshold": threshold, "bad": stats.bad, "bad_examples": stats.bad_examples[:5],
             "conditioning": seg.extractor.conditioning, "ensemble": ens, "split": split,
-            "step": identity["step"], "warnings": warnings}
+            "step": identity["step"], "warnings": warnings, "device": str(seg.extractor.device),
+            "dtype": str(next(seg.extractor.vae.parameters()).dtype).removeprefix("torch.")}

@@ -134,14 +134,14 @@ def test_a_model_trained_further_is_not_mixed_with_its_old_predictions(trained, 
     first = predict("--model", str(model), *args)
     assert first["images"] == 11 and first["step"] == 4
     assert predict("--model", str(model), *args)["skipped_done"] == 11  # same model and options: resumes
+    err = predict("--model", str(model), *args[:-2], "--out", str(out), "--threshold", "0.4", expect=2)
+    assert "threshold differ" in err["error"]  # other options: refused the same way
     result = CliRunner().invoke(app, ["train-seg", "--diffusion", str(trained["root"] / "stage1"), "--data",
                                       str(trained["root"] / "train"), "--config", "tiny", "--out", str(model),
                                       "--classes", "scratch,hole", "--max-steps", "6", "--resume", "--json"])
     assert result.exit_code == 0, result.output
     err = predict("--model", str(model), *args, expect=2)
     assert "another model" in err["error"] and "weights_sha256" in err["error"] and "--overwrite" in err["error"]
-    err = predict("--model", str(model), *args[:-2], "--out", str(out), "--threshold", "0.4", expect=2)
-    assert "threshold differ" in err["error"]  # other options: refused the same way
     again = predict("--model", str(model), *args, "--overwrite")
     assert again["images"] == 11 and again["skipped_done"] == 0 and again["step"] == 6
     assert json.loads((out / "meta.json").read_text())["step"] == 6 and len(check_predictions(out)) == 11
