@@ -8,19 +8,36 @@ parts (VAE, CLIP text and image towers, tokenizer, scheduler) and the implicit c
 import sys as _sys
 
 
+_TRIGGERS = frozenset({"torch", "transformers", "diffusers", "datasets", "accelerate", "torchmetrics",
+                       "lightning_utilities"})
+
+
 class _BrokenTorchvisionGuard:
-    """Runs `hide_broken_torchvision` just before transformers, diffusers, torchmetrics or torchvision is first
-    imported, not at `import imdd_models`: importing torchvision imports torch, and `imdd-models --help` must
-    not. A torchvision it hides then fails to import as an absent one does (ModuleNotFoundError)."""
+    """Runs `hide_broken_torchvision` when the first of torch, transformers, diffusers, datasets, accelerate or
+    torchmetrics is imported (before any of them can look for torchvision), not at `import imdd_models`:
+    importing torchvision imports torch, and `imdd-models --help` must not."""
 
     def find_spec(self, name, path=None, target=None):
-        if name in ("transformers", "diffusers", "torchmetrics", "torchvision"):
-            _sys.meta_path[:] = [f for f in _sys.meta_path if f is not self]
-            from ._compat import hide_broken_torchvision
-            if hide_broken_torchvision() and name == "torchvision":
-                raise ModuleNotFoundError("No module named 'torchvision' (hidden: it cannot load beside this "
-                                          "torch)", name=name)
-        return None
+        if name not in _TRIGGERS:
+            return None
+        _sys.meta_path[:] = [f for f in _sys.meta_path if f is not self]
+        from ._compat import hide_broken_torchvision
+        if name != "torch":
+            hide_broken_torchvision()  # imports torch and tries torchvision before `name` is loaded
+            return None
+        # torch itself: importing torchvision now would load torch inside this import of it; run after it
+        import importlib.util
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_torch = spec.loader.exec_module
+
+        def exec_module(module):
+            exec_torch(module)
+            hide_broken_torchvision()
+
+        spec.loader.exec_module = exec_module
+        return spec
 
 
 if not any(isinstance(f, _BrokenTorchvisionGuard) for f in _sys.meta_path):
