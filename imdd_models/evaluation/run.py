@@ -7,6 +7,7 @@ from pathlib import Path
 
 from imdd_build.errors import RunError
 
+from ..data import parse_where
 from ..protocol import ClassSplit, load_class_split, parse_class_list
 from .predictions import PredictionError, read_predictions
 from .scoring import METRICS, MapReader, breakdowns, join, score, segmentation
@@ -72,6 +73,7 @@ def evaluate(predictions: str | Path, data: str, *, split=..., where: str | None
     Complete by default: a record of the split without a prediction is a PredictionError naming how many and
     the first keys, unless `allow_missing` (then every metric's counts carry `missing`). `strict` is the
     default and kept for callers of the old signature. Every map a line references is loaded and checked."""
+    parse_where(where)  # an unknown field is an error before anything is read
     seen, unseen, split_file = seen_unseen(classes_seen, class_split)
     preds = read_predictions(predictions, check_maps=True)
     split, split_from = resolve_split(split, preds.meta)

@@ -75,7 +75,8 @@ def join(data: str, preds: PredictionSet, split: str | None, where: str | None =
         if on_record:
             on_record()
     if not items:
-        raise RunError(f"{data}: no records in split {split!r}" + (f" matching --where {where}" if where else ""))
+        from ..data.explain import no_records_message
+        raise RunError(no_records_message(data, split, where))
     keys = {it.key for it in items}
     missing = [it.key for it in items if it.pred is None]
     extra = [k for k in preds.predictions if k not in keys and k not in left_out]

@@ -145,7 +145,7 @@ def test_bad_folders_are_one_error_line(demo_shards, test_rows, tmp_path):
     out, _ = run("--predictions", extra, "--data", demo_shards, "--no-breakdown", expect=2)
     assert "'demo/nowhere/001' which is not a record of the evaluated split" in out["error"]
     out, _ = run("--predictions", extra, "--data", demo_shards, "--split", "validation", expect=2)
-    assert out["error"] == f"{demo_shards}: no records in split 'validation'"
+    assert out["error"] == f"{demo_shards}: no split 'validation'; splits there: test, train; 'all' for every split"
     out, _ = run("--predictions", extra, "--data", demo_shards, "--no-breakdown", "--allow-extra")
     assert out["extra"] == 1 and out["image_auroc"] == pytest.approx(1.0)
 
