@@ -14,8 +14,9 @@
   ingest), so local shards, Hub configs and the card agree.
 
 The catalog is read as a stream of the few fields needed (`Catalog.iter_fields`), never as records:
-one pass keeps ~42 bytes per image (pHash, pixel digest, split, whether it is seeded) in numpy arrays, a second pass
-picks up the keys of the few images that are in a group, so memory stays flat in the record count.
+one pass keeps ~42 bytes per image (pHash, pixel digest, split, whether it is seeded) in numpy
+arrays and a count per (source, split), a second pass picks up the keys of the few images that are
+in a group, so memory stays flat in the record count.
 Hashes are cached in the catalog (`image_hashes`, keyed by the stored image reference), so a
 second run decodes nothing new; new images are decoded on `workers` processes.
 """
@@ -52,7 +53,6 @@ LEAKAGE_RULE = ("A duplicate group whose members span an evaluation split (valid
                 "split is leakage. drop-train keeps the copies in the group's most held-out split (test, else "
                 "validation) and leaves the others out (train, unlabeled, and validation when test holds the "
                 "image); keep only reports it.")
-
 
 _PAGE = 5000  # rows per page of the catalog stream (and per batch of cache lookups)
 
@@ -144,10 +144,11 @@ class DedupeResult:
         return {k for g in self.groups for k in g.dropped}
 
     def summary(self) -> dict:
-        """The run's figures. `splits_by_source[source]`: `origin` (official, seeded or mixed), `records`
-        (not rejected), `moved` (seeded records in their group's split, not their own draw), `changed_since_last_run`,
-        `dropped` (leakage), `splits` (published counts: records - dropped), `fractions` (of the published
-        records) and, for seeded records, `target` (the source's seeded fractions)."""
+        """The run's figures. `splits_by_source[source]`: `origin` (official, seeded or mixed),
+        `records` (not rejected), `moved` (seeded records in their group's split, not their own draw),
+        `changed_since_last_run`, `dropped` (leakage), `splits` (published counts: records - dropped),
+        `fractions` (of the published records) and, for seeded records, `target` (the source's
+        seeded fractions)."""
         leaks = [g for g in self.groups if g.leakage]
         return {"radius": self.radius, "images": self.images, "group_count": len(self.groups),
                 "exact_groups": sum(g.kind == "exact" for g in self.groups),

@@ -143,6 +143,7 @@ def test_a_mixed_group_keeps_the_official_split_and_drops_across_it(built):
     # drop-train as always: the test copy stays, every copy outside test goes, official or seeded
     assert set(mixed["dropped"]) == {k for k, m in members.items() if m["split"] != "test"}
     assert "line/train/good/mixed" in mixed["dropped"]
+    assert next(iter(seeded.values()))["split"] != "test" and set(seeded) <= set(mixed["dropped"])  # seeded copies too
     assert out["splits_by_source"]["tiles"]["dropped"] == sum(k.startswith("tiles/") for k in mixed["dropped"])
 
 

@@ -12,7 +12,8 @@ from imdd_build.console import Bar
 from .common import JSON_OPT, RunError, emit, err, progress_bar, run_level_errors
 
 _SUMMARY = ("records", "predicted", "missing", "extra", "image_auroc", "pixel_auroc", "aupro", "iou", "map50",
-            "map50_95", "accuracy")
+            "map50_95", "accuracy", "miou")
+_METRICS = ("image_auroc", "pixel_auroc", "aupro", "iou", "map50", "map50_95", "accuracy", "miou")
 
 
 def _warn(message: str) -> None:
@@ -22,7 +23,9 @@ def _warn(message: str) -> None:
 def evaluate_cmd(
     predictions: Path = typer.Option(..., "--predictions", help="Predictions folder (predictions.jsonl + .npy maps)."),
     data: str = typer.Option(..., "--data", help="Shard folder, WebDataset tar URL(s) or Hub dataset id."),
-    split: str = typer.Option("test", "--split", help="Split to score ('all' for every split)."),
+    split: Optional[str] = typer.Option(None, "--split",
+                                        help="Split to score ('all' for every split; default: the split predict "
+                                             "recorded in meta.json, else test)."),
     where: Optional[str] = typer.Option(None, "--where", help="Only records matching FIELD=VALUE[,...]."),
     classes_seen: Optional[str] = typer.Option(None, "--classes-seen",
                                                help="Seen classes a,b: adds seen/unseen results (others unseen)."),
@@ -32,22 +35,29 @@ def evaluate_cmd(
     breakdown: bool = typer.Option(True, "--breakdown/--no-breakdown", help="Per-source and per-class results."),
     allow_extra: bool = typer.Option(False, "--allow-extra",
                                      help="Count predictions for keys outside the split instead of failing."),
-    strict: bool = typer.Option(False, "--strict", help="Fail when any record of the split has no prediction."),
+    strict: bool = typer.Option(False, "--strict", help="Fail when any record of the split has no prediction "
+                                                        "(the default now; kept for old scripts)."),
+    allow_missing: bool = typer.Option(False, "--allow-missing",
+                                       help="Score although records of the split have no prediction (the report "
+                                            "says how many, beside every metric); without it that is an error."),
     pixel_bins: int = typer.Option(0, "--pixel-bins", min=0,
                                    help="0: exact pixel curves; N >= 2: N thresholds, constant memory."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Score a predictions folder against a split of IMDD shards: image/pixel AUROC, AUPRO, IoU, box mAP, accuracy."""
+    """Score a predictions folder against a split of IMDD shards: image/pixel AUROC, AUPRO, IoU, box mAP, accuracy,
+    per-class IoU and mIoU."""
     from ..evaluation import evaluate, markdown_report
     from ..evaluation.run import missing_message
     if pixel_bins == 1:
         raise RunError("--pixel-bins: give 0 (exact) or at least 2 thresholds")
     with progress_bar("read records") as bar:
         groups = Bar(bar.progress, "score groups")
-        result = evaluate(predictions, data, split=None if split == "all" else split, where=where,
-                          classes_seen=classes_seen, class_split=class_split, allow_extra=allow_extra,
-                          breakdown=breakdown, pixel_bins=pixel_bins, strict=strict,
-                          on_record=bar.advance, on_group=groups.advance)
+        result = evaluate(predictions, data, split=... if split is None else (None if split == "all" else split),
+                          where=where, classes_seen=classes_seen, class_split=class_split, allow_extra=allow_extra,
+                          breakdown=breakdown, pixel_bins=pixel_bins, strict=True,
+                          allow_missing=allow_missing and not strict, on_record=bar.advance, on_group=groups.advance)
+    if result["split_from"] == "meta.json":
+        err.print(f"split: {result['split'] or 'all'} (recorded by predict in meta.json)", highlight=False)
     if result["missing"]:
         _warn(missing_message(result))
     if result["extra"]:
@@ -57,8 +67,18 @@ def evaluate_cmd(
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text(markdown_report(result), encoding="utf-8")
         result["markdown"] = str(markdown)
-    emit(result if as_json else {"command": "evaluate", **{k: result[k] for k in _SUMMARY},
+    emit(result if as_json else {"command": "evaluate", **_summary(result),
                                  **({"markdown": result["markdown"]} if markdown else {})}, as_json)
+
+
+def _summary(result: dict) -> dict:
+    """The table without --json; with missing records every metric says how many beside its value."""
+    out = {k: result[k] for k in _SUMMARY}
+    if result["missing"]:
+        for metric in _METRICS:
+            value = "–" if out[metric] is None else f"{out[metric]:.4f}"
+            out[metric] = f"{value} ({result['missing']} of {result['records']} records missing)"
+    return out
 
 
 def evaluate_generation_cmd(

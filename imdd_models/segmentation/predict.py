@@ -129,6 +129,7 @@ def load_model(folder: Path, diffusion: Path | None = None, device: str | torch.
 def model_identity(folder: Path) -> dict:
     """What names a trained model: its weights' digest, its step and its trained classes (no weights loaded)."""
     folder = Path(folder)
+    config = ckpt.read_config(folder)  # first: a torn seg_config.json is named before anything else
     weights = folder / ckpt.WEIGHTS
     if not weights.is_file():
         raise FileNotFoundError(f"{folder}: {ckpt.WEIGHTS} missing")
@@ -136,7 +137,6 @@ def model_identity(folder: Path) -> dict:
     with open(weights, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    config = ckpt.read_config(folder)
     step = None
     for path, key in ((folder / ckpt.STATE_DIR / "trainer.json", "step"), (folder / "train_summary.json", "steps")):
         if path.is_file():
