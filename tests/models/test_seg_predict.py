@@ -1,5 +1,6 @@
-"""`imdd-models predict`: zero-shot class names end to end, on shards and on image files of any size; the
-predictions folder in the evaluation format (checked by `imdd_models.evaluation.validate_predictions`).
+"""`imdd-models predict`: any class names end to end, on shards and on image files of any size; the
+predictions folder in the evaluation format (checked by `imdd_models.evaluation.validate_predictions`); options
+guarded; a folder resumed only by the same model and options. Recognition of unseen names: test_seg_learns.py.
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ def test_zero_shot_class_on_shards(trained, tmp_path):
     assert s["unseen_classes"] == ["crack"] and s["images"] == 2 * 3 + 3 + 2
     lines = check_predictions(out)
     assert all(set(p["class_scores"]) == {"scratch", "hole", "crack"} for p in lines)
-    crack = [p["class_scores"]["crack"] for p in lines]
-    assert len(set(crack)) > 1  # scored per image, not a constant
+    # whether the unseen name is *recognised* is test_seg_learns.py's job (a 0-step model fails it); here: the
+    # format, the seen/unseen split of the names and the ensemble's state (no CLIP text tower in this folder)
+    assert s["seen_classes"] == ["scratch", "hole"] and s["ensemble"]["on"] is False
     for p in lines:
         assert (out / p["class_map"]).is_file() and "geometry" not in p["extra"]  # these shards carry none
         name = Path(p["anomaly_map"]).stem
