@@ -123,6 +123,7 @@ def load_model(folder: Path, diffusion: Path | None = None, device: str | torch.
 def model_identity(folder: Path) -> dict:
     """What names a trained model: its weights' digest, its step and its trained classes (no weights loaded)."""
     folder = Path(folder)
+    config = ckpt.read_config(folder)
     weights = folder / ckpt.WEIGHTS
     if not weights.is_file():
         raise FileNotFoundError(f"{folder}: {ckpt.WEIGHTS} missing")
@@ -130,7 +131,6 @@ def model_identity(folder: Path) -> dict:
     with open(weights, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    config = ckpt.read_config(folder)
     step = None
     for path, key in ((folder / ckpt.STATE_DIR / "trainer.json", "step"), (folder / "train_summary.json", "steps")):
         if path.is_file():
