@@ -70,6 +70,8 @@ def predict_cmd(
     clip_beta: Optional[float] = typer.Option(None, "--clip-beta", help="CLIP's ensemble weight for names never "
                                               "trained on, 0..1 (the model's config; 0.65 as ODISE)."),
     no_clip: bool = typer.Option(False, "--no-clip", help="The learned classifier alone (no CLIP ensemble)."),
+    clip: Optional[Path] = typer.Option(None, "--clip", help="Saved CLIP model matching the stage-1 image tower "
+                                        "(its text tower classifies regions; default DIFFUSION/clip_text_encoder)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Segment, detect and classify the named defects (any names, also ones never trained on)."""
@@ -82,7 +84,7 @@ def predict_cmd(
         summary = predict(model, classes, out, data=data, split=split, images=list(images or []), where=where,
                           threshold=threshold, batch_size=batch_size, diffusion=diffusion, limit=limit,
                           progress=bar.advance, overwrite=overwrite, clip_alpha=clip_alpha, clip_beta=clip_beta,
-                          use_clip=not no_clip)
+                          use_clip=not no_clip, clip_text=clip)
     for message in summary["warnings"]:
         err.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
     emit({"command": "predict", **summary}, as_json)
