@@ -16,7 +16,8 @@ def train_seg_cmd(
     config: str = typer.Option("paper", "--config", help="Mask generator preset: paper (~45M) or tiny (CPU tests)."),
     out: Path = typer.Option(..., "--out", help="Model folder to write (seg_config.json, model.safetensors)."),
     classes: str = typer.Option("all", "--classes",
-                                help="Trained (base) classes: all, a,b,... or a class split file (others unseen)."),
+                                help="Trained (base) classes: all, a,b,... or a class split file (others unseen, "
+                                     "ignored in the losses). A name without training samples is an error."),
     shots: Optional[int] = typer.Option(None, "--shots", help="Exactly K labelled samples per class (seeded)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N optimizer steps."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initialisation, the batch order and --shots."),
