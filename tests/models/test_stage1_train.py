@@ -152,6 +152,10 @@ def test_save_every_writes_checkpoints_on_the_cli(demo_latents, tiny_components,
     _train("--config", "tiny", *_common(demo_latents, tiny_components, out), "--max-steps", "4", "--save-every",
            "2", "--save-every-minutes", "0")
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]
+    timed = tmp_path / "timed"  # every 6 ms: a checkpoint after each step (tiny keeps the newest 2)
+    _train("--config", "tiny", *_common(demo_latents, tiny_components, timed), "--max-steps", "3",
+           "--save-every-minutes", "0.0001")
+    assert sorted(p.name for p in (timed / "checkpoints").iterdir()) == ["step-00000002", "step-00000003"]
 
 
 def test_export_writes_a_pipeline_folder_from_any_checkpoint(trained_run, tmp_path):
