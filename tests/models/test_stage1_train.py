@@ -341,3 +341,26 @@ def test_ctrl_c_under_torchrun_stops_every_rank_at_the_same_step_with_a_checkpoi
     for rank in (0, 1):  # both ranks trained exactly up to the checkpoint
         steps = {int(line.split("\t")[0]) for line in (out / "seen" / f"rank-{rank}.txt").read_text().splitlines()}
         assert max(steps) == summary["steps"]
+
+
+def test_a_checkpoint_of_the_earlier_flat_layout_still_resumes(demo_latents, tiny_components, tmp_path):
+    out = tmp_path / "old"
+    _train("--config", "tiny", *_common(demo_latents, tiny_components, out), "--max-steps", "2")
+    ckpt = out / "checkpoints" / "step-00000002"
+    state = json.loads((ckpt / "state.json").read_text())
+    unet = load_file(str(ckpt / "unet" / UNET))
+    unet_ema = load_file(str(ckpt / "unet_ema" / UNET))
+    from diffusers import UNet2DConditionModel
+    names = [n for n, _ in UNet2DConditionModel.from_pretrained(str(ckpt / "unet")).named_parameters()]
+    torch.save({**state["ema"], "shadow_params": [unet_ema[n] for n in names]}, ckpt / "ema.pt")  # the U-Net only
+    from safetensors.torch import save_file
+    save_file(unet, str(ckpt / "unet.safetensors"))
+    save_file(load_file(str(ckpt / "implicit_captioner" / "model.safetensors")), str(ckpt / "captioner.safetensors"))
+    for sub in ("unet", "unet_ema", "implicit_captioner", "implicit_captioner_ema"):
+        shutil.rmtree(ckpt / sub)
+    old_state = {k: v for k, v in state.items() if k not in ("run", "ema", "bad_per_rank")}
+    (ckpt / "state.json").write_text(json.dumps(old_state))
+    resumed = _train("--config", "tiny", *_common(demo_latents, tiny_components, out), "--max-steps", "3",
+                     "--resume")
+    assert resumed["resumed_from"] == 2 and resumed["steps"] == 3
+    assert (out / "checkpoints" / "step-00000003" / "unet_ema" / UNET).is_file()
