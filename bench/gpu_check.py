@@ -112,8 +112,9 @@ def stage1(comps_dir: Path, latents: Path, work: Path, batch: int, compile_: boo
     times: dict[int, float] = {}
 
     def on_step(step: int, _loss) -> None:
-        _sync(device)
-        times[step] = time.perf_counter()
+        if step in (sizes["warmup"], last):  # only there: a sync per step would stall the queued GPU work
+            _sync(device)
+            times[step] = time.perf_counter()
 
     def run(ema: bool) -> None:
         _reset_peak(device)
@@ -195,13 +196,14 @@ def stage2(diffusion: Path, demo: Path, work: Path, sizes: dict, device: str) ->
     _reset_accelerate()
     _reset_peak(device)
     times: dict[int, float] = {}
-
-    def progress(step: int, _total: int) -> None:
-        _sync(device)
-        times[step] = time.perf_counter()
-
     precision = "bf16" if device == "cuda" else "no"
     last = sizes["seg_warmup"] + sizes["seg_steps"]
+
+    def progress(step: int, _total: int) -> None:
+        if step in (sizes["seg_warmup"], last):
+            _sync(device)
+            times[step] = time.perf_counter()
+
     opts = TrainOptions(diffusion=diffusion, data=str(demo), config=sizes["seg_config"], out=work / "seg",
                         max_steps=last, split=None, save_every=10**9, mixed_precision=precision)
     summary = train_seg(opts, progress=progress)
