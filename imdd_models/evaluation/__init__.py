@@ -2,7 +2,8 @@
 
 - `predictions`: the predictions folder format, `validate_predictions(folder)` for its writers;
 - `anomaly`: image/pixel AUROC, AUPRO, IoU; `detection`: COCO box AP (pycocotools);
-  `classification`: accuracy; `classiou`: per-class IoU and mIoU of class maps; `scoring`/`run`: joining records and predictions, groups, `evaluate()`;
+  `classification`: accuracy; `classiou`: per-class IoU and mIoU of class maps;
+  `scoring`/`run`: joining records and predictions, groups, `evaluate()`;
 - `report`: the Markdown tables; `generation`: FID, KID and IS (torchmetrics) with a user-supplied feature net.
 """
 
