@@ -21,8 +21,8 @@ def _warn(message: str) -> None:
 
 
 def evaluate_cmd(
-    predictions: Path = typer.Option(..., "--predictions", help="Predictions folder (predictions.jsonl, .npy anomaly maps, "
-                                                                    "class maps)."),
+    predictions: Path = typer.Option(..., "--predictions",
+                                     help="Predictions folder (predictions.jsonl, .npy anomaly maps, class maps)."),
     data: str = typer.Option(..., "--data", help="Shard folder, WebDataset tar URL(s) or Hub dataset id."),
     split: Optional[str] = typer.Option(None, "--split",
                                         help="Split to score ('all' for every split; default: the split predict "
