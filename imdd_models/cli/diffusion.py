@@ -13,7 +13,8 @@ from .common import JSON_OPT, RunError, emit, err, progress_bar, run_level_error
 MODEL_OPT = typer.Option(..., "--model", help="Trained model folder (train-diffusion --out).")
 STEPS_OPT = typer.Option(30, "--steps", min=1, help="Sampling steps (DDIM).")
 GUIDANCE_OPT = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale.")
-SEED_OPT = typer.Option(0, "--seed")
+SEED_OPT = typer.Option(0, "--seed", help="Seed of the initial noise: the same seed, model and options give "
+                                           "the same images.")
 DEVICE_OPT = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available).")
 
 
@@ -180,6 +181,9 @@ def inpaint_cmd(
     from ..diffusion.inpaint import inpaint_defect
     err.print("inpainting ...")
     summary = inpaint_defect(model, image, mask, prompt, out, steps=steps, guidance=guidance, seed=seed, device=device)
+    if summary.get("mask_from", "").startswith("luminance"):
+        err.print(f"note: {mask}: the mask was taken from the {summary['mask_from']} (white = defect)",
+                  markup=False)
     emit({"command": "inpaint-defect", **summary}, as_json)
 
 

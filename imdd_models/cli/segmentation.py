@@ -16,7 +16,8 @@ def train_seg_cmd(
     config: str = typer.Option("paper", "--config", help="Mask generator preset: paper (~45M) or tiny (CPU tests)."),
     out: Path = typer.Option(..., "--out", help="Model folder to write (seg_config.json, model.safetensors)."),
     classes: str = typer.Option("all", "--classes",
-                                help="Trained (base) classes: all, a,b,... or a class split file (others unseen)."),
+                                help="Trained (base) classes: all, a,b,... or a class split file (others unseen, "
+                                     "ignored in the losses). A name without training samples is an error."),
     shots: Optional[int] = typer.Option(None, "--shots", help="Exactly K labelled samples per class (seeded)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N optimizer steps."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initialisation, the batch order and --shots."),
@@ -82,6 +83,8 @@ def predict_cmd(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="Frozen backbone dtype: auto (bfloat16/float16 on a "
                                         "GPU, float32 on the CPU), float32, bfloat16 or float16."),
+    clip: Optional[Path] = typer.Option(None, "--clip", help="Saved CLIP model matching the stage-1 image tower "
+                                        "(its text tower classifies regions; default DIFFUSION/clip_text_encoder)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Segment, detect and classify the named defects (any names, also ones never trained on)."""
@@ -94,7 +97,7 @@ def predict_cmd(
         summary = predict(model, classes, out, data=data, split=split, images=list(images or []), where=where,
                           threshold=threshold, batch_size=batch_size, diffusion=diffusion, limit=limit,
                           progress=bar.advance, overwrite=overwrite, clip_alpha=clip_alpha, clip_beta=clip_beta,
-                          use_clip=not no_clip, device=device, dtype=dtype)
+                          use_clip=not no_clip, clip_text=clip, device=device, dtype=dtype)
     for message in summary["warnings"]:
         err.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
     emit({"command": "predict", **summary}, as_json)

@@ -71,10 +71,20 @@ def loader_workers(requested: int, local_processes: int = 1) -> int:
 
 
 def data_identity(source) -> dict:
-    """What the data is, for the resume check: its spec, kind and shard list (a hash of the locations)."""
+    """What the data is, for the resume check: its spec, kind and shard list (a hash of the locations; local
+    paths resolved, shard paths relative to the folder, so `./latents` and `/abs/latents` are the same data)."""
     import hashlib
-    names = "\n".join(f"{s.kind}:{s.location}:{s.split}:{s.index}:{s.count}" for s in source.shards)
-    return {"spec": str(source.spec), "kind": source.kind, "shards": len(source.shards),
+    local = Path(str(source.spec))
+    spec = str(local.resolve()) if local.exists() else str(source.spec)
+
+    def where(location: str) -> str:
+        path = Path(location)
+        if local.is_dir() and path.exists():
+            return os.path.relpath(path.resolve(), local.resolve())
+        return location
+
+    names = "\n".join(f"{s.kind}:{where(s.location)}:{s.split}:{s.index}:{s.count}" for s in source.shards)
+    return {"spec": spec, "kind": source.kind, "shards": len(source.shards),
             "shards_sha256": hashlib.sha256(names.encode()).hexdigest()[:16]}
 
 

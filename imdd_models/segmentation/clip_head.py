@@ -14,9 +14,10 @@ the objectness of a query is the mask generator's alone, the ensemble only redis
 
 The image tower is the stage-1 folder's `image_encoder/` (a `CLIPVisionModelWithProjection`). The text side must
 live in the same joint space, which the diffusion text tower (`text_encoder/`, SD's CLIP-L text without its
-projection) does not: it is read from `clip_text_encoder/` (a `CLIPTextModelWithProjection` of the same CLIP
-model as `image_encoder/`, e.g. openai/clip-vit-base-patch32's text tower) with `clip_tokenizer/` (else
-`tokenizer/`). Without it the ensemble is off and `predict` says so (`ensemble.reason`).
+projection) does not: it is read from `predict --clip DIR` (a saved CLIP model of the same kind as
+`image_encoder/`, e.g. openai/clip-vit-base-patch32: its text tower and tokenizer are used), else from the
+diffusion folder's `clip_text_encoder/` (a `CLIPTextModelWithProjection`) with `clip_tokenizer/` (else
+`tokenizer/`). Without either the ensemble is off and `predict` says so (`ensemble.reason`).
 """
 
 from __future__ import annotations
@@ -32,12 +33,20 @@ CLIP_TEXT = "clip_text_encoder"
 CLIP_TOKENIZER = "clip_tokenizer"
 
 
-def clip_unavailable(root: Path) -> str | None:
-    """Why a diffusion folder cannot give the CLIP classifier (None when it can); reads no weights."""
+def clip_unavailable(root: Path, clip_text: Path | None = None) -> str | None:
+    """Why a diffusion folder (and `--clip DIR`) cannot give the CLIP classifier (None when it can); reads no
+    weights."""
     root = Path(root)
-    for name in ("image_encoder", "feature_extractor", CLIP_TEXT):
+    for name in ("image_encoder", "feature_extractor"):
         if not (root / name).is_dir():
-            return f"{root} has no {name}/ (see notes/stage2ov.md: a CLIP text tower matching image_encoder/)"
+            return f"{root} has no {name}/"
+    if clip_text is not None:
+        if not (Path(clip_text) / "config.json").is_file():
+            raise FileNotFoundError(f"--clip {clip_text}: not a saved CLIP model (no config.json)")
+        return None
+    if not (root / CLIP_TEXT).is_dir():
+        return (f"no CLIP text tower: give --clip DIR (the CLIP model of {root}/image_encoder, e.g. "
+                f"openai/clip-vit-base-patch32 saved locally) or put one in {root}/{CLIP_TEXT}/")
     return None
 
 
@@ -54,22 +63,25 @@ class ClipClassifier(torch.nn.Module):
         self._names: dict[str, torch.Tensor] = {}
 
     @classmethod
-    def from_folder(cls, root: Path, device="cpu", logit_scale: float = 100.0,
-                    input_scale: int = 2) -> "ClipClassifier":
-        """The towers of `root`; the images at `input_scale` x the tower's size (more tokens: finer pooling)."""
+    def from_folder(cls, root: Path, device="cpu", logit_scale: float = 100.0, input_scale: int = 2,
+                    clip_text: Path | None = None) -> "ClipClassifier":
+        """The towers of `root` (the text tower of `clip_text` when given); the images at `input_scale` x the
+        tower's size (more tokens: finer pooling)."""
         from transformers import CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
 
         from .._compat import image_processor_class
         root = Path(root)
-        reason = clip_unavailable(root)
+        reason = clip_unavailable(root, clip_text)
         if reason:
             raise FileNotFoundError(reason)
         vision = CLIPVisionModelWithProjection.from_pretrained(str(root / "image_encoder"))
-        text = CLIPTextModelWithProjection.from_pretrained(str(root / CLIP_TEXT))
+        text_dir = Path(clip_text) if clip_text is not None else root / CLIP_TEXT
+        text = CLIPTextModelWithProjection.from_pretrained(str(text_dir))
         if text.config.projection_dim != vision.config.projection_dim:
-            raise FileNotFoundError(f"{root}/{CLIP_TEXT}: projection {text.config.projection_dim} != image_encoder's "
+            raise FileNotFoundError(f"{text_dir}: projection {text.config.projection_dim} != image_encoder's "
                                     f"{vision.config.projection_dim} (not the same CLIP model)")
-        tok_dir = root / CLIP_TOKENIZER if (root / CLIP_TOKENIZER).is_dir() else root / "tokenizer"
+        tok_dir = next(d for d in ((Path(clip_text) if clip_text is not None else None), root / CLIP_TOKENIZER,
+                                   root / "tokenizer") if d is not None and (d / "vocab.json").is_file())
         tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir))
         proc = image_processor_class().from_pretrained(str(root / "feature_extractor"))
         size = int(vision.config.image_size) * max(1, int(input_scale))

@@ -74,6 +74,7 @@ class SegConfig(StageConfig):
     clip_alpha: float = Field(0.35, ge=0, le=1)  # CLIP's weight for names the model was trained on
     clip_beta: float = Field(0.65, ge=0, le=1)  # CLIP's weight for names it never saw
     clip_logit_scale: float = Field(100.0, gt=0)  # CLIP's own temperature (1/0.01)
+    clip_input_scale: int = Field(2, ge=1, le=8)  # CLIP sees images at this x its size: more tokens to pool
 
 
 PRESET_OVERRIDES: dict[str, dict] = {

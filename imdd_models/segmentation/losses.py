@@ -105,7 +105,7 @@ def _build_loss(config, weights: dict):
                     coords = torch.cat([coords, torch.rand(n, self.num_points - k, 2, device=pred.device)], dim=1)
                 labels = _sample(target.float(), coords)[:, 0]
                 w = 1 - _sample(dilated, coords, "nearest")[:, 0]
-            logits = _sample(pred, coords)[:, 0]
+            logits = _sample(pred.float(), coords)[:, 0]
             bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * w
             loss_mask = (bce.sum(1) / w.sum(1).clamp_min(1.0)).sum() / num_masks
             probs = logits.sigmoid() * w

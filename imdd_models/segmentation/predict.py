@@ -97,7 +97,7 @@ class SegModel:
 
 def load_model(folder: Path, diffusion: Path | None = None, device: str | torch.device | None = None,
                use_clip: bool = True, clip_alpha: float | None = None, clip_beta: float | None = None,
-               dtype: str | None = None) -> SegModel:
+               dtype: str | None = None, clip_text: Path | None = None) -> SegModel:
     """Load `train-seg`'s output folder; the diffusion folder recorded there unless `diffusion` is given.
     `device`/`dtype` as `--device`/`--dtype` (the frozen backbone's dtype; the trained head stays float32)."""
     config = ckpt.read_config(folder)
@@ -119,8 +119,8 @@ def load_model(folder: Path, diffusion: Path | None = None, device: str | torch.
     ckpt.load_weights(folder, model)
     root = Path(diffusion or feat["diffusion"])
     clip = None
-    if use_clip and clip_unavailable(root) is None:
-        clip = ClipClassifier.from_folder(root, device, cfg["clip_logit_scale"])
+    if use_clip and clip_unavailable(root, clip_text) is None:
+        clip = ClipClassifier.from_folder(root, device, cfg["clip_logit_scale"], cfg["clip_input_scale"], clip_text)
     return SegModel(config, extractor, model.to(device).eval(), text, clip,
                     cfg["clip_alpha"] if clip_alpha is None else clip_alpha,
                     cfg["clip_beta"] if clip_beta is None else clip_beta)
@@ -297,7 +297,8 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
             images: list[Path] | None = None, where: str | None = None, threshold: float = 0.5,
             batch_size: int = 4, diffusion: Path | None = None, limit: int | None = None,
             progress=None, overwrite: bool = False, clip_alpha: float | None = None, clip_beta: float | None = None,
-            use_clip: bool = True, device: str | None = None, dtype: str | None = None) -> dict:
+            use_clip: bool = True, device: str | None = None, dtype: str | None = None,
+            clip_text: Path | None = None) -> dict:
     """Run the model over `data` (shard source) or `images` (files) and write the predictions folder."""
     if batch_size < 1:
         raise RunError(f"--batch-size must be >= 1 (got {batch_size})")
@@ -316,16 +317,17 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
     config = ckpt.read_config(Path(model_dir))
     cfg = saved_config(config["model"])
     root = Path(diffusion or config["features"]["diffusion"])
-    why_not = "--no-clip" if not use_clip else clip_unavailable(root)
+    why_not = "--no-clip" if not use_clip else clip_unavailable(root, clip_text)
     ens = ({"on": False, "reason": why_not} if why_not else
            {"on": True, "clip_alpha": cfg["clip_alpha"] if clip_alpha is None else clip_alpha,
-            "clip_beta": cfg["clip_beta"] if clip_beta is None else clip_beta})
+            "clip_beta": cfg["clip_beta"] if clip_beta is None else clip_beta,
+            "clip_text": str(Path(clip_text).resolve()) if clip_text else f"{root}/clip_text_encoder"})
     options = {"classes": classes, "threshold": threshold, "ensemble": ens,
                "source": {"data": data, "split": split, "where": where} if data is not None else "image files"}
     run = {"model": identity, "options": options}
     _check_out(out, run, overwrite)
     seg = load_model(Path(model_dir), diffusion, device, use_clip=ens["on"], clip_alpha=clip_alpha,
-                     clip_beta=clip_beta, dtype=dtype)
+                     clip_beta=clip_beta, dtype=dtype, clip_text=clip_text)
     seen = [c for c in classes if seg.seen(c)]
     unseen = [c for c in classes if not seg.seen(c)]
     (out / "maps").mkdir(parents=True, exist_ok=True)

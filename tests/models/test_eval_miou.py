@@ -152,6 +152,7 @@ def test_split_recorded_by_predict_is_the_default(demo_shards, tmp_path):
     folder = write_folder(tmp_path / "all", lines, maps, meta={"split": None})
     out, _ = run("--predictions", folder, "--data", demo_shards, "--no-breakdown")
     assert (out["split"], out["records"], out["predicted"]) == (None, 42, 42)
-    folder = write_folder(tmp_path / "nometa", oracle_lines(records(demo_shards))[0], oracle_lines(records(demo_shards))[1])
+    lines, maps = oracle_lines(records(demo_shards))
+    folder = write_folder(tmp_path / "nometa", lines, maps)
     out, _ = run("--predictions", folder, "--data", demo_shards, "--no-breakdown")
     assert (out["split"], out["split_from"]) == ("test", "default")

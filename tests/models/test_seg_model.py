@@ -230,3 +230,17 @@ def test_seg_config_is_typed_and_read_from_yaml(tmp_path):
     path.write_text("base: tiny\nqueries: 5\n")
     with pytest.raises(ValueError, match="unknown field queries"):
         load_seg_config(str(path))
+
+
+def test_geometric_ensemble_weights_trained_and_unseen_names_separately():
+    from imdd_models.segmentation.clip_head import ensemble
+    learned = torch.tensor([[[2.0, 0.0, -1.0, 0.5]]])  # 3 names + no-object
+    clip = torch.tensor([[[0.0, 3.0, 0.0]]])
+    p_learned = learned.softmax(-1)
+    alone = ensemble(learned, clip, torch.zeros(3))
+    assert torch.allclose(alone, p_learned, atol=1e-6)  # weight 0: the learned classifier
+    only_clip = ensemble(learned, clip, torch.ones(3))
+    assert torch.allclose(only_clip[..., :3] / only_clip[..., :3].sum(), clip.softmax(-1), atol=1e-6)
+    assert torch.allclose(only_clip[..., 3], p_learned[..., 3])  # objectness stays the mask generator's
+    mixed = ensemble(learned, clip, torch.tensor([0.35, 0.65, 0.65]))
+    assert torch.allclose(mixed.sum(-1), torch.ones(1, 1)) and mixed[0, 0, 1] > p_learned[0, 0, 1]
