@@ -31,6 +31,15 @@ def _metadata_rows(path: str):
         yield row if "fields" in row else _normalize(row)
 
 
+def shard_counts(shards: list, split: str | None = None, where: str | None = None) -> list[int] | None:
+    """Rows of each shard that `--split`/`--where` keep, from metadata alone (None: not every shard is a
+    local Parquet or latent file, whose counting would mean streaming the data)."""
+    split, terms = wanted_split(split), parse_where(where)
+    if not all(shard.kind in ("parquet", "latents") and Path(shard.location).is_file() for shard in shards):
+        return None
+    return [sum(1 for row in _metadata_rows(shard.location) if selected(row, split, terms)) for shard in shards]
+
+
 def samples_in(source: DataSource, split: str | None = None, where: str | None = None) -> int | None:
     """Samples of `source` that `--split`/`--where` keep (None: unknown without streaming remote data)."""
     split, terms = wanted_split(split), parse_where(where)
@@ -50,13 +59,9 @@ def samples_in(source: DataSource, split: str | None = None, where: str | None =
                        if s["format"] == fmt and split in (None, s.get("split")))
         except (OSError, ValueError, KeyError, TypeError):
             pass
-    count = 0
-    for shard in source.shards:
-        if shard.kind in ("parquet", "latents"):
-            rows = _metadata_rows(shard.location)
-        elif shard.kind == "webdataset" and Path(shard.location).is_file():
-            rows = shard_rows(shard)
-        else:
-            return None
-        count += sum(1 for row in rows if selected(row, split, terms))
-    return count
+    counts = shard_counts(source.shards, split, where)
+    if counts is not None:
+        return sum(counts)
+    if not all(shard.kind == "webdataset" and Path(shard.location).is_file() for shard in source.shards):
+        return None
+    return sum(1 for shard in source.shards for row in shard_rows(shard) if selected(row, split, terms))

@@ -126,11 +126,11 @@ def _local_shards(root: Path, split: str | None, fmt: str | None) -> DataSource:
     expected = f"expected data/*.parquet, webdataset/*.tar or {LATENT_MANIFEST} (imdd-build shard / precompute)"
     if not shards:
         if not _datasets_loadable(root):
-            raise RunError(f"{root}: no shards ({expected}); {_found(root)}")
+            raise FileNotFoundError(f"{root}: no shards ({expected}); {_found(root)}")
         try:  # another layout `datasets.load_dataset` understands (e.g. tars at the top, a Hub snapshot)
             return _hub_shards(str(root), split)
         except FileNotFoundError as exc:
-            raise RunError(f"{root}: no shards ({expected}); {_found(root)}; datasets: {exc}") from None
+            raise FileNotFoundError(f"{root}: no shards ({expected}); {_found(root)}; datasets: {exc}") from None
     return DataSource(str(root), "images", by_split(shards, split))
 
 

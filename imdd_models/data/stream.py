@@ -29,8 +29,9 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from imdd_build.errors import RunError
 
+from .count import shard_counts
 from .records import BadSample
-from .sources import DataSource, shard_rows
+from .sources import DataSource, shard_rows, wanted_split
 from .where import parse_where, selected
 
 
@@ -91,6 +92,17 @@ class ShardStream(IterableDataset):
         self.transform = transform
         self.terms = parse_where(config.where)
         self.rows_parsed = 0  # raw rows read by this process's copy (bench/loader.py)
+        self.shards = self._shards_with_rows()
+
+    def _shards_with_rows(self) -> list:
+        """The shards to deal out: under --split/--where, those holding any wanted row where metadata says so
+        cheaply (local Parquet and latent shards), so that a sparse filter (one source among many shards)
+        leaves no slot with only empty shards; all of them otherwise."""
+        shards = list(self.source.shards)
+        if wanted_split(self.config.split) is None and not self.terms:
+            return shards
+        counts = shard_counts(shards, self.config.split, self.config.where)
+        return shards if counts is None else [s for s, n in zip(shards, counts) if n]
 
     def slot(self, worker: int, workers: int) -> tuple[int, int, int]:
         """(logical worker, slot, slots) of DataLoader worker `worker` of `workers` on this rank."""
@@ -110,7 +122,7 @@ class ShardStream(IterableDataset):
 
     def epoch_rows(self, epoch: int, slot: int, slots: int) -> Iterator[dict]:
         """This slot's raw rows of one epoch, shuffled (shards, then the buffer), nothing decoded."""
-        shards = list(self.source.shards)
+        shards = list(self.shards)
         if self.config.shuffle_shards:
             random.Random(seeded(self.config.seed, "shards", epoch)).shuffle(shards)
         parts = self.parts(shards, slot, slots)

@@ -76,6 +76,23 @@ def test_every_row_is_kept_once_per_epoch_and_shards_are_parsed_once(shards, ran
         assert max(parsed) <= max(sizes)  # a slot parses the one shard it shares, not every shard
 
 
+def test_a_sparse_filter_leaves_no_slot_without_rows(tmp_path):
+    # 8 shards, the wanted rows in 2 of them: every slot still gets a share (the empty shards are not dealt out).
+    folder = _latent_shards(tmp_path / "lat", [6] * 8)
+    for i in range(2, 8):  # shards 2..7: train only
+        path = folder / "latents" / f"all-{i:05d}.parquet"
+        _write_shard(path, [{**row, "split": "train"} for row in pq.read_table(path).to_pylist()])
+    source = resolve(folder)
+    kept = Counter()
+    for slot in range(3):
+        stream = ShardStream(source, StreamConfig(shuffle_buffer=4, split="test"), _key)
+        keys = [row["key"] for row in stream.epoch_rows(0, slot, 3)]
+        assert keys, slot
+        kept.update(keys)
+        assert next(iter(stream))["key"]  # no "no samples" error
+    assert len(kept) == 6 and set(kept.values()) == {1}
+
+
 def test_dataloader_workers_with_uneven_shards_resume_exactly(tmp_path):
     source = resolve(_latent_shards(tmp_path / "lat", [5, 6, 7, 8, 9, 10, 11]))  # 7 shards, 3 workers
 
