@@ -81,6 +81,8 @@ def train_diffusion(config_spec: str, data: str, components: Path, out: Path, ma
     comps = load_components(components, device=accelerator.device)
     source = resolve(data, split)
     samples = samples_in(source, split, where)
+    if samples == 0:
+        raise TrainError(f"{data}: no samples (split={split}, where={where})")
     steps_per_epoch = max(1, samples // (world * config.batch_size)) if samples else None
     if max_steps is None:
         if steps_per_epoch is None:

@@ -140,6 +140,9 @@ def test_split_on_latents_precomputed_without_split(demo_latents, demo_shards, t
     summary = invoke(app, "train-diffusion", "--config", "tiny", "--data", str(demo_latents), "--components",
                      str(tiny_components), "--out", str(tmp_path / "run"), "--split", "train", "--max-steps", "1")
     assert summary["steps_per_epoch"] == 18 // 4
+    none = invoke(app, "train-diffusion", "--config", "tiny", "--data", str(demo_latents), "--components",
+                  str(tiny_components), "--out", str(tmp_path / "none"), "--split", "validation", expect=2)
+    assert "no samples" in none["error"] and "split=validation" in none["error"]
 
 
 def test_where_on_latents_reads_every_record_field(demo_latents, demo_shards):
