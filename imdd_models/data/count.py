@@ -39,6 +39,13 @@ def _metadata_rows(path: str, needed: set[str]):
         yield _normalize(row)
 
 
+def row_counts(shards: list) -> list[int] | None:
+    """Rows of each shard from the Parquet footers (None: not every shard is a local Parquet or latent file)."""
+    if not all(shard.kind in ("parquet", "latents") and Path(shard.location).is_file() for shard in shards):
+        return None
+    return [pq.ParquetFile(shard.location).metadata.num_rows for shard in shards]
+
+
 def shard_counts(shards: list, split: str | None = None, where: str | None = None) -> list[int] | None:
     """Rows of each shard that `--split`/`--where` keep, from metadata alone (None: not every shard is a
     local Parquet or latent file, whose counting would mean streaming the data)."""

@@ -93,6 +93,16 @@ def test_a_sparse_filter_leaves_no_slot_without_rows(tmp_path):
     assert len(kept) == 6 and set(kept.values()) == {1}
 
 
+def test_shards_too_small_to_share_fall_back_to_rows_over_all_shards(tmp_path):
+    # 2 shards, 3 slots: sharing the 1-row shard between 2 slots would leave one of them without rows.
+    source = resolve(_latent_shards(tmp_path / "lat", [1, 9]))
+    for epoch in range(3):
+        parts = [[r["key"] for r in ShardStream(source, StreamConfig(shuffle_buffer=4, shuffle_shards=epoch > 0),
+                                                _key).epoch_rows(epoch, s, 3)]
+                 for s in range(3)]
+        assert all(parts) and sorted(itertools.chain(*parts)) == sorted(["0/0"] + [f"1/{r}" for r in range(9)])
+
+
 def test_dataloader_workers_with_uneven_shards_resume_exactly(tmp_path):
     source = resolve(_latent_shards(tmp_path / "lat", [5, 6, 7, 8, 9, 10, 11]))  # 7 shards, 3 workers
 
