@@ -80,8 +80,12 @@ class ClipClassifier(torch.nn.Module):
         if text.config.projection_dim != vision.config.projection_dim:
             raise FileNotFoundError(f"{text_dir}: projection {text.config.projection_dim} != image_encoder's "
                                     f"{vision.config.projection_dim} (not the same CLIP model)")
-        tok_dir = next(d for d in ((Path(clip_text) if clip_text is not None else None), root / CLIP_TOKENIZER,
-                                   root / "tokenizer") if d is not None and (d / "vocab.json").is_file())
+        # a tokenizer folder: the slow files (vocab.json) or transformers 5's save_pretrained (tokenizer.json only)
+        tok_dir = next((d for d in ((Path(clip_text) if clip_text is not None else None), root / CLIP_TOKENIZER,
+                                    root / "tokenizer")
+                        if d is not None and any((d / f).is_file() for f in ("vocab.json", "tokenizer.json"))), None)
+        if tok_dir is None:
+            raise FileNotFoundError(f"{root}: no CLIP tokenizer in {CLIP_TOKENIZER}/ or tokenizer/")
         tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir))
         proc = image_processor_class().from_pretrained(str(root / "feature_extractor"))
         size = int(vision.config.image_size) * max(1, int(input_scale))
