@@ -17,7 +17,9 @@ live in the same joint space, which the diffusion text tower (`text_encoder/`, S
 projection) does not: it is read from `predict --clip DIR` (a saved CLIP model of the same kind as
 `image_encoder/`, e.g. openai/clip-vit-base-patch32: its text tower and tokenizer are used), else from the
 diffusion folder's `clip_text_encoder/` (a `CLIPTextModelWithProjection`) with `clip_tokenizer/` (else
-`tokenizer/`). Without either the ensemble is off and `predict` says so (`ensemble.reason`).
+`tokenizer/`); `imdd-models components` writes those two for a pretrained CLIP image tower (sd15) and
+`train-diffusion`/`export` copy them into the model folder. Without either the ensemble is off and `predict`
+says so (`ensemble.reason`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def clip_unavailable(root: Path, clip_text: Path | None = None) -> str | None:
         return None
     if not (root / CLIP_TEXT).is_dir():
         return (f"no CLIP text tower: give --clip DIR (the CLIP model of {root}/image_encoder, e.g. "
-                f"openai/clip-vit-base-patch32 saved locally) or put one in {root}/{CLIP_TEXT}/")
+                f"openai/clip-vit-base-patch32 saved locally) or put one in {root}/{CLIP_TEXT}/ (`imdd-models "
+                "components --clip-text` writes it; by default only for a pretrained image tower)")
     return None
 
 
