@@ -38,7 +38,6 @@ MANIFEST = "components.json"
 # segmentation import from here).
 CLIP_TEXT = "clip_text_encoder"
 CLIP_TOKENIZER = "clip_tokenizer"
-CLIP_TEXT_MODES = ("auto", "none", "random")
 CLIP_BPE = "open_clip bpe_simple_vocab_16e6 (CLIP BPE)"
 
 
@@ -109,13 +108,14 @@ def _clip_text_tower(mode: str, preset: dict, image_encoder_id: str | None, visi
     hf_ready()
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-    mode = (mode or "auto").strip()
+    mode = (mode or "").strip() or "auto"
     dim = vision.config.projection_dim
     if mode == "none":
         return None, None, "--clip-text none"
     if mode == "random":
         torch.manual_seed(seed + len(("vae", "text_encoder", "image_encoder")))  # after the parts' own seeds
-        return CLIPTextModelWithProjection(CLIPTextConfig(**{**preset["clip_text"], "projection_dim": dim})), "random", None
+        model = CLIPTextModelWithProjection(CLIPTextConfig(**{**preset["clip_text"], "projection_dim": dim}))
+        return model, "random", None
     explicit = mode != "auto"
     source = mode if explicit else image_encoder_id
     if source is None:
@@ -239,8 +239,10 @@ def write_components(preset_name: str, out: Path, vae: str | None = None, text_e
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     if clip_model is not None:
         parts[CLIP_TEXT] = clip_model
-    # A pretrained image tower without its text tower: predict's CLIP ensemble will be off; say so.
+    # `auto` with a pretrained image tower that has no text tower beside it: predict's CLIP ensemble will be off
+    # (a random image tower, or --clip-text none, is the user's choice: no warning).
+    auto = ((clip_text or "").strip() or "auto") == "auto"
     warnings = [f"no {CLIP_TEXT}/ written: {clip_reason}; predict's CLIP ensemble needs one "
-                "(--clip-text HUB_ID_OR_DIR, or predict --clip DIR)"] if clip_reason and image_encoder else []
+                "(--clip-text HUB_ID_OR_DIR, or predict --clip DIR)"] if clip_reason and image_encoder and auto else []
     return {"out": str(out), **manifest, "warnings": warnings,
             "params": {name: sum(p.numel() for p in m.parameters()) for name, m in parts.items()}}
