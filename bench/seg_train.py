@@ -98,17 +98,18 @@ def build_real(root: Path, tmp: Path) -> Path:
 
 def learn(diffusion: Path, data: Path, tmp: Path, steps: int, shots: int, workers: int) -> dict:
     results = {}
+    one = {"OMP_NUM_THREADS": "1"}  # a shared 2-core machine: 2 OpenMP threads per process thrash
     for n in (0, steps):
         out = tmp / f"real-{n}"
         t = time.perf_counter()
         summary, _ = run(train_args(diffusion, data, out, "--classes", MT_CLASSES, "--shots", str(shots),
                                     "--max-steps", str(n), "--num-workers", str(workers),
-                                    "--schedule-steps", str(max(steps, 1))))
+                                    "--schedule-steps", str(max(steps, 1))), env=one)
         preds = tmp / f"pred-{n}"
         run([PY, "-m", "imdd_models", "predict", "--model", str(out), "--classes", MT_CLASSES, "--data", str(data),
-             "--split", "test", "--out", str(preds), "--json"])
+             "--split", "test", "--out", str(preds), "--json"], env=one)
         ev, _ = run([PY, "-m", "imdd_models", "evaluate", "--predictions", str(preds), "--data", str(data),
-                     "--split", "test", "--json"])
+                     "--split", "test", "--json"], env=one)
         results[n] = {"pixel_auroc": ev.get("pixel_auroc"), "aupro": ev.get("aupro"), "accuracy": ev.get("accuracy"),
                       "image_auroc": ev.get("image_auroc"), "records": ev.get("records"),
                       "train_samples": summary.get("samples"), "per_class": summary.get("per_class"),
