@@ -15,8 +15,8 @@
    `--real-steps` steps) and the same run at 0 steps, `predict` on the test split, `evaluate`: pixel AUROC,
    AUPRO and accuracy of both. The stage-1 folder is the tests' tiny one (random weights; no stage-1 training).
 
-Every run is a separate process (`python -m imdd_models ...`), measured with `os.wait4` (peak RSS of that
-process). Prints a Markdown table and a JSON object as the last line.
+Every run is a separate process (`python -m imdd_models ...`); peak RSS is that process's VmHWM at exit
+(with `--num-workers 0` it is the whole run). Prints a Markdown table and a JSON object as the last line.
 """
 
 from __future__ import annotations
@@ -50,18 +50,27 @@ def run(args: list[str], env: dict | None = None) -> tuple[dict, float]:
     return (json.loads(lines[-1]) if lines else {}), 0.0
 
 
+HWM = ("import atexit, sys\n"
+       "def hwm():\n"
+       "    kib = next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]\n"
+       "    print('VMHWM_KIB', kib, file=sys.stderr, flush=True)\n"
+       "atexit.register(hwm)\n")
+
+
 def run_rss(args: list[str]) -> tuple[dict, float]:
-    """Like `run`, measuring this one process's peak RSS with os.wait4."""
-    with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
-        proc = subprocess.Popen(args, stdout=so, stderr=se, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        so.seek(0)
-        se.seek(0)
-        if proc.returncode != 0:
-            raise SystemExit(f"failed ({proc.returncode}): {' '.join(args)}\n{se.read()[-3000:]}")
-        lines = [ln for ln in so.read().strip().splitlines() if ln.startswith("{")]
-        return (json.loads(lines[-1]) if lines else {}), usage.ru_maxrss / 1024.0
+    """Like `run`, returning this one process's peak RSS (MiB): its /proc VmHWM read at exit. (Not
+    `wait4`'s ru_maxrss: Linux carries the forking parent's RSS into the child's maxrss across exec.)"""
+    if args[1:3] == ["-m", "imdd_models"]:
+        code = HWM + "from imdd_models.cli import app\nsys.argv = ['imdd-models'] + sys.argv[1:]\napp()\n"
+        args = [args[0], "-c", code, *args[3:]]
+    else:  # [PY, "-c", CODE, ...]
+        args = [args[0], "-c", HWM + args[2], *args[3:]]
+    proc = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(args[:3])}\n{proc.stderr[-3000:]}")
+    lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith("{")]
+    kib = next(ln.split()[1] for ln in proc.stderr.splitlines() if ln.startswith("VMHWM_KIB"))
+    return (json.loads(lines[-1]) if lines else {}), int(kib) / 1024.0
 
 
 def train_args(diffusion: Path, data: Path, out: Path, *extra: str) -> list[str]:
