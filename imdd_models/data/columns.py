@@ -128,14 +128,16 @@ def read_rows(data: DataSource | str, split: str | None, locs: list[tuple[int, o
 
 def _parquet_take(path: str, positions: list[int]) -> Iterator[tuple[int, dict]]:
     """(position, raw row) of the given file positions, reading only the row groups that hold them."""
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)  # stream a row group's pages
     start = 0
     pending = list(positions)
     for group in range(pf.metadata.num_row_groups):
         n = pf.metadata.row_group(group).num_rows
         here = [p for p in pending if start <= p < start + n]
         if here:
-            table = pf.read_row_group(group).take([p - start for p in here])
-            for p, row in zip(here, table.to_pylist()):
+            # one row group at a time, released before the next is read (the chosen rows copied out first)
+            rows = pf.read_row_group(group, use_threads=False).take([p - start for p in here]).to_pylist()
+            for p, row in zip(here, rows):
                 yield p, _normalize(row)
+            del rows
         start += n
