@@ -6,9 +6,7 @@ transformer decoder at 384 wide (FFN 3072, 9 layers + the prediction on the lear
 a 256-d mask embedding classified against projected text embeddings. research/anchors-models.md 4.2 measured
 the 384/3072/10 head at 44.0M; `imdd-models train-seg --config paper --json` reports the exact count.
 Losses (Mask2Former/ODISE weights): class 2.0 (no-object 0.1), mask BCE 5.0, dice 5.0, on point samples;
-grounding 1.0; deep supervision. Training: AdamW lr 5e-5, weight decay 0.05, batch 16, 50 epochs; linear warmup over 500 steps then x0.1 at
-88.9% and 96.3% of the planned steps (ODISE); horizontal flip (p 0.5) and scale jitter 0.5-2.0 with crop or pad
-back to the canvas (narrower than ODISE's COCO LSJ 0.1-2.0: defects are small; tiny: 0.8-1.25, warmup 5).
+grounding 1.0; deep supervision. Training: AdamW lr 5e-5, weight decay 0.05, batch 16, 50 epochs.
 """
 
 from __future__ import annotations
@@ -27,7 +25,8 @@ PRESETS: dict[str, dict] = {
         "grounding_weight": 1.0, "label_weight": 1.0,
         "batch_size": 16, "lr": 5e-5, "weight_decay": 0.05, "epochs": 50, "max_grad_norm": 0.01,
         "logit_scale_init": 2.659260036932778, "logit_scale_max": 100.0,
-        # recipe (augment.py, schedule.py): flip + scale jitter; ODISE's warmup, then x0.1 at 88.9% and 96.3%
+        # recipe (augment.py, schedule.py): flip + scale jitter 0.5-2.0 (ODISE's COCO LSJ is 0.1-2.0; defects are
+        # small); ODISE's 500-step linear warmup (factor 0.001), then x0.1 at 88.9% and 96.3% of the planned steps
         "hflip": 0.5, "scale_min": 0.5, "scale_max": 2.0,
         "warmup_steps": 500, "warmup_factor": 0.001, "lr_milestones": [0.889, 0.963], "lr_gamma": 0.1,
     },
