@@ -28,12 +28,20 @@ def components_cmd(
     image_encoder: Optional[str] = typer.Option(None, "--image-encoder",
                                                 help="CLIP image tower id/path (sd15: openai/clip-vit-base-patch32)."),
     seed: int = typer.Option(0, "--seed", help="tiny: seed of the random initialisation."),
+    clip_text: str = typer.Option("auto", "--clip-text",
+                                  help="CLIP text tower for predict's CLIP ensemble (clip_text_encoder/ + "
+                                       "clip_tokenizer/): auto = the image tower's own when it is pretrained, none "
+                                       "for a random image tower (a random text tower only adds noise); none; "
+                                       "random (tests); or a CLIP model's hub id/folder."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Write the frozen parts (VAE, CLIP text and image towers, tokenizer, image processor), the SD scheduler
-    and the U-Net/captioner configs of a preset."""
+    and the U-Net/captioner configs of a preset; for a pretrained CLIP image tower also its CLIP text tower."""
     from ..components import write_components
-    summary = write_components(preset, out, vae=vae, text_encoder=text_encoder, image_encoder=image_encoder, seed=seed)
+    summary = write_components(preset, out, vae=vae, text_encoder=text_encoder, image_encoder=image_encoder, seed=seed,
+                               clip_text=clip_text)
+    for message in summary["warnings"]:
+        err.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
     emit({"command": "components", **summary}, as_json)
 
 

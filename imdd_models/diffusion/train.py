@@ -237,6 +237,8 @@ def train_diffusion(config_spec: str | None, data: str, components: Path, out: P
     comps = load_components(components, device=device, dtype=DTYPES[frozen])
     source = resolve(data, split)
     samples = samples_in(source, split, where)
+    if samples == 0:
+        raise TrainError(f"{data}: no samples (split={split}, where={where})")
     steps_per_epoch = max(1, samples // (world * config.batch_size)) if samples else None
     if steps_per_epoch is not None:
         steps_per_epoch = max(1, steps_per_epoch // accum)  # optimizer steps

@@ -8,16 +8,11 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from models.eval_helpers import class_truth, oracle_lines, records, write_folder
-from imdd_models.cli import app
+from models.eval_helpers import run_evaluate, class_truth, oracle_lines, records, write_folder
 
 
-def run(*args, expect=0):
-    result = CliRunner().invoke(app, ["evaluate", *map(str, args), "--json"])
-    assert result.exit_code == expect, (result.stdout, result.stderr, result.exception)
-    return json.loads(result.stdout.strip().splitlines()[-1]), result
+run = run_evaluate
 
 
 @pytest.fixture(scope="module")

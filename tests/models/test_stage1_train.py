@@ -187,7 +187,7 @@ def test_export_writes_a_pipeline_folder_from_any_checkpoint(trained_run, tmp_pa
     (["--config", "ACCUM2"], "gradient_accumulation_steps"),
     (["--config", "BUFFER"], "shuffle_buffer"),
     (["--seed", "5"], "seed"),
-    (["--split", "train"], "data"),
+    (["--split", "train"], "split"),
 ])
 def test_resume_refuses_changed_settings(demo_latents, tiny_components, tmp_path, change, named):
     out = tmp_path / "run"
