@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import imdd_models  # noqa: E402,F401  (hides a broken torchvision)
+from imdd_models import hf_ready  # noqa: E402
+
+hf_ready()  # transformers/diffusers importable beside a torchvision that cannot load
 from PIL import Image  # noqa: E402
 
 from imdd_models.components.presets import SD15_UNET  # noqa: E402
@@ -56,11 +58,12 @@ def main() -> None:
             ext([r["image"] for r in b])
         extract = (time.perf_counter() - t) / len(records)
         cache = FeatureCache(tmp / "cache", ext)
-        for b in batches:
-            cache.get(b)  # fills it
+        prepared = [ext.prepare([r["image"] for r in b]) for b in batches]
+        for b, p in zip(batches, prepared):
+            cache.get([r["key"] for r in b], p)  # fills it
         t = time.perf_counter()
-        for b in batches:
-            cache.get(b)
+        for b, p in zip(batches, prepared):
+            cache.get([r["key"] for r in b], p)
         read = (time.perf_counter() - t) / len(records)
         size = sum(p.stat().st_size for p in (tmp / "cache").rglob("*.safetensors")) / len(records)
         sd_taps = describe_taps(SD15_UNET, {"block_out_channels": [128, 256, 512, 512]})

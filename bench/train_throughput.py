@@ -36,7 +36,9 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
-import imdd_models  # noqa: E402,F401  (hides a torchvision that cannot load)
+from imdd_models import hf_ready  # noqa: E402
+
+hf_ready()  # transformers/diffusers importable beside a torchvision that cannot load
 
 PAPER_IMG_S = 1.24e6 * 100 / (72 * 3600 * 8)
 TARGET_IMG_S = 200.0

@@ -174,7 +174,8 @@ def card_body(c: CardInput) -> list[str]:
     if s.get("caption_words"):
         w = s["caption_words"]
         lines += ["", f"Caption length: {w['min']}-{w['max']} words (median {w['median']:g})."]
-    lines += ["", "## Duplicates and split leakage", ""]
+    lines += ["", *split_section(c.dedupe)]
+    lines += ["## Duplicates and split leakage", ""]
     d = c.dedupe
     lines += [f"Exact duplicates (same pixels) and near duplicates (64-bit DCT perceptual hash within "
               f"{d['radius']} bits) were searched across all sources: {d['group_count']} group(s) "
@@ -226,7 +227,10 @@ def card_body(c: CardInput) -> list[str]:
               "* Template captions state only what the record's facts support (location, size, shape from the "
               "mask); unverified captions can still be wrong. Prefer `caption_status == 'verified'` for "
               "evaluation.",
-              "* Sources without an official split get a seeded 70/10/20 split (`split_origin: seeded`).",
+              "* Sources without an official split get a seeded 70/10/20 split drawn per near-duplicate group "
+              "(`split_origin: seeded`, or `seeded-group` where the group's split is not the image's own draw); "
+              "groups are found by perceptual hash, so copies of one part it does not link (re-shot from another "
+              "angle, heavily cropped) can still land in different splits.",
               "* Near-duplicate detection uses a perceptual hash: heavily cropped, rotated or re-shot copies of "
               "the same part are not found, and look-alike parts of one product line can be grouped.",
               "* Class imbalance: anomaly-detection sources are mostly normal images in train and defective "
@@ -238,6 +242,47 @@ def card_body(c: CardInput) -> list[str]:
             lines += ["", e.citation.strip()]
     lines += ["```", ""]
     return lines
+
+
+def _percent(fractions: dict) -> str:
+    return "/".join(f"{100 * v:g}" for v in fractions.values())
+
+
+def split_section(d: dict) -> list[str]:
+    """## Splits: the two rules (official: drop-train; seeded: regrouped, nothing dropped) with the
+    build's numbers, and each source's achieved fractions (`DedupeResult.summary()`)."""
+    by_source = d.get("splits_by_source") or {}
+    official_dropped = sum(v["dropped"] for v in by_source.values() if v["origin"] == "official")
+    seeded = {s: v for s, v in by_source.items() if v["origin"] != "official"}
+    moved = sum(v["moved"] for v in by_source.values())
+    policy = ("drop-train (the copies in the group's most held-out split, test else validation, are kept and the "
+              "others left out)" if d["leakage_policy"] == "drop-train" else "keep (reported, nothing left out)")
+    lines = ["## Splits", "",
+             "Two rules decide a row's `split`; `split_origin` says which one applied.", "",
+             "* **Official split** (`split_origin: official`): the source's own split, never changed. A "
+             "near-duplicate group that spans an evaluation split (validation/test) and another split is leakage, "
+             f"resolved by {policy}; {official_dropped} image(s) of official-split sources are not in this "
+             "repository.",
+             "* **Seeded split** (`split_origin: seeded`, sources without an official split): drawn by imdd-build "
+             "per near-duplicate group, not per image, so the same part photographed several times (other "
+             "lighting, exposure) stays in one split: regrouped, nothing dropped. The groups of a source are "
+             "ordered by a seeded hash of their smallest key and fill the source's fractions in that order; "
+             f"{moved} image(s) sit in their group's split instead of their own per-image draw "
+             "(`split_origin: seeded-group`; the WebDataset `.json` keeps the draw as `sample_split`)."]
+    if seeded:
+        lines[-1] += f" Seeded sources here: {', '.join(f'`{s}`' for s in seeded)}."
+    if by_source:
+        columns = [s for s in ("train", "validation", "test", "unlabeled")
+                   if any(s in v["splits"] for v in by_source.values())]
+        rows = []
+        for source, v in by_source.items():
+            origin = v["origin"] + (f" (target {_percent(v['target'])})" if v.get("target") else "")
+            rows.append([f"`{source}`", origin, sum(v["splits"].values()),
+                         *[f"{v['splits'].get(s, 0)} ({100 * v['fractions'].get(s, 0):.1f}%)" for s in columns],
+                         v["moved"], v["dropped"]])
+        lines += ["", *_table(["source", "split origin", "images", *columns, "moved to group split",
+                               "dropped for leakage"], rows)]
+    return [*lines, ""]
 
 
 def _how_to_load(c: CardInput) -> list[str]:

@@ -108,3 +108,20 @@ def one_line_errors(command: str, kinds: tuple[type[BaseException], ...]):
                 raise typer.Exit(2) from None
         return inner
     return wrap
+
+
+def emit_rows(result: dict, as_json: bool, columns: list[str], rows: list[list], title: str,
+              notes: list[str] | None = None) -> None:
+    """A result whose content is a list of rows: with --json, `result` as one JSON line; otherwise a table
+    with a header (`columns`, one row per item) on stdout, then `notes` (one line each)."""
+    if as_json:
+        emit(result, True)
+        return
+    table = Table(title=title, title_justify="left")
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text("-" if v is None or v == "" else str(v)) for v in row))  # never markup: list[str]
+    out.print(table)
+    for line in notes or []:
+        out.print(line, markup=False, highlight=False)

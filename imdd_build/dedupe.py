@@ -7,11 +7,16 @@
   median) within `radius` bits of Hamming distance, found by multi-index hashing over numpy uint64
   (`nearsearch`): about n log n at the default radius (`bench/dedupe.py`: 100k/200k/400k hashes), exact
   (equal to brute force), the same groups at any worker count;
-* leakage: see `LEAKAGE_RULE`. `dedupe`, `shard` and `push-to-hub` apply the same rule.
+* seeded splits: see `seeded_splits.SEEDED_SPLIT_RULE`. Records of sources without an official split are
+  regrouped before the leakage rule, so a group of them never spans splits (nothing to drop);
+* leakage: see `LEAKAGE_RULE`. `dedupe`, `shard` and `push-to-hub` apply the same rules, and
+  `save_groups` writes the regrouped splits to the records (the one place a split is decided after
+  ingest), so local shards, Hub configs and the card agree.
 
 The catalog is read as a stream of the few fields needed (`Catalog.iter_fields`), never as records:
-one pass keeps ~41 bytes per image (pHash, pixel digest, split) in numpy arrays, a second pass
-picks up the keys of the few images that are in a group, so memory stays flat in the record count.
+one pass keeps ~42 bytes per image (pHash, pixel digest, split, whether it is seeded) in numpy
+arrays and a count per (source, split), a second pass picks up the keys of the few images that are
+in a group, so memory stays flat in the record count.
 Hashes are cached in the catalog (`image_hashes`, keyed by the stored image reference), so a
 second run decodes nothing new; new images are decoded on `workers` processes.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 from array import array
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +40,7 @@ from .catalog import Catalog
 from .executor import chunked
 from .nearsearch import unique_pairs
 from .record import SPLITS
+from .seeded_splits import SEEDED_ORIGINS, SEEDED_SPLIT_MODES, SplitMove, regroup, splits_by_source
 from .store import Store
 from .errors import RunError
 
@@ -86,10 +93,21 @@ def leakage_drops(splits: Iterable[str], policy: str) -> tuple[bool, set[str]]:
 class Member:
     key: str
     source: str
-    split: str
+    split: str  # the split it is published in (after seeded regrouping)
     label: str
     pixel_sha256: str
     phash: int
+    sample_split: str = ""  # its split before regrouping: the official one, or its own seeded draw
+    origin: str = "official"  # official | seeded | seeded-group (moved into its group's split)
+
+    def as_dict(self) -> dict:
+        out = {"key": self.key, "source": self.source, "split": self.split, "label": self.label,
+               "phash": f"{self.phash:016x}"}
+        if self.origin != "official":
+            out["split_origin"] = self.origin
+        if self.origin == "seeded-group":
+            out["sample_split"] = self.sample_split
+        return out
 
 
 @dataclass
@@ -104,8 +122,7 @@ class DuplicateGroup:
         return {"id": self.id, "kind": self.kind, "leakage": self.leakage, "size": len(self.members),
                 "sources": sorted({m.source for m in self.members}),
                 "splits": sorted({m.split for m in self.members}),
-                "members": [{"key": m.key, "source": m.source, "split": m.split, "label": m.label,
-                             "phash": f"{m.phash:016x}"} for m in self.members],
+                "members": [m.as_dict() for m in self.members],
                 "dropped": self.dropped}
 
 
@@ -115,19 +132,34 @@ class DedupeResult:
     images: int
     groups: list[DuplicateGroup]
     leakage_policy: str
+    seeded_splits: str = "group"
+    sources: list[str] = field(default_factory=list)  # the scope of the run (empty: every source)
+    moves: list[SplitMove] = field(default_factory=list)  # seeded records in their group's split
+    restore: list[str] = field(default_factory=list)  # keys moved before, back to their own draw now
+    changed: dict[str, int] = field(default_factory=dict)  # source -> records whose split changed since last run
+    splits_by_source: dict[str, dict] = field(default_factory=dict)  # see `summary`
 
     @property
     def dropped(self) -> set[str]:
         return {k for g in self.groups for k in g.dropped}
 
     def summary(self) -> dict:
+        """The run's figures. `splits_by_source[source]`: `origin` (official, seeded or mixed),
+        `records` (not rejected), `moved` (seeded records in their group's split, not their own draw),
+        `changed_since_last_run`, `dropped` (leakage), `splits` (published counts: records - dropped),
+        `fractions` (of the published records) and, for seeded records, `target` (the source's
+        seeded fractions)."""
         leaks = [g for g in self.groups if g.leakage]
         return {"radius": self.radius, "images": self.images, "group_count": len(self.groups),
                 "exact_groups": sum(g.kind == "exact" for g in self.groups),
                 "near_groups": sum(g.kind == "near" for g in self.groups),
                 "duplicate_images": sum(len(g.members) - 1 for g in self.groups),
                 "leakage_groups": len(leaks), "leakage_policy": self.leakage_policy,
-                "dropped": sorted(self.dropped)}
+                "dropped": sorted(self.dropped),
+                "seeded_splits": self.seeded_splits,
+                "split_moves": len(self.moves),
+                "split_changes_since_last_run": sum(self.changed.values()),
+                "splits_by_source": self.splits_by_source}
 
 
 # -- hashes: cache in the catalog, decode what is missing -----------------------------------------
@@ -220,25 +252,34 @@ def _equal_digests(digests: np.ndarray) -> np.ndarray:
 def find_duplicates(catalog: Catalog, store: Store, radius: int = DEFAULT_RADIUS,
                     sources: Iterable[str] = (), leakage: str = "drop-train", workers: int = 1,
                     on_total: Callable[[int], None] | None = None,
-                    on_record: Callable[..., None] | None = None) -> DedupeResult:
-    """Group exact and near duplicates over the catalog (or `sources`); flag and resolve leakage
+                    on_record: Callable[..., None] | None = None,
+                    seeded_splits: str = "group") -> DedupeResult:
+    """Group exact and near duplicates over the catalog (or `sources`); regroup seeded splits
+    (`seeded_splits`: "group" or "sample", see `SEEDED_SPLIT_RULE`); flag and resolve leakage
     (`leakage`: "drop-train" or "keep", see `LEAKAGE_RULE`). Records with a rejected caption are
-    left out. `on_record()` is called once per image hashed or read from the cache."""
+    left out. `on_record()` is called once per image hashed or read from the cache. Nothing is
+    written but the hash cache: `save_groups` records the result (groups and splits)."""
     if not 0 <= radius <= MAX_RADIUS:
         raise RunError(f"--radius must be between 0 and {MAX_RADIUS} bits, not {radius}")
     if leakage not in LEAKAGE_POLICIES:
         raise RunError(f"invalid leakage policy {leakage!r} (drop-train or keep)")
+    if seeded_splits not in SEEDED_SPLIT_MODES:
+        raise RunError(f"invalid --seeded-splits {seeded_splits!r} (group or sample)")
     sources = sorted(set(sources))
     if on_total:
         on_total(_count(catalog, sources))
-    phashes, digests, splits = array("Q"), bytearray(), array("B")
+    phashes, digests, splits, seeded = array("Q"), bytearray(), array("B"), array("B")
+    counts: dict[str, Counter] = defaultdict(Counter)  # source -> (origin, split before regrouping) -> records
     hasher = _Hasher(catalog, store, max(1, workers))
     try:
-        for page in chunked(_rows(catalog, sources, ("split", "image")), _PAGE):
-            for (split, _), (sha, ph) in zip(page, hasher.lookup([image for _, image in page])):
+        for page in chunked(_rows(catalog, sources, _PASS_FIELDS), _PAGE):
+            for row, (sha, ph) in zip(page, hasher.lookup([row[-1] for row in page])):
+                source, split, is_seeded = _origin(row)
                 phashes.append(ph)
                 digests += bytes.fromhex(sha)
                 splits.append(SPLITS.index(split))
+                seeded.append(is_seeded)
+                counts[source][("seeded" if is_seeded else "official", split)] += 1
                 if on_record:
                     on_record(None)
     finally:
@@ -247,36 +288,78 @@ def find_duplicates(catalog: Catalog, store: Store, radius: int = DEFAULT_RADIUS
     hashes = np.frombuffer(phashes, np.uint64) if n else np.empty(0, np.uint64)
     pixel = np.frombuffer(bytes(digests), np.uint8).reshape(n, 32)
     groups = duplicate_groups(hashes, pixel, radius, workers) if n else []
-    members = _members(catalog, sources, groups, np.frombuffer(splits, np.uint8) if n else None, n)
-    result = []
+    members, regrouped = _members(catalog, sources, groups, np.frombuffer(splits, np.uint8) if n else None, n)
+    result = DedupeResult(radius, n, [], leakage, seeded_splits, sources)
     for index in groups:
-        group = [Member(*members[int(i)], pixel[i].tobytes().hex(), int(hashes[i])) for i in index]
-        g = DuplicateGroup(len(result) + 1, "exact" if len({m.pixel_sha256 for m in group}) == 1 else "near", group)
-        g.leakage, dropped_splits = leakage_drops((m.split for m in group), leakage)
-        g.dropped = [m.key for m in group if m.split in dropped_splits]
-        result.append(g)
-    return DedupeResult(radius, n, result, leakage)
+        group = [Member(*members[int(i)], pixel[i].tobytes().hex(), int(hashes[i]), members[int(i)][2],
+                        "seeded" if seeded[i] else "official") for i in index]
+        kind = "exact" if len({m.pixel_sha256 for m in group}) == 1 else "near"
+        result.groups.append(DuplicateGroup(len(result.groups) + 1, kind, group))
+    if seeded_splits == "group":
+        result.moves = regroup(result.groups, counts)
+    for g in result.groups:
+        g.leakage, dropped_splits = leakage_drops((m.split for m in g.members), leakage)
+        g.dropped = [m.key for m in g.members if m.split in dropped_splits]
+    previous = catalog.dedupe.split_moves(sources)
+    moved = {m.key for m in result.moves}
+    result.restore = sorted((set(previous) | regrouped) - moved)
+    result.changed = _changed(catalog, previous, result.moves, result.restore)
+    result.splits_by_source = splits_by_source(counts, result)
+    return result
+
+
+_PASS_FIELDS = ("source", "split", "split_origin", "sample_split", "image")
+
+
+def _origin(row: tuple) -> tuple[str, str, bool]:
+    """(source, split before regrouping, whether it is seeded) of a row of `_PASS_FIELDS` (or more)."""
+    source, split, origin, sample = row[:4]
+    return source, (sample if origin == "seeded-group" and sample else split), origin in SEEDED_ORIGINS
 
 
 def _members(catalog: Catalog, sources: list[str], groups: list[np.ndarray], splits: np.ndarray | None,
-             n: int) -> dict[int, tuple[str, str, str, str]]:
-    """Second pass: (key, source, split, label) of the images that are in a group, by index."""
+             n: int) -> tuple[dict[int, tuple[str, str, str, str]], set[str]]:
+    """Second pass: (key, source, split before regrouping, label) of the images that are in a group,
+    by index; and the keys of every record a previous run regrouped (`split_origin: seeded-group`)."""
     wanted = np.zeros(n, bool)
     for index in groups:
         wanted[index] = True
     found: dict[int, tuple[str, str, str, str]] = {}
+    regrouped: set[str] = set()
     i = -1
-    for i, (key, source, split, label) in enumerate(_rows(catalog, sources, ("key", "source", "split", "label"))):
+    for i, (key, *row, label) in enumerate(_rows(catalog, sources, ("key", *_PASS_FIELDS[:4], "label"))):
+        source, split, _ = _origin(row)
         if i >= n or SPLITS.index(split) != splits[i]:
             break
         if wanted[i]:
             found[i] = (key, source, split, label)
+        if row[2] == "seeded-group":
+            regrouped.add(key)
     if i + 1 != n:
         raise RunError("the catalog changed while dedupe read it (another command writing?); run it again")
-    return found
+    return found, regrouped
+
+
+def _changed(catalog: Catalog, previous: dict[str, tuple[str, str, str, str]], moves: list[SplitMove],
+             restore: list[str]) -> dict[str, int]:
+    """Source -> records whose split differs from the one the last run gave them."""
+    changed: Counter = Counter()
+    for m in moves:
+        if m.key not in previous or previous[m.key][2] != m.split:
+            changed[m.source] += 1
+    for key in restore:
+        if key in previous and catalog.get(key) is not None:  # moved last time, back to its own draw now
+            changed[previous[key][0]] += 1
+    return dict(sorted(changed.items()))
 
 
 def save_groups(catalog: Catalog, result: DedupeResult) -> None:
-    """Record the last dedupe run in the catalog (`dedupe_groups`), replacing the previous one."""
+    """Record the run in the catalog, replacing the previous one: the groups (`dedupe_groups`), the
+    seeded records' splits (on the records, and the moves in `split_moves`)."""
     catalog.dedupe.replace_groups([(g.id, m.key, g.kind, result.radius, int(g.leakage), int(m.key in g.dropped))
                                    for g in result.groups for m in g.members])
+    with catalog.transaction():
+        catalog.restore_sample_splits(result.restore)
+        catalog.set_splits({m.key: (m.split, "seeded-group", m.sample_split) for m in result.moves})
+        catalog.dedupe.replace_split_moves(result.sources, [(m.key, m.source, m.sample_split, m.split, m.group_key)
+                                                            for m in result.moves])

@@ -21,6 +21,7 @@ from .normalize import NormalizeOptions
 from .record import Quarantined
 from .registry import SourceEntry
 from .roots import load_roots
+from .seeded_splits import split_message
 from .shard import ShardOptions, write_shards
 from .source_entry import entry_from_spec, source_entry
 from .sources import ADAPTERS, RootError
@@ -80,15 +81,20 @@ def ingest_all(ws: Workspace, roots: Path, adapter_options: dict, **kwargs) -> d
 
 
 def dedupe_before_sharding(ws: Workspace, sources: tuple[str, ...], radius: int, leakage: str,
-                           workers: int) -> DedupeResult:
-    """What `shard` runs first: the dedupe of push-to-hub with its leakage policy, over the sources
-    being sharded (groups saved like `dedupe` does); the caller leaves `result.dropped` out."""
+                           workers: int, seeded_splits: str = "group") -> DedupeResult:
+    """What `shard` runs first: the dedupe of push-to-hub with its seeded regrouping and leakage
+    policy, over the sources being sharded (groups and splits saved like `dedupe` does); the caller
+    leaves `result.dropped` out."""
     if leakage not in LEAKAGE_POLICIES:
         raise RunError(f"invalid --leakage {leakage!r} (drop-train or keep)")
     with ws.catalog() as catalog, progress_bar("dedupe") as bar:
         result = find_duplicates(catalog, ws.store(), radius=radius, sources=sources, leakage=leakage,
-                                 workers=workers, on_total=bar.total, on_record=bar.advance)
+                                 workers=workers, on_total=bar.total, on_record=bar.advance,
+                                 seeded_splits=seeded_splits)
         save_groups(catalog, result)
+    message = split_message(result)
+    if message:
+        err.print(message, markup=False)
     leaks = sum(g.leakage for g in result.groups)
     if result.dropped:
         err.print(f"leakage: {leaks} duplicate group(s) span an evaluation split and another split; "
@@ -100,9 +106,11 @@ def dedupe_before_sharding(ws: Workspace, sources: tuple[str, ...], radius: int,
     return result
 
 
-def shard_workspace(ws: Workspace, options: ShardOptions, radius: int, leakage: str) -> dict:
-    """`shard`: dedupe (leakage policy) first, then write the shards without the dropped copies."""
-    dedupe = dedupe_before_sharding(ws, options.sources, radius, leakage, options.workers)
+def shard_workspace(ws: Workspace, options: ShardOptions, radius: int, leakage: str,
+                    seeded_splits: str = "group") -> dict:
+    """`shard`: dedupe (seeded regrouping, leakage policy) first, then write the shards without the
+    dropped copies."""
+    dedupe = dedupe_before_sharding(ws, options.sources, radius, leakage, options.workers, seeded_splits)
     options.exclude = frozenset(dedupe.dropped)
     with ws.catalog() as catalog, progress_bar("shard") as bar:
         summary = write_shards(catalog, ws.store(), options, on_total=bar.total, on_advance=bar.add)

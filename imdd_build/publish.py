@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .card import CardInput, ConfigInfo, render_card
 from .catalog import Catalog
-from .dedupe import DEFAULT_RADIUS, MAX_RADIUS, find_duplicates, save_groups
+from .dedupe import DEFAULT_RADIUS, MAX_RADIUS, SEEDED_SPLIT_MODES, find_duplicates, save_groups
 from .errors import RunError, need_extra
 from .license_policy import Policy, check_policy, unregistered_entry
 from .record import SPLITS, Record
@@ -48,6 +48,7 @@ class PublishOptions:
     with_webdataset: bool = False
     radius: int = DEFAULT_RADIUS
     leakage: str = "drop-train"
+    seeded_splits: str = "group"  # group | sample (dedupe.SEEDED_SPLIT_RULE)
     max_shard_bytes: int = PUBLISH_SHARD_BYTES
     workers: int = 1  # shard-writing processes (same bytes whatever N)
 
@@ -57,13 +58,15 @@ REPO_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def check_push(repo_id: str, leakage: str, radius: int, max_shard_size: str,
-               upload: bool) -> tuple[str, str | None, int]:
+               upload: bool, seeded_splits: str = "group") -> tuple[str, str | None, int]:
     """`push-to-hub`'s checks before any work: (full repo id, token, Parquet shard bytes). A bare repo name
     goes under the token's user; the token is resolved before hours of sharding, not after."""
     if not (REPO_ID_RE.match(repo_id) or REPO_NAME_RE.match(repo_id)):
         raise RunError(f"invalid repo id {repo_id!r}: expected <user-or-org>/<name> or <name>")
     if leakage not in ("drop-train", "keep"):
         raise RunError(f"invalid --leakage {leakage!r} (drop-train or keep)")
+    if seeded_splits not in SEEDED_SPLIT_MODES:
+        raise RunError(f"invalid --seeded-splits {seeded_splits!r} (group or sample)")
     if not 0 <= radius <= MAX_RADIUS:
         raise RunError(f"--radius must be between 0 and {MAX_RADIUS} bits, not {radius}")
     shard_bytes = parse_size(max_shard_size)
@@ -126,7 +129,7 @@ def build_repo(catalog: Catalog, store: Store, out: Path, options: PublishOption
 
     stage("dedupe")
     dedupe = find_duplicates(catalog, store, radius=options.radius, sources=sources, leakage=options.leakage,
-                             workers=options.workers)
+                             workers=options.workers, seeded_splits=options.seeded_splits)
     save_groups(catalog, dedupe)
 
     stage("shard")

@@ -101,7 +101,10 @@ class Record(BaseModel):
     domain: str
     product: str
     split: Literal["train", "validation", "test", "unlabeled"]
-    split_origin: Literal["official", "seeded"] = "official"
+    # official: the source's own split; seeded: our per-sample draw (no official split); seeded-group:
+    # the draw of the record's near-duplicate group, decided by dedupe (`sample_split` keeps its own draw)
+    split_origin: Literal["official", "seeded", "seeded-group"] = "official"
+    sample_split: Optional[Literal["train", "validation", "test", "unlabeled"]] = None
     source_split: str
     label: Literal["normal", "defective", "unknown"]
     defect_types: list[str] = Field(default_factory=list)  # canonical taxonomy names
@@ -144,6 +147,8 @@ class Record(BaseModel):
     def shard_metadata(self) -> dict:
         """Everything but the pixel references: the `.json` of a WebDataset sample."""
         data = self.model_dump(mode="json", exclude={"image", "mask", "class_mask"})
+        if data["sample_split"] is None:  # only a regrouped record says it: other shards keep their bytes
+            del data["sample_split"]
         data["has_mask"] = self.mask is not None
         data["has_class_mask"] = self.class_mask is not None
         # A JSON string, as in Parquet: its keys vary by record, and `datasets` infers a tar's JSON

@@ -37,7 +37,8 @@ def source_entry(source: str, license: Optional[str] = None, domain: Optional[st
     try:
         entry = get_source(source)
     except KeyError as exc:
-        raise RootError(str(exc).strip("'\"") + f"; generic adapters: {', '.join(generic_adapters())}") from None
+        raise RootError(str(exc).strip("'\"") + f"; {did_you_mean(source, known_ids())}"
+                        f"generic adapters: {', '.join(generic_adapters())}") from None
     if entry.adapter_id not in ADAPTERS:
         raise RootError(f"source {source!r} is registered but has no adapter yet; available: {', '.join(ADAPTERS)}")
     updates = {k: v for k, v in {"license": license, "domain": domain, "redistribution": redistribution}.items() if v}
@@ -67,6 +68,18 @@ def check_domain(domain: Optional[str]) -> None:
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise RootError(f"domain {domain!r} is not in the taxonomy; {hint}choose from "
                         f"{', '.join(sorted({*known, 'unknown'}))}")
+
+
+def known_ids() -> list[str]:
+    """Every id `ingest` and `sources --options` accept: registered sources and adapters."""
+    from .registry import load_registry
+    return sorted(set(load_registry()) | set(ADAPTERS))
+
+
+def did_you_mean(name: str, choices) -> str:
+    """"did you mean 'x'? " (up to three close ids), or "" when none is close."""
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
 
 
 def generic_adapters() -> list[str]:

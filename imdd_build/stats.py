@@ -29,7 +29,8 @@ TOP_DEFECT_TYPES = 30
 
 
 STATS_FIELDS = ("key", "source", "domain", "split", "label", "defect_types", "caption_status", "caption_source",
-                "caption", "mask", "attributes.area_fraction")
+                "caption", "mask", "attributes.area_fraction", "split_origin")
+SPLIT_ORDER = ("train", "validation", "test", "unlabeled")
 
 
 class StatsRow(NamedTuple):
@@ -46,13 +47,24 @@ class StatsRow(NamedTuple):
     caption: str | None
     mask: str | None
     area_fraction: float
+    split_origin: str = "official"
 
 
 def stats_rows(catalog: Catalog, sources: Iterable[str] = (), exclude: Collection[str] = ()) -> Iterator[StatsRow]:
     """The catalog as a stream of `StatsRow` (of `sources`; keys in `exclude` left out), in key order."""
     for row in catalog.iter_fields(STATS_FIELDS, sources):
         if row[0] not in exclude:
-            yield StatsRow(*row[:5], json.loads(row[5] or "[]"), *row[6:10], float(row[10] or 0.0))
+            yield StatsRow(*row[:5], json.loads(row[5] or "[]"), *row[6:10], float(row[10] or 0.0),
+                           row[11] or "official")
+
+
+def split_fractions(counts: Counter, origins: set[str]) -> dict:
+    """One source's splits: `origin` (official, seeded or mixed), `splits` (images per split) and
+    `fractions` (of its images, 4 digits)."""
+    total = sum(counts.values())
+    splits = {s: counts[s] for s in SPLIT_ORDER if counts[s]}
+    return {"origin": next(iter(origins)) if len(origins) == 1 else "mixed", "splits": splits,
+            "fractions": {s: round(n / total, 4) for s, n in splits.items()} if total else {}}
 
 
 def _sample_order(key: str) -> str:
@@ -80,6 +92,8 @@ def collect_stats(rows: Iterable[StatsRow]) -> dict:
     best `SAMPLES_PER_DOMAIN` sample candidates."""
     by = defaultdict(Counter)
     label_by_source: dict[str, Counter] = defaultdict(Counter)
+    split_by_source: dict[str, Counter] = defaultdict(Counter)
+    origin_by_source: dict[str, set] = defaultdict(set)
     status_by_source: dict[str, Counter] = defaultdict(Counter)
     provenance = Counter()
     caption_words: Counter = Counter()
@@ -95,6 +109,8 @@ def collect_stats(rows: Iterable[StatsRow]) -> dict:
         for t in set(r.defect_types or ([] if r.label == "normal" else ["unspecified"])):
             by["defect_type"][t] += 1
         label_by_source[r.source][r.label] += 1
+        split_by_source[r.source][r.split] += 1
+        origin_by_source[r.source].add("seeded" if r.split_origin.startswith("seeded") else r.split_origin)
         status = r.caption_status or "none"
         status_by_source[r.source][status] += 1
         provenance[f"{r.caption_source or 'none'}/{status}"] += 1
@@ -118,6 +134,8 @@ def collect_stats(rows: Iterable[StatsRow]) -> dict:
         "by_defect_type": dict(by["defect_type"].most_common()),
         "label_by_source": {s: {"normal": c["normal"], "defective": c["defective"]}
                             for s, c in sorted(label_by_source.items())},
+        "split_fractions_by_source": {s: split_fractions(c, origin_by_source[s])
+                                      for s, c in sorted(split_by_source.items())},
         "caption_status_by_source": {s: dict(sorted(c.items())) for s, c in sorted(status_by_source.items())},
         "caption_provenance": dict(sorted(provenance.items())),
         "captioned": captioned,
@@ -253,13 +271,26 @@ def html_report(stats: dict, figures: dict[str, bytes], title: str = "IMDD corpu
              f"({100 * stats['verified_fraction']:.1f}%).</p>",
              table("per source", stats["by_source"]), table("per split", stats["by_split"]),
              table("per domain", stats["by_domain"]), table("per defect type", stats["by_defect_type"]),
-             table("caption source/status", stats["caption_provenance"])]
+             table("caption source/status", stats["caption_provenance"]),
+             split_table(stats.get("split_fractions_by_source", {}))]
     for name, png in figures.items():
         data = base64.b64encode(png).decode("ascii")
         parts.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2>"
                      f"<img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def split_table(by_source: dict) -> str:
+    """The HTML table of each source's split origin and achieved split fractions."""
+    columns = [s for s in SPLIT_ORDER if any(s in v["splits"] for v in by_source.values())]
+    head = "".join(f"<th>{s}</th>" for s in columns)
+    rows = "".join(
+        f"<tr><td>{html.escape(source)}</td><td>{html.escape(v['origin'])}</td>"
+        + "".join(f"<td>{v['splits'].get(s, 0)} ({100 * v['fractions'].get(s, 0):.1f}%)</td>" for s in columns)
+        + "</tr>" for source, v in by_source.items())
+    return (f"<table><caption>splits per source (achieved fractions; seeded: drawn per near-duplicate group by "
+            f"dedupe/shard)</caption><tr><th>source</th><th>split origin</th>{head}</tr>{rows}</table>")
 
 
 def public_stats(stats: dict) -> dict:

@@ -3,8 +3,9 @@
 It reads only the shard format written by `imdd-build shard` (see README), never the build
 workspace. `imdd_models.data` streams shards; `imdd_models.components` writes and loads the frozen
 parts (VAE, CLIP text and image towers, tokenizer, scheduler) and the implicit captioner.
+
+Importing it changes nothing process-wide: code that needs transformers/diffusers calls
+`imdd_models._compat.hf_ready()` first (see there for the broken-torchvision case).
 """
 
-from ._compat import hide_broken_torchvision
-
-hide_broken_torchvision()
+from ._compat import hf_ready, hide_broken_torchvision  # noqa: F401  (hide_broken_torchvision: the old name)

@@ -119,3 +119,38 @@ def write_visa_pytorch(root: Path) -> dict:
         save(noise_image(size, seed=340 + o_index), root / obj / "test/bad/000.JPG", "JPEG")
         save(blob_mask(size, (5, 5, 40, 30)), root / obj / "ground_truth/bad/000.png")
     return {"records": 8, "by_split": {"test": 4, "train": 4}, "by_label": {"defective": 2, "normal": 6}}
+
+
+EXPOSURE_GAMMAS = (1.0, 0.8, 1.25, 0.7, 1.4, 0.9)
+
+
+def exposure_image(obj: int, exposure: int, size: tuple[int, int] = (96, 96)) -> Image.Image:
+    """Object `obj` photographed under lighting `exposure` (0-5): the same texture under another gamma
+    and gain, plus sensor noise. Exposures of one object are near duplicates (pHash within 6 bits
+    after ingest), different objects are not (16+ bits)."""
+    base = np.asarray(noise_image(size, seed=1000 + obj), np.float64) / 255
+    rng = np.random.default_rng(obj * 10 + exposure)
+    out = base ** EXPOSURE_GAMMAS[exposure] * (0.9 + 0.05 * exposure) + rng.normal(0, 0.01, base.shape)
+    return Image.fromarray((np.clip(out, 0, 1) * 255).round().astype(np.uint8), "RGB")
+
+
+def bridge_images(a: int, b: int, steps: int = 21) -> list[Image.Image]:
+    """The frames between object `a` and object `b` (exposure 0), each a near duplicate of the next:
+    adding them merges the two objects' groups into one."""
+    first, last = (np.asarray(exposure_image(o, 0), np.float64) for o in (a, b))
+    return [Image.fromarray(((1 - t) * first + t * last).round().astype(np.uint8), "RGB")
+            for t in np.linspace(0, 1, steps)[1:-1]]
+
+
+def write_multi_exposure(root: Path, objects: range, exposures=lambda obj: 1 + obj % 6) -> dict[str, int]:
+    """A Magnetic-Tile-like folder source with no split level: `<class>/obj<NNN>_exp<e>.png`, object
+    `obj` photographed `exposures(obj)` times (class `good` for even objects, `crack` for odd ones).
+    Returns the image path (relative, without extension) -> object."""
+    planted = {}
+    for obj in objects:
+        cls = "good" if obj % 2 == 0 else "crack"
+        for e in range(exposures(obj)):
+            rel = f"{cls}/obj{obj:03d}_exp{e}"
+            save(exposure_image(obj, e), root / f"{rel}.png")
+            planted[rel] = obj
+    return planted

@@ -97,7 +97,10 @@ def write_seg_shards(out: Path, per_class: int = 6, seed: int = 0, classes=("scr
         rows.append(_record(f"segtest/pair/{i:03d}", split, [a, b], "class_mask", rng))
     for i in range(max(2, per_class // 2)):
         rows.append(_record(f"segtest/good/{i:03d}", split, [], "none", rng))
-    out = Path(out)
+    return _write_rows(Path(out), rows, split)
+
+
+def _write_rows(out: Path, rows: list[dict], split: str) -> Path:
     (out / "data").mkdir(parents=True, exist_ok=True)
     box = pa.struct([("label", pa.string()), ("x0", pa.float32()), ("y0", pa.float32()), ("x1", pa.float32()),
                      ("y1", pa.float32())])
@@ -122,3 +125,63 @@ def write_diffusion_folder(components: Path, out: Path, seed: int = 0) -> Path:
     UNet2DConditionModel.from_config(comps.unet_config).save_pretrained(str(out / "unet"))
     comps.new_captioner().save_pretrained(out / "implicit_captioner")
     return out
+
+
+def write_two_class_set(out: Path, per_class: int, normals: int, seed: int, split: str,
+                        classes=("scratch", "hole")) -> Path:
+    """A shard folder of single-defect records with binary masks (`per_class` of each class) and `normals`
+    normal records on the same textured background: a set on which learning is measurable."""
+    rng = np.random.default_rng(seed)
+    rows = [_record(f"two/{c}/{i:03d}", split, [c], "mask", rng) for i in range(per_class) for c in classes]
+    rows += [_record(f"two/good/{i:03d}", split, [], "none", rng) for i in range(normals)]
+    return _write_rows(Path(out), rows, split)
+
+
+def add_clip_text_tower(stage1: Path, classes=("scratch", "hole", "stain"), fit_per_class: int = 6,
+                        seed: int = 0) -> Path:
+    """Give a tiny stage-1 folder the CLIP text tower of the open-vocabulary ensemble (`clip_text_encoder/`),
+    one that knows the test classes' words as a pretrained CLIP knows real ones: a random tiny text tower whose
+    projection is fitted (least squares) so that each class's prompt embedding points at the mean mask-pooled
+    image embedding of drawn examples of that class (centred over the classes), from the folder's own image
+    tower. What the ensemble does with such a tower is what the tests check; the fitting images are generated
+    from `seed` (tests use other seeds for their data)."""
+    import torch
+    from torch.nn import functional as F
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    from imdd_models.components.presets import TINY_TEXT
+    from imdd_models.segmentation.clip_head import CLIP_TEXT, ClipClassifier
+    from imdd_models.segmentation.text import prompts_for
+    torch.manual_seed(seed)
+    vision_dim = json_load(stage1 / "image_encoder" / "config.json")["projection_dim"]
+    CLIPTextModelWithProjection(CLIPTextConfig(**{**TINY_TEXT, "projection_dim": vision_dim})).save_pretrained(
+        str(stage1 / CLIP_TEXT))
+    clip = ClipClassifier.from_folder(stage1)
+    rng = np.random.default_rng(seed)
+    means, pooled_text = [], []
+    with torch.no_grad():
+        for c in classes:
+            regions = []
+            for i in range(fit_per_class):
+                row = _record(f"fit/{c}/{i}", "fit", [c], "mask", rng)
+                image = Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB")
+                mask = np.asarray(Image.open(io.BytesIO(row["mask"]["bytes"]))) > 0
+                logits = torch.from_numpy(np.where(mask, 10.0, -10.0)).float()[None, None]
+                dense = clip.dense([image])
+                w = F.interpolate(logits, size=dense.shape[-2:], mode="bilinear", align_corners=False).sigmoid()
+                regions.append(F.normalize(torch.einsum("bqhw,bdhw->bqd", w, dense)[0, 0], dim=-1))
+            means.append(F.normalize(torch.stack(regions).mean(0), dim=-1))
+            ids = clip.tokenizer(prompts_for(c), padding="max_length", max_length=clip.tokenizer.model_max_length,
+                                 truncation=True, return_tensors="pt").input_ids
+            pooled_text.append(clip.text_model.text_model(ids).pooler_output.mean(0))
+        targets = torch.stack(means)
+        targets = targets - targets.mean(0, keepdim=True)
+        weight = torch.linalg.lstsq(torch.stack(pooled_text), targets).solution.T
+        clip.text_model.text_projection.weight.copy_(weight)
+    clip.text_model.save_pretrained(str(stage1 / CLIP_TEXT))
+    return stage1
+
+
+def json_load(path: Path) -> dict:
+    import json
+    return json.loads(Path(path).read_text())

@@ -154,3 +154,25 @@ def test_template_captioning_keeps_an_expert_edit_that_lands_while_it_runs(tmp_p
         assert summary["captioned"] == 3
         assert catalog.get("a").caption_source == "template" and catalog.get("b").caption_source == "template"
         assert catalog.get("c").caption == "Expert." and catalog.get("c").caption_status == "verified"
+
+
+def test_a_version_2_file_gets_the_split_moves_table_and_its_records_read_as_before(tmp_path):
+    path = tmp_path / "v2.sqlite"
+    with Catalog(path) as catalog:
+        catalog.upsert([(_record("a"), "fp")])
+        catalog.db.execute("DROP TABLE split_moves")
+        catalog.db.execute("UPDATE meta SET value = '2' WHERE name = 'schema_version'")
+    with Catalog(path) as catalog:
+        assert catalog.db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone() == ("3",)
+        assert catalog.dedupe.split_moves() == {}
+        record = catalog.get("a")
+        assert record.split_origin == "official" and record.sample_split is None
+        # the one way a split changes after ingest: set it, then put it back to the record's own draw
+        assert catalog.set_splits({"a": ("test", "seeded-group", "train"), "missing": ("test", "seeded-group",
+                                                                                      "train")}) == 1
+        assert catalog.set_splits({"a": ("test", "seeded-group", "train")}) == 0  # already so: not rewritten
+        assert catalog.get("a").split == "test" and catalog.count(split="test") == 1
+        assert catalog.restore_sample_splits(["a"]) == 1
+        back = catalog.get("a")
+        assert (back.split, back.split_origin, back.sample_split) == ("train", "seeded", None)
+        assert catalog.fingerprint("a") == "fp"

@@ -168,6 +168,43 @@ class Catalog(Handle):
         return self.write_captions({r.key: {f: getattr(r, f) for f in CAPTION_FIELDS} for r in records},
                                    allow_protected=True)
 
+    def set_splits(self, updates: Mapping[str, tuple[str, str, str | None]]) -> int:
+        """Set (split, split_origin, sample_split) on records as they are now, in one transaction: the
+        one way a stage other than ingest changes a record's split (dedupe's seeded regrouping).
+        Keys with no record are skipped; records already so are not rewritten. Returns the number
+        of records written (fingerprints, captions and everything else are kept)."""
+        return self._rewrite_splits(sorted(updates), lambda record: updates[record.key])
+
+    def restore_sample_splits(self, keys: Iterable[str]) -> int:
+        """Put regrouped records (`split_origin: seeded-group`) back in their own seeded draw
+        (`sample_split`); other records are left alone. Returns the number of records written."""
+        def own(record: Record) -> tuple[str, str, str | None]:
+            if record.split_origin != "seeded-group" or not record.sample_split:
+                return record.split, record.split_origin, record.sample_split
+            return record.sample_split, "seeded", None
+        return self._rewrite_splits(sorted(set(keys)), own)
+
+    def _rewrite_splits(self, keys: list[str], new) -> int:
+        if not keys:
+            return 0
+        now = time.time()
+        rows = []
+        with self.transaction():
+            for start in range(0, len(keys), 500):
+                part = keys[start:start + 500]
+                found = self.db.execute(f"SELECT key, data FROM records WHERE key IN ({','.join('?' * len(part))})",
+                                        part).fetchall()
+                for key, data in found:
+                    current = Record.model_validate_json(data)
+                    split, origin, sample = new(current)
+                    if (current.split, current.split_origin, current.sample_split) == (split, origin, sample):
+                        continue
+                    record = Record.model_validate({**current.model_dump(), "split": split, "split_origin": origin,
+                                                    "sample_split": sample})
+                    rows.append((record.model_dump_json(), record.split, now, key))
+            self.db.executemany("UPDATE records SET data = ?, split = ?, updated_at = ? WHERE key = ?", rows)
+        return len(rows)
+
     def iter_records(self, source: str | None = None, split: str | None = None,
                      uncaptioned: bool = False, batch: int = 2000) -> Iterator[Record]:
         """Records in key order, read in pages so memory stays flat (each page is an index range)."""

@@ -1,5 +1,6 @@
-"""`DedupeTables`: the dedupe stage's two tables, `image_hashes` (a cache of each stored image's
-pixel sha256 and perceptual hash) and `dedupe_groups` (the last dedupe run's groups)."""
+"""`DedupeTables`: the dedupe stage's tables, `image_hashes` (a cache of each stored image's pixel
+sha256 and perceptual hash), `dedupe_groups` (the last dedupe run's groups) and `split_moves` (the
+seeded records the last run moved into their group's split)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,22 @@ class DedupeTables:
         with transaction(self.db):
             self.db.execute("DELETE FROM dedupe_groups")
             self.db.executemany("INSERT INTO dedupe_groups VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def split_moves(self, sources: Iterable[str] = ()) -> dict[str, tuple[str, str, str, str]]:
+        """The last run's moves (of `sources`, default all): key -> (source, sample split, split, group key)."""
+        wanted = sorted(set(sources))
+        where = f"WHERE source IN ({','.join('?' * len(wanted))})" if wanted else ""
+        rows = self.db.execute(f"SELECT key, source, sample_split, split, group_key FROM split_moves {where} "
+                               "ORDER BY key", wanted)
+        return {key: (source, sample, split, group) for key, source, sample, split, group in rows}
+
+    def replace_split_moves(self, sources: Iterable[str],
+                            rows: Iterable[tuple[str, str, str, str, str]]) -> None:
+        """Replace the moves of `sources` (default all): rows of (key, source, sample split, split, group key)."""
+        wanted = sorted(set(sources))
+        with transaction(self.db):
+            if wanted:
+                self.db.execute(f"DELETE FROM split_moves WHERE source IN ({','.join('?' * len(wanted))})", wanted)
+            else:
+                self.db.execute("DELETE FROM split_moves")
+            self.db.executemany("INSERT OR REPLACE INTO split_moves VALUES (?, ?, ?, ?, ?)", list(rows))

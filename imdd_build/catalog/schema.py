@@ -10,7 +10,7 @@ Owners of the tables (who reads and writes them, always through `db.transaction`
 | tables | owner |
 |---|---|
 | `meta`, `records`, `quarantine`, `runs` | `catalog.core.Catalog` |
-| `image_hashes`, `dedupe_groups` | `catalog.hashes.DedupeTables` (`Catalog.dedupe`) |
+| `image_hashes`, `dedupe_groups`, `split_moves` | `catalog.hashes.DedupeTables` (`Catalog.dedupe`) |
 | `llm_answers`, `llm_batches`, `llm_batch_items` | `caption.cache.AnswerCache`, `caption.cache.BatchTable` |
 | `review_*` | `review.store.ReviewStore`, `review.auth` (reviewers, sessions), `review.report_store.ReportStore` (read-only totals) |
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import RunError
 from .db import transaction
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # The review queue's item states (`review_counts` holds one row per state).
 REVIEW_STATES = ("open", "done", "disputed", "flagged")
@@ -224,6 +224,20 @@ CREATE TABLE IF NOT EXISTS review_outbox (
 );
 """
 
+# Version 3: the seeded records the last dedupe moved into their near-duplicate group's split (one row
+# per moved record; its record says `split_origin: seeded-group`), so the next run can say how many
+# records changed split since.
+_V3_SPLIT_MOVES = """
+CREATE TABLE IF NOT EXISTS split_moves (
+    key TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    sample_split TEXT NOT NULL,  -- the record's own seeded draw
+    split TEXT NOT NULL,         -- its group's split, where it is published
+    group_key TEXT NOT NULL      -- the smallest seeded key of its group (what the draw orders by)
+);
+CREATE INDEX IF NOT EXISTS split_moves_source ON split_moves(source, key);
+"""
+
 # Items per state, kept current by triggers inside the transaction that changes an item (stats read 4 rows).
 _REVIEW_COUNT_TRIGGERS = (
     "CREATE TRIGGER review_counts_insert AFTER INSERT ON review_queue "
@@ -272,8 +286,12 @@ def _v2(db: sqlite3.Connection) -> None:
             db.execute(trigger)
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    _script(db, _V3_SPLIT_MOVES)
+
+
 # MIGRATIONS[i] brings a file from version i to version i + 1.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

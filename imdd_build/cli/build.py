@@ -10,6 +10,7 @@ import typer
 from .. import __version__
 from ..console import emit
 from ..dedupe import DEFAULT_RADIUS, LEAKAGE_RULE
+from ..seeded_splits import SEEDED_SPLIT_RULE
 from ..errors import RunError
 from ..executor import default_workers
 from ..pipeline import run_demo, shard_workspace
@@ -35,6 +36,8 @@ def shard_cmd(
     leakage: str = typer.Option("drop-train", "--leakage",
                                 help=f"drop-train or keep, as push-to-hub. {LEAKAGE_RULE}"),
     radius: int = typer.Option(DEFAULT_RADIUS, "--radius", help="Near-duplicate Hamming radius (pHash bits)."),
+    seeded_splits: str = typer.Option("group", "--seeded-splits",
+                                      help=f"group or sample, as push-to-hub. {SEEDED_SPLIT_RULE}"),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Write deterministic Parquet + WebDataset shards, manifest.json and README.md."""
@@ -43,7 +46,7 @@ def shard_cmd(
     options = ShardOptions(out=out, formats=tuple(f.strip() for f in fmt.split(",") if f.strip()),
                            max_shard_bytes=parse_size(max_shard_size), image_ext=image_ext, order=order,
                            seed=seed, sources=tuple(source), workers=workers)
-    emit(shard_workspace(workspace(ctx), options, radius, leakage), as_json)
+    emit(shard_workspace(workspace(ctx), options, radius, leakage, seeded_splits), as_json)
 
 
 def demo_cmd(

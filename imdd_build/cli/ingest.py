@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 import yaml
 
-from ..console import emit
+from ..console import emit, emit_rows
 from ..executor import default_workers, make_executor
 from ..pipeline import ingest_all, ingest_source
 from ..roots import load_label_map
@@ -87,7 +87,7 @@ def ingest_cmd(
         if roots is None:
             raise RootError("`ingest all` needs --roots FILE (YAML of source id -> root)")
         summary = ingest_all(ws, roots, adapter_options, **run)
-        emit(summary, as_json, title="ingest all")
+        emit_ingest_all(summary, as_json)
         if summary["failed"]:
             raise typer.Exit(1)
         return
@@ -96,6 +96,21 @@ def ingest_cmd(
     entry = source_entry(source, license=license, domain=domain, source_id=source_id, redistribution=redistribution)
     summary = ingest_source(ws, entry.adapter_id, root, entry=entry, adapter_options=adapter_options, **run)
     emit(summary, as_json, title=f"ingest {entry.id}")
+
+
+def emit_ingest_all(summary: dict, as_json: bool) -> None:
+    """`ingest all`: one table row per source (failed ones with their error) and the totals."""
+    def counts(d: dict) -> str:
+        return ", ".join(f"{k} {v}" for k, v in d.items())
+
+    rows = [[sid, "ok", r["records"], r["written"], r["unchanged"], r["quarantined"], counts(r.get("by_split", {})),
+             counts(r.get("by_label", {}))] for sid, r in summary["sources"].items()]
+    rows += [[sid, f"failed: {message}", None, None, None, None, None, None]
+             for sid, message in summary["failed"].items()]
+    rows.append(["total", f"{len(summary['sources'])} ok, {len(summary['failed'])} failed", summary["records"], None,
+                 None, summary["quarantined"], None, None])
+    emit_rows(summary, as_json, ["source", "status", "records", "written", "unchanged", "quarantined", "by split",
+                                 "by label"], rows, "ingest all")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from ..console import emit, err, progress_bar
 from ..dedupe import DEFAULT_RADIUS, LEAKAGE_RULE, find_duplicates, save_groups
+from ..seeded_splits import SEEDED_SPLIT_RULE, split_message
 from ..errors import RunError, need_extra
 from ..executor import default_workers
 from .common import JSON_OPT, run_level_errors, workspace
@@ -40,6 +41,7 @@ def push_to_hub_cmd(
     radius: int = typer.Option(DEFAULT_RADIUS, "--radius",
                                help="Near-duplicate Hamming radius (bits of the 64-bit pHash)."),
     leakage: str = typer.Option("drop-train", "--leakage", help=f"drop-train or keep. {LEAKAGE_RULE}"),
+    seeded_splits: str = typer.Option("group", "--seeded-splits", help=f"group or sample. {SEEDED_SPLIT_RULE}"),
     max_shard_size: str = typer.Option("450MB", "--max-shard-size", help="Per Parquet file (the Hub wants < 500MB)."),
     files_per_commit: int = typer.Option(100, "--files-per-commit", min=1, max=1000,
                                          help="Data files per commit (the Hub rate-limits commits per hour)."),
@@ -48,12 +50,14 @@ def push_to_hub_cmd(
     """Build the Hub dataset repo (Parquet per source, card, plots) and upload it resumably."""
     from ..publish import PublishOptions, build_repo, check_folder, check_push, resolve_policy
 
-    repo_id, token, shard_bytes = check_push(repo_id, leakage, radius, max_shard_size, upload=dry_run is None)
+    repo_id, token, shard_bytes = check_push(repo_id, leakage, radius, max_shard_size, upload=dry_run is None,
+                                             seeded_splits=seeded_splits)
     ws = workspace(ctx)
     out = dry_run or ws.root / "publish" / repo_id.replace("/", "__")
     options = PublishOptions(repo_id=repo_id, sources=_split_list(sources), private=private,
                              allow_noncommercial=allow_noncommercial, with_webdataset=with_webdataset,
-                             radius=radius, leakage=leakage, max_shard_bytes=shard_bytes, workers=workers)
+                             radius=radius, leakage=leakage, max_shard_bytes=shard_bytes, workers=workers,
+                             seeded_splits=seeded_splits)
     check_folder(out)
     with ws.catalog() as catalog:
         resolve_policy(catalog, options)  # refusals before any progress output or work
@@ -93,6 +97,8 @@ def dedupe_cmd(
     sources: Optional[str] = typer.Option(None, "--sources", help="Comma-separated source ids (default: all)."),
     leakage: str = typer.Option("drop-train", "--leakage",
                                 help=f"drop-train or keep (what shard and push-to-hub do). {LEAKAGE_RULE}"),
+    seeded_splits: str = typer.Option("group", "--seeded-splits",
+                                      help=f"group or sample (what shard and push-to-hub do). {SEEDED_SPLIT_RULE}"),
     workers: int = typer.Option(default_workers(), "--workers", min=1,
                                 help="Processes decoding images not hashed yet, and search threads (same groups "
                                      "whatever N)."),
@@ -102,8 +108,12 @@ def dedupe_cmd(
     ws = workspace(ctx)
     with ws.catalog() as catalog, progress_bar("hash images") as bar:
         result = find_duplicates(catalog, ws.store(), radius=radius, sources=_split_list(sources),
-                                 leakage=leakage, workers=workers, on_total=bar.total, on_record=bar.advance)
+                                 leakage=leakage, workers=workers, on_total=bar.total, on_record=bar.advance,
+                                 seeded_splits=seeded_splits)
         save_groups(catalog, result)
+    message = split_message(result)
+    if message:
+        err.print(message, markup=False)
     if not as_json:
         for g in result.groups:
             flag = " LEAKAGE" if g.leakage else ""

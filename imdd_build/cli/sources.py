@@ -10,10 +10,10 @@ from typing import Optional
 
 import typer
 
-from ..console import emit, err, progress_bar
+from ..console import emit, emit_rows, err, progress_bar
 from ..registry import load_registry, markdown_table
 from ..roots import check_roots
-from ..source_entry import generic_adapters
+from ..source_entry import did_you_mean, generic_adapters, known_ids
 from ..sources import ADAPTERS, RootError
 from ..sourcekit.options import describe
 from ..taxcheck import check_taxonomy
@@ -43,42 +43,39 @@ def sources_cmd(
              "published_counts": e.counts, "adapter": e.adapter_id in ADAPTERS} for e in registry.values()]
     generic = generic_adapters()
     if roots is None:
-        if not as_json:
-            for r in rows:
-                err.print(f"{r['id']:<12} {r['name'][:30]:<31} {r['license'][:20]:<21} {r['redistribution']:<14} "
-                          f"{', '.join(r['annotation'])}", markup=False)
-            err.print(f"generic adapters (--license/--domain): {', '.join(generic)}", markup=False)
-        emit({"command": "sources", "sources": rows, "generic_adapters": generic}, as_json)
+        emit_rows({"command": "sources", "sources": rows, "generic_adapters": generic}, as_json,
+                  ["id", "dataset", "license", "redistribution", "annotation", "adapter"],
+                  [[r["id"], r["name"], r["license"], r["redistribution"], ", ".join(r["annotation"]),
+                    "yes" if r["adapter"] else "not yet"] for r in rows], "sources",
+                  [f"generic adapters (--license/--domain): {', '.join(generic)}"])
         return
     with progress_bar("check roots") as bar:
         checks = check_roots(roots, tolerance, on_total=bar.total, on_advance=bar.advance)
-    if not as_json:
-        for sid, c in checks.items():
-            f = c.get("found", {})
-            found = f"{f['total']} of {f['listed']} listed" if f else "-"
-            extra = "; ".join(f"{d['count']}: found {d['found']}, published {d['published']}"
-                              for d in c.get("differences", [])) or c.get("error", "")
-            err.print(f"{sid:<12} {c['status']:<11} samples {found:<20} {c['root']}  {extra}", markup=False)
     summary = {"command": "sources", "roots": checks,
                "incomplete": sorted(s for s, c in checks.items() if c["status"] in ("incomplete", "mismatch")),
                "missing": sorted(s for s, c in checks.items() if c["status"] in ("missing", "error"))}
-    emit(summary, as_json)
+    table = []
+    for sid, c in checks.items():
+        f = c.get("found", {})
+        found = f"{f['total']} of {f['listed']} listed" if f else "-"
+        notes = "; ".join(f"{d['count']}: found {d['found']}, published {d['published']}"
+                          for d in c.get("differences", [])) or c.get("error", "")
+        table.append([sid, c["status"], found, c["root"], notes])
+    emit_rows(summary, as_json, ["source", "status", "samples", "root", "differences / error"], table,
+              "sources --roots", [f"{k}: {', '.join(summary[k])}" for k in ("incomplete", "missing") if summary[k]])
 
 
 def emit_options(name: str, registry: dict, as_json: bool) -> None:
     """`sources --options ID`: the adapter's typed options with defaults and help."""
     adapter_id = registry[name].adapter_id if name in registry else name
     if adapter_id not in ADAPTERS:
-        raise RootError(f"--options {name!r}: no such source or adapter; choose from "
+        raise RootError(f"--options {name!r}: no such source or adapter; {did_you_mean(name, known_ids())}choose from "
                         f"{', '.join(sorted(set(ADAPTERS) | set(registry)))}")
     rows = describe(ADAPTERS[adapter_id].Options)
-    if not as_json:
-        if not rows:
-            err.print(f"{adapter_id}: no options", markup=False)
-        for r in rows:
-            default = "" if r["default"] is None else f" (default {r['default']})"
-            err.print(f"--opt {r['name']}=<{r['type']}>{default}\n    {r['help']}", markup=False)
-    emit({"command": "sources", "adapter": adapter_id, "options": rows}, as_json)
+    emit_rows({"command": "sources", "adapter": adapter_id, "options": rows}, as_json,
+              ["--opt", "type", "default", "help"],
+              [[f"{r['name']}=...", r["type"], r["default"], r["help"]] for r in rows],
+              f"options of {adapter_id} (--opt KEY=VALUE)", [] if rows else [f"{adapter_id}: no options"])
 
 
 def taxonomy_check_cmd(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:

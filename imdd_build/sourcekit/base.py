@@ -63,7 +63,7 @@ class RawSample:
     mask_path: str | None = None
     boxes: list[tuple[str, float, float, float, float]] = field(default_factory=list)  # original pixels
     split: str | None = None  # our split; derived from source_split when None
-    split_origin: str = "official"  # "official" | "seeded" (see seeded_split)
+    split_origin: str = "official"  # "official" | "seeded" (see seeded_split); dedupe may regroup seeded
     mask: MaskSource | None = None
     pixels: np.ndarray | None = None
     nearest: bool = False  # resize the pixels without interpolation (rendered label maps)

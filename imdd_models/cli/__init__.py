@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import typer
 
-from .. import hide_broken_torchvision  # noqa: F401  (runs before transformers/diffusers are imported)
 from . import diffusion
 from . import evaluate as evaluation
 from . import segmentation  # noqa: I001  (one line per command group: fewer merge conflicts)

@@ -40,38 +40,61 @@ def precompute_cmd(
     data: str = typer.Option(..., "--data", help="Image shards: shard folder, WebDataset tar URL(s) or Hub dataset id."),
     components: Path = typer.Option(..., "--components", help="Components folder (imdd-models components)."),
     out: Path = typer.Option(..., "--out", help="Latent shard folder to write (resumed if it exists)."),
-    split: Optional[str] = typer.Option(None, "--split", help="Only this split (default: all)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only this split (default and `all`: every split)."),
     where: Optional[str] = typer.Option(None, "--where", help="Filter, e.g. source=demo,label=defective."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per encoder batch."),
     shard_size: int = typer.Option(1024, "--shard-size", min=1, help="Samples per latent shard."),
-    flip: bool = typer.Option(False, "--flip", help="Also store the horizontally flipped image's latent."),
+    flip: bool = typer.Option(False, "--flip", help="Also store the horizontally flipped image's latent and "
+                                                    "CLIP image embedding."),
     device: Optional[str] = DEVICE_OPT,
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32, fp16 or bf16: what the VAE and image tower "
+                                                              "run in (default: bf16 on CUDA, fp32 on the CPU)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0,
+                                          help="DataLoader workers that decode images (default: cores - 1, "
+                                               "at most 8; 0: in the main process). Same output for any number."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Encode every image once into latent shards (VAE latent mean, CLIP image embedding, caption tokens)."""
+    """Encode every image once into latent shards (VAE latent mean, CLIP image embedding, caption tokens).
+    Several processes (`accelerate launch -m imdd_models precompute ...`, `torchrun`) each write their own shards."""
+    from contextlib import nullcontext
+
     from ..diffusion.precompute import precompute
-    with progress_bar("precompute") as bar:
+    with (progress_bar("precompute") if _rank() == 0 else nullcontext(_NoBar())) as bar:
         summary = precompute(data, components, out, split=split, where=where, batch_size=batch_size,
-                             shard_size=shard_size, flip=flip, device=device or _device(),
-                             on_total=bar.total, on_advance=bar.add)
-    emit({"command": "precompute", **summary}, as_json)
+                             shard_size=shard_size, flip=flip, device=device or _device(), dtype=dtype,
+                             workers=workers, on_total=bar.total, on_advance=bar.add)
+    if _rank() == 0:
+        emit({"command": "precompute", **summary}, as_json)
 
 
 def train_cmd(
-    config: str = typer.Option("sd15", "--config", help="tiny, sd15 or a YAML file (base: PRESET + overrides)."),
+    config: Optional[str] = typer.Option(None, "--config",
+                                         help="tiny, sd15 or a YAML file (base: PRESET + overrides); default: the "
+                                              "preset of the --components folder (tiny for tiny, else sd15)."),
     data: str = typer.Option(..., "--data", help="Latent shards (precompute) or image shards (encoded online)."),
     components: Path = typer.Option(..., "--components", help="Components folder (imdd-models components)."),
     out: Path = typer.Option(..., "--out", help="Model folder: diffusers pipeline + implicit_captioner/ + checkpoints/."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1,
                                             help="Stop after this step (default: the config's epochs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the initial weights, noise and data order."),
-    split: Optional[str] = typer.Option(None, "--split", help="Only this split of --data."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the initial weights, noise and data order "
+                                                            "(default 0; on --resume the run's own)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only this split of --data (`all`: every split)."),
     where: Optional[str] = typer.Option(None, "--where", help="Filter, e.g. label=defective."),
     log_keys: bool = typer.Option(False, "--log-keys", help="Write the keys each rank trained on to OUT/seen/."),
+    save_every: Optional[int] = typer.Option(None, "--save-every", min=1,
+                                             help="Checkpoint every N optimizer steps (default: the config's "
+                                                  "checkpoint_every)."),
+    save_every_minutes: Optional[float] = typer.Option(None, "--save-every-minutes", min=0,
+                                                       help="Also checkpoint after this many minutes since the last "
+                                                            "one (default: the config's, 30; 0 = off)."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Train the text-conditioned U-Net from scratch with the implicit captioner (accelerate: 1..N GPUs)."""
+    """Train the text-conditioned U-Net from scratch with the implicit captioner (accelerate: 1..N GPUs).
+
+    Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes a checkpoint, says how to resume and exits with
+    130 (SIGINT) or 143 (SIGTERM) after the --json line."""
+    import shlex
     from contextlib import nullcontext
 
     from ..diffusion.train import train_diffusion
@@ -82,9 +105,41 @@ def train_cmd(
 
         summary = train_diffusion(config, data, components, out, max_steps=max_steps, resume=resume, seed=seed,
                                   split=split, where=where, log_keys=log_keys, on_start=on_start,
-                                  on_step=lambda step, loss: bar.advance())
+                                  on_step=lambda step, loss: bar.advance(), save_every=save_every,
+                                  save_every_minutes=save_every_minutes)
+    if summary.get("stopped"):
+        again = ["imdd-models", "train-diffusion", "--config", summary["config"], "--data", data,
+                 "--components", str(components), "--out", str(out)]
+        for flag, value in (("--max-steps", max_steps), ("--split", split), ("--where", where)):
+            if value is not None:
+                again += [flag, str(value)]
+        summary["resume_command"] = shlex.join(again + ["--resume"])
+        summary["export_command"] = shlex.join(["imdd-models", "export", "--run", str(out), "--out", "EXPORT_DIR"])
+        if _rank() == 0:
+            err.print(f"[yellow]{summary['stopped']}[/yellow]: stopped after step {summary['steps']}; saved "
+                      f"{summary['checkpoint']} (unet/, unet_ema/, implicit_captioner/ and the training state)",
+                      highlight=False, soft_wrap=True)
+            err.print(f"resume with: {summary['resume_command']}", highlight=False, soft_wrap=True)
+            err.print(f"or export it: {summary['export_command']}", highlight=False, soft_wrap=True)
     if _rank() == 0:
         emit({"command": "train-diffusion", **summary}, as_json)
+    if summary.get("stopped"):
+        raise typer.Exit(143 if summary["stopped"] == "SIGTERM" else 130)  # 128 + the signal, as a shell reports
+
+
+def export_cmd(
+    run: Path = typer.Option(..., "--run", help="A train-diffusion --out folder (its checkpoints/)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write: a StableDiffusionPipeline + implicit_captioner/."),
+    step: Optional[int] = typer.Option(None, "--step", min=0, help="Checkpoint step (default: the newest)."),
+    components: Optional[Path] = typer.Option(None, "--components",
+                                              help="Components folder (default: the one the run recorded)."),
+    raw: bool = typer.Option(False, "--raw", help="Export the raw U-Net and captioner instead of the EMA pair."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Write a diffusers pipeline folder (EMA U-Net and EMA captioner by default) from any checkpoint of a run."""
+    from ..diffusion.export import export_checkpoint
+    summary = export_checkpoint(run, out, step=step, components=components, raw=raw)
+    emit({"command": "export", **summary}, as_json)
 
 
 def generate_cmd(
@@ -166,6 +221,6 @@ def _rank() -> int:
 def register(app: typer.Typer) -> None:
     """Add the stage-1 commands to `app`."""
     for name, fn in (("components", components_cmd), ("precompute", precompute_cmd),
-                     ("train-diffusion", train_cmd), ("generate", generate_cmd), ("inpaint-defect", inpaint_cmd),
+                     ("train-diffusion", train_cmd), ("export", export_cmd), ("generate", generate_cmd), ("inpaint-defect", inpaint_cmd),
                      ("demo", demo_cmd)):
         app.command(name)(run_level_errors(name)(fn))

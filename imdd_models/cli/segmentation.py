@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import JSON_OPT, RunError, emit, progress_bar, run_level_errors
+from .common import JSON_OPT, RunError, emit, err, progress_bar, run_level_errors
 
 
 def train_seg_cmd(
@@ -16,7 +16,8 @@ def train_seg_cmd(
     config: str = typer.Option("paper", "--config", help="Mask generator preset: paper (~45M) or tiny (CPU tests)."),
     out: Path = typer.Option(..., "--out", help="Model folder to write (seg_config.json, model.safetensors)."),
     classes: str = typer.Option("all", "--classes",
-                                help="Trained (base) classes: all, a,b,... or a class split file (others unseen)."),
+                                help="Trained (base) classes: all, a,b,... or a class split file (others unseen, "
+                                     "ignored in the losses). A name without training samples is an error."),
     shots: Optional[int] = typer.Option(None, "--shots", help="Exactly K labelled samples per class (seeded)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N optimizer steps."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initialisation, the batch order and --shots."),
@@ -31,18 +32,27 @@ def train_seg_cmd(
     mixed_precision: str = typer.Option("no", "--mixed-precision", help="no, fp16 or bf16 (GPU)."),
     cache_features: Optional[Path] = typer.Option(None, "--cache-features",
                                                   help="Folder caching the frozen features of the training set."),
+    allow_untrained: bool = typer.Option(False, "--allow-untrained",
+                                         help="Accept --max-steps 0: write the initial weights (a 0-step baseline)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Frozen backbone dtype: auto (bfloat16/float16 on a "
+                                        "GPU, float32 on the CPU), float32, bfloat16 or float16."),
+    num_workers: int = typer.Option(2, "--num-workers", help="DataLoader workers (decode, augment, targets, "
+                                    "preprocessing); 0 = in the main process."),
+    augment: str = typer.Option("on", "--augment", help="on (the preset's flip + scale jitter), flip, or off."),
+    schedule_steps: Optional[int] = typer.Option(None, "--schedule-steps", help="Horizon of the LR step decay "
+                                                 "(default: epochs x steps per epoch; --max-steps only stops early)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Train the open-vocabulary mask generator on frozen diffusion features."""
-    from ..segmentation.train import TrainOptions, train_seg
-    if shots is not None and shots < 1:
-        raise RunError(f"--shots must be >= 1 (got {shots})")
-    if mixed_precision not in ("no", "fp16", "bf16"):
-        raise RunError(f"--mixed-precision {mixed_precision!r}: choose no, fp16 or bf16")
+    from ..segmentation.train import TrainOptions, check_options, train_seg
     opts = TrainOptions(diffusion=diffusion, data=data, config=config, out=out, classes=classes, shots=shots,
                         max_steps=max_steps, seed=seed, resume=resume, split=split or None, where=where,
                         batch_size=batch_size, lr=lr, epochs=epochs, timestep=timestep, save_every=save_every,
-                        mixed_precision=mixed_precision, cache_features=cache_features)
+                        mixed_precision=mixed_precision, cache_features=cache_features,
+                        allow_untrained=allow_untrained, device=device, dtype=dtype, num_workers=num_workers,
+                        augment=augment, schedule_steps=schedule_steps)
+    check_options(opts)
     with progress_bar("train-seg") as bar:
         def step(done: int, total: int) -> None:
             bar.total(total)
@@ -63,18 +73,47 @@ def predict_cmd(
     batch_size: int = typer.Option(4, "--batch-size", help="Images per forward pass."),
     diffusion: Optional[Path] = typer.Option(None, "--diffusion", help="Diffusion folder, if moved since training."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Stop after N images."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace predictions in --out written by another model or other options."),
+    clip_alpha: Optional[float] = typer.Option(None, "--clip-alpha", help="CLIP's ensemble weight for trained "
+                                               "names, 0..1 (the model's config; 0.35 as ODISE)."),
+    clip_beta: Optional[float] = typer.Option(None, "--clip-beta", help="CLIP's ensemble weight for names never "
+                                              "trained on, 0..1 (the model's config; 0.65 as ODISE)."),
+    no_clip: bool = typer.Option(False, "--no-clip", help="The learned classifier alone (no CLIP ensemble)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Frozen backbone dtype: auto (bfloat16/float16 on a "
+                                        "GPU, float32 on the CPU), float32, bfloat16 or float16."),
+    clip: Optional[Path] = typer.Option(None, "--clip", help="Saved CLIP model matching the stage-1 image tower "
+                                        "(its text tower classifies regions; default DIFFUSION/clip_text_encoder)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Segment, detect and classify the named defects (any names, also ones never trained on)."""
-    from ..segmentation.predict import predict
+    check_predict_options(batch_size, limit, threshold, clip_alpha, clip_beta)
     missing = [str(p) for p in images or [] if not p.is_file()]
     if missing:
         raise RunError(f"{missing[0]}: no such image file")
+    from ..segmentation.predict import predict
     with progress_bar("predict") as bar:
         summary = predict(model, classes, out, data=data, split=split, images=list(images or []), where=where,
                           threshold=threshold, batch_size=batch_size, diffusion=diffusion, limit=limit,
-                          progress=bar.advance)
+                          progress=bar.advance, overwrite=overwrite, clip_alpha=clip_alpha, clip_beta=clip_beta,
+                          use_clip=not no_clip, clip_text=clip, device=device, dtype=dtype)
+    for message in summary["warnings"]:
+        err.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
     emit({"command": "predict", **summary}, as_json)
+
+
+def check_predict_options(batch_size: int, limit: int | None, threshold: float, clip_alpha: float | None,
+                          clip_beta: float | None) -> None:
+    """One error line for an out-of-range numeric option of `predict` (nothing read or written yet)."""
+    import math
+    if batch_size < 1:
+        raise RunError(f"--batch-size must be >= 1 (got {batch_size})")
+    if limit is not None and limit < 1:
+        raise RunError(f"--limit must be >= 1 (got {limit})")
+    for name, value in (("--threshold", threshold), ("--clip-alpha", clip_alpha), ("--clip-beta", clip_beta)):
+        if value is not None and not (math.isfinite(value) and 0 <= value <= 1):
+            raise RunError(f"{name} must be between 0 and 1 (got {value})")
 
 
 def register(app: typer.Typer) -> None:

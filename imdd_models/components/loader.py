@@ -12,11 +12,49 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .._compat import hf_ready
 from ..jsonfile import read_json
 from .captioner import ImplicitCaptioner
 from .writer import MANIFEST
 
 REQUIRED = ("vae", "text_encoder", "tokenizer", "image_encoder", "feature_extractor", "scheduler", "unet")
+
+
+def _part_classes() -> dict:
+    """Subfolder of the SD diffusers layout -> the class that loads it."""
+    hf_ready()
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
+
+    from .._compat import image_processor_class
+    return {"vae": AutoencoderKL, "unet": UNet2DConditionModel, "text_encoder": CLIPTextModel,
+            "tokenizer": CLIPTokenizer, "scheduler": DDPMScheduler, "image_encoder": CLIPVisionModelWithProjection,
+            "feature_extractor": image_processor_class()}
+
+
+def load_parts(root: Path, names: tuple[str, ...], dtype: torch.dtype | None = None) -> dict:
+    """The one loader of SD-layout folders (components, trained model, any SD-1.x pipeline folder): each named
+    subfolder with its class's `from_pretrained` (models in `dtype` when given, loaded so: no cast afterwards);
+    models come frozen (eval, no grad). Used by `load_components` and by the segmentation feature extractor."""
+    from .._compat import quiet_hub_progress
+
+    quiet_hub_progress()
+    classes = _part_classes()
+    parts = {}
+    for name in names:
+        is_model = isinstance(classes[name], type) and issubclass(classes[name], torch.nn.Module)
+        kwargs = {"dtype": dtype} if is_model and dtype is not None else {}
+        parts[name] = classes[name].from_pretrained(str(Path(root) / name), **kwargs)
+        if is_model:
+            parts[name].requires_grad_(False).eval()
+    return parts
+
+
+def folder_resolution(root: Path, unet_config, vae_config) -> int:
+    """components.json's resolution, else the U-Net's latent size times the VAE's factor."""
+    manifest = Path(root) / MANIFEST
+    resolution = read_json(manifest).get("resolution") if manifest.is_file() else None
+    return int(resolution or unet_config["sample_size"] * 2 ** (len(vae_config["block_out_channels"]) - 1))
 
 
 
@@ -96,6 +134,7 @@ class Components:
 
     def new_unet(self):
         """A randomly initialised U-Net of the preset's config (seed it first)."""
+        hf_ready()
         from diffusers import UNet2DConditionModel
         return UNet2DConditionModel.from_config(self.unet_config)
 
@@ -104,6 +143,7 @@ class Components:
 
     def load_unet(self):
         """The trained U-Net of a model folder (train-diffusion --out; EMA weights when EMA was on), frozen."""
+        hf_ready()
         from diffusers import UNet2DConditionModel
         if not any((self.root / "unet").glob("diffusion_pytorch_model*")):
             raise FileNotFoundError(f"{self.root}: no trained U-Net weights in unet/ (a components folder?)")
@@ -118,35 +158,24 @@ class Components:
 
 def load_components(root: Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Components:
     """Load a components (or trained model) folder; FileNotFoundError naming what is missing."""
-    from diffusers import AutoencoderKL, DDPMScheduler
-    from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
-
-    from .._compat import image_processor_class, quiet_hub_progress
-
-    quiet_hub_progress()
-
     root = Path(root)
     missing = [name for name in REQUIRED if not (root / name).is_dir()]
     if missing:
         raise FileNotFoundError(f"{root}: not a components folder (missing {', '.join(missing)}/); "
                                 "write one with `imdd-models components`")
     manifest = read_json(root / MANIFEST) if (root / MANIFEST).is_file() else {}
-    vae = AutoencoderKL.from_pretrained(str(root / "vae"))
-    text_encoder = CLIPTextModel.from_pretrained(str(root / "text_encoder"))
-    image_encoder = CLIPVisionModelWithProjection.from_pretrained(str(root / "image_encoder"))
-    for model in (vae, text_encoder, image_encoder):
-        model.requires_grad_(False).eval()
+    parts = load_parts(root, ("vae", "text_encoder", "image_encoder", "tokenizer", "feature_extractor", "scheduler"),
+                       dtype=dtype)
+    vae, text_encoder, image_encoder = parts["vae"], parts["text_encoder"], parts["image_encoder"]
     unet_config = json.loads((root / "unet" / "config.json").read_text())
     if "resolution" not in manifest:  # a pipeline folder from elsewhere: the U-Net's size says it
-        manifest["resolution"] = unet_config["sample_size"] * 2 ** (len(vae.config.block_out_channels) - 1)
+        manifest["resolution"] = folder_resolution(root, unet_config, vae.config)
     cap_dir = root / "implicit_captioner"
     captioner_config = (json.loads((cap_dir / "config.json").read_text()) if (cap_dir / "config.json").is_file()
                         else {"in_dim": image_encoder.config.projection_dim, "hidden_dim": 256,
                               "out_dim": text_encoder.config.hidden_size})
     comps = Components(root=root, manifest=manifest, vae=vae, text_encoder=text_encoder,
-                       tokenizer=CLIPTokenizer.from_pretrained(str(root / "tokenizer")),
-                       image_encoder=image_encoder,
-                       image_processor=image_processor_class().from_pretrained(str(root / "feature_extractor")),
-                       scheduler=DDPMScheduler.from_pretrained(str(root / "scheduler")),
+                       tokenizer=parts["tokenizer"], image_encoder=image_encoder,
+                       image_processor=parts["feature_extractor"], scheduler=parts["scheduler"],
                        unet_config=unet_config, captioner_config=captioner_config)
-    return comps.to(device, dtype)
+    return comps.to(device)

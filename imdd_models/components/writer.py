@@ -16,6 +16,7 @@ import torch
 
 from imdd_build.errors import RunError
 
+from .._compat import hf_ready
 from .captioner import ImplicitCaptioner
 from .presets import SD_SCHEDULER, get_preset
 from .tokenizer import write_clip_tokenizer
@@ -43,6 +44,7 @@ def _pretrained(cls, ident: str, subfolder: str):
 
 
 def _random_parts(preset: dict, seed: int) -> dict:
+    hf_ready()
     from diffusers import AutoencoderKL
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -58,6 +60,7 @@ def _random_parts(preset: dict, seed: int) -> dict:
 
 
 def _pretrained_parts(vae: str, text_encoder: str, image_encoder: str) -> dict:
+    hf_ready()
     from diffusers import AutoencoderKL
     from transformers import CLIPTextModel, CLIPVisionModelWithProjection
 
@@ -68,6 +71,7 @@ def _pretrained_parts(vae: str, text_encoder: str, image_encoder: str) -> dict:
 
 def _write_tokenizer(out: Path, text_encoder_id: str | None) -> str:
     """The text model's own tokenizer when it has one locally or on the Hub, else CLIP's (offline)."""
+    hf_ready()
     if text_encoder_id:
         from transformers import CLIPTokenizer
         try:
@@ -97,6 +101,7 @@ def _write_feature_extractor(out: Path, image_size: int, image_encoder_id: str |
 
 def unet_config(preset: dict, cross_attention_dim: int) -> dict:
     """The U-Net's diffusers config for a preset, its context width taken from the text tower."""
+    hf_ready()
     from diffusers import __version__ as diffusers_version
     config = {"_class_name": "UNet2DConditionModel", "_diffusers_version": diffusers_version, **preset["unet"]}
     config["cross_attention_dim"] = cross_attention_dim
@@ -106,11 +111,11 @@ def unet_config(preset: dict, cross_attention_dim: int) -> dict:
 def write_components(preset_name: str, out: Path, vae: str | None = None, text_encoder: str | None = None,
                      image_encoder: str | None = None, seed: int = 0) -> dict:
     """Write the components folder for `preset_name`; returns a summary (also stored as components.json)."""
-    from diffusers import DDPMScheduler
-
     from .._compat import quiet_hub_progress
 
-    quiet_hub_progress()  # our own progress and summary only
+    quiet_hub_progress()
+    from diffusers import DDPMScheduler
+  # our own progress and summary only
     preset = get_preset(preset_name)
     out = Path(out)
     random_init = isinstance(preset["vae"], dict)  # tiny, sd15-random: configs, not hub ids

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from .sources import DataSource, resolve, shard_rows
-from .where import matches, parse_where
+from .where import parse_where, selected
 
 
 class BadSample(ValueError):
@@ -74,7 +74,7 @@ def iter_raw(source: DataSource | str, split: str | None = None, where: str | No
     for shard in source.shards:
         for row in shard_rows(shard):
             stats.read += 1
-            if (split and row.get("split") not in (None, split)) or not matches(row, terms):
+            if not selected(row, split, terms):
                 stats.filtered += 1
                 continue
             yield row

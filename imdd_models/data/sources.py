@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from imdd_build.errors import RunError
+
 from ..jsonfile import read_json
 
 LATENT_MANIFEST = "latents.json"
@@ -38,6 +40,24 @@ _SPLIT_RE = re.compile(r"^([a-z]+)-\d+")
 _IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
 _JSON_COLUMNS = ("caption_meta", "source_attributes")
 _URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*:")
+
+
+ALL = "all"  # `--split all`: every split, as no --split
+
+
+def wanted_split(split: str | None) -> str | None:
+    """The split rows must carry: None for no `--split` and for `--split all` (every split)."""
+    return None if split in (None, "", ALL) else split
+
+
+def by_split(shards: list[Shard], split: str | None) -> list[Shard]:
+    """The shards that may hold rows of `split`, by what their names say: those named for it and those whose
+    name says no split (mixed, `all-*`). When no name says `split` (names that are no split, such as
+    `part-00000`), every shard: the rows' own `split` field decides (as it always does, after this)."""
+    split = wanted_split(split)
+    if split is None or split not in {s.split for s in shards}:
+        return list(shards)
+    return [s for s in shards if s.split in (None, split)]
 
 
 @dataclass(frozen=True)
@@ -62,8 +82,33 @@ class DataSource:
 
 
 def _split_of(path: Path) -> str | None:
+    """The split a shard's file name says (`train-00000.parquet`); None when it says none, or `all` (mixed:
+    `precompute` without --split writes `all-*` shards holding every split)."""
     m = _SPLIT_RE.match(path.name)
-    return m.group(1) if m else None
+    return m.group(1) if m and m.group(1) != ALL else None
+
+
+def _found(root: Path) -> str:
+    """What a folder holds, for an error message: its first entries, and its files counted by extension."""
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
+    if not entries:
+        return "it is empty"
+    shown = ", ".join(entries[:6]) + (f", ... ({len(entries)} entries)" if len(entries) > 6 else "")
+    kinds: dict[str, int] = {}
+    for i, path in enumerate(root.rglob("*")):
+        if i >= 100_000:
+            break
+        if path.is_file():
+            kinds[path.suffix or path.name] = kinds.get(path.suffix or path.name, 0) + 1
+    files = ", ".join(f"{n} {ext}" for ext, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:5])
+    return f"it holds {shown}" + (f" (files: {files})" if files else "")
+
+
+def _datasets_loadable(root: Path) -> bool:
+    """Whether a folder has files `datasets.load_dataset` could read as IMDD rows (Parquet, tars, Arrow, a
+    loading script): a raw download of images, or a folder with only a readme, is not a shard folder."""
+    exts = (".parquet", ".tar", ".arrow")
+    return any(p.suffix in exts or p.name.endswith(".py") for p in root.rglob("*") if p.is_file())
 
 
 def _local_shards(root: Path, split: str | None, fmt: str | None) -> DataSource:
@@ -71,37 +116,49 @@ def _local_shards(root: Path, split: str | None, fmt: str | None) -> DataSource:
         manifest = read_json(root / LATENT_MANIFEST)
         files = sorted((root / "latents").glob("*.parquet"))
         shards = [Shard("latents", str(f), _split_of(f)) for f in files]
-        return DataSource(str(root), "latents", [s for s in shards if split in (None, s.split, "all")], manifest)
+        return DataSource(str(root), "latents", by_split(shards, split), manifest)
     parquet = sorted((root / "data").rglob("*.parquet")) if (root / "data").is_dir() else []
     tars = sorted((root / "webdataset").rglob("*.tar")) if (root / "webdataset").is_dir() else []
     if fmt == "webdataset" or (not parquet and fmt != "parquet"):
         shards = [Shard("webdataset", str(f), _split_of(f)) for f in tars]
     else:
         shards = [Shard("parquet", str(f), _split_of(f)) for f in parquet]
+    expected = f"expected data/*.parquet, webdataset/*.tar or {LATENT_MANIFEST} (imdd-build shard / precompute)"
     if not shards:
+        if not _datasets_loadable(root):
+            raise RunError(f"{root}: no shards ({expected}); {_found(root)}")
         try:  # another layout `datasets.load_dataset` understands (e.g. tars at the top, a Hub snapshot)
             return _hub_shards(str(root), split)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{root}: no shards (expected data/*.parquet, webdataset/*.tar or "
-                                    f"{LATENT_MANIFEST})") from None
-    return DataSource(str(root), "images", [s for s in shards if split in (None, s.split)])
+        except FileNotFoundError as exc:
+            raise RunError(f"{root}: no shards ({expected}); {_found(root)}; datasets: {exc}") from None
+    return DataSource(str(root), "images", by_split(shards, split))
 
 
 def _tar_shards(spec: str, split: str | None) -> DataSource:
     import braceexpand
     urls = [u for part in spec.split() for u in braceexpand.braceexpand(part)]
     shards = [Shard("webdataset", u, _split_of(Path(u.rsplit("/", 1)[-1]))) for u in urls]
-    return DataSource(spec, "images", [s for s in shards if split in (None, s.split, "") or s.split is None])
+    return DataSource(spec, "images", by_split(shards, split))
 
 
 def _hub_shards(spec: str, split: str | None) -> DataSource:
+    """The shards of a `datasets`-loadable id or folder: those of the dataset split named `split` when it has
+    one, else of every split (rows are then filtered on their own `split` field, so a dataset published as one
+    split still gives `--split test`); no `--split` and `--split all` read every split."""
     import datasets
     try:
-        ds = datasets.load_dataset(spec, split=split or "train", streaming=True)
+        splits = datasets.load_dataset(spec, streaming=True)
     except Exception as exc:  # noqa: BLE001  (network, missing repo, bad config: one message)
         raise FileNotFoundError(f"{spec}: not a shard folder, tar URL or loadable dataset ({exc})") from None
-    n = ds.num_shards
-    return DataSource(spec, "images", [Shard("hub", spec, split or "train", i, n) for i in range(n)])
+    wanted = wanted_split(split)
+    names = [wanted] if wanted in splits else list(splits)
+    for name in names:
+        features = splits[name].features
+        if features is not None and "image" not in features and not _is_webdataset(features):
+            raise RunError(f"{spec}: split {name!r} has columns {', '.join(features)}; expected IMDD rows "
+                           "(an image column, or WebDataset members json + png/jpg)")
+    return DataSource(spec, "images", [Shard("hub", spec, name, i, splits[name].num_shards)
+                                       for name in names for i in range(splits[name].num_shards)])
 
 
 def resolve(spec: str | Path, split: str | None = None, fmt: str | None = None) -> DataSource:

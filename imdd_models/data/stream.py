@@ -1,9 +1,12 @@
 """The training stream: endless, shuffled, split across ranks and DataLoader workers, resumable exactly.
 
-Per epoch `e` (seeded by `seed` and `e`): the shards are shuffled; every (rank, worker) *slot* takes
-shards `slot::slots` when the shard count divides evenly, otherwise every row `i` with `i % slots == slot`
-(the rule `datasets.distributed.split_dataset_by_node` and webdataset's node/worker splitters apply), so
-slots see disjoint samples. Rows pass a seeded shuffle buffer, then the sample transform (decoding).
+Per epoch `e` (seeded by `seed` and `e`): the shards are shuffled, then dealt to the (rank, worker)
+*slots* (`slot = rank * workers + worker`) by `slot_parts`: with at least as many shards as slots, slot `s`
+reads shards `s, s + slots, ...` whole (uneven counts allowed: some slots read one shard more), so every shard
+is parsed by exactly one slot per epoch; with fewer shards than slots, shard `s % shards` is read by the
+slots that share it, each keeping every k-th of its (filtered) rows, so a slot parses one shard instead of all
+(webdataset's node/worker split with its row-level last resort). Slots see disjoint samples and every row is
+kept exactly once per epoch. Rows pass a seeded shuffle buffer, then the sample transform (decoding).
 A slot whose rows run out starts the next epoch, so every rank yields a batch at every step and DDP ranks
 stay in step; an epoch is `samples // (world_size * batch_size)` steps for every rank.
 
@@ -28,7 +31,7 @@ from imdd_build.errors import RunError
 
 from .records import BadSample
 from .sources import DataSource, shard_rows
-from .where import matches, parse_where
+from .where import parse_where, selected
 
 
 def seeded(*parts) -> int:
@@ -49,6 +52,20 @@ class StreamConfig:
     # DataLoader hands out batches from its workers round-robin starting at worker 0; after a resume the
     # worker that was next must come first, so physical worker w plays logical worker (w + offset) % workers.
     worker_offset: int = 0
+
+
+def slot_parts(shards: int, slot: int, slots: int) -> list[tuple[int, int, int]]:
+    """What slot `slot` of `slots` reads of `shards` shards: (shard index, every, offset) parts, keeping the
+    shard's rows `j` (counted after --split/--where) with `j % every == offset`.
+
+    shards >= slots: shards slot, slot + slots, ... whole (every = 1); each shard goes to exactly one slot.
+    shards < slots: shard `slot % shards`, shared by the slots congruent to it, each keeping every k-th row."""
+    if shards <= 0:
+        return []
+    if shards >= slots:
+        return [(i, 1, 0) for i in range(slot, shards, slots)]
+    index = slot % shards
+    return [(index, len(range(index, slots, shards)), slot // shards)]
 
 
 def shuffle_buffer(rows: Iterator, size: int, rng: random.Random) -> Iterator:
@@ -73,31 +90,39 @@ class ShardStream(IterableDataset):
         self.config = config
         self.transform = transform
         self.terms = parse_where(config.where)
+        self.rows_parsed = 0  # raw rows read by this process's copy (bench/loader.py)
+
+    def slot(self, worker: int, workers: int) -> tuple[int, int, int]:
+        """(logical worker, slot, slots) of DataLoader worker `worker` of `workers` on this rank."""
+        wid = (worker + self.config.worker_offset) % workers
+        return wid, self.config.rank * workers + wid, self.config.world_size * workers
 
     def _slot(self) -> tuple[int, int, int]:
         info = get_worker_info()
-        wid, workers = (info.id, info.num_workers) if info else (0, 1)
-        wid = (wid + self.config.worker_offset) % workers
-        return wid, self.config.rank * workers + wid, self.config.world_size * workers
+        return self.slot(*((info.id, info.num_workers) if info else (0, 1)))
 
     def _wanted(self, row: dict) -> bool:
-        split = self.config.split
-        return (not split or row.get("split") in (None, split)) and matches(row, self.terms)
+        return selected(row, self.config.split, self.terms)
+
+    def parts(self, shards: list, slot: int, slots: int) -> list[tuple[object, int, int]]:
+        """(shard, every, offset) this slot reads of an epoch's shuffled shards (see `slot_parts`)."""
+        return [(shards[i], every, offset) for i, every, offset in slot_parts(len(shards), slot, slots)]
 
     def epoch_rows(self, epoch: int, slot: int, slots: int) -> Iterator[dict]:
         """This slot's raw rows of one epoch, shuffled (shards, then the buffer), nothing decoded."""
         shards = list(self.source.shards)
         if self.config.shuffle_shards:
             random.Random(seeded(self.config.seed, "shards", epoch)).shuffle(shards)
-        by_shard = len(shards) >= slots and len(shards) % slots == 0
+        parts = self.parts(shards, slot, slots)
 
         def rows():
-            index = 0
-            for shard in (shards[slot::slots] if by_shard else shards):
+            for shard, every, offset in parts:
+                index = 0
                 for row in shard_rows(shard):
+                    self.rows_parsed += 1
                     if not self._wanted(row):
                         continue
-                    if by_shard or index % slots == slot:
+                    if index % every == offset:
                         yield row
                     index += 1
 

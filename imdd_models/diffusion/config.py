@@ -12,7 +12,8 @@ from ..config import StageConfig, load_stage_config
 
 
 class TrainConfig(StageConfig):
-    batch_size: int = Field(32, gt=0)  # per process; the paper's global batch 256 = 8 GPUs x 32
+    batch_size: int = Field(32, gt=0)  # per process and micro-step; global batch = GPUs x batch x accumulation
+    gradient_accumulation_steps: int = Field(1, gt=0)  # micro-batches per optimizer step (accelerate's accumulate)
     learning_rate: float = Field(1e-4, gt=0)
     warmup_steps: int = Field(500, ge=0)  # linear warmup, then constant (the paper's schedule)
     adam_beta1: float = Field(0.9, ge=0, lt=1)
@@ -31,10 +32,15 @@ class TrainConfig(StageConfig):
     gradient_checkpointing: bool = False
     compile: bool = False  # torch.compile the U-Net
     mixed_precision: Literal["no", "fp16", "bf16"] = "bf16"  # autocast dtype on GPU; CPU runs stay fp32
+    # dtype of the frozen VAE and CLIP towers: auto = the mixed-precision dtype on GPU, fp32 on the CPU
+    frozen_dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    channels_last: bool = True  # U-Net weights and inputs in channels_last on CUDA
+    allow_tf32: bool = True  # TF32 matmuls and convolutions on CUDA (what stays fp32 under autocast)
     flip: bool = True  # random horizontal flip (a cached flipped latent when precomputed with --flip)
     shuffle_buffer: int = Field(2000, ge=0)
-    num_workers: int = Field(8, ge=0)
-    checkpoint_every: int = Field(2000, gt=0)
+    num_workers: int = Field(8, ge=0)  # per process; capped by the cores each process has
+    checkpoint_every: int = Field(2000, gt=0)  # optimizer steps (--save-every)
+    checkpoint_every_minutes: float = Field(30.0, ge=0)  # also after this much time (--save-every-minutes; 0 = off)
     keep_checkpoints: int = Field(2, gt=0)
     log_every: int = Field(10, gt=0)
 
@@ -49,9 +55,25 @@ PRESET_OVERRIDES = {
 }
 
 
-def load_config(spec: str) -> TrainConfig:
-    """`tiny`, `sd15` or a YAML file (`base:` preset plus any TrainConfig fields); one RunError line on any problem."""
-    return load_stage_config(spec, TrainConfig, PRESET_OVERRIDES, default_base="sd15")
+# The training preset that suits each components preset (`--config` defaults to it).
+COMPONENTS_CONFIG = {"tiny": "tiny", "sd15": "sd15", "sd15-random": "sd15"}
+
+
+def default_config(components) -> str:
+    """The training preset of a components folder (components.json's preset); sd15 for a folder without one."""
+    import json
+    from pathlib import Path
+    try:
+        preset = json.loads((Path(components) / "components.json").read_text()).get("preset")
+    except (OSError, ValueError, AttributeError):
+        preset = None
+    return COMPONENTS_CONFIG.get(preset, "sd15")
+
+
+def load_config(spec: str, default_base: str = "sd15") -> TrainConfig:
+    """`tiny`, `sd15` or a YAML file (`base:` preset, `default_base` when absent, plus any TrainConfig fields);
+    one RunError line on any problem."""
+    return load_stage_config(spec, TrainConfig, PRESET_OVERRIDES, default_base=default_base)
 
 
 def config_dict(config: TrainConfig) -> dict:

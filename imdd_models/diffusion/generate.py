@@ -17,9 +17,10 @@ from ..components.captioner import ImplicitCaptioner, pseudo_context
 
 def load_pipeline(model: Path, device: str | torch.device = "cpu"):
     """The trained folder as a StableDiffusionPipeline (DDIM sampler) and its implicit captioner."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
-
     from .._compat import quiet_hub_progress
+
+    quiet_hub_progress()
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     model = Path(model)
     if not (model / "model_index.json").is_file():

@@ -3,20 +3,33 @@
 A U-Net of the preset's shape from random init, frozen VAE (latents precomputed or encoded online) and
 CLIP towers, DDPM with SD's scaled-linear betas, the implicit captioner with the p=0.5 switch and the
 0.3 (1 - cos) alignment loss, AdamW with linear warmup then a constant LR, caption dropout for
-classifier-free guidance (our addition), EMA, optional min-SNR weighting, gradient checkpointing and
+classifier-free guidance (our addition), EMA over the U-Net and the captioner, optional min-SNR weighting
+(epsilon and v-prediction, as the scheduler config says), gradient accumulation, gradient checkpointing and
 torch.compile, bf16 autocast on GPU, TensorBoard logs, DDP through accelerate (one or many GPUs/nodes).
 
+The GPU step: frozen towers in the mixed-precision dtype, channels_last and TF32 on CUDA, no host sync inside
+a step (losses and counts stay on the device and are reduced at log intervals; noise, timesteps and switches
+come from a seeded generator on the device; the noise schedule lives on the device).
+
 Exact resume: the checkpoint holds the weights, optimizer, LR schedule, EMA, every rank's noise RNG and
-data position; the LR schedule depends on the step only, so a run to 20 resumed to 40 equals a run to 40.
-All randomness of a step (noise, timesteps, switches) comes from one per-rank generator drawn on the CPU.
+data position, and the run's identity (batch size, accumulation, seed, shuffle buffer, data, ...), which a
+resume must match. The LR schedule depends on the step only, so a run to 20 resumed to 40 equals a run to 40.
+All randomness of an optimizer step is drawn at once for its whole (accumulated) batch, so accumulation 2 x
+batch 2 draws what batch 4 draws.
+
+Interrupts: SIGINT (Ctrl-C) or SIGTERM finish the current optimizer step (with several processes: up to
+`log_every` steps, where the ranks agree), write a checkpoint and return a summary with `stopped`.
 """
 
 from __future__ import annotations
 
 import json
-import math
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -24,34 +37,55 @@ import torch.nn.functional as F
 
 from imdd_build.errors import RunError
 
-from ..components import captioner_loss, choose_implicit, load_components
+from .._compat import hf_ready
+from ..components import load_components
 from ..data import resolve
+from ..data.count import samples_in
 from ..data.stream import StreamConfig, consumed_positions, seeded
 from .batches import make_loader
 from .checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint, tensor_state, untensor_state
-from .config import config_dict, load_config
+from .config import config_dict, default_config, load_config
 from .export import export_pipeline
 from .model import DiffusionModel
 
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+IDENTITY_KEYS = ("batch_size", "gradient_accumulation_steps", "seed", "shuffle_buffer", "flip", "data", "split",
+                 "where", "world_size", "num_workers")
+
 
 class TrainError(RunError):
-    """A run that cannot start (existing checkpoints without --resume, changed world size, ...)."""
+    """A run that cannot start (existing checkpoints without --resume, changed settings on resume, ...)."""
 
 
 def _lr_lambda(warmup: int):
     return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
 
 
-def _samples_in(source, split: str | None) -> int | None:
-    if source.manifest and source.manifest.get("samples") is not None:
-        return int(source.manifest["samples"])
+def loader_workers(requested: int, local_processes: int = 1) -> int:
+    """DataLoader workers per process: the config's, capped by the cores this process may use."""
     try:
-        manifest = json.loads((Path(source.spec) / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
-    kinds = {s["format"] for s in manifest.get("shards", [])}
-    fmt = "parquet" if "parquet" in kinds else "webdataset"
-    return sum(s["samples"] for s in manifest["shards"] if s["format"] == fmt and split in (None, s.get("split")))
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return min(requested, max(1, cores // max(1, local_processes)))
+
+
+def data_identity(source) -> dict:
+    """What the data is, for the resume check: its spec, kind and shard list (a hash of the locations)."""
+    import hashlib
+    names = "\n".join(f"{s.kind}:{s.location}:{s.split}:{s.index}:{s.count}" for s in source.shards)
+    return {"spec": str(source.spec), "kind": source.kind, "shards": len(source.shards),
+            "shards_sha256": hashlib.sha256(names.encode()).hexdigest()[:16]}
+
+
+def check_identity(checkpoint: Path, saved: dict | None, identity: dict) -> None:
+    """One RunError line naming every setting that differs from the checkpoint's run."""
+    if saved is None:  # a checkpoint of the earlier layout: world size and workers were all it kept
+        return
+    diffs = [f"{k}: {saved.get(k)!r} -> {identity[k]!r}" for k in IDENTITY_KEYS if saved.get(k) != identity[k]]
+    if diffs:
+        raise TrainError(f"{checkpoint}: --resume with different settings than the saved run ({'; '.join(diffs)}); "
+                         "resume with the same to continue exactly, or start a new --out")
 
 
 class _Losses:
@@ -70,48 +104,160 @@ class _Losses:
         return {"first": self.first, "last": self.last}
 
 
-def train_diffusion(config_spec: str, data: str, components: Path, out: Path, max_steps: int | None = None,
-                    resume: bool = False, seed: int = 0, split: str | None = None, where: str | None = None,
-                    log_keys: bool = False, on_start: Callable[[int, int], None] | None = None,
-                    on_step: Callable[[int, float], None] | None = None) -> dict:
-    """Train (or continue) a run in `out`; returns the summary (steps, loss_start, loss_end, ...)."""
+class StopSignals:
+    """SIGINT/SIGTERM set `received` (the loop stops after the current step); a second SIGINT raises
+    KeyboardInterrupt. SIGINT left ignored (a background job) stays ignored. Main thread only."""
+
+    def __init__(self):
+        self.received: str | None = None
+
+    def _handle(self, signum, _frame) -> None:
+        if self.received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+
+    @contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            current = signal.getsignal(sig)
+            if sig == signal.SIGINT and current in (signal.SIG_IGN, None):
+                continue
+            previous[sig] = current
+            signal.signal(sig, self._handle)
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+class NoiseSchedule:
+    """The DDPM scheduler's alphas_cumprod on the device: add_noise, the loss target and min-SNR weights with no
+    host copy per step (diffusers' versions move the schedule to the device on every call)."""
+
+    def __init__(self, scheduler, device: torch.device):
+        self.prediction_type = scheduler.config.prediction_type
+        if self.prediction_type not in ("epsilon", "v_prediction"):
+            raise TrainError(f"scheduler prediction_type {self.prediction_type!r}: epsilon or v_prediction only")
+        self.num_train_timesteps = scheduler.config.num_train_timesteps
+        self.alphas_cumprod = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
+
+    def _coefs(self, timesteps: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.alphas_cumprod[timesteps]
+        shape = (-1,) + (1,) * (like.dim() - 1)
+        return a.sqrt().to(like.dtype).view(shape), (1 - a).sqrt().to(like.dtype).view(shape)
+
+    def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        sqrt_a, sqrt_1ma = self._coefs(timesteps, latents)
+        return sqrt_a * latents + sqrt_1ma * noise
+
+    def target(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """What the U-Net predicts: the noise (epsilon) or the velocity sqrt(a) noise - sqrt(1 - a) x0."""
+        if self.prediction_type == "epsilon":
+            return noise
+        sqrt_a, sqrt_1ma = self._coefs(timesteps, latents)
+        return sqrt_a * noise - sqrt_1ma * latents
+
+    def snr(self, timesteps: torch.Tensor) -> torch.Tensor:
+        a = self.alphas_cumprod[timesteps]
+        return a / (1 - a)
+
+    def min_snr_weights(self, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+        """Min-SNR-gamma loss weights: min(SNR, gamma) / SNR for epsilon, min(SNR, gamma) / (SNR + 1) for v."""
+        snr = self.snr(timesteps)
+        clipped = torch.clamp(snr, max=gamma)
+        return clipped / snr if self.prediction_type == "epsilon" else clipped / (snr + 1)
+
+
+def masked_captioner_loss(t_imp: torch.Tensor, e_text: torch.Tensor, mask: torch.Tensor,
+                          weight: float) -> torch.Tensor:
+    """weight * mean(1 - cos) over the samples in `mask` (0 when none), without a host sync."""
+    cos = F.cosine_similarity(t_imp.float(), e_text.float(), dim=-1)
+    mask = mask.to(cos.dtype)
+    return weight * ((1.0 - cos) * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def train_diffusion(config_spec: str | None, data: str, components: Path, out: Path, max_steps: int | None = None,
+                    resume: bool = False, seed: int | None = None, split: str | None = None,
+                    where: str | None = None, log_keys: bool = False,
+                    on_start: Callable[[int, int], None] | None = None,
+                    on_step: Callable[[int, float | None], None] | None = None,
+                    save_every: int | None = None, save_every_minutes: float | None = None,
+                    stop: StopSignals | None = None, save_at_end: bool = True) -> dict:
+    """Train (or continue) a run in `out`; returns the summary (steps, loss_start, loss_end, ...; `stopped`
+    when a signal ended it early). `save_at_end=False` (benchmarks) skips the final checkpoint and export."""
+    hf_ready()
     from accelerate import Accelerator
     from accelerate.utils import gather_object
-    from diffusers.training_utils import EMAModel, compute_snr
+    from diffusers.training_utils import EMAModel
 
-    config = load_config(config_spec)
+    preset = default_config(components)  # the components folder's own preset: --config's default and YAML's base
+    config_spec = config_spec or preset
+    config = load_config(config_spec, default_base=preset)
+    if save_every is not None:
+        config.checkpoint_every = save_every
+    if save_every_minutes is not None:
+        config.checkpoint_every_minutes = save_every_minutes
     out = Path(out)
     existing = checkpoint_dirs(out)
     if existing and not resume:
         raise TrainError(f"{out}: has checkpoints (last {existing[-1].name}); pass --resume or use a new --out")
     if resume and not existing:
         raise TrainError(f"{out}: --resume but no checkpoint under {out / 'checkpoints'}")
+    saved_state = json.loads((existing[-1] / "state.json").read_text()) if resume else {}
+    if seed is None:
+        seed = saved_state.get("seed", 0)  # the data order and noise continue from the run's own seed
     gpu = torch.cuda.is_available()
+    accum = config.gradient_accumulation_steps
     accelerator = Accelerator(cpu=not gpu, mixed_precision=config.mixed_precision if gpu else "no",
-                              log_with="tensorboard", project_dir=str(out / "logs"))
+                              gradient_accumulation_steps=accum, log_with="tensorboard",
+                              project_dir=str(out / "logs"))
+    device = accelerator.device
     rank, world = accelerator.process_index, accelerator.num_processes
-    comps = load_components(components, device=accelerator.device)
+    if device.type == "cuda" and config.allow_tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    frozen = config.frozen_dtype
+    if frozen == "auto":
+        frozen = config.mixed_precision if device.type == "cuda" and config.mixed_precision != "no" else "fp32"
+    comps = load_components(components, device=device, dtype=DTYPES[frozen])
     source = resolve(data, split)
-    samples = _samples_in(source, split)
+    samples = samples_in(source, split, where)
     steps_per_epoch = max(1, samples // (world * config.batch_size)) if samples else None
+    if steps_per_epoch is not None:
+        steps_per_epoch = max(1, steps_per_epoch // accum)  # optimizer steps
     if max_steps is None:
         if steps_per_epoch is None:
             raise TrainError(f"{data}: sample count unknown; give --max-steps")
         max_steps = config.epochs * steps_per_epoch
+    workers = loader_workers(config.num_workers, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    identity = {"batch_size": config.batch_size, "gradient_accumulation_steps": accum, "seed": seed,
+                "shuffle_buffer": config.shuffle_buffer, "flip": config.flip, "data": data_identity(source),
+                "split": split, "where": where, "world_size": world, "num_workers": workers}
+    if resume:
+        saved_run = saved_state.get("run")
+        if saved_run is None and (saved_state.get("world_size") != world or saved_state.get("num_workers") != workers):
+            raise TrainError(f"{existing[-1]}: written by {saved_state.get('world_size')} process(es) x "
+                             f"{saved_state.get('num_workers')} worker(s); resume with the same to continue exactly")
+        check_identity(existing[-1], saved_run, identity)
 
     torch.manual_seed(seed)  # the same initial weights on every rank and in every run with this seed
     unet, captioner = comps.new_unet(), comps.new_captioner()
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
-    ema = (EMAModel(unet.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=config.ema_power,
-                    model_cls=type(unet), model_config=unet.config) if config.use_ema else None)
+    trained_params = list(unet.parameters()) + list(captioner.parameters())
+    ema = (EMAModel(trained_params, decay=config.ema_decay, use_ema_warmup=True, power=config.ema_power,
+                    foreach=True) if config.use_ema else None)
     state = {}
     if resume:
         state = load_checkpoint(existing[-1], unet, captioner, ema)
-        seed = state["seed"]  # the data order and noise continue from the run's own seed
-        if state["world_size"] != world or state["num_workers"] != config.num_workers:
-            raise TrainError(f"{existing[-1]}: written by {state['world_size']} process(es) x "
-                             f"{state['num_workers']} worker(s); resume with the same to continue exactly")
+    channels_last = device.type == "cuda" and config.channels_last
+    if channels_last:
+        unet.to(memory_format=torch.channels_last)
     model = DiffusionModel(unet, captioner)
     if config.compile:
         model.unet = torch.compile(model.unet)
@@ -121,121 +267,182 @@ def train_diffusion(config_spec: str, data: str, components: Path, out: Path, ma
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.warmup_steps))
     model, optimizer = accelerator.prepare(model, optimizer)
     if ema is not None:
-        ema.to(accelerator.device)
-    generator = torch.Generator().manual_seed(seeded(seed, "noise", rank))
+        ema.to(device)
+    generator = torch.Generator(device=device).manual_seed(seeded(seed, "noise", rank))
     step, positions, losses, bad = 0, {}, _Losses(), 0
     if resume:
         optimizer.load_state_dict(torch.load(existing[-1] / "optimizer.pt", weights_only=False))
         lr_scheduler.load_state_dict(torch.load(existing[-1] / "lr_scheduler.pt", weights_only=False))
         generator.set_state(untensor_state(state["generators"][rank]))
         positions = {int(k): tuple(v) for k, v in state["positions"][rank].items()}
-        step, losses, bad = state["step"], _Losses(state["losses"]), state["bad_samples"]
-    workers = max(1, config.num_workers)
+        step, losses = state["step"], _Losses(state["losses"])
+        bad = state["bad_per_rank"][rank] if "bad_per_rank" in state else (state["bad_samples"] if rank == 0 else 0)
     stream = StreamConfig(seed=seed, shuffle_buffer=config.shuffle_buffer, rank=rank, world_size=world,
                           split=split, where=where, start=positions,
                           worker_offset=(state.get("next_worker", [0] * world)[rank] if resume else 0))
-    loader = make_loader(source, comps, stream, config.batch_size, config.num_workers, config.flip)
+    loader = make_loader(source, comps, stream, config.batch_size, workers, config.flip)
     if accelerator.is_main_process:
         accelerator.init_trackers("train-diffusion", config={k: v for k, v in config_dict(config).items()
                                                               if isinstance(v, (int, float, str, bool))})
-    noise_scheduler = comps.scheduler
-    uncond_context = comps.text_states(comps.tokenize([""]))[0]
+    schedule = NoiseSchedule(comps.scheduler, device)
+    uncond_context = comps.text_states(comps.tokenize([""]))[0].float()
     eos = comps.tokenizer.eos_token_id
     start_step, started, next_worker = step, time.monotonic(), stream.worker_offset
-    saved_step = step if resume else -1
+    saved_step, last_save = (step if resume else -1), time.monotonic()
     if on_start and accelerator.is_main_process:
         on_start(start_step, max_steps)
     seen_log = (out / "seen" / f"rank-{rank}.txt") if log_keys else None
     if seen_log:
         seen_log.parent.mkdir(parents=True, exist_ok=True)
     batches = iter(loader)
+    stop = stop or StopSignals()
+    pending: list[torch.Tensor] = []  # per-step losses on the device, reduced at the next log point
+    sums = torch.zeros(2, device=device)  # diffusion and captioner loss since the last log point
+    stopped: str | None = None
+    last_checkpoint: Path | None = existing[-1] if resume else None
 
     def checkpoint() -> None:
-        nonlocal saved_step
-        saved_step = step
+        nonlocal saved_step, last_save, last_checkpoint
+        saved_step, last_save = step, time.monotonic()
         per_rank = gather_object([{"generator": tensor_state(generator.get_state()),
                                    "positions": {str(k): list(v) for k, v in positions.items()},
-                                   "next_worker": next_worker}])
+                                   "next_worker": next_worker, "bad": bad}])
         if accelerator.is_main_process:
-            save_checkpoint(out, step, unet, captioner, optimizer, lr_scheduler, ema,
-                            {"step": step, "losses": losses.state(), "bad_samples": bad, "world_size": world,
-                             "num_workers": config.num_workers, "seed": seed, "config": config_dict(config),
-                             "generators": [r["generator"] for r in per_rank],
-                             "positions": [r["positions"] for r in per_rank],
-                             "next_worker": [r["next_worker"] for r in per_rank]},
-                            config.keep_checkpoints)
+            last_checkpoint = save_checkpoint(
+                out, step, unet, captioner, optimizer, lr_scheduler, ema,
+                {"step": step, "losses": losses.state(), "bad_samples": sum(r["bad"] for r in per_rank),
+                 "bad_per_rank": [r["bad"] for r in per_rank], "world_size": world, "num_workers": workers,
+                 "seed": seed, "config": config_dict(config), "run": identity,
+                 "components": str(Path(components).resolve()),
+                 "generators": [r["generator"] for r in per_rank],
+                 "positions": [r["positions"] for r in per_rank],
+                 "next_worker": [r["next_worker"] for r in per_rank]},
+                config.keep_checkpoints)
+        else:
+            last_checkpoint = out / "checkpoints" / f"step-{step:08d}"
         accelerator.wait_for_everyone()
 
+    def flush(at_step: int) -> None:
+        """The log point: the only host syncs of the loop (losses reduced over ranks, checked, logged)."""
+        nonlocal sums
+        if not pending:
+            return
+        values = accelerator.reduce(torch.stack(pending), "mean").tolist()
+        first = at_step - len(pending) + 1
+        for i, value in enumerate(values):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise TrainError(f"step {first + i}: loss is {value}; lower the learning rate or check the data")
+            losses.add(value)
+        parts = (accelerator.reduce(sums, "mean") / len(pending)).tolist()
+        accelerator.log({"loss": sum(values) / len(values), "loss_diffusion": parts[0], "loss_captioner": parts[1],
+                         "lr": lr_scheduler.get_last_lr()[0]}, step=at_step)
+        pending.clear()
+        sums = torch.zeros(2, device=device)
+
+    def should_stop_or_save() -> tuple[bool, bool]:
+        """(stop, save by time): decided on rank 0's clock and any rank's signal, the same on every rank."""
+        by_time = (config.checkpoint_every_minutes > 0
+                   and time.monotonic() - last_save >= 60 * config.checkpoint_every_minutes)
+        if world == 1:
+            return stop.received is not None, by_time
+        flags = torch.tensor([float(stop.received is not None), float(by_time and rank == 0)], device=device)
+        flags = accelerator.reduce(flags, "sum").tolist()
+        return flags[0] > 0, flags[1] > 0
+
     model.train()
-    while step < max_steps:
-        batch = next(batches)
-        consumed_positions(batch["_pos"], positions)
-        next_worker = (int(batch["_pos"][0, 0]) + 1) % workers
-        bad += int(accelerator.reduce(batch["_bad"].sum().to(accelerator.device), "sum"))
-        input_ids = batch["input_ids"].to(accelerator.device)
-        with torch.no_grad(), accelerator.autocast():
-            if "latents" in batch:
-                latents, image_embeds = batch["latents"].to(accelerator.device), batch["image_embeds"]
-            else:
-                latents = comps.encode_latents(batch["pixels"])
-                clip_pixels = batch["clip_pixels"].to(accelerator.device)
-                image_embeds = comps.image_encoder(pixel_values=clip_pixels).image_embeds
-            text_context, pooled = comps.text_states(input_ids)
-        latents, image_embeds = latents.float(), image_embeds.to(accelerator.device).float()
-        size = latents.shape[0]
-        noise = torch.randn(latents.shape, generator=generator).to(accelerator.device)
-        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (size,), generator=generator)
-        implicit = choose_implicit(size, config.p_implicit, generator).to(accelerator.device)
-        dropped = (torch.rand(size, generator=generator) < config.caption_dropout).to(accelerator.device)
-        timesteps = timesteps.to(accelerator.device)
-        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-        with accelerator.autocast():
-            pred, t_imp = model(noisy, timesteps, text_context, uncond_context, image_embeds, implicit, dropped)
-        mse = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
-        if config.snr_gamma:
-            snr = compute_snr(noise_scheduler, timesteps)
-            mse = mse * torch.clamp(snr, max=config.snr_gamma) / snr
-        has_caption = input_ids[:, 1] != eos  # an empty caption has nothing to align with
-        loss_cap = (captioner_loss(t_imp[has_caption], pooled[has_caption], config.captioner_loss_weight)
-                    if bool(has_caption.any()) else t_imp.sum() * 0.0)
-        loss = mse.mean() + loss_cap
-        accelerator.backward(loss)
-        if accelerator.sync_gradients and config.max_grad_norm:
-            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.step(unet.parameters())
-        step += 1
-        value = float(accelerator.reduce(loss.detach(), "mean"))
-        if not math.isfinite(value):
-            raise TrainError(f"step {step}: loss is {value}; lower the learning rate or check the data")
-        losses.add(value)
-        if seen_log:
-            with seen_log.open("a") as fh:
-                epochs = batch["_pos"][:, 1].tolist()
-                fh.write("".join(f"{step}\t{epoch}\t{key}\n" for key, epoch in zip(batch["key"], epochs)))
-        if step % config.log_every == 0 or step == max_steps:
-            accelerator.log({"loss": value, "loss_diffusion": float(mse.detach().mean()),
-                             "loss_captioner": float(loss_cap.detach()),
-                             "lr": lr_scheduler.get_last_lr()[0]}, step=step)
-        if on_step and accelerator.is_main_process:
-            on_step(step, value)
-        if step % config.checkpoint_every == 0 and step < max_steps:
+    micro = config.batch_size
+    with stop.installed():
+        while step < max_steps:
+            for m in range(accum):
+                batch = next(batches)
+                consumed_positions(batch["_pos"], positions)
+                next_worker = (int(batch["_pos"][0, 0]) + 1) % max(1, workers)
+                bad += int(batch["_bad"].sum())  # a CPU tensor from the loader: no device sync
+                input_ids = batch["input_ids"].to(device, non_blocking=True)
+                with torch.no_grad():
+                    if "latents" in batch:
+                        latents = batch["latents"].to(device, non_blocking=True).float()
+                        image_embeds = batch["image_embeds"].to(device, non_blocking=True).float()
+                    else:
+                        latents = comps.encode_latents(batch["pixels"].to(device, non_blocking=True)).float()
+                        clip_pixels = batch["clip_pixels"].to(device, comps.image_encoder.dtype, non_blocking=True)
+                        image_embeds = comps.image_encoder(pixel_values=clip_pixels).image_embeds.float()
+                    text_context, pooled = comps.text_states(input_ids)
+                    text_context, pooled = text_context.float(), pooled.float()
+                if m == 0:  # every random draw of the optimizer step at once, on the device
+                    total = micro * accum
+                    noise_all = torch.randn((total, *latents.shape[1:]), generator=generator, device=device)
+                    t_all = torch.randint(0, schedule.num_train_timesteps, (total,), generator=generator,
+                                          device=device)
+                    coins = torch.rand((2, total), generator=generator, device=device)
+                    implicit_all, dropped_all = coins[0] < config.p_implicit, coins[1] < config.caption_dropout
+                part = slice(m * micro, (m + 1) * micro)
+                noise, timesteps = noise_all[part], t_all[part]
+                noisy = schedule.add_noise(latents, noise, timesteps)
+                if channels_last:
+                    noisy = noisy.contiguous(memory_format=torch.channels_last)
+                with accelerator.accumulate(model):
+                    with accelerator.autocast():
+                        pred, t_imp = model(noisy, timesteps, text_context, uncond_context, image_embeds,
+                                            implicit_all[part], dropped_all[part])
+                    mse = F.mse_loss(pred.float(), schedule.target(latents, noise, timesteps),
+                                     reduction="none").mean(dim=(1, 2, 3))
+                    if config.snr_gamma:
+                        mse = mse * schedule.min_snr_weights(timesteps, config.snr_gamma)
+                    has_caption = input_ids[:, 1] != eos  # an empty caption has nothing to align with
+                    loss_cap = masked_captioner_loss(t_imp, pooled, has_caption, config.captioner_loss_weight)
+                    loss_diff = mse.mean()
+                    loss = loss_diff + loss_cap
+                    accelerator.backward(loss)  # divided by the accumulation steps by accelerate
+                    if accelerator.sync_gradients:
+                        if config.max_grad_norm:
+                            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                        optimizer.step()
+                        lr_scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                detached = torch.stack([loss_diff.detach(), loss_cap.detach()]) / accum
+                sums += detached
+                step_loss = detached.sum() if m == 0 else step_loss + detached.sum()
+                if seen_log:
+                    with seen_log.open("a") as fh:
+                        epochs = batch["_pos"][:, 1].tolist()
+                        fh.write("".join(f"{step + 1}\t{epoch}\t{key}\n" for key, epoch in zip(batch["key"], epochs)))
+            if not accelerator.sync_gradients:  # cannot happen: accumulate() syncs every `accum` micro-steps
+                raise RuntimeError("gradient accumulation out of step")
+            if ema is not None:
+                ema.step(trained_params)
+            step += 1
+            pending.append(step_loss)
+            at_log = step % config.log_every == 0 or step == max_steps
+            if at_log:
+                flush(step)
+            if on_step and accelerator.is_main_process:
+                on_step(step, None)
+            halt, by_time = should_stop_or_save() if (world == 1 or at_log) else (False, False)
+            if halt:
+                stopped = stop.received or "signal on another rank"
+                break
+            if step < max_steps and (step % config.checkpoint_every == 0 or by_time):
+                checkpoint()
+        flush(step)
+        if saved_step != step and (save_at_end or stopped):  # every run ends with a checkpoint (same decision on every rank)
             checkpoint()
-    if saved_step != step:  # every run ends with a checkpoint (same decision on every rank)
-        checkpoint()
     elapsed = time.monotonic() - started
-    if accelerator.is_main_process:
-        export_pipeline(out, comps, unet, captioner, ema)
+    bad_total = int(accelerator.reduce(torch.tensor(float(bad), device=device), "sum").item())
+    if accelerator.is_main_process and stopped is None and save_at_end:
+        export_pipeline(out, comps, unet, captioner, ema, step=step)
     accelerator.end_training()
     trained = step - start_step
-    return {"out": str(out), "steps": step, "steps_this_run": trained, "resumed_from": start_step if resume else None,
-            "loss_start": sum(losses.first) / max(1, len(losses.first)),
-            "loss_end": sum(losses.last) / max(1, len(losses.last)),
-            "max_steps": max_steps, "steps_per_epoch": steps_per_epoch, "world_size": world,
-            "batch_size": config.batch_size, "data_kind": source.kind, "bad_samples": bad,
-            "seconds": round(elapsed, 2),
-            "images_per_s": round(trained * config.batch_size * world / elapsed, 2) if elapsed > 0 else None,
-            "ema": config.use_ema, "tensorboard": str(out / "logs")}
+    summary = {"out": str(out), "steps": step, "steps_this_run": trained,
+               "resumed_from": start_step if resume else None,
+               "loss_start": sum(losses.first) / max(1, len(losses.first)),
+               "loss_end": sum(losses.last) / max(1, len(losses.last)),
+               "max_steps": max_steps, "steps_per_epoch": steps_per_epoch, "world_size": world,
+               "batch_size": config.batch_size, "gradient_accumulation_steps": accum,
+               "global_batch": config.batch_size * accum * world, "num_workers": workers, "config": config_spec,
+               "frozen_dtype": frozen, "prediction_type": schedule.prediction_type,
+               "data_kind": source.kind, "bad_samples": bad_total, "seconds": round(elapsed, 2),
+               "images_per_s": round(trained * config.batch_size * accum * world / elapsed, 2) if elapsed > 0 else None,
+               "ema": config.use_ema, "tensorboard": str(out / "logs"),
+               "checkpoint": str(last_checkpoint) if last_checkpoint else None, "stopped": stopped}
+    return summary

@@ -2,7 +2,7 @@
 
 torchmetrics decides whether torchvision is usable from the package metadata alone, then imports it
 at import time (`torchmetrics.functional.image.arniqa`), so with the CUDA torchvision wheel beside a
-CPU torch (`operator torchvision::nms does not exist`, hidden by `imdd_models._compat`) `import
+CPU torch (`operator torchvision::nms does not exist`, `import
 torchmetrics` fails. While importing it, we make the metadata lookup answer "not installed" for
 torchvision when torchvision cannot actually be imported; the metrics used here (FID, KID, IS with
 our own feature network) never need it.
@@ -13,19 +13,10 @@ from __future__ import annotations
 import sys
 
 
-def _torchvision_works() -> bool:
-    if sys.modules.get("torchvision", 0) is None:  # hidden by imdd_models._compat
-        return False
-    try:
-        import torchvision  # noqa: F401
-        return True
-    except Exception:  # noqa: BLE001  (ImportError, or RuntimeError from a broken build)
-        return False
-
-
 def import_torchmetrics():
     """`torchmetrics`, importable whether or not torchvision loads."""
-    if "torchmetrics" in sys.modules or _torchvision_works():
+    from .._compat import torchvision_broken
+    if "torchmetrics" in sys.modules or not torchvision_broken():
         import torchmetrics
         return torchmetrics
     import lightning_utilities.core.imports as lu_imports
@@ -37,9 +28,15 @@ def import_torchmetrics():
             raise PackageNotFoundError(name)
         return original(name)
 
+    from .._compat import torchvision_hidden
+
     lu_imports._version = version
+    sys.modules["torchvision"] = None  # only while torchmetrics imports: some of its modules import it directly
     try:
-        import torchmetrics
+        with torchvision_hidden():  # lightning's availability checks import it: make that an ImportError
+            import torchmetrics
     finally:
         lu_imports._version = original
+        if sys.modules.get("torchvision", 0) is None:
+            del sys.modules["torchvision"]
     return torchmetrics

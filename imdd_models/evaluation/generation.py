@@ -6,7 +6,13 @@ network is a file (`--feature-weights`): a TorchScript archive, e.g. the 2015 In
 converted to RGB, resized to `image_size` x `image_size` (PIL bicubic) and given to the network as a float32
 NCHW batch of values in [0, 255]. When the network's `forward` takes `return_features` (as those Inception
 exports do), `net(x, return_features=True)` gives the FID/KID features and `net(x)` the class logits for IS;
-otherwise `net(x)` serves both (IS then means something only if those outputs are class logits).
+otherwise `net(x)` serves both.
+
+IS network contract: `net(x)` returns either class logits or class probabilities (`--feature-output
+logits|probs`; `auto`, the default, reads every row that is non-negative and sums to 1 as probabilities, as the
+NVlabs export returns). torchmetrics' `InceptionScore` applies a softmax to what it is given, so probabilities
+are handed to it as their logarithm (softmax(log p) = p); a softmax of probabilities would flatten them toward
+uniform and give an IS near 1 whatever the images.
 
 Features are extracted once and handed to torchmetrics' `FrechetInceptionDistance`, `KernelInceptionDistance`
 and `InceptionScore` through an identity `feature=` module.
@@ -28,6 +34,36 @@ from ._torchmetrics import import_torchmetrics
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 FID_RELIABLE_SAMPLES = 10_000
+FEATURE_OUTPUTS = ("auto", "logits", "probs")
+_PROB_TOLERANCE = 1e-3
+
+
+def _is_probabilities(outputs) -> bool:
+    """Every row non-negative and summing to 1 (within 1e-3): a softmax output, not logits."""
+    import torch
+    if outputs.numel() == 0:
+        return False
+    sums = outputs.double().sum(1)
+    return bool((outputs >= 0).all()) and bool(torch.allclose(sums, torch.ones_like(sums), atol=_PROB_TOLERANCE))
+
+
+def class_logits(outputs, feature_output: str = "auto"):
+    """(logits for torchmetrics' IS, what the network returned: "logits" or "probs").
+
+    `feature_output` declares what `net(x)` returns; "auto" detects probabilities (rows >= 0 summing to 1).
+    Declared probabilities that are not are a RunError (a wrong declaration would give a wrong IS)."""
+    import torch
+    if feature_output not in FEATURE_OUTPUTS:
+        raise RunError(f"--feature-output {feature_output!r}: choose {', '.join(FEATURE_OUTPUTS)}")
+    kind = feature_output
+    if kind == "auto":
+        kind = "probs" if _is_probabilities(outputs) else "logits"
+    elif kind == "probs" and not _is_probabilities(outputs):
+        raise RunError("--feature-output probs: the network's outputs are not probabilities (rows must be >= 0 "
+                       "and sum to 1); give --feature-output logits")
+    if kind == "probs":
+        return torch.log(outputs.double().clamp_min(1e-30)), kind
+    return outputs, kind
 
 
 class FeatureNet:
@@ -190,8 +226,10 @@ def sample_warnings(n_real: int, n_gen: int, dim: int) -> list[str]:
 def evaluate_generation(real: str, generated: str | Path, feature_weights: str | Path, *, split: str | None = None,
                         where: str | None = None, image_size: int = 299, batch_size: int = 32,
                         kid_subset_size: int = 1000, kid_subsets: int = 100, is_splits: int = 10, seed: int = 0,
-                        on_image: Callable[[], None] | None = None) -> dict:
+                        feature_output: str = "auto", on_image: Callable[[], None] | None = None) -> dict:
     """The `imdd-models evaluate-generation --json` result."""
+    if feature_output not in FEATURE_OUTPUTS:
+        raise RunError(f"--feature-output {feature_output!r}: choose {', '.join(FEATURE_OUTPUTS)}")
     net = load_feature_net(feature_weights, image_size)
     real_feats, _ = extract(real_images(real, split, where), net, batch_size, on_image)
     gen_feats, gen_logits = extract(generated_images(generated), net, batch_size, on_image)
@@ -199,7 +237,9 @@ def evaluate_generation(real: str, generated: str | Path, feature_weights: str |
         raise RunError(f"{real}: no real images in split {split!r}")
     if len(gen_feats) == 0:
         raise RunError(f"{generated}: no image files ({', '.join(IMAGE_EXTS)})")
+    gen_logits, kind = class_logits(gen_logits, feature_output)
     result = metrics_from_features(real_feats, gen_feats, gen_logits, kid_subset_size, kid_subsets, is_splits, seed)
+    result["feature_output"] = kind
     return {"command": "evaluate-generation", "real": str(real), "generated": str(generated), "split": split,
             "where": where, "real_images": len(real_feats), "generated_images": len(gen_feats),
             "feature_weights": str(feature_weights), "feature_dim": int(real_feats.shape[1]),

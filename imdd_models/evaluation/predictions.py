@@ -8,7 +8,13 @@ A predictions folder holds `predictions.jsonl`, one JSON object per image::
      "defect_type": "hole",                          # a canonical defect type name, or null
      "class_scores": {"hole": 0.9, "scratch": 0.1},  # class name -> float (may be empty)
      "boxes": [{"label": "hole", "score": 0.8, "x0": 148, "y0": 141, "x1": 198, "y1": 191}],
-     "anomaly_map": "maps/000003.npy"}               # path relative to the folder, or null
+     "anomaly_map": "maps/000003.npy",               # path relative to the folder, or null
+     "class_map": "classes/000003.png",              # per-pixel class index map, or null (optional)
+     "class_names": ["hole", "scratch"]}             # what the indices of class_map mean
+
+`class_map` (optional) names a uint8 512x512 index image, a single-channel PNG (mode L, or P read as its
+indices) or an integer `.npy`: 0 is background, i >= 1 the i-th name of the line's `class_names` (a list of
+non-empty names, required with `class_map`). `evaluate` scores it as per-class IoU and mIoU.
 
 `anomaly_map` names a `.npy` float array (float32; float16/64 accepted) of shape 512x512 on the shards'
 512x512 canvas. Box coordinates are canvas pixels, like the shards' `boxes`. An optional `extra` object per
@@ -37,7 +43,9 @@ from imdd_build.errors import RunError
 PREDICTIONS_FILE = "predictions.jsonl"
 META_FILE = "meta.json"
 CANVAS = 512
-FIELDS = ("key", "image_score", "label", "defect_type", "class_scores", "boxes", "anomaly_map", "extra")
+FIELDS = ("key", "image_score", "label", "defect_type", "class_scores", "boxes", "anomaly_map", "class_map",
+          "class_names", "extra")
+CLASS_MAP_SUFFIXES = (".png", ".npy")
 BOX_FIELDS = ("label", "score", "x0", "y0", "x1", "y1")
 LABELS = ("normal", "defective")
 
@@ -58,6 +66,8 @@ class Prediction:
     class_scores: dict[str, float] = field(default_factory=dict)
     boxes: list[dict] | None = None  # None: no detection output; []: detected nothing
     anomaly_map: str | None = None
+    class_map: str | None = None
+    class_names: list[str] | None = None
 
 
 @dataclass
@@ -152,16 +162,67 @@ def _parse_line(obj, where: str, problems: list[str]) -> Prediction | None:
     if anomaly_map is not None and (not isinstance(anomaly_map, str) or not anomaly_map.endswith(".npy")):
         problems.append(f"{where}.anomaly_map: expected a relative path to a .npy file, or null")
         anomaly_map = None
+    class_map, class_names = _check_class_map(obj.get("class_map"), obj.get("class_names"), where, problems)
     return Prediction(key=key, line=0, image_score=_finite(obj.get("image_score"), f"{where}.image_score", problems),
                       label=label, defect_type=defect_type, class_scores=class_scores,
-                      boxes=_check_boxes(obj.get("boxes"), where, problems), anomaly_map=anomaly_map)
+                      boxes=_check_boxes(obj.get("boxes"), where, problems), anomaly_map=anomaly_map,
+                      class_map=class_map, class_names=class_names)
 
 
-def _map_path(folder: Path, relative: str) -> Path:
+def _check_class_map(class_map, class_names, where: str, problems: list[str]) -> tuple[str | None, list[str] | None]:
+    if class_names is not None and (not isinstance(class_names, list)
+                                    or not all(isinstance(n, str) and n for n in class_names)):
+        problems.append(f"{where}.class_names: expected a list of non-empty class names")
+        class_names = None
+    if class_map is None:
+        return None, class_names
+    if not isinstance(class_map, str) or not class_map.lower().endswith(CLASS_MAP_SUFFIXES):
+        problems.append(f"{where}.class_map: expected a relative path to a .png or .npy file, or null")
+        return None, class_names
+    if class_names is None:
+        problems.append(f"{where}.class_names: required with class_map (index i >= 1 is the i-th name)")
+        return None, None
+    return class_map, class_names
+
+
+def _map_path(folder: Path, relative: str, what: str = "anomaly map") -> Path:
     path = (folder / relative).resolve()
     if folder.resolve() not in path.parents:
-        raise PredictionError(f"{relative}: anomaly map path leaves the predictions folder")
+        raise PredictionError(f"{relative}: {what} path leaves the predictions folder")
     return path
+
+
+def load_class_map(folder: Path, pred: Prediction) -> np.ndarray:
+    """The prediction's class map as a 512x512 uint8 index array; PredictionError naming the file otherwise."""
+    from PIL import Image
+    path = _map_path(Path(folder), pred.class_map, "class map")
+    where = f"{path} (key {pred.key!r})"
+    if not path.is_file():
+        raise PredictionError(f"{where}: class map file not found")
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise PredictionError(f"{where}: not a readable .npy array ({exc})") from None
+        if not np.issubdtype(array.dtype, np.integer):
+            raise PredictionError(f"{where}: class map dtype {array.dtype}, expected uint8 class indices")
+    else:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                if image.mode not in ("L", "P"):
+                    raise PredictionError(f"{where}: class map PNG has mode {image.mode}, expected a single-channel "
+                                          f"index image (L, or P read as its indices)")
+                array = np.asarray(image)
+        except OSError as exc:
+            raise PredictionError(f"{where}: not a readable PNG ({exc})") from None
+    if array.shape != (CANVAS, CANVAS):
+        raise PredictionError(f"{where}: class map has shape {array.shape}, expected ({CANVAS}, {CANVAS})")
+    top = int(array.max()) if array.size else 0
+    if int(array.min()) < 0 or top > len(pred.class_names or []):
+        raise PredictionError(f"{where}: class map has index {top if top > 0 else int(array.min())} but class_names "
+                              f"has {len(pred.class_names or [])} name(s) (0 = background, i = the i-th name)")
+    return array.astype(np.uint8, copy=False)
 
 
 def load_anomaly_map(folder: Path, pred: Prediction) -> np.ndarray:
@@ -226,11 +287,13 @@ def scan_predictions(folder: str | Path, check_maps: bool = False) -> Prediction
             problems.append(f"{where}: duplicate key {pred.key!r} (first on line {predictions[pred.key].line})")
             continue
         predictions[pred.key] = pred
-        if pred.anomaly_map is not None:
+        for ref, load in ((pred.anomaly_map, load_anomaly_map), (pred.class_map, load_class_map)):
+            if ref is None:
+                continue
             try:
-                _map_path(folder, pred.anomaly_map)
+                _map_path(folder, ref, "map")
                 if check_maps:
-                    load_anomaly_map(folder, pred)
+                    load(folder, pred)
             except PredictionError as exc:
                 problems.append(f"{where}: {exc}")
     return PredictionSet(folder, predictions, _read_meta(folder, problems), hashlib.sha256(raw).hexdigest(), problems)
@@ -247,9 +310,10 @@ def validate_predictions(folder: str | Path, check_maps: bool = True) -> list[st
         return [str(exc)]
 
 
-def read_predictions(folder: str | Path) -> PredictionSet:
-    """A valid predictions folder (maps are checked when scored); PredictionError on the first problem."""
-    preds = scan_predictions(folder)
+def read_predictions(folder: str | Path, check_maps: bool = False) -> PredictionSet:
+    """A valid predictions folder (every referenced map loaded and checked when `check_maps`, else when
+    scored); PredictionError on the first problem."""
+    preds = scan_predictions(folder, check_maps=check_maps)
     if preds.problems:
         more = f" (and {len(preds.problems) - 1} more problem(s))" if len(preds.problems) > 1 else ""
         raise PredictionError(preds.problems[0] + more)

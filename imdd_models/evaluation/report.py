@@ -7,10 +7,11 @@ import json
 from .scoring import METRICS
 
 NAMES = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro": "AUPRO (FPR<=0.3)",
-         "iou": "IoU (map>=0.5)", "map50": "mAP@0.5", "map50_95": "mAP@0.5:0.95", "accuracy": "accuracy"}
+         "iou": "IoU (map>=0.5)", "map50": "mAP@0.5", "map50_95": "mAP@0.5:0.95", "accuracy": "accuracy",
+         "miou": "mIoU"}
 TASKS = {"image_auroc": "Anomaly detection", "pixel_auroc": "Anomaly segmentation", "aupro": "Anomaly segmentation",
          "iou": "Anomaly segmentation", "map50": "Defect detection", "map50_95": "Defect detection",
-         "accuracy": "Classification"}
+         "accuracy": "Classification", "miou": "Open-vocabulary segmentation"}
 
 
 def _value(value) -> str:
@@ -24,10 +25,16 @@ def _count_text(metric: str, counts: dict) -> str:
         text = f"{counts['images']} images, {counts['pixels']:,} pixels, {counts['regions']} defect regions"
     elif metric in ("map50", "map50_95"):
         text = f"{counts['images']} images, {counts['truth_boxes']} boxes, {counts['classes']} classes"
+    elif metric == "miou":
+        text = f"{counts['images']} images, {counts['pixels']:,} pixels, {counts['classes']} classes"
+        if counts.get("no_class_truth"):
+            text += f"; {counts['no_class_truth']} without class ground truth"
     else:
         text = f"{counts['correct']}/{counts['records']} right"
     if counts.get("no_prediction"):
         text += f"; {counts['no_prediction']} without prediction"
+    if counts.get("missing"):
+        text += f"; **{counts['missing']} records of the split missing (--allow-missing)**"
     return text
 
 
@@ -48,6 +55,20 @@ def markdown_report(result: dict) -> str:
         lines.append(f"| {TASKS[metric]} | {dataset} / {NAMES[metric]} | {_value(result[metric])} "
                      f"({_count_text(metric, result['counts'][metric])}) |")
     lines.append("")
+    if result.get("per_class_iou"):
+        lines += ["### Per-class IoU (confusion matrix over the split; mIoU = mean over these classes)", "",
+                  "| Class | IoU |" + (" Seen |" if "seen" in result else ""),
+                  "|---|---|" + ("---|" if "seen" in result else "")]
+        seen = set(result.get("classes_seen") or [])
+        for name, value in result["per_class_iou"].items():
+            lines.append(f"| {name} | {_value(value)} |" + ((" yes |" if name in seen else " no |")
+                                                            if "seen" in result else ""))
+        if result.get("background_iou") is not None:
+            lines.append(f"| (background, not in the mean) | {_value(result['background_iou'])} |"
+                         + (" |" if "seen" in result else ""))
+        if "seen" in result:
+            lines += ["", f"mIoU seen: {_value(result['seen']['miou'])}, unseen: {_value(result['unseen']['miou'])}"]
+        lines.append("")
     if result.get("by_source"):
         lines += _group_table("By source", result["by_source"])
     if result.get("by_class"):

@@ -7,9 +7,13 @@ from pathlib import Path
 
 from imdd_build.errors import RunError
 
+from ..data import parse_where
 from ..protocol import ClassSplit, load_class_split, parse_class_list
 from .predictions import PredictionError, read_predictions
-from .scoring import METRICS, MapReader, breakdowns, join, score
+from .scoring import METRICS, MapReader, breakdowns, join, score, segmentation
+
+DEFAULT_SPLIT = "test"
+_KEYS_SHOWN = 5
 
 
 def seen_unseen(classes_seen: str | None,
@@ -37,25 +41,64 @@ def missing_message(counts: dict) -> str:
             f"(first: {counts['missing_examples'][0]}); metrics are over the {counts['predicted']} predicted")
 
 
-def evaluate(predictions: str | Path, data: str, *, split: str | None = "test", where: str | None = None,
+def missing_error(counts: dict, split: str | None) -> str:
+    """The error of an incomplete predictions folder: how many, the first keys, the way out."""
+    first = ", ".join(counts["missing_examples"][:_KEYS_SHOWN])
+    more = ", ..." if counts["missing"] > _KEYS_SHOWN else ""
+    return (f"{counts['missing']} of {counts['records']} record(s) of split {split or 'all'!r} have no prediction "
+            f"(first: {first}{more}); predict them all, pick the split predicted with --split, or score the rest "
+            f"with --allow-missing")
+
+
+def resolve_split(split, meta: dict) -> tuple[str | None, str]:
+    """(split to score, where it came from): `split` when given (`...` = not given), else meta.json's `split`
+    (what `predict` predicted; null or "all" = every split), else "test"."""
+    if split is not ...:
+        return split, "--split"
+    if "split" in meta:
+        value = meta["split"]
+        if value is not None and not isinstance(value, str):
+            raise RunError(f"meta.json: split must be a split name or null (got {value!r})")
+        return (None if value in (None, "", "all") else value), "meta.json"
+    return DEFAULT_SPLIT, "default"
+
+
+def evaluate(predictions: str | Path, data: str, *, split=..., where: str | None = None,
              classes_seen: str | None = None, class_split: str | Path | None = None, allow_extra: bool = False,
-             breakdown: bool = True, pixel_bins: int = 0, strict: bool = False,
+             breakdown: bool = True, pixel_bins: int = 0, strict: bool = True, allow_missing: bool = False,
              on_record: Callable[[], None] | None = None, on_group: Callable[[str], None] | None = None) -> dict:
-    """Score a predictions folder against `data`'s `split`; the result is `imdd-models evaluate --json`."""
+    """Score a predictions folder against `data`'s `split`; the result is `imdd-models evaluate --json`.
+
+    `split` not given: the split `predict` recorded in meta.json, else "test"; None scores every split.
+    Complete by default: a record of the split without a prediction is a PredictionError naming how many and
+    the first keys, unless `allow_missing` (then every metric's counts carry `missing`). `strict` is the
+    default and kept for callers of the old signature. Every map a line references is loaded and checked."""
+    parse_where(where)  # an unknown field is an error before anything is read
     seen, unseen, split_file = seen_unseen(classes_seen, class_split)
-    preds = read_predictions(predictions)
+    preds = read_predictions(predictions, check_maps=True)
+    split, split_from = resolve_split(split, preds.meta)
     items, join_counts = join(data, preds, split, where, allow_extra, on_record)
-    if join_counts["missing"] and strict:
-        raise PredictionError(missing_message(join_counts))
+    if join_counts["missing"] and not allow_missing:
+        raise PredictionError(missing_error(join_counts, split))
     maps = MapReader(preds.folder, pixel_bins)
     maps.prepare(items)
-    overall = score(items, maps)
+    seg = segmentation(items, maps)
+    overall = score(items, maps, seg=seg)
     if on_group:
         on_group("all records")
-    result = {"command": "evaluate", "data": str(data), "split": split, "where": where, **join_counts,
-              **{m: overall[m] for m in METRICS}, "counts": overall["counts"], "provenance": preds.provenance()}
+    result = {"command": "evaluate", "data": str(data), "split": split, "split_from": split_from, "where": where,
+              **join_counts, **{m: overall[m] for m in METRICS}, "per_class_iou": seg["per_class_iou"],
+              "background_iou": seg["background_iou"], "counts": overall["counts"], "provenance": preds.provenance()}
     if split_file:
         result["class_split"] = split_file
     if breakdown or seen is not None:
-        result.update(breakdowns(items, maps, seen, unseen, by_group=breakdown, on_group=on_group))
+        result.update(breakdowns(items, maps, seen, unseen, by_group=breakdown, on_group=on_group, seg=seg))
+    if join_counts["missing"]:
+        _mark_missing(result, join_counts["missing"])
     return result
+
+
+def _mark_missing(result: dict, missing: int) -> None:
+    """--allow-missing: every metric's counts say how many records of the split had no prediction at all."""
+    for metric in METRICS:
+        result["counts"][metric] = {**result["counts"][metric], "missing": missing}

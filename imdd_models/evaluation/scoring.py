@@ -24,10 +24,11 @@ from imdd_build.errors import RunError
 from ..data import ReadStats, iter_raw, matches, parse_where
 from .anomaly import BinnedImage, PixelAccumulator, bin_image, image_pixels, roc_auc
 from .classification import accuracy
+from .classiou import class_iou, mean_iou
 from .detection import BoxImage, box_map
 from .predictions import LABELS, Prediction, PredictionError, PredictionSet, load_anomaly_map
 
-METRICS = ("image_auroc", "pixel_auroc", "aupro", "iou", "map50", "map50_95", "accuracy")
+METRICS = ("image_auroc", "pixel_auroc", "aupro", "iou", "map50", "map50_95", "accuracy", "miou")
 _EXAMPLES = 20
 
 
@@ -43,15 +44,18 @@ class Item:
     mask_bytes: bytes | None
     content_box: tuple | None
     pred: Prediction | None
+    class_mask_bytes: bytes | None = None
 
 
 def _item(row: dict, pred: Prediction | None) -> Item:
     geometry = row.get("geometry") or {}
     # WebDataset shards carry an all-zero mask.png for records without a mask; has_mask tells which
     has_mask = bool(row.get("mask_bytes")) and row.get("has_mask", True) is not False
+    has_class_mask = bool(row.get("class_mask_bytes")) and row.get("has_class_mask", True) is not False
     return Item(key=row["key"], source=row.get("source") or "?", label=row.get("label") or "",
                 defect_types=list(row.get("defect_types") or []), boxes=list(row.get("boxes") or []),
-                mask_bytes=row["mask_bytes"] if has_mask else None, content_box=geometry.get("content_box"), pred=pred)
+                mask_bytes=row["mask_bytes"] if has_mask else None, content_box=geometry.get("content_box"), pred=pred,
+                class_mask_bytes=row["class_mask_bytes"] if has_class_mask else None)
 
 
 def join(data: str, preds: PredictionSet, split: str | None, where: str | None = None,
@@ -71,7 +75,8 @@ def join(data: str, preds: PredictionSet, split: str | None, where: str | None =
         if on_record:
             on_record()
     if not items:
-        raise RunError(f"{data}: no records in split {split!r}" + (f" matching --where {where}" if where else ""))
+        from ..data.explain import no_records_message
+        raise RunError(no_records_message(data, split, where))
     keys = {it.key for it in items}
     missing = [it.key for it in items if it.pred is None]
     extra = [k for k in preds.predictions if k not in keys and k not in left_out]
@@ -180,19 +185,40 @@ def _sources_with(items: list[Item], has: Callable[[Item], bool]) -> set[str]:
     return {it.source for it in items if it.label == "defective" and has(it)}
 
 
-def score(items: list[Item], maps: MapReader, classes: set[str] | None = None) -> dict:
-    """The seven metrics (each None when nothing in `items` scores it) and `counts` per metric."""
+def segmentation(items: list[Item], maps: MapReader) -> dict:
+    """Per-class IoU and mIoU (`classiou.class_iou`) over `items`."""
+    return class_iou(items, maps.folder, _sources_with(items, lambda it: it.mask_bytes is not None
+                                                       or it.class_mask_bytes is not None))
+
+
+def score(items: list[Item], maps: MapReader, classes: set[str] | None = None, seg: dict | None = None) -> dict:
+    """The eight metrics (each None when nothing in `items` scores it) and `counts` per metric.
+
+    mIoU: over `items` when `seg` is None; otherwise the mean over `classes` of `seg`'s per-class IoU (a class
+    is judged over the whole split's confusion matrix, not over a subset of images)."""
     mask_sources = _sources_with(items, lambda it: it.mask_bytes is not None)
     box_sources = _sources_with(items, lambda it: bool(it.boxes))
     image = _image_auroc(items, classes)
     pixel = _pixel_metrics(items, maps, classes, mask_sources)
     boxes = _box_metrics(items, classes, box_sources)
     acc = _accuracy(items, classes)
+    if seg is None:
+        seg = segmentation(items, maps)
+    if classes is None:
+        miou, seg_counts = seg["miou"], seg["counts"]
+    else:
+        miou = mean_iou(seg["per_class_iou"], classes)
+        seg_counts = {**seg["counts"], "classes": sum(c in seg["per_class_iou"] for c in (classes or ()))}
     values = {"image_auroc": image["image_auroc"], "pixel_auroc": pixel["pixel_auroc"], "aupro": pixel["aupro"],
-              "iou": pixel["iou"], "map50": boxes["map50"], "map50_95": boxes["map50_95"], "accuracy": acc["accuracy"]}
+              "iou": pixel["iou"], "map50": boxes["map50"], "map50_95": boxes["map50_95"], "accuracy": acc["accuracy"],
+              "miou": miou}
     counts = {"image_auroc": image["counts"], "pixel_auroc": pixel["counts"], "aupro": pixel["counts"],
-              "iou": pixel["counts"], "map50": boxes["counts"], "map50_95": boxes["counts"], "accuracy": acc["counts"]}
-    return {**values, "counts": counts}
+              "iou": pixel["counts"], "map50": boxes["counts"], "map50_95": boxes["counts"], "accuracy": acc["counts"],
+              "miou": seg_counts}
+    out = {**values, "counts": counts}
+    if classes is None:
+        out["per_class_iou"], out["background_iou"] = seg["per_class_iou"], seg["background_iou"]
+    return out
 
 
 def classes_of(items: list[Item]) -> list[str]:
@@ -201,9 +227,12 @@ def classes_of(items: list[Item]) -> list[str]:
 
 
 def breakdowns(items: list[Item], maps: MapReader, seen: set[str] | None = None, unseen: set[str] | None = None,
-               by_group: bool = True, on_group: Callable[[str], None] | None = None) -> dict:
-    """Per-source and per-class results (`by_group`), and seen/unseen results when a seen set is given."""
+               by_group: bool = True, on_group: Callable[[str], None] | None = None, seg: dict | None = None) -> dict:
+    """Per-source and per-class results (`by_group`), and seen/unseen results when a seen set is given.
+
+    `seg`: the whole split's `segmentation` result, whose per-class IoU the class groups' mIoU is taken from."""
     out: dict = {}
+    seg = seg if seg is not None else segmentation(items, maps)
     if by_group:
         out["by_source"], out["by_class"] = {}, {}
         for source in sorted({it.source for it in items}):
@@ -211,12 +240,13 @@ def breakdowns(items: list[Item], maps: MapReader, seen: set[str] | None = None,
             if on_group:
                 on_group(f"source {source}")
         for cls in classes_of(items):
-            out["by_class"][cls] = score(items, maps, {cls})
+            out["by_class"][cls] = score(items, maps, {cls}, seg)
             if on_group:
                 on_group(f"class {cls}")
     if seen is not None:
         unseen = unseen if unseen is not None else set(classes_of(items)) - seen
         out["classes_seen"], out["classes_unseen"] = sorted(seen), sorted(unseen)
-        out["seen"] = score(items, maps, seen)
-        out["unseen"] = score(items, maps, unseen)
+        out["seen"] = score(items, maps, seen, seg)
+        out["unseen"] = score(items, maps, unseen, seg)
+        out["miou_seen"], out["miou_unseen"] = out["seen"]["miou"], out["unseen"]["miou"]
     return out

@@ -4,14 +4,15 @@ features.py (the frozen extractor: U-Net decoder and VAE encoder taps at t=50, s
 captioner conditioning), adapter.py (taps -> stride 4..32 pyramid), model.py (HF Mask2Former pixel decoder and
 transformer decoder + mask-embedding head + text classifier), vocabulary.py / text.py (defect words and their
 frozen text embeddings), targets.py, losses.py, dataset.py (training set and few-shot selection), train.py
-(`train-seg`), cache.py, checkpoint.py (the model folder), postprocess.py and predict.py (`predict`).
+(`train-seg`), cache.py, checkpoint.py (the model folder), postprocess.py, clip_head.py (the frozen CLIP
+classifier of the open-vocabulary ensemble) and predict.py (`predict`).
 """
 
-from .config import PRESETS, get_config
+from .config import PRESETS, SegConfig, get_config, load_seg_config
 from .features import DiffusionFeatureExtractor, describe_taps
 from .model import MaskGenerator, count_trainable
 from .predict import load_model, predict
 from .train import TrainOptions, train_seg
 
-__all__ = ["PRESETS", "DiffusionFeatureExtractor", "MaskGenerator", "TrainOptions", "count_trainable",
-           "describe_taps", "get_config", "load_model", "predict", "train_seg"]
+__all__ = ["PRESETS", "DiffusionFeatureExtractor", "MaskGenerator", "SegConfig", "TrainOptions", "count_trainable",
+           "describe_taps", "get_config", "load_model", "load_seg_config", "predict", "train_seg"]

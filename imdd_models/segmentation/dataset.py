@@ -1,6 +1,9 @@
 """The training set of `train-seg`: which records, which classes, and the few-shot selection.
 
-One pass over the raw rows (nothing decoded) collects each record's key, label and defect types.
+A first pass reads only the light columns of the pool (key, label, defect types, split and what `--where`
+filters on; `imdd_models.data.columns.iter_light`: no image bytes are read into memory) and picks the rows;
+a second pass reads the chosen rows' pixels only (`read_rows`). Peak memory follows the selection, not the
+pool (`bench/seg_train.py` measures it).
 Trained classes are `--classes` (canonical names or taxonomy synonyms), all defect types of the pool
 (`all`), or the base classes of a class split file (`base`/`novel`, see imdd_models.protocol).
 A record is used when it carries a trained class, or is normal; records whose defects are all outside
@@ -10,8 +13,9 @@ With `--shots K` the lead's `sample_shots` picks exactly K records per trained c
 independent of order, machine and process count) and K normal records the same way (pseudo-class
 `normal`); a class with fewer than K records uses all it has and `short` says so. Chosen rows whose
 pixels do not decode are left out and counted (`bad`, with reasons): one broken image never stops a run.
-The chosen rows keep their encoded bytes in memory (a few-shot set is small) and are decoded per batch
-by the reader's `decode_record`.
+The chosen rows keep their encoded bytes in memory (a few-shot set is small; without `--shots` this is
+the whole used pool) and are decoded per batch in the DataLoader workers (`SegSamples`) by the reader's
+`decode_record`, then augmented (augment.py), turned into targets and preprocessed for the frozen backbone.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from pathlib import Path
 
 from imdd_build.errors import RunError
 
-from ..data import BadSample, ReadStats, decode_record, iter_raw
+from ..data import BadSample, ReadStats, decode_record
+from ..data.columns import iter_light, read_rows
 from ..protocol import load_class_split, parse_class_list, sample_shots
-from .vocabulary import canonical_type
+from .vocabulary import canonical_type, check_trained_names
 
 NORMAL = "normal"
 
@@ -72,30 +77,34 @@ def resolve_classes(text: str, pool_types: set[str]) -> list[str]:
 
 def select(data: str, split: str | None, where: str | None, classes: str, shots: int | None,
            seed: int) -> TrainingSet:
-    """Read the pool and pick the training rows (see the module docstring)."""
+    """Read the pool's light columns, pick the training rows, read their pixels (see the module docstring)."""
     stats = ReadStats()
-    pool = []
-    for row in iter_raw(data, split, where, stats):
+    pool = []  # (key, types, normal, location): no pixels, no captions
+    for row in iter_light(data, split, where, stats):
         types = list(row.get("defect_types") or [])
-        pool.append((row, types, row.get("label") == NORMAL and not types))
+        pool.append((row["key"], types, row.get("label") == NORMAL and not types, row["_loc"]))
     if not pool:
         raise RunError(f"{data}: no records" + (f" in split {split!r}" if split else "")
                        + (f" matching --where {where!r}" if where else ""))
-    trained = resolve_classes(classes, {t for _, types, _ in pool for t in types})
+    trained = resolve_classes(classes, {t for _, types, _, _ in pool for t in types})
     wanted = set(trained)
-    used = [(row, [t for t in types if t in wanted], normal) for row, types, normal in pool
+    used = [(key, [t for t in types if t in wanted], normal, loc) for key, types, normal, loc in pool
             if normal or wanted & set(types)]
-    counts = {c: sum(c in types for _, types, _ in used) for c in trained}
+    counts = {c: sum(c in types for _, types, _, _ in used) for c in trained}
+    check_trained_names(trained, counts, {t for _, types, _, _ in pool for t in types},
+                        f"{data}" + (f" (split {split})" if split else ""))
+    del pool
     if shots is None:
-        rows = _decodable([row for row, _, _ in used], stats)
+        rows = _decodable(read_rows(data, split, [loc for _, _, _, loc in used]), stats)
         return TrainingSet(rows, trained, counts, {c: 0 for c, n in counts.items() if n == 0},
-                           sum(n for _, _, n in used), stats)
-    defective = sample_shots(((r["key"], types) for r, types, normal in used if not normal), shots, seed, trained)
-    normals = sample_shots(((r["key"], [NORMAL]) for r, _, normal in used if normal), shots, seed, [NORMAL])
+                           sum(n for _, _, n, _ in used), stats)
+    defective = sample_shots(((k, types) for k, types, normal, _ in used if not normal), shots, seed, trained)
+    normals = sample_shots(((k, [NORMAL]) for k, _, normal, _ in used if normal), shots, seed, [NORMAL])
     keep = set(defective.keys) | set(normals.keys)
-    rows = _decodable(sorted((row for row, _, _ in used if row["key"] in keep), key=lambda r: r["key"]), stats)
+    chosen = sorted((key, loc) for key, _, _, loc in used if key in keep)
+    rows = _decodable(read_rows(data, split, [loc for _, loc in chosen]), stats)
     short = dict(defective.short)
-    if normals.short.get(NORMAL, shots) < shots and any(n for _, _, n in used):
+    if normals.short.get(NORMAL, shots) < shots and any(n for _, _, n, _ in used):
         short[NORMAL] = normals.short[NORMAL]
     return TrainingSet(rows, trained, dict(defective.per_class), short, normals.per_class.get(NORMAL, 0), stats)
 
@@ -111,3 +120,40 @@ def _decodable(rows: list[dict], stats: ReadStats) -> list[dict]:
             continue
         good.append(row)
     return good
+
+
+class SegSamples:
+    """Map-style dataset over the chosen rows, indexed by (global step, row index): decode, augment (the view
+    of that step and row), build the target and preprocess for the frozen backbone. Everything here runs in a
+    DataLoader worker when `--num-workers` > 0, and depends only on (seed, step, row): the same in any worker."""
+
+    def __init__(self, rows: list[dict], class_index: dict[str, int], resolution: int, max_segments: int,
+                 image_processor, aug: dict, seed: int):
+        self.rows, self.class_index, self.resolution = rows, class_index, resolution
+        self.max_segments, self.image_processor, self.aug, self.seed = max_segments, image_processor, aug, seed
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, item: tuple[int, int]) -> dict:
+        from . import augment
+        from .features import prepare_inputs
+        from .targets import build_target
+        step, i = item
+        record = decode_record(self.rows[i])
+        view = augment.draw_view(self.aug, self.seed, step, i, record["image"].size)
+        record = augment.apply(record, view)
+        target = build_target(record, self.class_index, self.resolution, self.max_segments)
+        prepared = prepare_inputs([record["image"]], self.resolution, self.image_processor)
+        return {"key": record["key"], "view": view.tag(), "target": target, "pixels": prepared["pixels"][0],
+                "clip": None if prepared["clip"] is None else prepared["clip"][0]}
+
+
+def collate(samples: list[dict]) -> dict:
+    """A batch: stacked `pixels` (and `clip`), the targets and keys as lists, `cache_keys` = key + view."""
+    import torch
+    clip = [s["clip"] for s in samples]
+    return {"pixels": torch.stack([s["pixels"] for s in samples]),
+            "clip": None if clip[0] is None else torch.stack(clip),
+            "targets": [s["target"] for s in samples], "keys": [s["key"] for s in samples],
+            "cache_keys": [s["key"] + ("#" + s["view"] if s["view"] else "") for s in samples]}

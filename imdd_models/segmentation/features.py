@@ -17,14 +17,16 @@ reaches the frozen weights, so the features of a fixed training set may be cache
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image
 
+from .._compat import hf_ready
 from ..components.loader import images_to_pixels
+
+hf_ready()  # before model.py's module-level transformers import (this package imports features first)
 
 DEFAULT_TIMESTEP = 50
 
@@ -77,6 +79,45 @@ def _load_captioner(folder: Path):
     return ImplicitCaptioner.from_pretrained(folder)
 
 
+def prepare_inputs(images: list[Image.Image], resolution: int, image_processor=None) -> dict:
+    """CPU preprocessing of a batch: `pixels` (B, 3, R, R) in [-1, 1] for the VAE and, when an implicit
+    captioner conditions the U-Net, `clip` (the CLIP image processor's pixel values), else None."""
+    pixels = images_to_pixels(images, resolution)
+    clip = None
+    if image_processor is not None:
+        clip = image_processor([im.convert("RGB") for im in images], return_tensors="pt").pixel_values
+    return {"pixels": pixels, "clip": clip}
+
+
+def parse_dtype(name: str | None, device: torch.device | str) -> torch.dtype:
+    """`--dtype` of the frozen backbone: float32|bfloat16|float16 (fp32/bf16/fp16), or auto (None): bfloat16
+    on a GPU that has it, else float16 on a GPU, float32 on the CPU."""
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if name in (None, "", "auto"):
+        if torch.device(device).type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if name not in names:
+        raise ValueError(f"--dtype {name!r}: choose auto, float32, bfloat16 or float16")
+    return names[name]
+
+
+def parse_device(name: str | None) -> torch.device:
+    """`--device`: cpu, cuda or cuda:N; default cuda when available. ValueError for an unusable one."""
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r}: expected cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device here")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name!r}: expected cpu, cuda or cuda:N")
+    return device
+
+
 class DiffusionFeatureExtractor(torch.nn.Module):
     """Frozen VAE + U-Net (+ text tower, + CLIP image tower and implicit captioner when present)."""
 
@@ -102,11 +143,7 @@ class DiffusionFeatureExtractor(torch.nn.Module):
                     device: str | torch.device = "cpu",
                     dtype: torch.dtype | None = None) -> "DiffusionFeatureExtractor":
         """Load a stage-1 or SD-1.x diffusers folder; FileNotFoundError naming what is missing."""
-        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # our own progress bars only
+        from ..components.loader import folder_resolution, load_parts
 
         root = Path(root)
         missing = [n for n in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if not (root / n).is_dir()]
@@ -114,23 +151,16 @@ class DiffusionFeatureExtractor(torch.nn.Module):
             raise FileNotFoundError(f"{root}: not a diffusion model folder (missing {', '.join(missing)}/)")
         if not any((root / "unet").glob("*.safetensors")) and not any((root / "unet").glob("*.bin")):
             raise FileNotFoundError(f"{root}/unet: no weights (a components folder; train stage 1 first)")
-        vae = AutoencoderKL.from_pretrained(str(root / "vae"))
-        unet = UNet2DConditionModel.from_pretrained(str(root / "unet"))
-        text_encoder = CLIPTextModel.from_pretrained(str(root / "text_encoder"))
-        tokenizer = CLIPTokenizer.from_pretrained(str(root / "tokenizer"))
-        scheduler = DDPMScheduler.from_pretrained(str(root / "scheduler"))
+        parts = load_parts(root, ("vae", "unet", "text_encoder", "tokenizer", "scheduler"))  # one SD-folder loader
+        vae, unet, text_encoder = parts["vae"], parts["unet"], parts["text_encoder"]
+        tokenizer, scheduler = parts["tokenizer"], parts["scheduler"]
         image_encoder = processor = captioner = None
         if (root / "implicit_captioner").is_dir() and (root / "image_encoder").is_dir():
             captioner = _load_captioner(root / "implicit_captioner")
             if captioner is not None:
-                from transformers import CLIPVisionModelWithProjection
-
-                from .._compat import image_processor_class
-                image_encoder = CLIPVisionModelWithProjection.from_pretrained(str(root / "image_encoder"))
-                processor = image_processor_class().from_pretrained(str(root / "feature_extractor"))
-        manifest = root / "components.json"
-        resolution = (json.loads(manifest.read_text()).get("resolution") if manifest.is_file() else None) or (
-            unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1))
+                extra = load_parts(root, ("image_encoder", "feature_extractor"))
+                image_encoder, processor = extra["image_encoder"], extra["feature_extractor"]
+        resolution = folder_resolution(root, unet.config, vae.config)
         ext = cls(vae, unet, text_encoder, tokenizer, scheduler, resolution, image_encoder, processor, captioner,
                   timestep=timestep, seed=seed, root=str(root.resolve()))
         return ext.to(device=device, dtype=dtype) if dtype is not None else ext.to(device)
@@ -152,24 +182,30 @@ class DiffusionFeatureExtractor(torch.nn.Module):
                              truncation=True, return_tensors="pt").input_ids
         return self.text_encoder(ids.to(self.device)).last_hidden_state
 
-    def _context(self, images: list[Image.Image], captions: list[str] | None) -> torch.Tensor:
+    def prepare(self, images: list[Image.Image]) -> dict[str, torch.Tensor | None]:
+        """The CPU side of a forward pass (what DataLoader workers compute): see `prepare_inputs`."""
+        return prepare_inputs(images, self.resolution, self.image_processor if self.captioner is not None else None)
+
+    def _context(self, n: int, clip: torch.Tensor | None, captions: list[str] | None) -> torch.Tensor:
         if captions is not None:
             return self._text_states(captions)
         if self._uncond is None or self._uncond.device != self.device:
             self._uncond = self._text_states([""])
-        uncond = self._uncond.expand(len(images), -1, -1)
+        uncond = self._uncond.expand(n, -1, -1)
         if self.captioner is None:
             return uncond
         from ..components import pseudo_context
-        pixels = self.image_processor([im.convert("RGB") for im in images], return_tensors="pt").pixel_values
         dtype = next(self.image_encoder.parameters()).dtype
-        embeds = self.image_encoder(pixel_values=pixels.to(self.device, dtype)).image_embeds
+        embeds = self.image_encoder(pixel_values=clip.to(self.device, dtype)).image_embeds
         t_imp = self.captioner(embeds.to(next(self.captioner.parameters()).dtype))
         return pseudo_context(t_imp, self._uncond)
 
     @torch.no_grad()
-    def forward(self, images: list[Image.Image], captions: list[str] | None = None) -> dict[str, torch.Tensor]:
-        """{tap name: (B, C, H, W) float32} for a batch of PIL images (`captions` overrides the captioner)."""
+    def forward(self, images: list[Image.Image] | dict, captions: list[str] | None = None) -> dict[str, torch.Tensor]:
+        """{tap name: (B, C, H, W) float32} for a batch of PIL images, or for their `prepare`d tensors
+        (`captions` overrides the captioner)."""
+        prepared = images if isinstance(images, dict) else self.prepare(images)
+        n = len(prepared["pixels"])
         feats: dict[str, torch.Tensor] = {}
         handles = []
         vae_dtype = next(self.vae.parameters()).dtype
@@ -183,11 +219,11 @@ class DiffusionFeatureExtractor(torch.nn.Module):
                 handles.append(module.resnets[-1].register_forward_pre_hook(
                     lambda _m, args, name=tap.name, stop=last: self._grab(feats, name, args[0], stop)))
         try:
-            pixels = self.pixels(images).to(self.device, vae_dtype)
+            pixels = prepared["pixels"].to(self.device, vae_dtype, non_blocking=True)
             latents = self.vae.encode(pixels).latent_dist.mean * self.vae.config.scaling_factor
-            t = torch.full((len(images),), self.timestep, dtype=torch.long, device=self.device)
+            t = torch.full((n,), self.timestep, dtype=torch.long, device=self.device)
             noisy = self.scheduler.add_noise(latents, self.noise.to(latents.dtype).expand_as(latents), t)
-            context = self._context(images, captions).to(next(self.unet.parameters()).dtype)
+            context = self._context(n, prepared.get("clip"), captions).to(next(self.unet.parameters()).dtype)
             try:
                 self.unet(noisy.to(context.dtype), t, encoder_hidden_states=context)
             except _Stop:

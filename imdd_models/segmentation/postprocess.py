@@ -70,3 +70,9 @@ def summarize(maps: np.ndarray, classes: list[str], threshold: float) -> ImageRe
     boxes.sort(key=lambda b: -b["score"])
     return ImageResult(maps.astype(np.float32), anomaly, index_map, scores, round(image_score, 6),
                        "defective" if defective else "normal", best, boxes)
+
+
+def semantic_maps_from_probs(masks: torch.Tensor, probs: torch.Tensor, size: int) -> torch.Tensor:
+    """As `semantic_maps`, from (B, Q, K+1) class probabilities (an ensemble's) instead of logits."""
+    up = F.interpolate(masks.float(), size=(size, size), mode="bilinear", align_corners=False).sigmoid()
+    return torch.einsum("bqk,bqhw->bkhw", probs.float()[..., :-1], up).clamp(0, 1)

@@ -2,16 +2,25 @@
 
 Writes the predictions folder that `imdd-models evaluate` reads:
     OUT/predictions.jsonl   one object per image: key, image_score, label, defect_type, class_scores, boxes
-                            (512x512 canvas), anomaly_map (maps/<name>.npy, float32 512x512), and `extra`:
-                            class_map (maps/<name>.classes.png: 0 background, i = 1 + index into `classes`),
-                            geometry and boxes_original (original pixels) where the image's placement is known
+                            (512x512 canvas), anomaly_map (maps/<name>.npy, float32 512x512), class_map
+                            (maps/<name>.classes.png, uint8 512x512: 0 background, i >= 1 the i-th name of the
+                            line's `class_names`) and class_names; `extra`: geometry and boxes_original
+                            (original pixels) where the image's placement is known
     OUT/maps/               the .npy anomaly maps and class maps
     OUT/overlays/           <name>.png: the image with the anomaly map tinted and the boxes drawn, for people
-    OUT/predict.json        the run: model, classes, threshold (a rerun with other settings is refused)
-    OUT/meta.json           the same run as the predictions' provenance, which evaluation reports copy
+    OUT/predict.json        the run's identity: the model (weights digest, step, trained classes) and options
+    OUT/meta.json           the predictions' provenance, which evaluation reports copy: the same identity plus
+                            `seen_classes`, `unseen_classes`, `split`, the ensemble used
 Image files of any size are letterboxed onto the 512 canvas exactly as `imdd-build` does; overlays of image
 files are drawn on the original image, with maps and boxes mapped back. A killed run resumes: keys already
-in predictions.jsonl are skipped (a torn last line is dropped) and nothing is written twice.
+in predictions.jsonl are skipped (a torn last line is dropped) and nothing is written twice. It resumes only
+when the model (weights digest, step, classes) and every option match; a non-empty --out written by another
+model or other options is refused unless `overwrite` (which clears it first).
+
+Class names: any name works (that is the point of open vocabulary); names the model was trained on are
+`seen_classes`, the others `unseen_classes`. A name within a small edit distance of a taxonomy term that is not
+itself one (`scrach`) gets a warning naming the term. Names are classified by the learned classifier,
+ensembled with the frozen CLIP classifier when the diffusion folder has one (clip_head.py).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import hashlib
 import io
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +46,14 @@ from imdd_build.record import Geometry
 from ..data import ReadStats, iter_records
 from ..jsonfile import read_json
 from . import checkpoint as ckpt
+from .clip_head import ClipClassifier, clip_unavailable, ensemble
+from .config import saved_config
 from .dataset import class_names
-from .features import DiffusionFeatureExtractor
+from .features import DiffusionFeatureExtractor, parse_device, parse_dtype
 from .model import MaskGenerator
-from .postprocess import ImageResult, semantic_maps, summarize
+from .postprocess import ImageResult, semantic_maps, semantic_maps_from_probs, summarize
 from .text import TextEmbedder
+from .vocabulary import canonical_type, near_miss
 
 CANVAS = 512
 
@@ -53,34 +66,84 @@ class SegModel:
     extractor: DiffusionFeatureExtractor
     model: MaskGenerator
     text: TextEmbedder
+    clip: ClipClassifier | None = None
+    clip_alpha: float = 0.35
+    clip_beta: float = 0.65
 
     @property
     def trained_classes(self) -> list[str]:
         return list(self.config.get("classes") or [])
+
+    def seen(self, name: str) -> bool:
+        """Whether a name stands for a class the model was trained on (synonyms count)."""
+        trained = set(self.trained_classes)
+        return name in trained or (canonical_type(name) or name) in trained
+
+    def clip_weights(self, classes: list[str]) -> torch.Tensor:
+        return torch.tensor([self.clip_alpha if self.seen(c) else self.clip_beta for c in classes])
 
     @torch.no_grad()
     def maps(self, images: list[Image.Image], classes: list[str]) -> np.ndarray:
         """(B, K, 512, 512) class maps for canvases."""
         feats = self.extractor(images)
         out = self.model(feats, self.text(classes).to(self.extractor.device))
-        return semantic_maps(out["masks"][-1], out["logits"][-1], CANVAS).cpu().numpy()
+        masks, logits = out["masks"][-1], out["logits"][-1]
+        if self.clip is None:
+            return semantic_maps(masks, logits, CANVAS).cpu().numpy()
+        clip_logits = self.clip.logits(self.clip.dense(images), masks, self.clip.names(classes))
+        probs = ensemble(logits, clip_logits.to(logits.device), self.clip_weights(classes))
+        return semantic_maps_from_probs(masks, probs, CANVAS).cpu().numpy()
 
 
-def load_model(folder: Path, diffusion: Path | None = None, device: str | torch.device | None = None) -> SegModel:
-    """Load `train-seg`'s output folder; the diffusion folder recorded there unless `diffusion` is given."""
+def load_model(folder: Path, diffusion: Path | None = None, device: str | torch.device | None = None,
+               use_clip: bool = True, clip_alpha: float | None = None, clip_beta: float | None = None,
+               dtype: str | None = None, clip_text: Path | None = None) -> SegModel:
+    """Load `train-seg`'s output folder; the diffusion folder recorded there unless `diffusion` is given.
+    `device`/`dtype` as `--device`/`--dtype` (the frozen backbone's dtype; the trained head stays float32)."""
     config = ckpt.read_config(folder)
     feat = config["features"]
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = parse_device(str(device) if device is not None else None)
+        frozen_dtype = parse_dtype(dtype, device)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
     extractor = DiffusionFeatureExtractor.from_folder(diffusion or feat["diffusion"], feat["timestep"],
-                                                      feat["noise_seed"], device)
+                                                      feat["noise_seed"], device, frozen_dtype)
     saved = [(t["name"], t["channels"], t["stride"]) for t in feat["taps"]]
     if saved != [(t.name, t.channels, t.stride) for t in extractor.taps]:
         raise RunError(f"{diffusion or feat['diffusion']}: its U-Net/VAE taps differ from the ones "
                        f"{folder} was trained on")
     text = TextEmbedder(extractor.text_encoder, extractor.tokenizer)
-    model = MaskGenerator(config["model"], extractor.taps, config["text_dim"])
+    cfg = saved_config(config["model"])
+    model = MaskGenerator(cfg, extractor.taps, config["text_dim"])
     ckpt.load_weights(folder, model)
-    return SegModel(config, extractor, model.to(device).eval(), text)
+    root = Path(diffusion or feat["diffusion"])
+    clip = None
+    if use_clip and clip_unavailable(root, clip_text) is None:
+        clip = ClipClassifier.from_folder(root, device, cfg["clip_logit_scale"], cfg["clip_input_scale"], clip_text)
+    return SegModel(config, extractor, model.to(device).eval(), text, clip,
+                    cfg["clip_alpha"] if clip_alpha is None else clip_alpha,
+                    cfg["clip_beta"] if clip_beta is None else clip_beta)
+
+
+def model_identity(folder: Path) -> dict:
+    """What names a trained model: its weights' digest, its step and its trained classes (no weights loaded)."""
+    folder = Path(folder)
+    config = ckpt.read_config(folder)  # first: a torn seg_config.json is named before anything else
+    weights = folder / ckpt.WEIGHTS
+    if not weights.is_file():
+        raise FileNotFoundError(f"{folder}: {ckpt.WEIGHTS} missing")
+    digest = hashlib.sha256()
+    with open(weights, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    step = None
+    for path, key in ((folder / ckpt.STATE_DIR / "trainer.json", "step"), (folder / "train_summary.json", "steps")):
+        if path.is_file():
+            step = read_json(path).get(key)
+            break
+    return {"path": str(folder.resolve()), "weights_sha256": digest.hexdigest(), "step": step,
+            "trained_classes": list(config.get("classes") or [])}
 
 
 def _safe_name(key: str) -> str:
@@ -176,43 +239,105 @@ def _overlay(record: dict, result: ImageResult, geo: Geometry | None) -> Image.I
     return im
 
 
-def _write_one(out: Path, record: dict, result: ImageResult) -> dict:
+def _write_one(out: Path, record: dict, result: ImageResult, classes: list[str]) -> dict:
     name = _safe_name(record["key"])
     np.save(out / "maps" / f"{name}.npy", result.anomaly_map.astype(np.float32))
     Image.fromarray(result.class_index_map, "L").save(out / "maps" / f"{name}.classes.png")
     geo = _geometry(record)
     _overlay(record, result, geo).save(out / "overlays" / f"{name}.png")
     # What the evaluation format has no field for goes under `extra` (any other top-level field is an error).
-    extra = {"class_map": f"maps/{name}.classes.png"}
+    extra = {}
     if geo is not None:
         extra["geometry"] = geo.model_dump()
         extra["boxes_original"] = _original_boxes(result.boxes, geo)
     return {"key": record["key"], "image_score": result.image_score, "label": result.label,
             "defect_type": result.defect_type, "class_scores": result.class_scores, "boxes": result.boxes,
-            "anomaly_map": f"maps/{name}.npy", "extra": extra}
+            "anomaly_map": f"maps/{name}.npy", "class_map": f"maps/{name}.classes.png",
+            "class_names": list(classes), "extra": extra}
+
+
+def _clear(out: Path) -> None:
+    """Remove what an earlier predict wrote into `out` (only its own files and folders)."""
+    for name in ("predictions.jsonl", "predict.json", "meta.json"):
+        (out / name).unlink(missing_ok=True)
+    for name in ("maps", "overlays"):
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+
+
+def _check_out(out: Path, run: dict, overwrite: bool) -> None:
+    """Resume only the same run; refuse another model's or other options' predictions unless `overwrite`."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise RunError(f"--out {out}: not a folder")
+    if not any(out.iterdir()):
+        return
+    manifest = out / "predict.json"
+    saved = read_json(manifest) if manifest.is_file() else None
+    if saved == run:
+        return
+    if not overwrite:
+        if saved is None:
+            raise RunError(f"{out}: not empty and not written by predict; use another --out")
+        what = [k for k in ("model", "options") if saved.get(k) != run.get(k)] or ["format"]
+        detail = []
+        if "model" in what and isinstance(saved.get("model"), dict):
+            detail = [k for k in run["model"] if saved["model"].get(k) != run["model"][k]]
+        elif "options" in what and isinstance(saved.get("options"), dict):
+            detail = [k for k in run["options"] if saved["options"].get(k) != run["options"][k]]
+        raise RunError(f"{out}: holds predictions of another model, class list or options "
+                       f"({', '.join(detail or what)} differ); use another --out or --overwrite")
+    if saved is None:
+        raise RunError(f"{out}: not empty and not written by predict; --overwrite only replaces predict's output")
+    _clear(out)
 
 
 def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = None, split: str | None = None,
             images: list[Path] | None = None, where: str | None = None, threshold: float = 0.5,
             batch_size: int = 4, diffusion: Path | None = None, limit: int | None = None,
-            progress=None) -> dict:
+            progress=None, overwrite: bool = False, clip_alpha: float | None = None, clip_beta: float | None = None,
+            use_clip: bool = True, device: str | None = None, dtype: str | None = None,
+            clip_text: Path | None = None) -> dict:
     """Run the model over `data` (shard source) or `images` (files) and write the predictions folder."""
+    if batch_size < 1:
+        raise RunError(f"--batch-size must be >= 1 (got {batch_size})")
+    if limit is not None and limit < 1:
+        raise RunError(f"--limit must be >= 1 (got {limit})")
     base, novel = class_names(classes_text)
     classes = base + [c for c in novel if c not in base]  # a split file: its base and novel classes
     if not classes:
         raise RunError("--classes: give at least one class name")
     if (data is None) == (not images):
         raise RunError("give either --data or image files, not both or neither")
+    warnings = [f"--classes: {c!r} is not a taxonomy term but close to {t!r}; did you mean {t!r}?"
+                for c in classes for t in [near_miss(c)] if t]
     out = Path(out)
-    run = {"model": str(Path(model_dir).resolve()), "classes": classes, "threshold": threshold}
-    manifest = out / "predict.json"
-    if manifest.is_file() and read_json(manifest) != run:
-        raise RunError(f"{out}: holds predictions of another model, class list or threshold; use another --out")
-    seg = load_model(Path(model_dir), diffusion)
+    identity = model_identity(Path(model_dir))
+    config = ckpt.read_config(Path(model_dir))
+    cfg = saved_config(config["model"])
+    root = Path(diffusion or config["features"]["diffusion"])
+    why_not = "--no-clip" if not use_clip else clip_unavailable(root, clip_text)
+    ens = ({"on": False, "reason": why_not} if why_not else
+           {"on": True, "clip_alpha": cfg["clip_alpha"] if clip_alpha is None else clip_alpha,
+            "clip_beta": cfg["clip_beta"] if clip_beta is None else clip_beta,
+            "clip_text": str(Path(clip_text).resolve()) if clip_text else f"{root}/clip_text_encoder"})
+    options = {"classes": classes, "threshold": threshold, "ensemble": ens,
+               "source": {"data": data, "split": split, "where": where} if data is not None else "image files"}
+    run = {"model": identity, "options": options}
+    _check_out(out, run, overwrite)
+    seg = load_model(Path(model_dir), diffusion, device, use_clip=ens["on"], clip_alpha=clip_alpha,
+                     clip_beta=clip_beta, dtype=dtype, clip_text=clip_text)
+    seen = [c for c in classes if seg.seen(c)]
+    unseen = [c for c in classes if not seg.seen(c)]
     (out / "maps").mkdir(parents=True, exist_ok=True)
     (out / "overlays").mkdir(exist_ok=True)
-    manifest.write_text(json.dumps(run, indent=2) + "\n")
-    (out / "meta.json").write_text(json.dumps({"command": "imdd-models predict", **run}, indent=2) + "\n")
+    (out / "predict.json").write_text(json.dumps(run, indent=2) + "\n")
+    meta = {"command": "imdd-models predict", "model": identity["path"], "weights_sha256": identity["weights_sha256"],
+            "step": identity["step"], "trained_classes": identity["trained_classes"], "classes": classes,
+            "seen_classes": seen, "unseen_classes": unseen, "threshold": threshold, "split": split,
+            "data": data, "where": where, "ensemble": ens, "options": options}
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     jsonl = out / "predictions.jsonl"
     done = _done_keys(jsonl)
     stats = ReadStats()
@@ -225,7 +350,7 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
         maps = seg.maps([r["image"] for r in batch], classes)
         for record, m in zip(batch, maps):
             _outside_to_zero(m, _geometry(record))
-            line = _write_one(out, record, summarize(m, classes, threshold))
+            line = _write_one(out, record, summarize(m, classes, threshold), classes)
             fh.write(json.dumps(line, sort_keys=True) + "\n")
             fh.flush()
             written += 1
@@ -236,6 +361,8 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
 
     with open(jsonl, "a", encoding="utf-8") as fh:
         for record in source:
+            if limit is not None and written + len(batch) >= limit:
+                break
             if record["key"] in done:
                 skipped += 1
                 continue
@@ -243,12 +370,11 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
             batch.append(record)
             if len(batch) >= batch_size:
                 flush(fh)
-            if limit is not None and written + len(batch) >= limit:
-                break
         if batch:
             flush(fh)
-    trained = set(seg.trained_classes)
     return {"out": str(out), "predictions": str(jsonl), "images": written, "skipped_done": skipped,
-            "defective": defective, "classes": classes, "unseen_classes": [c for c in classes if c not in trained],
+            "defective": defective, "classes": classes, "seen_classes": seen, "unseen_classes": unseen,
             "threshold": threshold, "bad": stats.bad, "bad_examples": stats.bad_examples[:5],
-            "conditioning": seg.extractor.conditioning}
+            "conditioning": seg.extractor.conditioning, "ensemble": ens, "split": split,
+            "step": identity["step"], "warnings": warnings, "device": str(seg.extractor.device),
+            "dtype": str(next(seg.extractor.vae.parameters()).dtype).removeprefix("torch.")}

@@ -3,8 +3,12 @@
 Per-class masks come from the record's `class_mask` (0 background, i = 1 + index into `defect_types`) when
 it has one, else from the binary `mask` when the record has exactly one defect type. A record with boxes or
 only image labels gets class labels (for the image-level and grounding losses) and no masks: never a mask
-made up from a box. A normal record (`label == "normal"`) is a real all-background target. Classes outside
-the trained set are dropped from the targets (they stay unseen for zero-shot evaluation).
+made up from a box. A normal record (`label == "normal"`) is a real all-background target.
+
+Open vocabulary: the pixels of defect types outside the trained set are the target's `ignore` region, which
+the losses leave out entirely (losses.py): they are neither background nor a "no-object" query, so the model
+is never taught that an unseen defect is not a defect. (A record whose every defect is unseen is not a
+training sample at all: dataset.py leaves it out.)
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class Target:
     labels: list[int] = field(default_factory=list)
     terms: list[str] = field(default_factory=list)
     normal: bool = False
+    ignore: np.ndarray | None = None  # (R, R) float: > 0 where an unseen defect type lies (no loss there)
 
     @property
     def has_pixels(self) -> bool:
@@ -77,6 +82,7 @@ def build_target(record: dict, class_index: dict[str, int], resolution: int, max
     target.labels = sorted({class_index[t] for t in types if t in class_index})
     target.terms = [t.type for t in caption_terms(record.get("caption") or "") if t.type in class_index]
     per_class: list[tuple[int, np.ndarray]] = []
+    unseen: np.ndarray | None = None
     # WebDataset shards carry an all-zero mask where a record has none: the has_* flags say which is real.
     cmask = class_mask_array(record) if record.get("has_class_mask", True) is not False else None
     mask = record.get("mask") if record.get("has_mask", True) is not False else None
@@ -84,10 +90,15 @@ def build_target(record: dict, class_index: dict[str, int], resolution: int, max
         for i, t in enumerate(types):
             if t in class_index:
                 per_class.append((class_index[t], cmask == i + 1))
+        known = [i + 1 for i, t in enumerate(types) if t in class_index]
+        unseen = (cmask > 0) & ~np.isin(cmask, known)  # unseen types, and class ids beyond the type list
         has_pixels = True
     elif mask is not None and len(types) == 1:
+        binary = np.asarray(mask.convert("L")) > 0
         if types[0] in class_index:
-            per_class.append((class_index[types[0]], np.asarray(mask.convert("L")) > 0))
+            per_class.append((class_index[types[0]], binary))
+        else:
+            unseen = binary
         has_pixels = True
     else:
         has_pixels = target.normal
@@ -103,4 +114,9 @@ def build_target(record: dict, class_index: dict[str, int], resolution: int, max
         masks, classes = [masks[i] for i in keep], [classes[i] for i in keep]
     target.masks = np.stack(masks) if masks else np.zeros((0, resolution, resolution), np.float32)
     target.classes = classes
+    if unseen is not None and unseen.any():
+        region = Image.fromarray((unseen * 255).astype(np.uint8), "L")
+        if region.size != (resolution, resolution):
+            region = region.resize((resolution, resolution), Image.Resampling.BOX)
+        target.ignore = np.asarray(region, dtype=np.float32) / 255.0
     return target

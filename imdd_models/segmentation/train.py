@@ -1,10 +1,13 @@
 """`train-seg`: train the mask generator on frozen diffusion features (accelerate; exact resume on CPU).
 
-Per step: a batch of the training set (a seeded permutation per epoch) is decoded, its targets built
-(targets.py), its features extracted by the frozen diffusion model (features.py, or read from a feature
-cache), and the mask generator trained with the set criterion, the image-level label loss and the grounding
-loss (losses.py). The state (weights, optimizer, RNG, losses) is saved every `save_every` steps and at the
-end; `--resume` continues from it to the same weights as an uninterrupted run.
+Per step: a batch of the training set (a seeded permutation per epoch) is decoded, augmented (augment.py),
+its targets built (targets.py) and its pixels preprocessed in DataLoader workers (`--num-workers`, pinned
+memory on a GPU, prefetch); its features are extracted by the frozen diffusion model (features.py, in
+`--dtype` on `--device`, or read from a feature cache), and the mask generator trained with the set criterion,
+the image-level label loss and the grounding loss (losses.py), the learning rate following the preset's warmup
+and step decay (schedule.py). The state (weights, optimizer, RNG, losses) is saved every `save_every` steps
+and at the end; `--resume` continues from it to the same weights as an uninterrupted run (the batches and the
+augmentation depend only on the seed and the step, never on a worker's RNG).
 """
 
 from __future__ import annotations
@@ -20,15 +23,15 @@ import torch
 
 from imdd_build.errors import RunError
 
-from ..data import decode_record
+from . import augment
 from . import checkpoint as ckpt
 from .cache import FeatureCache
-from .config import get_config
-from .dataset import class_names, select
-from .features import DEFAULT_TIMESTEP, DiffusionFeatureExtractor
+from .config import get_config, with_overrides
+from .dataset import SegSamples, class_names, collate, select
+from .features import DEFAULT_TIMESTEP, DiffusionFeatureExtractor, parse_device, parse_dtype
 from .losses import SetCriterion, grounding_loss, label_loss
 from .model import MaskGenerator
-from .targets import build_target
+from .schedule import set_lr
 from .text import TextEmbedder
 
 NOISE_SEED = 0  # the fixed feature noise (part of the model: predict uses the same)
@@ -58,7 +61,37 @@ class TrainOptions:
     save_every: int = 100
     mixed_precision: str = "no"
     cache_features: Path | None = None
+    device: str | None = None  # cpu, cuda, cuda:N (default: cuda when available)
+    dtype: str | None = None  # of the frozen backbone: auto (bf16/fp16 on a GPU, fp32 on the CPU) or a name
+    num_workers: int = 2  # DataLoader workers decoding, augmenting, building targets, preprocessing
+    augment: str = "on"  # on (the preset's flip + scale jitter), flip, off
+    schedule_steps: int | None = None  # the LR schedule's horizon (default: epochs x steps per epoch)
     overrides: dict = field(default_factory=dict)
+    allow_untrained: bool = False  # max_steps 0 writes the initial weights (a baseline), else refused
+
+
+def check_options(opts: "TrainOptions") -> None:
+    """Numeric options in range, one RunError line naming the option (before anything is read or written)."""
+    checks = [("--max-steps", opts.max_steps, 0 if opts.allow_untrained else 1), ("--batch-size", opts.batch_size, 1),
+              ("--epochs", opts.epochs, 1), ("--shots", opts.shots, 1), ("--save-every", opts.save_every, 1),
+              ("--timestep", opts.timestep, 0)]
+    for name, value, low in checks:
+        if value is not None and value < low:
+            hint = " (0 only with --allow-untrained)" if name == "--max-steps" and value == 0 else ""
+            raise RunError(f"{name} must be >= {low} (got {value}){hint}")
+    if opts.timestep > 999:
+        raise RunError(f"--timestep must be < 1000 (got {opts.timestep})")
+    if opts.lr is not None and not (math.isfinite(opts.lr) and opts.lr > 0):
+        raise RunError(f"--lr must be a positive number (got {opts.lr})")
+    if opts.mixed_precision not in ("no", "fp16", "bf16"):
+        raise RunError(f"--mixed-precision {opts.mixed_precision!r}: choose no, fp16 or bf16")
+
+
+def check_diffusion_folder(root: Path) -> None:
+    """FileNotFoundError naming what is missing, without loading anything."""
+    missing = [n for n in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if not (root / n).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"--diffusion {root}: not a diffusion model folder (missing {', '.join(missing)}/)")
 
 
 def _window(losses: list[float], head: bool) -> float | None:
@@ -75,6 +108,23 @@ def _batch_indices(n: int, batch: int, seed: int, step: int) -> list[int]:
     epoch, pos = divmod(step, per_epoch)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
     return perm[pos * batch:(pos + 1) * batch]
+
+
+class _StepBatches:
+    """The batch sampler: for each global step from `start` to `total`, [(step, row index), ...]."""
+
+    def __init__(self, n: int, batch: int, seed: int, start: int, total: int, rank: int, world: int):
+        self.n, self.batch, self.seed, self.start, self.total = n, batch, seed, start, total
+        self.rank, self.world = rank, world
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.start)
+
+    def __iter__(self):
+        for step in range(self.start, self.total):
+            idx = _batch_indices(self.n, self.batch, self.seed, step)
+            idx = idx[self.rank::self.world] or idx[:1]
+            yield [(step, i) for i in idx]
 
 
 def _check_resume(out: Path, resume: bool, identity: dict) -> dict | None:
@@ -95,18 +145,32 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
     """Train (or resume) and return the summary (`steps`, `loss_start`, `loss_end`, `classes`, `samples`, ...)."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
+    check_options(opts)
     cfg = get_config(opts.config)
-    for key, value in (("batch_size", opts.batch_size), ("lr", opts.lr), ("epochs", opts.epochs)):
-        if value is not None:
-            cfg[key] = value
-    cfg.update(opts.overrides)
+    given = {k: v for k, v in (("batch_size", opts.batch_size), ("lr", opts.lr), ("epochs", opts.epochs))
+             if v is not None}
+    cfg = with_overrides(cfg, {**given, **opts.overrides})
     out = Path(opts.out)
+    check_diffusion_folder(Path(opts.diffusion))  # before anything is written into --out
+    if opts.num_workers < 0:
+        raise TrainError(f"--num-workers must be >= 0 (got {opts.num_workers})")
+    if opts.schedule_steps is not None and opts.schedule_steps < 1:
+        raise TrainError(f"--schedule-steps must be >= 1 (got {opts.schedule_steps})")
+    try:
+        device = parse_device(opts.device)
+        frozen_dtype = parse_dtype(opts.dtype, device)
+        aug = augment.settings(cfg, opts.augment)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
     tset = select(opts.data, opts.split, opts.where, opts.classes, opts.shots, opts.seed)
     keys = [r["key"] for r in tset.rows]
+    steps_per_epoch = math.ceil(len(tset.rows) / cfg["batch_size"])
+    horizon = opts.schedule_steps or cfg["epochs"] * steps_per_epoch
     identity = {"config": opts.config, "classes": tset.classes, "keys_hash": _hash(keys), "seed": opts.seed,
                 "batch_size": cfg["batch_size"], "timestep": opts.timestep,
                 "diffusion": str(Path(opts.diffusion).resolve()),
-                "cached_features": opts.cache_features is not None}  # cached features are fp16-rounded
+                "cached_features": opts.cache_features is not None,  # cached features are fp16-rounded
+                "augment": aug, "schedule_steps": horizon, "dtype": str(frozen_dtype).removeprefix("torch.")}
     resumed = _check_resume(out, opts.resume, identity)
     out.mkdir(parents=True, exist_ok=True)
     (out / "selection.json").write_text(json.dumps({"keys": keys, **tset.summary(), "classes": tset.classes},
@@ -114,10 +178,8 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
 
     # A batch may hold only label-only or only pixel records: some parameters get no gradient in a step.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    accelerator = Accelerator(mixed_precision=opts.mixed_precision, cpu=not torch.cuda.is_available(),
+    accelerator = Accelerator(mixed_precision=opts.mixed_precision, cpu=device.type == "cpu",
                               kwargs_handlers=[ddp])
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(opts.mixed_precision)
-    frozen_dtype = dtype if accelerator.device.type == "cuda" else None  # CPU autocast: keep fp32 weights
     extractor = DiffusionFeatureExtractor.from_folder(opts.diffusion, opts.timestep, NOISE_SEED,
                                                       accelerator.device, frozen_dtype)
     text = TextEmbedder(extractor.text_encoder, extractor.tokenizer)
@@ -130,24 +192,35 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
     raw_model = accelerator.unwrap_model(model)
     novel = [] if opts.classes.strip().lower() == "all" else class_names(opts.classes)[1]
     run_config = {"preset": opts.config, "model": cfg, "classes": tset.classes, "novel": novel,
-                  "text_dim": text.dim, "features": {**extractor.describe(), "noise_seed": NOISE_SEED}, "run": identity}
+                  "text_dim": text.dim, "features": {**extractor.describe(), "noise_seed": NOISE_SEED},
+                  "run": identity}
     trainer = {"step": 0, "losses": []}
     if resumed is not None:
         trainer = ckpt.load_state(out, raw_model, optimizer)
     else:
         torch.manual_seed(opts.seed + 1)  # the loop's randomness (point sampling) from its own seed
-    steps_per_epoch = math.ceil(len(tset.rows) / cfg["batch_size"])
     total = opts.max_steps if opts.max_steps is not None else cfg["epochs"] * steps_per_epoch
     cache = FeatureCache(opts.cache_features, extractor) if opts.cache_features else None
     class_index = {c: i for i, c in enumerate(tset.classes)}
+    samples = SegSamples(tset.rows, class_index, extractor.resolution, cfg["num_queries"],
+                         extractor.image_processor if extractor.captioner is not None else None, aug, opts.seed)
+    sampler = _StepBatches(len(tset.rows), cfg["batch_size"], opts.seed, trainer["step"], total,
+                           accelerator.process_index, accelerator.num_processes)
+    loader = torch.utils.data.DataLoader(samples, batch_sampler=sampler, collate_fn=collate,
+                                         num_workers=opts.num_workers, pin_memory=accelerator.device.type == "cuda",
+                                         prefetch_factor=4 if opts.num_workers else None,
+                                         # its own generator: the loader's base seed never draws from the
+                                         # global RNG that the loss's point sampling (and resume) relies on
+                                         generator=torch.Generator().manual_seed(opts.seed))
     started = time.perf_counter()
+    seen = 0
     model.train()
-    while trainer["step"] < total:
-        idx = _batch_indices(len(tset.rows), cfg["batch_size"], opts.seed, trainer["step"])
-        idx = idx[accelerator.process_index::accelerator.num_processes] or idx[:1]
-        records = [decode_record(tset.rows[i]) for i in idx]
-        targets = [build_target(r, class_index, extractor.resolution, cfg["num_queries"]) for r in records]
-        feats = cache.get(records) if cache else extractor([r["image"] for r in records])
+    for batch in loader if len(sampler) else ():
+        targets = batch["targets"]
+        seen += len(targets)
+        prepared = {"pixels": batch["pixels"], "clip": batch["clip"]}
+        feats = cache.get(batch["cache_keys"], prepared) if cache else extractor(prepared)
+        set_lr(optimizer, cfg["lr"], trainer["step"], cfg, horizon)
         with accelerator.autocast():
             result = model(feats, class_text)
             loss = _loss(result, targets, criterion, raw_model, class_text, class_index, cfg)
@@ -163,15 +236,19 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
         if accelerator.is_main_process and (trainer["step"] % opts.save_every == 0 or trainer["step"] == total):
             ckpt.save_model(out, raw_model, run_config)
             ckpt.save_state(out, raw_model, optimizer, trainer)
+    elapsed = time.perf_counter() - started
     if accelerator.is_main_process and not (out / ckpt.WEIGHTS).is_file():
         ckpt.save_model(out, raw_model, run_config)  # zero steps asked: the initial weights
     summary = {"out": str(out), "config": opts.config, "steps": trainer["step"],
                "loss_start": _window(trainer["losses"], True), "loss_end": _window(trainer["losses"], False),
                "classes": tset.classes, "novel": novel, **tset.summary(),
-               "seconds": round(time.perf_counter() - started, 2),
+               "seconds": round(elapsed, 2),
                "trainable_params": sum(p.numel() for p in raw_model.parameters() if p.requires_grad),
                "conditioning": extractor.conditioning, "resumed": resumed is not None,
-               "device": str(accelerator.device)}
+               "untrained": trainer["step"] == 0, "device": str(accelerator.device), "dtype": identity["dtype"], "num_workers": opts.num_workers,
+               "augment": aug["mode"], "schedule_steps": horizon,
+               "samples_seen": seen, "samples_per_s": round(seen / elapsed, 3) if seen else None,
+               "cache_hits": cache.hits if cache else None}
     if accelerator.is_main_process:
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary

@@ -114,3 +114,89 @@ def class_display_name(name: str) -> str:
 def canonical_type(name: str) -> str | None:
     """The taxonomy type id a class name or synonym stands for, else None."""
     return load_taxonomy().resolve("", name).type
+
+
+def known_spellings() -> dict[str, str]:
+    """Every usable spelling of the taxonomy (ids, display names, synonyms, normalised) -> its type id."""
+    tax = load_taxonomy()
+    out: dict[str, str] = {}
+    for tid, entry in tax.defect_types.items():
+        for spelling in (tid, entry.get("name") or tid, *(entry.get("synonyms") or [])):
+            key = norm_label(str(spelling))
+            if key:
+                out.setdefault(key, tid)
+    return out
+
+
+def closest_names(name: str, candidates, n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """The candidates closest to `name` in spelling (difflib ratio, best first)."""
+    import difflib
+    key = norm_label(name) or name
+    pool = {norm_label(c) or c: c for c in candidates}
+    return [pool[m] for m in difflib.get_close_matches(key, list(pool), n=n, cutoff=cutoff)]
+
+
+def check_trained_names(trained: list[str], counts: dict[str, int], pool_types, where: str) -> None:
+    """RunError (one line) for a trained class that has no training sample, naming the closest known names
+    (the data's defect types first, then taxonomy spellings)."""
+    from imdd_build.errors import RunError
+    empty = [c for c in trained if not counts.get(c)]
+    if not empty:
+        return
+    name = empty[0]
+    near = closest_names(name, sorted(pool_types))
+    near += [s for s in closest_names(name, known_spellings()) if s not in near]
+    hint = f"; closest known names: {', '.join(near[:5])}" if near else ""
+    more = f" ({len(empty)} such names: {', '.join(empty)})" if len(empty) > 1 else ""
+    raise RunError(f"--classes: {name!r} has no training sample in {where}{more}{hint}")
+
+
+def near_miss(name: str) -> str | None:
+    """A taxonomy term/synonym within a small edit distance of a name that is not itself a known spelling
+    (a likely typo: `scrach` -> `scratch`), else None."""
+    import difflib
+    key = norm_label(name)
+    spellings = known_spellings()
+    if not key or key in spellings or canonical_type(name):
+        return None
+    for cand in difflib.get_close_matches(key, list(spellings), n=5, cutoff=0.75):
+        if _edit_distance(key, cand) <= max(1, min(2, len(key) // 4)):
+            return cand
+    return None
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, substitute, swap two neighbours) between two strings."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[-1][-1]
+
+
+def class_wordings(name: str, limit: int = 3) -> list[str]:
+    """How a class may be worded: its display name, then taxonomy synonyms that read as words (not ambiguous,
+    not a plural or inflection of one already taken), at most `limit`; a name outside the taxonomy as given."""
+    tax = load_taxonomy()
+    tid = tax.resolve("", name).type
+    if not tid:
+        return [name.replace("_", " ").strip()]
+    out = [tax.defect_name(tid)]
+    for syn in tax.defect_types[tid].get("synonyms") or []:
+        key = norm_label(str(syn))
+        words = key.replace("_", " ")
+        if len(out) >= limit:
+            break
+        if not key or key in AMBIGUOUS or len(key) < 3 or any(_same_stem(words, w) for w in out):
+            continue
+        out.append(words)
+    return out
+
+
+def _same_stem(a: str, b: str) -> bool:
+    a, b = a.lower().replace("-", " "), b.lower().replace("-", " ")
+    stem = lambda s: " ".join(w.rstrip("s").removesuffix("ed").removesuffix("ing").removesuffix("e")  # noqa: E731
+                              for w in s.split())
+    return stem(a) == stem(b)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import imdd_models  # noqa: F401  (hides a broken torchvision before transformers is imported)
+from imdd_models import hf_ready
+hf_ready()  # transformers/diffusers importable beside a broken torchvision (tests import them directly)
 from imdd_build.cli import app as build_app
 
 

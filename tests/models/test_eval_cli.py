@@ -13,7 +13,7 @@ from models.eval_helpers import mask_of, oracle_lines, records, write_folder
 from imdd_models.cli import app
 from imdd_models.evaluation.detection import BoxImage, box_map
 
-METRICS = ("image_auroc", "pixel_auroc", "aupro", "iou", "map50", "map50_95", "accuracy")
+METRICS = ("image_auroc", "pixel_auroc", "aupro", "iou", "map50", "map50_95", "accuracy", "miou")
 
 
 def run(*args, expect=0):
@@ -107,17 +107,27 @@ def test_scores_match_independent_computations(demo_shards, test_rows, tmp_path)
     assert from_tar["counts"] == out["counts"]
 
 
-def test_missing_records_are_counted_and_strict_fails(demo_shards, test_rows, tmp_path):
+def test_missing_records_fail_unless_allow_missing(demo_shards, test_rows, tmp_path):
+    """Complete by default: a run that predicted part of the split does not score as if it were complete."""
     lines, maps = oracle_lines(test_rows)
     folder = write_folder(tmp_path / "p", lines[2:], maps)
-    out, result = run("--predictions", folder, "--data", demo_shards, "--no-breakdown")
+    out, result = run("--predictions", folder, "--data", demo_shards, "--no-breakdown", expect=2)
+    assert out["error"].startswith("2 of 24 record(s) of split 'test' have no prediction")
+    assert test_rows[0]["key"] in out["error"] and test_rows[1]["key"] in out["error"]
+    assert "--allow-missing" in out["error"] and result.stderr.count("error:") == 1
+    out, result = run("--predictions", folder, "--data", demo_shards, "--no-breakdown", "--allow-missing")
     assert (out["missing"], out["predicted"]) == (2, 22)
     assert out["missing_examples"] == [test_rows[0]["key"], test_rows[1]["key"]]
     assert "2 of 24 record(s) have no prediction" in result.stderr
     assert out["counts"]["image_auroc"]["no_prediction"] == 2 and out["counts"]["image_auroc"]["records"] == 22
-    out, result = run("--predictions", folder, "--data", demo_shards, "--strict", expect=2)
-    assert out["error"].startswith("2 of 24 record(s) have no prediction")
-    assert result.stderr.count("error:") == 1
+    assert all(out["counts"][m]["missing"] == 2 for m in METRICS)  # beside every metric
+    out, result = run("--predictions", folder, "--data", demo_shards, "--allow-missing", "--strict", expect=2)
+    assert "have no prediction" in out["error"]
+    # the human table and the Markdown say it beside every metric
+    plain = CliRunner().invoke(app, ["evaluate", "--predictions", str(folder), "--data", str(demo_shards),
+                                     "--no-breakdown", "--allow-missing", "--markdown", str(tmp_path / "r.md")])
+    assert plain.exit_code == 0 and plain.stdout.count("2 of 24 records missing") == len(METRICS)
+    assert (tmp_path / "r.md").read_text().count("2 records of the split missing") == len(METRICS)
 
 
 def test_bad_folders_are_one_error_line(demo_shards, test_rows, tmp_path):
@@ -135,7 +145,7 @@ def test_bad_folders_are_one_error_line(demo_shards, test_rows, tmp_path):
     out, _ = run("--predictions", extra, "--data", demo_shards, "--no-breakdown", expect=2)
     assert "'demo/nowhere/001' which is not a record of the evaluated split" in out["error"]
     out, _ = run("--predictions", extra, "--data", demo_shards, "--split", "validation", expect=2)
-    assert out["error"] == f"{demo_shards}: no records in split 'validation'"
+    assert out["error"] == f"{demo_shards}: no split 'validation'; splits there: test, train; 'all' for every split"
     out, _ = run("--predictions", extra, "--data", demo_shards, "--no-breakdown", "--allow-extra")
     assert out["extra"] == 1 and out["image_auroc"] == pytest.approx(1.0)
 

@@ -134,3 +134,79 @@ def test_torch_export_program(demo_shards, tmp_path):
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert (out["real_images"], out["generated_images"], out["feature_dim"]) == (42, 3, 5)
     assert out["fid"] > 0
+
+
+def _is_reference_probs(p: np.ndarray) -> float:
+    """IS straight from the definition: exp(E_x KL(p(y|x) || p(y))), on probabilities."""
+    marginal = p.mean(0)
+    kl = (p * (np.log(np.clip(p, 1e-30, None)) - np.log(np.clip(marginal, 1e-30, None)))).sum(1)
+    return float(np.exp(kl.mean()))
+
+
+class ProbNet(torch.nn.Module):
+    """Like NVlabs' Inception export: net(x) returns class PROBABILITIES (softmax applied), features on request."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 12, 3, stride=2)
+        self.register_buffer("centres", torch.arange(40, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        if return_features:
+            return torch.relu(self.conv(x / 255.0)).mean(dim=(2, 3))
+        grey = (x / 255.0).mean(dim=(1, 2, 3)) * 39.0  # the class: the image's brightness in 40 steps
+        return torch.softmax(-(grey[:, None] - self.centres[None]) ** 2, dim=1)
+
+
+def test_inception_score_of_a_probability_network(demo_shards, tmp_path):
+    weights = tmp_path / "probs.pt"
+    net = torch.jit.script(ProbNet())
+    torch.jit.save(net, str(weights))
+    generated = tmp_path / "gen"
+    generated.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(12):  # plain colours of different brightness: different classes
+        Image.new("RGB", (48, 48), tuple(int(v) for v in rng.integers(0, 256, 3))).save(generated / f"{i:02d}.png")
+    with torch.no_grad():
+        probs = torch.cat([net(_pixels(Image.open(p), 32)) for p in sorted(generated.glob("*.png"))])
+    reference = _is_reference_probs(probs.double().numpy())
+    assert reference > 2.0  # a network whose IS is far from 1
+    base = ["evaluate-generation", "--real", str(demo_shards), "--generated", str(generated), "--split", "test",
+            "--feature-weights", str(weights), "--image-size", "32", "--is-splits", "1", "--json"]
+    runner = CliRunner()
+    for declared in ([], ["--feature-output", "probs"]):
+        result = runner.invoke(app, base + declared)
+        assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+        out = json.loads(result.stdout.strip().splitlines()[-1])
+        assert out["feature_output"] == "probs"
+        assert out["inception_score"] == pytest.approx(reference, rel=1e-4)
+    # declared logits: the old, wrong reading (a softmax of probabilities) is what the user asked for
+    out = json.loads(runner.invoke(app, base + ["--feature-output", "logits"]).stdout.strip().splitlines()[-1])
+    assert out["feature_output"] == "logits" and out["inception_score"] < reference / 1.5
+
+
+def test_probs_declared_for_a_logits_network_is_refused(demo_shards, tmp_path):
+    weights = tmp_path / "tiny.pt"
+    torch.jit.save(torch.jit.script(TinyNet()), str(weights))
+    generated = tmp_path / "gen"
+    generated.mkdir()
+    for i in range(3):
+        Image.new("RGB", (40, 40), (i * 80, 20, 200)).save(generated / f"{i}.png")
+    result = CliRunner().invoke(app, ["evaluate-generation", "--real", str(demo_shards), "--generated",
+                                      str(generated), "--feature-weights", str(weights), "--image-size", "32",
+                                      "--feature-output", "probs", "--json"])
+    assert result.exit_code == 2
+    assert "not probabilities" in json.loads(result.stdout.splitlines()[-1])["error"]
+
+
+def test_class_logits_detects_probabilities():
+    from imdd_models.evaluation.generation import class_logits
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.full(1000, 0.01), size=200)  # peaked: reference IS in the hundreds
+    reference = _is_reference_probs(p)
+    logits, kind = class_logits(torch.from_numpy(p))
+    assert kind == "probs"
+    out = metrics_from_features(torch.zeros(4, 2).normal_(), torch.zeros(4, 2).normal_(), logits, is_splits=1)
+    assert reference > 20 and out["inception_score"] == pytest.approx(reference, rel=1e-4)
+    assert class_logits(torch.from_numpy(np.log(p)))[1] == "logits"

@@ -71,6 +71,10 @@ def test_targets_per_class_regions_and_no_fake_masks():
     t = build_target(rec, index, 64, max_segments=8)
     assert sorted(t.classes) == [0, 0, 1] and t.masks.shape == (3, 64, 64) and t.labels == [0, 1]
     assert t.terms == ["scratch", "hole"]
+    # the untrained crack is an ignore region (no loss there), not background: exactly its pixels
+    assert t.ignore is not None and abs(t.ignore.sum() - 10 * 10 / 64) < 0.01
+    assert t.ignore[200 // 8 - 1:210 // 8 + 1, 200 // 8 - 1:210 // 8 + 1].sum() == t.ignore.sum()
+    assert build_target({**rec, "defect_types": ["scratch", "hole", "hole"]}, index, 64, 8).ignore is None
     assert abs(t.masks[t.classes.index(1)].sum() - 80 * 80 / 64) < 1  # area kept by the box resampling
     binary = Image.fromarray(((cmask > 0) * 255).astype(np.uint8), "L")
     single = build_target({"key": "b", "defect_types": ["hole"], "mask": binary, "label": "defective"}, index, 64, 8)
@@ -149,3 +153,94 @@ def test_grounding_loss_contrasts_term_sets():
     loss.backward()
     assert torch.isfinite(loss) and embeds.grad.abs().sum() > 0
     assert grounding_loss(out, targets, words, torch.tensor(10.0), [0, 2]) is None  # one term set: no contrast
+
+
+def _criterion_inputs(seed: int = 0):
+    torch.manual_seed(seed)
+    q, side = 6, 64
+    masks = torch.randn(2, q, side // 4, side // 4) * 3
+    logits = torch.randn(2, q, 3)
+    ignore = np.zeros((side, side), np.float32)
+    ignore[8:32, 8:32] = 1.0  # an unseen defect
+    target = np.zeros((1, side, side), np.float32)
+    target[0, 40:60, 40:60] = 1.0
+    targets = [Target("a", classes=[0], masks=target, ignore=ignore),
+               Target("b", classes=[1], masks=target[:, ::-1, ::-1].copy())]
+    return masks, logits, targets
+
+
+def test_an_unseen_region_does_not_change_the_loss():
+    """Whatever the model predicts inside an unseen defect (any logits of the same sign there), the loss is
+    the same; outside it, a change does change the loss; without the ignore region it would too."""
+    from imdd_models.segmentation.losses import SetCriterion
+    cfg = {**get_config("tiny"), "train_num_points": 256}
+    crit = SetCriterion(cfg, num_classes=2)
+    masks, logits, targets = _criterion_inputs()
+
+    def loss(m, tg=targets):
+        torch.manual_seed(5)  # the same point samples each call
+        return float(crit({"masks": [m], "logits": [logits]}, tg, [0, 1]))
+
+    base = loss(masks)
+    inside = masks.clone()
+    cells = inside[0, :, 2:8, 2:8]  # the ignore region on the 16x16 mask grid (pixels 8..32 / 4)
+    inside[0, :, 2:8, 2:8] = cells.sign() * (cells.abs() * 7 + 5)  # other content, same decisions
+    assert loss(inside) == base
+    outside = masks.clone()
+    outside[0, :, 10:14, 10:14] += 5
+    assert loss(outside) != base
+    plain = [Target(t.key, classes=t.classes, masks=t.masks) for t in targets]  # pixels as background
+    assert loss(inside, plain) != loss(masks, plain)
+
+
+def test_queries_on_an_unseen_defect_are_not_taught_no_object():
+    """A query whose mask lies on the unseen defect gets no no-object loss: making it say "no object" with
+    more confidence does not lower the loss (it would if the unseen defect counted as background)."""
+    from imdd_models.segmentation.losses import SetCriterion
+    cfg = {**get_config("tiny"), "train_num_points": 256}
+    crit = SetCriterion(cfg, num_classes=2)
+    masks, logits, targets = _criterion_inputs()
+    masks[0, 5] = -10.0
+    masks[0, 5, 2:8, 2:8] = 10.0  # query 5 of image 0 covers exactly the unseen region
+    for b, t in enumerate(targets):  # query 0 predicts each image's real defect: the matching is fixed
+        masks[b, 0] = torch.from_numpy(t.masks[0, ::4, ::4].copy()) * 20 - 10
+
+    def loss(lg, tg):
+        torch.manual_seed(5)
+        return float(crit({"masks": [masks], "logits": [lg]}, tg, [0, 1]))
+
+    sure = logits.clone()
+    sure[0, 5] = torch.tensor([-5.0, -5.0, 5.0])  # query 5: confidently no-object
+    unsure = logits.clone()
+    unsure[0, 5] = torch.tensor([5.0, -5.0, -5.0])  # query 5: confidently class 0
+    plain = [Target(t.key, classes=t.classes, masks=t.masks) for t in targets]
+    assert loss(sure, targets) == pytest.approx(loss(unsure, targets), rel=1e-6)
+    assert loss(sure, plain) < loss(unsure, plain)  # the old rule: the unseen defect taught as no-object
+
+
+def test_seg_config_is_typed_and_read_from_yaml(tmp_path):
+    from imdd_models.segmentation.config import load_seg_config
+    path = tmp_path / "seg.yaml"
+    path.write_text("base: tiny\nlr: 3e-4\nclip_beta: 0.8\n")
+    cfg = load_seg_config(str(path))
+    assert cfg.lr == 3e-4 and cfg.clip_beta == 0.8 and cfg.num_queries == get_config("tiny")["num_queries"]
+    path.write_text("base: tiny\nbatch_size: 0\n")
+    with pytest.raises(ValueError, match="batch_size"):
+        load_seg_config(str(path))
+    path.write_text("base: tiny\nqueries: 5\n")
+    with pytest.raises(ValueError, match="unknown field queries"):
+        load_seg_config(str(path))
+
+
+def test_geometric_ensemble_weights_trained_and_unseen_names_separately():
+    from imdd_models.segmentation.clip_head import ensemble
+    learned = torch.tensor([[[2.0, 0.0, -1.0, 0.5]]])  # 3 names + no-object
+    clip = torch.tensor([[[0.0, 3.0, 0.0]]])
+    p_learned = learned.softmax(-1)
+    alone = ensemble(learned, clip, torch.zeros(3))
+    assert torch.allclose(alone, p_learned, atol=1e-6)  # weight 0: the learned classifier
+    only_clip = ensemble(learned, clip, torch.ones(3))
+    assert torch.allclose(only_clip[..., :3] / only_clip[..., :3].sum(), clip.softmax(-1), atol=1e-6)
+    assert torch.allclose(only_clip[..., 3], p_learned[..., 3])  # objectness stays the mask generator's
+    mixed = ensemble(learned, clip, torch.tensor([0.35, 0.65, 0.65]))
+    assert torch.allclose(mixed.sum(-1), torch.ones(1, 1)) and mixed[0, 0, 1] > p_learned[0, 0, 1]

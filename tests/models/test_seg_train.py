@@ -55,7 +55,8 @@ def test_resume_gives_the_same_weights(setup, tmp_path):
 
 def test_shots_are_exact_deterministic_and_report_short_classes(setup, tmp_path):
     def shots(out, k, seed):
-        s = train(setup, out, "--classes", "scratch,hole", "--shots", str(k), "--seed", str(seed), "--max-steps", "0")
+        s = train(setup, out, "--classes", "scratch,hole", "--shots", str(k), "--seed", str(seed), "--max-steps", "0",
+                  "--allow-untrained")
         return s, json.loads((out / "selection.json").read_text())["keys"]
 
     s1, keys1 = shots(tmp_path / "a", 3, 7)
@@ -72,7 +73,8 @@ def test_shots_are_exact_deterministic_and_report_short_classes(setup, tmp_path)
     assert s4["short"] == {"scratch": 8, "hole": 8, "normal": 3}  # all they have, and said so
     split = tmp_path / "split.yaml"  # the protocol's class split file names the base classes
     split.write_text("base: [scratch, hole]\nnovel: [stain]\n")
-    s5 = train(setup, tmp_path / "e", "--classes", str(split), "--shots", "3", "--seed", "7", "--max-steps", "0")
+    s5 = train(setup, tmp_path / "e", "--classes", str(split), "--shots", "3", "--seed", "7", "--max-steps", "0",
+              "--allow-untrained")
     assert s5["classes"] == ["scratch", "hole"] and s5["novel"] == ["stain"]
     assert json.loads((tmp_path / "e" / "selection.json").read_text())["keys"] == keys1
 
@@ -87,7 +89,7 @@ def test_a_broken_image_is_counted_and_left_out(setup, tmp_path):
     pq.write_table(type(table).from_pylist(rows, schema=table.schema), data / "data" / "train-00000-of-00001.parquet")
     result = CliRunner().invoke(app, ["train-seg", "--diffusion", str(setup["diffusion"]), "--data", str(data),
                                       "--config", "tiny", "--out", str(tmp_path / "m"), "--classes", "scratch",
-                                      "--max-steps", "0", "--json"])
+                                      "--max-steps", "0", "--allow-untrained", "--json"])
     assert result.exit_code == 0, result.output
     s = json.loads(result.stdout.strip().splitlines()[-1])
     assert s["bad"] == 1 and rows[0]["key"] in s["bad_examples"][0] and s["samples"] == 8 - 1 + 3
@@ -100,3 +102,44 @@ def test_bad_runs_fail_in_one_line(setup, tmp_path):
     assert "no records" in err["error"]
     err = train(setup, tmp_path / "x", "--shots", "0", expect=2)
     assert "--shots" in err["error"]
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--max-steps", "0"], "--max-steps"), (["--max-steps", "-3"], "--max-steps"),
+    (["--batch-size", "0"], "--batch-size"), (["--save-every", "0"], "--save-every"),
+    (["--lr", "-1"], "--lr"), (["--lr", "nan"], "--lr"), (["--epochs", "0"], "--epochs"),
+    (["--shots", "-2"], "--shots"), (["--timestep", "1000"], "--timestep"),
+])
+def test_numeric_options_are_checked_before_anything_is_written(setup, tmp_path, args, option):
+    out = tmp_path / "m"
+    err = train(setup, out, "--classes", "scratch", *args, expect=2)
+    assert err["error"].startswith(option) and "\n" not in err["error"]
+    assert not out.exists()
+
+
+def test_a_missing_diffusion_folder_writes_nothing(setup, tmp_path):
+    out = tmp_path / "m"
+    result = CliRunner().invoke(app, ["train-seg", "--diffusion", str(tmp_path / "nowhere"), "--data",
+                                      str(setup["data"]), "--config", "tiny", "--out", str(out), "--max-steps", "1",
+                                      "--json"])
+    assert result.exit_code == 2 and "not a diffusion model folder" in result.stdout
+    assert not out.exists()
+
+
+def test_a_class_without_training_samples_is_an_error_naming_the_closest(setup, tmp_path):
+    err = train(setup, tmp_path / "m", "--classes", "scratch,crak", "--max-steps", "1", expect=2)
+    assert "'crak' has no training sample" in err["error"] and "crack" in err["error"]
+    split = tmp_path / "split.yaml"
+    split.write_text("base: [scrach, hole]\nnovel: [stain]\n")
+    err = train(setup, tmp_path / "m", "--classes", str(split), "--max-steps", "1", expect=2)
+    assert "'scrach' has no training sample" in err["error"] and "closest known names: scratch" in err["error"]
+    assert not (tmp_path / "m").exists()
+
+
+def test_records_whose_every_defect_is_unseen_are_not_training_samples(setup, tmp_path):
+    s = train(setup, tmp_path / "m", "--classes", "scratch", "--max-steps", "0", "--allow-untrained")
+    keys = json.loads((tmp_path / "m" / "selection.json").read_text())["keys"]
+    rows = {r["key"]: r["defect_types"] for r in iter_raw(setup["data"])}
+    assert all("scratch" in rows[k] or not rows[k] for k in keys)  # no hole-only or stain-only record
+    assert any(set(rows[k]) - {"scratch"} for k in keys)  # a record with scratch and an unseen type is kept
+    assert s["untrained"] is True

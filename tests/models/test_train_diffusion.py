@@ -16,12 +16,16 @@ from models.conftest import invoke
 from imdd_models.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
+UNET = "diffusion_pytorch_model.safetensors"
 
 
 def _weights(run: Path, step: int) -> dict:
     ckpt = run / "checkpoints" / f"step-{step:08d}"
-    return {**{f"unet.{k}": v for k, v in load_file(str(ckpt / "unet.safetensors")).items()},
-            **{f"cap.{k}": v for k, v in load_file(str(ckpt / "captioner.safetensors")).items()},
+    return {**{f"unet.{k}": v for k, v in load_file(str(ckpt / "unet" / UNET)).items()},
+            **{f"cap.{k}": v for k, v in load_file(str(ckpt / "implicit_captioner" / "model.safetensors")).items()},
+            **{f"unet_ema.{k}": v for k, v in load_file(str(ckpt / "unet_ema" / UNET)).items()},
+            **{f"cap_ema.{k}": v
+               for k, v in load_file(str(ckpt / "implicit_captioner_ema" / "model.safetensors")).items()},
             **{f"ema.{k}": v for k, v in load_file(str(run / "unet" / "diffusion_pytorch_model.safetensors")).items()}}
 
 
