@@ -90,7 +90,7 @@ PRESETS = {
     },
     "small": {
         "resolution": 128, "unet": SMALL_UNET, "vae": SMALL_VAE, "text_encoder": TINY_TEXT,
-        "image_encoder": TINY_VISION, "image_size": 32,
+        "image_encoder": TINY_VISION, "clip_text": TINY_TEXT, "image_size": 32,
     },
     # The sd15 shapes with random weights: throughput benchmarks on machines that cannot download.
     "sd15-random": {
