@@ -40,7 +40,7 @@ from imdd_build.errors import RunError
 
 from ..components import load_components
 from ..data import BadSample, decode_record, resolve
-from ..data.count import samples_in
+from ..data.columns import iter_light
 from ..data.explain import no_records_message
 from ..data.sources import LATENT_MANIFEST, shard_rows, wanted_split
 from ..data.stream import slot_parts
@@ -210,8 +210,9 @@ def precompute(data: str, components: Path, out: Path, split: str | None = None,
         raise RunError(f"{data}: already latent shards; give the image shards")
     if not source.shards:
         raise RunError(f"{data}: no shards of split {split!r}")
-    parse_where(where)  # an unknown --where field is an error before anything is written
-    if samples_in(source, split, where) == 0:  # counted from manifests/metadata; None (remote): found out below
+    # A selection that is empty (an unknown split, a --where naming no field or matching nothing) is an error
+    # before anything is written: the first selected row is looked for in the light columns (no pixels read).
+    if next(iter_light(source, wanted_split(split), where), None) is None:
         raise RunError(no_records_message(data, split, where))
     options = {"data": str(data), "components": str(Path(components).resolve()), "split": split, "where": where,
                "shard_size": shard_size, "flip": flip, "processes": world, "dtype": dtype}

@@ -106,6 +106,8 @@ def test_stage1_commands_leave_no_trace(tiny_components, tmp_path):
     model = tmp_path / "no-model"
     cases = [
         (["components", "--preset", "tinyy"], "unknown preset 'tinyy'"),
+        (["components", "--preset", "sd15", "--vae", str(tmp_path / "no-vae"), "--text-encoder", "x/y",
+          "--image-encoder", "x/z"], "no-vae: cannot load AutoencoderKL: no such folder"),
         (["generate", "--model", str(model), "--prompt", "a scratch", "--device", "cdua"], "--device 'cdua'"),
         (["generate", "--model", str(model), "--image", str(tmp_path / "none.png")], "none.png: cannot read"),
         (["inpaint-defect", "--model", str(model), "--image", str(image), "--mask", str(tmp_path / "none.png"),
