@@ -41,6 +41,23 @@ def quiet_third_party() -> None:
         logger.addFilter(_DropMessage("Repo card metadata block was not found"))
 
 
+def check_device(name: str | None) -> str | None:
+    """`--device` of the stage-1 commands checked before anything is loaded or written: cpu, cuda or cuda:N
+    (None: the command's default). A misspelt or unusable device is one error line, not torch's traceback."""
+    if name is None:
+        return None
+    import torch
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise RunError(f"--device {name!r}: expected cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise RunError(f"--device {name!r}: expected cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RunError(f"--device {name}: no CUDA device here")
+    return name
+
+
 def run_level_errors(command: str):
     """Decorator: run-level failures (`RunError`, a missing or undecodable input file) become one
     `error:` line and exit code 2; any other exception (a KeyError or ValueError from torch, diffusers,

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import JSON_OPT, RunError, emit, err, progress_bar, run_level_errors
+from .common import JSON_OPT, RunError, check_device, emit, err, progress_bar, run_level_errors
 
 # Options the sampling commands (generate, inpaint-defect) share; device also train-diffusion's.
 MODEL_OPT = typer.Option(..., "--model", help="Trained model folder (train-diffusion --out).")
@@ -68,6 +68,7 @@ def precompute_cmd(
     from contextlib import nullcontext
 
     from ..diffusion.precompute import precompute
+    check_device(device)
     with (progress_bar("precompute") if _rank() == 0 else nullcontext(_NoBar())) as bar:
         summary = precompute(data, components, out, split=split, where=where, batch_size=batch_size,
                              shard_size=shard_size, flip=flip, device=device or _device(), dtype=dtype,
@@ -167,6 +168,7 @@ def generate_cmd(
     from ..diffusion.generate import generate
     if (prompt is None) == (image is None):
         raise RunError("give exactly one of --prompt and --image")
+    check_device(device)
     err.print("generating ...")
     summary = generate(model, out, prompt=prompt, image=image, n=n, steps=steps, guidance=guidance, seed=seed,
                        device=device)
@@ -187,6 +189,7 @@ def inpaint_cmd(
 ) -> None:
     """Paint a described defect into a normal image inside a mask; pixels away from the mask stay the input's."""
     from ..diffusion.inpaint import inpaint_defect
+    check_device(device)
     err.print("inpainting ...")
     summary = inpaint_defect(model, image, mask, prompt, out, steps=steps, guidance=guidance, seed=seed, device=device)
     if summary.get("mask_from", "").startswith("luminance"):

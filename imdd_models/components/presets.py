@@ -57,6 +57,17 @@ TINY_VISION = {
     "image_size": 32, "patch_size": 8, "projection_dim": 512, "hidden_act": "quick_gelu",
 }
 
+# `small`: the CPU real-data preset (issue 29 item 7): 128 px, a 3-level U-Net, a VAE wide enough that its
+# stride-4/8 taps carry texture; stage 1 + stage 2 train in minutes on two cores (bench/seg_real.py).
+SMALL_UNET = {
+    "sample_size": 16, "in_channels": 4, "out_channels": 4, "layers_per_block": 1,
+    "block_out_channels": [32, 64, 128],
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"], "cross_attention_dim": 32,
+    "attention_head_dim": 8, "norm_num_groups": 8,
+}
+SMALL_VAE = {**TINY_VAE, "block_out_channels": [16, 32, 64, 64], "sample_size": 128}
+
 SD_VAE = {
     "in_channels": 3, "out_channels": 3, "latent_channels": 4, "block_out_channels": [128, 256, 512, 512],
     "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
@@ -76,6 +87,10 @@ PRESETS = {
         "resolution": 64,  # images are resized to this before VAE encoding (latents 8x8)
         "unet": TINY_UNET, "vae": TINY_VAE, "text_encoder": TINY_TEXT, "image_encoder": TINY_VISION,
         "clip_text": TINY_TEXT, "image_size": 32,  # the image tower's input (feature extractor crop)
+    },
+    "small": {
+        "resolution": 128, "unet": SMALL_UNET, "vae": SMALL_VAE, "text_encoder": TINY_TEXT,
+        "image_encoder": TINY_VISION, "clip_text": TINY_TEXT, "image_size": 32,
     },
     # The sd15 shapes with random weights: throughput benchmarks on machines that cannot download.
     "sd15-random": {

@@ -50,13 +50,16 @@ def _pretrained(cls, ident: str, subfolder: str, **load):
             return cls.from_pretrained(str(folder), **load)
         except (OSError, ValueError) as exc:
             raise FileNotFoundError(f"{folder}: cannot load {cls.__name__} ({str(exc).splitlines()[0]})") from None
+    if ident.startswith(("/", "./", "../", "~")):  # a local path that is not there: not worth a Hub look-up
+        raise FileNotFoundError(f"{ident}: cannot load {cls.__name__}: no such folder "
+                                "(a Hub model id looks like org/name)")
     errors = []
     for kwargs in ({"subfolder": subfolder}, {}):  # a pipeline repo first: a bare repo id may load empty
         try:
             return cls.from_pretrained(ident, **kwargs, **load)
         except Exception as exc:  # noqa: BLE001  (OSError, HTTP errors, offline): report them all at once
             errors.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    raise FileNotFoundError(f"{ident}: cannot load {cls.__name__} ({'; '.join(errors)})")
+    raise FileNotFoundError(f"{ident}: cannot load {cls.__name__} ({'; '.join(dict.fromkeys(errors))})")
 
 
 def _random_parts(preset: dict, seed: int) -> dict:

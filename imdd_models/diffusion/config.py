@@ -49,6 +49,9 @@ PRESET_OVERRIDES = {
     "sd15": {},
     "tiny": {"batch_size": 4, "learning_rate": 1e-3, "warmup_steps": 5, "shuffle_buffer": 16, "num_workers": 0,
              "checkpoint_every": 1000, "ema_decay": 0.999, "log_every": 5},
+    # `small`: components --preset small (128 px) on a CPU, minutes not hours (bench/seg_real.py).
+    "small": {"batch_size": 8, "learning_rate": 5e-4, "warmup_steps": 20, "shuffle_buffer": 256, "num_workers": 0,
+              "checkpoint_every": 1000, "ema_decay": 0.99, "log_every": 10},
 }
 
 

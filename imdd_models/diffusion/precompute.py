@@ -40,6 +40,8 @@ from imdd_build.errors import RunError
 
 from ..components import load_components
 from ..data import BadSample, decode_record, resolve
+from ..data.columns import iter_light
+from ..data.explain import no_records_message
 from ..data.sources import LATENT_MANIFEST, shard_rows, wanted_split
 from ..data.stream import slot_parts
 from ..data.where import parse_where, selected
@@ -208,6 +210,10 @@ def precompute(data: str, components: Path, out: Path, split: str | None = None,
         raise RunError(f"{data}: already latent shards; give the image shards")
     if not source.shards:
         raise RunError(f"{data}: no shards of split {split!r}")
+    # A selection that is empty (an unknown split, a --where naming no field or matching nothing) is an error
+    # before anything is written: the first selected row is looked for in the light columns (no pixels read).
+    if next(iter_light(source, wanted_split(split), where), None) is None:
+        raise RunError(no_records_message(data, split, where))
     options = {"data": str(data), "components": str(Path(components).resolve()), "split": split, "where": where,
                "shard_size": shard_size, "flip": flip, "processes": world, "dtype": dtype}
     manifest_path = out / LATENT_MANIFEST
@@ -295,8 +301,9 @@ def precompute(data: str, components: Path, out: Path, split: str | None = None,
     bad = sum(s["bad"] for s in states)
     bad_examples = [e for s in states for e in s["bad_examples"]][:20]
     if samples == 0:
-        raise RunError(f"{data}: no usable samples (split={split}, where={where})"
-                       + (f"; {bad} bad, first: {bad_examples[0]}" if bad_examples else ""))
+        if not bad:
+            raise RunError(no_records_message(data, split, where))
+        raise RunError(f"{data}: no usable samples (split={split}, where={where}); {bad} bad, first: {bad_examples[0]}")
     splits: dict[str, int] | None = {}
     for s in states:
         if s.get("splits") is None:

@@ -41,6 +41,7 @@ from .._compat import hf_ready
 from ..components import load_components
 from ..data import resolve
 from ..data.count import samples_in
+from ..data.explain import no_records_message
 from ..data.stream import StreamConfig, consumed_positions, seeded
 from .batches import make_loader
 from .checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint, tensor_state, untensor_state
@@ -221,6 +222,10 @@ def train_diffusion(config_spec: str | None, data: str, components: Path, out: P
     saved_state = json.loads((existing[-1] / "state.json").read_text()) if resume else {}
     if seed is None:
         seed = saved_state.get("seed", 0)  # the data order and noise continue from the run's own seed
+    source = resolve(data, split)  # the data is checked before anything is created in `out`
+    samples = samples_in(source, split, where)
+    if samples == 0:
+        raise TrainError(no_records_message(data, split, where))
     gpu = torch.cuda.is_available()
     accum = config.gradient_accumulation_steps
     accelerator = Accelerator(cpu=not gpu, mixed_precision=config.mixed_precision if gpu else "no",
@@ -235,10 +240,6 @@ def train_diffusion(config_spec: str | None, data: str, components: Path, out: P
     if frozen == "auto":
         frozen = config.mixed_precision if device.type == "cuda" and config.mixed_precision != "no" else "fp32"
     comps = load_components(components, device=device, dtype=DTYPES[frozen])
-    source = resolve(data, split)
-    samples = samples_in(source, split, where)
-    if samples == 0:
-        raise TrainError(f"{data}: no samples (split={split}, where={where})")
     steps_per_epoch = max(1, samples // (world * config.batch_size)) if samples else None
     if steps_per_epoch is not None:
         steps_per_epoch = max(1, steps_per_epoch // accum)  # optimizer steps

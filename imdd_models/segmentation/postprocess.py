@@ -1,11 +1,14 @@
 """Model outputs -> what a person and the evaluation read: per-class maps, masks, boxes, scores.
 
-Mask2Former's semantic inference: class probabilities (softmax over the K names + no-object, no-object
-dropped) times the sigmoid query masks, summed over queries, gives one map per class (upsampled to the
-512x512 canvas, clipped to [0, 1]). The anomaly map is the per-pixel maximum over classes; a class's image
-score is its map's maximum, the image score the maximum over classes. A class's mask is its map at or above
-the threshold where it is the top class; boxes are that mask's connected regions (8-connected), scored by the
-map's maximum inside.
+Mask2Former's semantic inference, kept in [0, 1] without saturating: per query, the class probability
+(softmax over the K names + no-object, no-object dropped) times its sigmoid mask (upsampled to the 512x512
+canvas) is the chance that the query marks the pixel as that class; the class map is the chance that any
+query does (noisy-OR, 1 - prod_q (1 - p_qk m_q)). A single confident query gives p m as Mask2Former's sum;
+the plain sum clipped to [0, 1] tied every pixel where several queries overlapped at 1.0 (an untrained
+16-query head: the whole canvas), which left pixel AUROC without a ranking there. The anomaly map is the
+per-pixel maximum over classes; a class's image score is its map's maximum, the image score the maximum over
+classes. A class's mask is its map at or above the threshold where it is the top class; boxes are that mask's
+connected regions (8-connected), scored by the map's maximum inside.
 """
 
 from __future__ import annotations
@@ -34,9 +37,20 @@ class ImageResult:
 
 def semantic_maps(masks: torch.Tensor, logits: torch.Tensor, size: int) -> torch.Tensor:
     """(B, Q, h, w) mask logits and (B, Q, K+1) class logits -> (B, K, size, size) maps in [0, 1]."""
-    probs = logits.float().softmax(-1)[..., :-1]
-    up = F.interpolate(masks.float(), size=(size, size), mode="bilinear", align_corners=False).sigmoid()
-    return torch.einsum("bqk,bqhw->bkhw", probs, up).clamp(0, 1)
+    return semantic_maps_from_probs(masks, logits.float().softmax(-1), size)
+
+
+def _noisy_or(masks: torch.Tensor, probs: torch.Tensor, size: int) -> torch.Tensor:
+    """1 - prod_q (1 - probs[b, q, k] * sigmoid(up(masks[b, q]))), one query at a time (memory of one map)."""
+    log_none = None
+    for q in range(masks.shape[1]):
+        up = F.interpolate(masks[:, q:q + 1].float(), size=(size, size), mode="bilinear",
+                           align_corners=False).sigmoid()
+        term = torch.log1p(-(probs[:, q, :, None, None] * up).clamp(max=1 - 1e-7))
+        log_none = term if log_none is None else log_none + term
+    if log_none is None:
+        return masks.new_zeros(masks.shape[0], probs.shape[-1], size, size, dtype=torch.float32)
+    return (-torch.expm1(log_none)).clamp(0, 1)
 
 
 def boxes_of(mask: np.ndarray, score_map: np.ndarray, label: str) -> list[dict]:
@@ -74,5 +88,4 @@ def summarize(maps: np.ndarray, classes: list[str], threshold: float) -> ImageRe
 
 def semantic_maps_from_probs(masks: torch.Tensor, probs: torch.Tensor, size: int) -> torch.Tensor:
     """As `semantic_maps`, from (B, Q, K+1) class probabilities (an ensemble's) instead of logits."""
-    up = F.interpolate(masks.float(), size=(size, size), mode="bilinear", align_corners=False).sigmoid()
-    return torch.einsum("bqk,bqhw->bkhw", probs.float()[..., :-1], up).clamp(0, 1)
+    return _noisy_or(masks, probs.float()[..., :-1], size)
