@@ -9,7 +9,9 @@ Measured, each beside what it is compared with in the same run, with the peak GP
   stage1_eager:     `train_diffusion` full step (sd15-random components, bf16, precomputed latents read through
                     the real loader, CLIP text tower online, captioner, EMA, clipping), batch 32, eager,
                     vs the plain diffusers U-Net step at the same batch (`bench/train_throughput.py`'s baseline)
-  stage1_compiled:  the same at batch 64 with torch.compile (both sides compiled)
+  stage1_compiled:  the same at batch 64 with torch.compile (both sides compiled); the plain step at 64 peaked at
+                    77.4 GiB of 80 (gpu-baseline.md), so EMA's fp32 copy (3.4 GB) may not fit: on out-of-memory
+                    the section is measured again without EMA and says so (`ema`, `oom_with_ema`)
   precompute:       `precompute` img/s (512x512 image shards -> VAE latents + CLIP image embeddings)
   stage2_train:     `train-seg --config paper` samples/s on frozen sd15-random features (bf16)
   stage2_predict:   `predict` images/s with that model
@@ -44,9 +46,9 @@ TARGETS = {"stage1_img_s": 200.0, "stage1_vs_compiled_diffusers": 1.0, "precompu
 SECTIONS = ("stage1_eager", "stage1_compiled", "precompute", "stage2_train", "stage2_predict")
 SECTION_KEYS = {
     "stage1_eager": ("batch", "compile", "imdd_img_s", "diffusers_img_s", "ratio", "imdd_peak_gib",
-                     "diffusers_peak_gib"),
+                     "diffusers_peak_gib", "ema", "oom_with_ema"),
     "stage1_compiled": ("batch", "compile", "imdd_img_s", "diffusers_img_s", "ratio", "imdd_peak_gib",
-                        "diffusers_peak_gib"),
+                        "diffusers_peak_gib", "ema", "oom_with_ema"),
     "precompute": ("images", "img_s", "peak_gib"),
     "stage2_train": ("config", "batch", "steps", "samples_s", "peak_gib"),
     "stage2_predict": ("images", "images_s", "peak_gib"),
@@ -106,24 +108,41 @@ def stage1(comps_dir: Path, latents: Path, work: Path, batch: int, compile_: boo
     plain = baseline_step_rate(unet_config, unet_config["cross_attention_dim"], batch, sizes["steps"],
                                sizes["warmup"], compile_, device)
     plain_peak = _peak(device)
-    _reset_peak(device)
-    _reset_accelerate()
-    config = work / f"stage1-{batch}-{int(compile_)}.yaml"
-    config.write_text(f"base: sd15\nbatch_size: {batch}\ncompile: {str(compile_).lower()}\n"
-                      f"num_workers: {sizes['workers']}\ncheckpoint_every: 1000000\ncheckpoint_every_minutes: 0\n"
-                      "log_every: 1000000\nshuffle_buffer: 256\nwarmup_steps: 0\n")
+    last = sizes["warmup"] + sizes["steps"]
     times: dict[int, float] = {}
 
     def on_step(step: int, _loss) -> None:
-        _sync(device)
-        times[step] = time.perf_counter()
+        if step in (sizes["warmup"], last):  # only there: a sync per step would stall the queued GPU work
+            _sync(device)
+            times[step] = time.perf_counter()
 
-    last = sizes["warmup"] + sizes["steps"]
-    train_diffusion(str(config), str(latents), comps_dir, work / f"run-{batch}-{int(compile_)}", max_steps=last,
-                    on_step=on_step, save_at_end=False)
+    def run(ema: bool) -> None:
+        _reset_peak(device)
+        _reset_accelerate()
+        times.clear()
+        config = work / f"stage1-{batch}-{int(compile_)}-{int(ema)}.yaml"
+        config.write_text(f"base: sd15\nbatch_size: {batch}\ncompile: {str(compile_).lower()}\n"
+                          f"num_workers: {sizes['workers']}\ncheckpoint_every: 1000000\n"
+                          f"checkpoint_every_minutes: 0\nlog_every: 1000000\nshuffle_buffer: 256\nwarmup_steps: 0\n"
+                          f"use_ema: {str(ema).lower()}\n")
+        train_diffusion(str(config), str(latents), comps_dir, work / f"run-{batch}-{int(compile_)}-{int(ema)}",
+                        max_steps=last, on_step=on_step, save_at_end=False)
+
+    ema, oom = True, None
+    try:
+        run(ema=True)
+    except torch.cuda.OutOfMemoryError as exc:  # batch 64 compiled is at the card's limit without EMA's 3.4 GB
+        oom = str(exc).splitlines()[0][:200]
+    if oom is not None:  # outside the except block: the failed run's frames (and GPU tensors) are gone by now
+        log(f"out of memory with EMA ({oom}); measuring again without EMA")
+        import gc
+        gc.collect()
+        ema = False
+        run(ema=False)
     imdd = _rate(times, sizes["warmup"], last, batch)
     return {"batch": batch, "compile": compile_, "imdd_img_s": imdd, "diffusers_img_s": round(plain, 2),
-            "ratio": round(imdd / plain, 3), "imdd_peak_gib": _peak(device), "diffusers_peak_gib": plain_peak}
+            "ratio": round(imdd / plain, 3), "imdd_peak_gib": _peak(device), "diffusers_peak_gib": plain_peak,
+            "ema": ema, "oom_with_ema": oom}
 
 
 def image_shards(demo: Path, out: Path, n: int) -> Path:
@@ -177,13 +196,14 @@ def stage2(diffusion: Path, demo: Path, work: Path, sizes: dict, device: str) ->
     _reset_accelerate()
     _reset_peak(device)
     times: dict[int, float] = {}
-
-    def progress(step: int, _total: int) -> None:
-        _sync(device)
-        times[step] = time.perf_counter()
-
     precision = "bf16" if device == "cuda" else "no"
     last = sizes["seg_warmup"] + sizes["seg_steps"]
+
+    def progress(step: int, _total: int) -> None:
+        if step in (sizes["seg_warmup"], last):
+            _sync(device)
+            times[step] = time.perf_counter()
+
     opts = TrainOptions(diffusion=diffusion, data=str(demo), config=sizes["seg_config"], out=work / "seg",
                         max_steps=last, split=None, save_every=10**9, mixed_precision=precision)
     summary = train_seg(opts, progress=progress)

@@ -141,26 +141,17 @@ class Catalog(Handle):
             unknown = sorted(set(fields) - set(CAPTION_FIELDS) - {"_expect_caption"})
             if unknown:
                 raise ValueError(f"caption write for {key!r}: {', '.join(unknown)} are not caption fields")
-        now = time.time()
-        rows = []
-        keys = list(updates)
-        with self.transaction():
-            for start in range(0, len(keys), 500):
-                part = keys[start:start + 500]
-                found = self.db.execute(f"SELECT key, data FROM records WHERE key IN ({','.join('?' * len(part))})",
-                                        part).fetchall()
-                for key, data in found:
-                    current = Record.model_validate_json(data)
-                    fields = dict(updates[key])
-                    expect = fields.pop("_expect_caption", None)
-                    if expect is not None and current.caption != expect:
-                        continue
-                    if not allow_protected and is_protected(current):
-                        continue
-                    record = current.model_copy(update=fields)
-                    rows.append((record.model_dump_json(), record.caption_status, now, key))
-            self.db.executemany("UPDATE records SET data = ?, caption_status = ?, updated_at = ? WHERE key = ?", rows)
-        return len(rows)
+
+        def update(current: Record) -> tuple | None:
+            fields = dict(updates[current.key])
+            expect = fields.pop("_expect_caption", None)
+            if expect is not None and current.caption != expect:
+                return None
+            if not allow_protected and is_protected(current):
+                return None
+            record = current.model_copy(update=fields)
+            return record.model_dump_json(), record.caption_status
+        return self._rewrite(list(updates), update, "caption_status")
 
     def set_captions(self, records: Iterable[Record]) -> int:
         """`write_captions` with the caption fields of `records` (protected captions included: the
@@ -185,6 +176,18 @@ class Catalog(Handle):
         return self._rewrite_splits(sorted(set(keys)), own)
 
     def _rewrite_splits(self, keys: list[str], new) -> int:
+        def update(current: Record) -> tuple | None:
+            split, origin, sample = new(current)
+            if (current.split, current.split_origin, current.sample_split) == (split, origin, sample):
+                return None
+            record = Record.model_validate({**current.model_dump(), "split": split, "split_origin": origin,
+                                            "sample_split": sample})
+            return record.model_dump_json(), record.split
+        return self._rewrite(keys, update, "split")
+
+    def _rewrite(self, keys: list[str], update, column: str) -> int:
+        """Re-read `keys` inside one transaction (pages of 500) and write what `update(record)` returns:
+        None (leave it) or (data JSON, value of the indexed `column`). Returns the number written."""
         if not keys:
             return 0
         now = time.time()
@@ -195,14 +198,10 @@ class Catalog(Handle):
                 found = self.db.execute(f"SELECT key, data FROM records WHERE key IN ({','.join('?' * len(part))})",
                                         part).fetchall()
                 for key, data in found:
-                    current = Record.model_validate_json(data)
-                    split, origin, sample = new(current)
-                    if (current.split, current.split_origin, current.sample_split) == (split, origin, sample):
-                        continue
-                    record = Record.model_validate({**current.model_dump(), "split": split, "split_origin": origin,
-                                                    "sample_split": sample})
-                    rows.append((record.model_dump_json(), record.split, now, key))
-            self.db.executemany("UPDATE records SET data = ?, split = ?, updated_at = ? WHERE key = ?", rows)
+                    new = update(Record.model_validate_json(data))
+                    if new is not None:
+                        rows.append((*new, now, key))
+            self.db.executemany(f"UPDATE records SET data = ?, {column} = ?, updated_at = ? WHERE key = ?", rows)
         return len(rows)
 
     def iter_records(self, source: str | None = None, split: str | None = None,

@@ -20,6 +20,8 @@ app = typer.Typer(name="imdd-models", help="Train and use diffusion and segmenta
 @app.callback()
 def _group() -> None:
     """Train and use diffusion and segmentation models on IMDD shards."""
+    from .common import quiet_third_party
+    quiet_third_party()
 
 
 diffusion.register(app)

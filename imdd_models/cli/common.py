@@ -18,6 +18,46 @@ from imdd_build.errors import RunError  # noqa: F401  (one run-level error type 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON object as the last line of stdout.")
 
 
+class _DropMessage:
+    """A logging filter that drops the records whose message starts with `prefix`, nothing else."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+def quiet_third_party() -> None:
+    """Silence the third-party messages a normal run cannot fix, each narrowly (one logger, one message).
+
+    - huggingface_hub's "Repo card metadata block was not found": `datasets.load_dataset` on a folder or Hub
+      repo whose README.md has no YAML block (any plain README beside WebDataset tars) logs it, once per load,
+      although the card is never used; the data loads the same. Only that message of that logger is dropped.
+    """
+    import logging
+    logger = logging.getLogger("huggingface_hub.repocard")
+    if not any(isinstance(f, _DropMessage) for f in logger.filters):
+        logger.addFilter(_DropMessage("Repo card metadata block was not found"))
+
+
+def check_device(name: str | None) -> str | None:
+    """`--device` of the stage-1 commands checked before anything is loaded or written: cpu, cuda or cuda:N
+    (None: the command's default). A misspelt or unusable device is one error line, not torch's traceback."""
+    if name is None:
+        return None
+    import torch
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise RunError(f"--device {name!r}: expected cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise RunError(f"--device {name!r}: expected cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RunError(f"--device {name}: no CUDA device here")
+    return name
+
+
 def run_level_errors(command: str):
     """Decorator: run-level failures (`RunError`, a missing or undecodable input file) become one
     `error:` line and exit code 2; any other exception (a KeyError or ValueError from torch, diffusers,

@@ -7,13 +7,14 @@ from typing import Optional
 
 import typer
 
-from .common import JSON_OPT, RunError, emit, err, progress_bar, run_level_errors
+from .common import JSON_OPT, RunError, check_device, emit, err, progress_bar, run_level_errors
 
 # Options the sampling commands (generate, inpaint-defect) share; device also train-diffusion's.
 MODEL_OPT = typer.Option(..., "--model", help="Trained model folder (train-diffusion --out).")
 STEPS_OPT = typer.Option(30, "--steps", min=1, help="Sampling steps (DDIM).")
 GUIDANCE_OPT = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale.")
-SEED_OPT = typer.Option(0, "--seed")
+SEED_OPT = typer.Option(0, "--seed", help="Seed of the initial noise: the same seed, model and options give "
+                                           "the same images.")
 DEVICE_OPT = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available).")
 
 
@@ -27,12 +28,20 @@ def components_cmd(
     image_encoder: Optional[str] = typer.Option(None, "--image-encoder",
                                                 help="CLIP image tower id/path (sd15: openai/clip-vit-base-patch32)."),
     seed: int = typer.Option(0, "--seed", help="tiny: seed of the random initialisation."),
+    clip_text: str = typer.Option("auto", "--clip-text",
+                                  help="CLIP text tower for predict's CLIP ensemble (clip_text_encoder/ + "
+                                       "clip_tokenizer/): auto = the image tower's own when it is pretrained, none "
+                                       "for a random image tower (a random text tower only adds noise); none; "
+                                       "random (tests); or a CLIP model's hub id/folder."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Write the frozen parts (VAE, CLIP text and image towers, tokenizer, image processor), the SD scheduler
-    and the U-Net/captioner configs of a preset."""
+    and the U-Net/captioner configs of a preset; for a pretrained CLIP image tower also its CLIP text tower."""
     from ..components import write_components
-    summary = write_components(preset, out, vae=vae, text_encoder=text_encoder, image_encoder=image_encoder, seed=seed)
+    summary = write_components(preset, out, vae=vae, text_encoder=text_encoder, image_encoder=image_encoder, seed=seed,
+                               clip_text=clip_text)
+    for message in summary["warnings"]:
+        err.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
     emit({"command": "components", **summary}, as_json)
 
 
@@ -59,6 +68,7 @@ def precompute_cmd(
     from contextlib import nullcontext
 
     from ..diffusion.precompute import precompute
+    check_device(device)
     with (progress_bar("precompute") if _rank() == 0 else nullcontext(_NoBar())) as bar:
         summary = precompute(data, components, out, split=split, where=where, batch_size=batch_size,
                              shard_size=shard_size, flip=flip, device=device or _device(), dtype=dtype,
@@ -158,6 +168,7 @@ def generate_cmd(
     from ..diffusion.generate import generate
     if (prompt is None) == (image is None):
         raise RunError("give exactly one of --prompt and --image")
+    check_device(device)
     err.print("generating ...")
     summary = generate(model, out, prompt=prompt, image=image, n=n, steps=steps, guidance=guidance, seed=seed,
                        device=device)
@@ -178,8 +189,12 @@ def inpaint_cmd(
 ) -> None:
     """Paint a described defect into a normal image inside a mask; pixels away from the mask stay the input's."""
     from ..diffusion.inpaint import inpaint_defect
+    check_device(device)
     err.print("inpainting ...")
     summary = inpaint_defect(model, image, mask, prompt, out, steps=steps, guidance=guidance, seed=seed, device=device)
+    if summary.get("mask_from", "").startswith("luminance"):
+        err.print(f"note: {mask}: the mask was taken from the {summary['mask_from']} (white = defect)",
+                  markup=False)
     emit({"command": "inpaint-defect", **summary}, as_json)
 
 

@@ -21,14 +21,16 @@ def _warn(message: str) -> None:
 
 
 def evaluate_cmd(
-    predictions: Path = typer.Option(..., "--predictions", help="Predictions folder (predictions.jsonl + .npy maps)."),
+    predictions: Path = typer.Option(..., "--predictions",
+                                     help="Predictions folder (predictions.jsonl, .npy anomaly maps, class maps)."),
     data: str = typer.Option(..., "--data", help="Shard folder, WebDataset tar URL(s) or Hub dataset id."),
     split: Optional[str] = typer.Option(None, "--split",
                                         help="Split to score ('all' for every split; default: the split predict "
                                              "recorded in meta.json, else test)."),
     where: Optional[str] = typer.Option(None, "--where", help="Only records matching FIELD=VALUE[,...]."),
     classes_seen: Optional[str] = typer.Option(None, "--classes-seen",
-                                               help="Seen classes a,b: adds seen/unseen results (others unseen)."),
+                                               help="Seen classes a,b: adds seen/unseen results and mIoU means "
+                                                    "(others unseen)."),
     class_split: Optional[Path] = typer.Option(None, "--class-split",
                                                help="Class split file (base = seen, novel = unseen)."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the result as Markdown tables."),

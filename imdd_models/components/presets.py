@@ -4,6 +4,9 @@
 Both keep the SD factors: an 8x VAE with four levels and 4 latent channels (scaling 0.18215), a CLIP
 text tower with 77 tokens and the real CLIP tokenizer, a CLIP image tower with a 512-d projection, and
 the SD scaled-linear DDPM schedule (T=1000, betas 0.00085..0.012).
+
+`clip_text` is the shape of a *random* CLIP text tower with projection (`components --clip-text random`, for
+tests); a pretrained image tower brings its own (writer.py).
 """
 
 from __future__ import annotations
@@ -72,6 +75,10 @@ SD_VAE = {
 }
 CLIP_L14_TEXT = {**TINY_TEXT, "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
                  "num_attention_heads": 12, "projection_dim": 768}
+# CLIP ViT-B/32's text tower (with its 512-d projection): the shape of a random `--clip-text random` tower for the
+# sd15 shapes (the tiny one is TINY_TEXT with the image tower's projection width).
+CLIP_B32_TEXT = {**TINY_TEXT, "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
+                 "num_attention_heads": 8, "projection_dim": 512}
 CLIP_B32_VISION = {**TINY_VISION, "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
                    "num_attention_heads": 12, "image_size": 224, "patch_size": 32}
 
@@ -79,22 +86,23 @@ PRESETS = {
     "tiny": {
         "resolution": 64,  # images are resized to this before VAE encoding (latents 8x8)
         "unet": TINY_UNET, "vae": TINY_VAE, "text_encoder": TINY_TEXT, "image_encoder": TINY_VISION,
-        "image_size": 32,  # the image tower's input (feature extractor crop)
+        "clip_text": TINY_TEXT, "image_size": 32,  # the image tower's input (feature extractor crop)
     },
     "small": {
         "resolution": 128, "unet": SMALL_UNET, "vae": SMALL_VAE, "text_encoder": TINY_TEXT,
-        "image_encoder": TINY_VISION, "image_size": 32,
+        "image_encoder": TINY_VISION, "clip_text": TINY_TEXT, "image_size": 32,
     },
     # The sd15 shapes with random weights: throughput benchmarks on machines that cannot download.
     "sd15-random": {
         "resolution": 512, "unet": SD15_UNET, "vae": SD_VAE, "text_encoder": CLIP_L14_TEXT,
-        "image_encoder": CLIP_B32_VISION, "image_size": 224,
+        "image_encoder": CLIP_B32_VISION, "clip_text": CLIP_B32_TEXT, "image_size": 224,
     },
     "sd15": {
         "resolution": 512, "unet": SD15_UNET, "image_size": 224,
         "vae": "stable-diffusion-v1-5/stable-diffusion-v1-5",
         "text_encoder": "openai/clip-vit-large-patch14",
         "image_encoder": "openai/clip-vit-base-patch32",
+        "clip_text": CLIP_B32_TEXT,  # only for `--clip-text random`; by default the image tower's own CLIP text tower
     },
 }
 

@@ -7,11 +7,13 @@ either layout).
     and every other field the shard carries: split, source, domain, product, label, defect_types,
     defect_labels, boxes [{label, x0, y0, x1, y1}], has_mask, has_class_mask, attributes {...}, geometry {...},
     caption_source, caption_status, caption_meta (dict), source_attributes (dict), license, ...
-Bad samples (undecodable pixels) are skipped and counted in a `ReadStats`; `where` filters on any field
-(`source=demo,label=defective,split=test`, see `where.py`). `iter_raw` gives the same rows with the pixels
+Bad samples (undecodable pixels) are skipped and counted in a `ReadStats`; `split` keeps the rows whose own
+`split` field says it (no split and `all`: every split; file names only narrow which shards are opened);
+`where` filters on any field (`source=demo,label=defective,split=test`, see `where.py`), on latent shards too. `iter_raw` gives the same rows with the pixels
 still encoded (`image_bytes`, `mask_bytes`, `class_mask_bytes`). `resolve(data)` lists the shards; a folder written by
 `imdd-models precompute` resolves to latent shards (kind "latents") that training reads instead.
-Training streams through `imdd_models.data.stream` (shard shuffle, shuffle buffer, node/worker split).
+Training streams through `imdd_models.data.stream` (shard shuffle, shuffle buffer, shards dealt to
+(rank, worker) slots); `count.samples_in(source, split, where)` is its steps-per-epoch count.
 """
 
 from .records import BadSample, ReadStats, decode_record, iter_raw, iter_records

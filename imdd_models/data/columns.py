@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from imdd_build.errors import RunError
+
 from .records import ReadStats
 from .sources import DataSource, _normalize, _sample_row, resolve, shard_rows
 from .where import matches, parse_where
@@ -87,7 +89,7 @@ def iter_light(data: DataSource | str, split: str | None = None, where: str | No
     """Light rows (see the module docstring): `fields` and `_loc` = (shard index, position or key)."""
     source = _source(data, split)
     if source.kind != "images":
-        raise ValueError(f"{source.spec}: light columns need an image shard source (not {source.kind})")
+        raise RunError(f"{source.spec}: holds {source.kind}, not image shards (train-seg reads image shards)")
     terms = parse_where(where)
     stats = stats if stats is not None else ReadStats()
     wanted = set(fields) | {"key", "split"} | _where_fields(terms)
@@ -121,21 +123,23 @@ def read_rows(data: DataSource | str, split: str | None, locs: list[tuple[int, o
             found[(shard_index, place)] = row
     missing = [loc for loc in locs if tuple(loc) not in found]
     if missing:
-        raise ValueError(f"{source.spec}: {len(missing)} chosen rows not found on the second read "
+        raise RunError(f"{source.spec}: {len(missing)} chosen rows not found on the second read "
                          f"(first {missing[0]}); did the shards change?")
     return [found[tuple(loc)] for loc in locs]
 
 
 def _parquet_take(path: str, positions: list[int]) -> Iterator[tuple[int, dict]]:
     """(position, raw row) of the given file positions, reading only the row groups that hold them."""
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)  # stream a row group's pages
     start = 0
     pending = list(positions)
     for group in range(pf.metadata.num_row_groups):
         n = pf.metadata.row_group(group).num_rows
         here = [p for p in pending if start <= p < start + n]
         if here:
-            table = pf.read_row_group(group).take([p - start for p in here])
-            for p, row in zip(here, table.to_pylist()):
+            # one row group at a time, released before the next is read (the chosen rows copied out first)
+            rows = pf.read_row_group(group, use_threads=False).take([p - start for p in here]).to_pylist()
+            for p, row in zip(here, rows):
                 yield p, _normalize(row)
+            del rows
         start += n

@@ -9,6 +9,7 @@ is unknown without streaming remote data (Hub ids, tar URLs): the caller asks fo
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -24,11 +25,41 @@ def _all_latent_shards(source: DataSource) -> bool:
     return len(source.shards) == len(list((Path(source.spec) / "latents").glob("*.parquet")))
 
 
-def _metadata_rows(path: str):
-    """A Parquet shard's rows without its pixel (or latent) columns."""
-    names = [n for n in pq.read_schema(path).names if n not in _PIXEL_COLUMNS]
+def _metadata_rows(path: str, needed: set[str]):
+    """A Parquet shard's rows with only the `needed` top-level fields (and a latent shard's `fields` JSON
+    when one of them has no column of its own): never the pixel or latent columns."""
+    schema = [n for n in pq.read_schema(path).names if n not in _PIXEL_COLUMNS]
+    names = [n for n in schema if n in needed]
+    if "fields" in schema and not needed <= set(names):
+        names.append("fields")
+    if not names:  # none of them stored: every row lacks them
+        yield from ({} for _ in range(pq.ParquetFile(path).metadata.num_rows))
+        return
     for row in pq.read_table(path, columns=names).to_pylist():
-        yield row if "fields" in row else _normalize(row)
+        yield _normalize(row)
+
+
+def row_counts(shards: list) -> list[int] | None:
+    """Rows of each shard from the Parquet footers (None: not every shard is a local Parquet or latent file)."""
+    if not all(shard.kind in ("parquet", "latents") and Path(shard.location).is_file() for shard in shards):
+        return None
+    return [pq.ParquetFile(shard.location).metadata.num_rows for shard in shards]
+
+
+def shard_counts(shards: list, split: str | None = None, where: str | None = None) -> list[int] | None:
+    """Rows of each shard that `--split`/`--where` keep, from metadata alone (None: not every shard is a
+    local Parquet or latent file, whose counting would mean streaming the data)."""
+    if not all(shard.kind in ("parquet", "latents") and Path(shard.location).is_file() for shard in shards):
+        return None
+    return list(_counts(tuple(shard.location for shard in shards), wanted_split(split), where))
+
+
+@lru_cache(maxsize=8)
+def _counts(locations: tuple[str, ...], split: str | None, where: str | None) -> tuple[int, ...]:
+    """Per-file counts, once per process for the same files and filters (steps per epoch, then the stream)."""
+    terms = parse_where(where)
+    needed = {"split"} | {name.split(".")[0] for name, _, _ in terms}
+    return tuple(sum(1 for row in _metadata_rows(path, needed) if selected(row, split, terms)) for path in locations)
 
 
 def samples_in(source: DataSource, split: str | None = None, where: str | None = None) -> int | None:
@@ -50,13 +81,9 @@ def samples_in(source: DataSource, split: str | None = None, where: str | None =
                        if s["format"] == fmt and split in (None, s.get("split")))
         except (OSError, ValueError, KeyError, TypeError):
             pass
-    count = 0
-    for shard in source.shards:
-        if shard.kind in ("parquet", "latents"):
-            rows = _metadata_rows(shard.location)
-        elif shard.kind == "webdataset" and Path(shard.location).is_file():
-            rows = shard_rows(shard)
-        else:
-            return None
-        count += sum(1 for row in rows if selected(row, split, terms))
-    return count
+    counts = shard_counts(source.shards, split, where)
+    if counts is not None:
+        return sum(counts)
+    if not all(shard.kind == "webdataset" and Path(shard.location).is_file() for shard in source.shards):
+        return None
+    return sum(1 for shard in source.shards for row in shard_rows(shard) if selected(row, split, terms))

@@ -6,6 +6,12 @@ A data source (`--data`) is one of:
 - WebDataset tar paths or URLs (`http(s)://`, `pipe:`, `file://`, brace patterns `train-{000000..000009}.tar`);
 - a Hugging Face dataset id (or any path `datasets.load_dataset` understands), streamed.
 
+`--split S` narrows the shards by what their names say (`train-00000.parquet`; names that say no split,
+`all-*` latent shards among them, are kept) and, for a `datasets` id or folder, to its split S when it has
+one (else every split); the rows' own `split` field then decides. No `--split` and `--split all` read
+every split. A local folder with no shards and nothing `datasets` could read (a raw download of images, only
+a readme) is a FileNotFoundError naming what it holds.
+
 Every shard yields *raw rows*: dicts with `key`, `image_bytes`, `mask_bytes`, `class_mask_bytes`, `caption`
 and the record's other fields (split, source, label, defect_types, boxes, has_mask, has_class_mask, attributes,
 geometry, ...), pixels still encoded, so filtering and skipping cost no decoding. A WebDataset sample's all-zero
@@ -126,11 +132,11 @@ def _local_shards(root: Path, split: str | None, fmt: str | None) -> DataSource:
     expected = f"expected data/*.parquet, webdataset/*.tar or {LATENT_MANIFEST} (imdd-build shard / precompute)"
     if not shards:
         if not _datasets_loadable(root):
-            raise RunError(f"{root}: no shards ({expected}); {_found(root)}")
+            raise FileNotFoundError(f"{root}: no shards ({expected}); {_found(root)}")
         try:  # another layout `datasets.load_dataset` understands (e.g. tars at the top, a Hub snapshot)
             return _hub_shards(str(root), split)
         except FileNotFoundError as exc:
-            raise RunError(f"{root}: no shards ({expected}); {_found(root)}; datasets: {exc}") from None
+            raise FileNotFoundError(f"{root}: no shards ({expected}); {_found(root)}; datasets: {exc}") from None
     return DataSource(str(root), "images", by_split(shards, split))
 
 

@@ -5,8 +5,10 @@ Per epoch `e` (seeded by `seed` and `e`): the shards are shuffled, then dealt to
 reads shards `s, s + slots, ...` whole (uneven counts allowed: some slots read one shard more), so every shard
 is parsed by exactly one slot per epoch; with fewer shards than slots, shard `s % shards` is read by the
 slots that share it, each keeping every k-th of its (filtered) rows, so a slot parses one shard instead of all
-(webdataset's node/worker split with its row-level last resort). Slots see disjoint samples and every row is
-kept exactly once per epoch. Rows pass a seeded shuffle buffer, then the sample transform (decoding).
+(webdataset's node/worker split). The last resort, where sharing shard by shard would leave a slot without
+rows (known from local shards' metadata), is the row-level split: every slot parses every shard and keeps
+1 in N. Under --split/--where, shards with no wanted row (per metadata) are not dealt out. Slots see disjoint
+samples and every row is kept exactly once per epoch. Rows pass a seeded shuffle buffer, then the sample transform (decoding).
 A slot whose rows run out starts the next epoch, so every rank yields a batch at every step and DDP ranks
 stay in step; an epoch is `samples // (world_size * batch_size)` steps for every rank.
 
@@ -29,8 +31,9 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from imdd_build.errors import RunError
 
+from .count import row_counts, shard_counts
 from .records import BadSample
-from .sources import DataSource, shard_rows
+from .sources import DataSource, shard_rows, wanted_split
 from .where import parse_where, selected
 
 
@@ -91,6 +94,30 @@ class ShardStream(IterableDataset):
         self.transform = transform
         self.terms = parse_where(config.where)
         self.rows_parsed = 0  # raw rows read by this process's copy (bench/loader.py)
+        self.shards, self.counts = self._shards_with_rows()
+
+    def _shards_with_rows(self) -> tuple[list, dict | None]:
+        """The shards to deal out and their wanted rows ({location: count}, None where unknown): under
+        --split/--where, only those holding any wanted row where metadata says so cheaply (local Parquet and
+        latent shards), so that a sparse filter (one source among many shards) leaves no slot with only
+        empty shards."""
+        shards = list(self.source.shards)
+        if wanted_split(self.config.split) is None and not self.terms:
+            counts = row_counts(shards)
+        else:
+            counts = shard_counts(shards, self.config.split, self.config.where)
+        if counts is None:
+            return shards, None
+        kept = [(s, n) for s, n in zip(shards, counts) if n]
+        return [s for s, _ in kept], {s.location: n for s, n in kept}
+
+    def _row_level(self, shards: list, slots: int) -> bool:
+        """Whether to split rows over all shards (every slot parses every shard and keeps 1 in `slots`, the
+        last resort): only with fewer shards than slots, when sharing them shard by shard would leave a slot
+        without rows (a shard with fewer wanted rows than the slots that share it)."""
+        if len(shards) >= slots or self.counts is None:
+            return False
+        return any(self.counts[shard.location] < len(range(i, slots, len(shards))) for i, shard in enumerate(shards))
 
     def slot(self, worker: int, workers: int) -> tuple[int, int, int]:
         """(logical worker, slot, slots) of DataLoader worker `worker` of `workers` on this rank."""
@@ -110,14 +137,16 @@ class ShardStream(IterableDataset):
 
     def epoch_rows(self, epoch: int, slot: int, slots: int) -> Iterator[dict]:
         """This slot's raw rows of one epoch, shuffled (shards, then the buffer), nothing decoded."""
-        shards = list(self.source.shards)
+        shards = list(self.shards)
         if self.config.shuffle_shards:
             random.Random(seeded(self.config.seed, "shards", epoch)).shuffle(shards)
-        parts = self.parts(shards, slot, slots)
+        row_level = self._row_level(shards, slots)
+        parts = [(shard, slots, slot) for shard in shards] if row_level else self.parts(shards, slot, slots)
 
         def rows():
+            index = 0
             for shard, every, offset in parts:
-                index = 0
+                index = index if row_level else 0  # row level: one count over all shards
                 for row in shard_rows(shard):
                     self.rows_parsed += 1
                     if not self._wanted(row):

@@ -23,7 +23,8 @@ def _flip(seed: int, epoch: int, key: str) -> bool:
 
 
 class LatentTransform:
-    """Latent row -> sample; picks the cached flipped latent on a seeded coin."""
+    """Latent row -> sample; picks the cached flipped latent (with the flipped image's CLIP embedding, in
+    shards that have it) on a seeded coin."""
 
     def __init__(self, seed: int, flip: bool):
         self.seed, self.flip = seed, flip

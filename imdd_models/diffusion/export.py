@@ -3,6 +3,9 @@
     OUT/model_index.json  unet/  vae/  text_encoder/  tokenizer/  scheduler/  feature_extractor/  image_encoder/
                                                      -> StableDiffusionPipeline.from_pretrained(OUT)
     OUT/implicit_captioner/  components.json (+ unet_weights: "ema" | "raw", step)
+    OUT/clip_text_encoder/  clip_tokenizer/   copied from the components folder when it has them: the CLIP text
+                                              tower of stage 2's CLIP ensemble (components/writer.py); the
+                                              pipeline loader ignores folders model_index.json does not name
 
 The U-Net and the captioner are always a pair of the same kind: both EMA (when EMA was on) or both raw.
 `train-diffusion` writes it into its --out at the end; `imdd-models export --run DIR [--step N] --out DIR`
@@ -44,6 +47,7 @@ def write_pipeline(out: Path, comps, unet, captioner, weights: str, step: int | 
                                    requires_safety_checker=False)
     pipe.save_pretrained(str(out))
     captioner.save_pretrained(out / "implicit_captioner")
+    copy_clip_text(Path(comps.root), out)
     manifest = dict(comps.manifest)
     manifest["unet_weights"] = weights
     if step is not None:
@@ -52,12 +56,33 @@ def write_pipeline(out: Path, comps, unet, captioner, weights: str, step: int | 
     return out
 
 
+def copy_clip_text(src: Path, out: Path) -> list[str]:
+    """Copy `clip_text_encoder/` and `clip_tokenizer/` of folder `src` into `out` (the names copied); a stale
+    copy in `out` that `src` lacks is removed (`out` then says what `src` says). Nothing when both are the same
+    folder."""
+    import shutil
+
+    from ..components.writer import CLIP_TEXT, CLIP_TOKENIZER
+    src, out = Path(src), Path(out)
+    if src.resolve() == out.resolve():
+        return [name for name in (CLIP_TEXT, CLIP_TOKENIZER) if (src / name).is_dir()]
+    copied = []
+    for name in (CLIP_TEXT, CLIP_TOKENIZER):
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+        if (src / name).is_dir():
+            shutil.copytree(src / name, out / name)
+            copied.append(name)
+    return copied
+
+
 def export_checkpoint(run: Path, out: Path, step: int | None = None, components: Path | None = None,
                       raw: bool = False) -> dict:
     """`imdd-models export`: the pipeline folder of checkpoint `step` of `run` (the newest by default)."""
     import torch
 
     from ..components import ImplicitCaptioner, load_components
+    from ..components.writer import CLIP_TEXT
     from .._compat import hf_ready
     from .checkpoint import find_checkpoint
 
@@ -86,4 +111,5 @@ def export_checkpoint(run: Path, out: Path, step: int | None = None, components:
     with torch.no_grad():
         write_pipeline(out, comps, unet.eval(), captioner.eval(), kind, state.get("step"))
     return {"out": str(out), "run": str(run), "checkpoint": str(ckpt), "step": state.get("step"),
-            "weights": kind, "components": str(components)}
+            "weights": kind, "components": str(components),
+            "clip_text_encoder": (out / CLIP_TEXT).is_dir()}

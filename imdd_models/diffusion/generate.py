@@ -67,15 +67,16 @@ def generate(model: Path, out: Path, prompt: str | None = None, image: Path | No
     """Write `n` images and `grid.png` into `out`; conditioned on `prompt` or on `image` via the captioner."""
     if (prompt is None) == (image is None):
         raise RunError("give exactly one of --prompt and --image")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    pipe, captioner = load_pipeline(model, device)
-    uncond = text_context(pipe, [""])
-    if image is not None:
+    if image is not None:  # read before the model is loaded: a wrong path fails at once
         try:
             source = Image.open(image)
             source.load()
         except OSError as exc:
             raise RunError(f"{image}: cannot read the image ({exc})") from None
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipe, captioner = load_pipeline(model, device)
+    uncond = text_context(pipe, [""])
+    if image is not None:
         cond = implicit_context(pipe, captioner, source)
     else:
         cond = text_context(pipe, [prompt])

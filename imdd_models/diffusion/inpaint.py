@@ -30,6 +30,35 @@ def _read(path: Path, mode: str) -> Image.Image:
     return image.convert(mode)
 
 
+def load_mask(path: Path, size: tuple[int, int]) -> tuple[Image.Image, dict]:
+    """The mask as an "L" image of the image's `size`, and what was done to it (`mask_resized`, `mask_from`).
+
+    A mask of another size is resized (nearest) only when its aspect ratio is the image's to within one pixel;
+    otherwise it is refused (stretching would move the defect). A colour mask is read as its luminance (ITU-R
+    601: pure red is 76, below the 127 threshold) and `mask_from` says so."""
+    try:
+        raw = Image.open(path)
+        raw.load()
+    except OSError as exc:
+        raise RunError(f"{path}: cannot read the image ({exc})") from None
+    colour = raw.mode not in ("L", "1", "I", "I;16", "F", "LA")
+    mask = raw.convert("L")
+    mw, mh = mask.size
+    iw, ih = size
+    if (mw, mh) != (iw, ih) and (abs(mh * iw / mw - ih) > 1 or abs(mw * ih / mh - iw) > 1):
+        raise RunError(f"{path}: the mask is {mw}x{mh} but the image is {iw}x{ih} (another aspect ratio); give a "
+                       f"mask of the image's size")
+    resized = (mw, mh) != (iw, ih)
+    if resized:
+        mask = mask.resize(size, Image.Resampling.NEAREST)
+    info = {"mask_resized": resized, "mask_from": f"luminance of a {raw.mode} image" if colour else raw.mode}
+    if not (np.asarray(mask) > 127).any():
+        note = (f"; it was taken from the luminance of a {raw.mode} image (pure red is 76): give a greyscale mask, "
+                f"white = defect" if colour else "")
+        raise RunError(f"{path}: the mask is empty (no pixel > 127){note}")
+    return mask, info
+
+
 def window(mask: np.ndarray, scale: float = 2.0) -> tuple[int, int, int, int]:
     """A square box around the mask's bounding box (scale x its larger side), clamped into the image."""
     ys, xs = np.nonzero(mask)
@@ -71,15 +100,11 @@ def _denoise(pipe, crop: Image.Image, mask_crop: Image.Image, prompt: str, steps
 
 def inpaint_defect(model: Path, image: Path, mask: Path, prompt: str, out: Path, steps: int = 30,
                    guidance: float = 7.5, seed: int = 0, feather: int = 3, device: str | None = None) -> dict:
-    """Write `out/inpainted.png` (the input's size) and `out/inpaint.json`."""
+    """Write `out/inpainted.png` (the input's size) and `out/inpaint.json`; nothing is written (nor the model
+    loaded) before the image and mask are checked."""
     source = _read(image, "RGB")
-    mask_image = _read(mask, "L")
-    resized = mask_image.size != source.size
-    if resized:
-        mask_image = mask_image.resize(source.size, Image.Resampling.NEAREST)
+    mask_image, mask_info = load_mask(Path(mask), source.size)
     binary = np.asarray(mask_image) > 127
-    if not binary.any():
-        raise RunError(f"{mask}: the mask is empty (no pixel > 127)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe, _ = load_pipeline(model, device)
     box = window(binary)
@@ -97,7 +122,7 @@ def inpaint_defect(model: Path, image: Path, mask: Path, prompt: str, out: Path,
     out.mkdir(parents=True, exist_ok=True)
     result.save(out / "inpainted.png")
     summary = {"out": str(out), "image": str(out / "inpainted.png"), "size": list(source.size), "window": list(box),
-               "mask_pixels": int(binary.sum()), "mask_resized": resized, "steps": steps, "guidance": guidance,
+               "mask_pixels": int(binary.sum()), **mask_info, "steps": steps, "guidance": guidance,
                "seed": seed, "feather": feather}
     (out / "inpaint.json").write_text(json.dumps({**summary, "prompt": prompt}, indent=2) + "\n")
     return summary

@@ -40,6 +40,8 @@ from imdd_build.errors import RunError
 
 from ..components import load_components
 from ..data import BadSample, decode_record, resolve
+from ..data.columns import iter_light
+from ..data.explain import no_records_message
 from ..data.sources import LATENT_MANIFEST, shard_rows, wanted_split
 from ..data.stream import slot_parts
 from ..data.where import parse_where, selected
@@ -104,23 +106,24 @@ class _Prepared(IterableDataset):
                 yield self.prepare(index, row)
 
     def prepare(self, index: int, row: dict) -> dict:
+        """One row's encoder inputs: the image resized to the training resolution as uint8 (a quarter of the
+        float pixels' bytes between processes; scaled to [-1, 1], and mirrored for --flip, where it is
+        encoded), the CLIP-processed image (and the flipped image's), the caption tokens."""
         from PIL import Image
-
-        from ..components.loader import images_to_pixels
         try:
             record = decode_record(row)
         except BadSample as exc:
             return {"index": index, "bad": str(exc)}
-        image = record["image"]
-        rgb = image.convert("RGB")
+        rgb = record["image"].convert("RGB")
+        size = (self.resolution, self.resolution)
+        resized = rgb if rgb.size == size else rgb.resize(size, Image.Resampling.BICUBIC)
         item = {"index": index, **{k: record.get(k) for k in _COLUMNS}, "fields": _fields(row),
-                "pixels": images_to_pixels([image], self.resolution)[0],
+                "pixels": torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1),
                 "clip": self.image_processor(rgb, return_tensors="pt").pixel_values[0],
                 "input_ids": self.tokenizer(record["caption"], padding="max_length",
                                             max_length=self.tokenizer.model_max_length, truncation=True,
                                             return_tensors="pt").input_ids[0]}
         if self.flip:
-            item["pixels_flip"] = images_to_pixels([image], self.resolution, flip=True)[0]
             flipped = rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT)  # what the online path embeds when it flips
             item["clip_flip"] = self.image_processor(flipped, return_tensors="pt").pixel_values[0]
         return item
@@ -150,10 +153,12 @@ def _encode(comps, items: list[dict], flip: bool) -> list[dict]:
         return comps.image_encoder(pixel_values=clip).image_embeds.float().cpu()
 
     with torch.no_grad():
-        latents = comps.encode_latents(torch.stack([it["pixels"] for it in items])).float().cpu()
+        # [-1, 1] as components.images_to_pixels computes it (x / 127.5 - 1 in fp32), on the encoder's device
+        pixels = torch.stack([it["pixels"] for it in items]).to(comps.device).float() / 127.5 - 1.0
+        latents = comps.encode_latents(pixels).float().cpu()
         embeds = embed("clip")
-        if flip:
-            flipped = comps.encode_latents(torch.stack([it["pixels_flip"] for it in items])).float().cpu()
+        if flip:  # the resized image mirrored, as images_to_pixels(flip=True) does
+            flipped = comps.encode_latents(torch.flip(pixels, dims=[-1])).float().cpu()
             flipped_embeds = embed("clip_flip")
 
     def half(t: torch.Tensor) -> bytes:
@@ -205,6 +210,10 @@ def precompute(data: str, components: Path, out: Path, split: str | None = None,
         raise RunError(f"{data}: already latent shards; give the image shards")
     if not source.shards:
         raise RunError(f"{data}: no shards of split {split!r}")
+    # A selection that is empty (an unknown split, a --where naming no field or matching nothing) is an error
+    # before anything is written: the first selected row is looked for in the light columns (no pixels read).
+    if next(iter_light(source, wanted_split(split), where), None) is None:
+        raise RunError(no_records_message(data, split, where))
     options = {"data": str(data), "components": str(Path(components).resolve()), "split": split, "where": where,
                "shard_size": shard_size, "flip": flip, "processes": world, "dtype": dtype}
     manifest_path = out / LATENT_MANIFEST
@@ -265,7 +274,8 @@ def precompute(data: str, components: Path, out: Path, split: str | None = None,
     dataset = _Prepared(source, split, where, rank, world, state["raw_consumed"], comps.resolution,
                         comps.tokenizer, comps.image_processor, flip)
     items = (DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_unbatched,
-                        prefetch_factor=max(2, 2 * batch_size // workers)) if workers > 0 else dataset)
+                        prefetch_factor=max(2, 2 * batch_size // workers),
+                        pin_memory=str(device).startswith("cuda")) if workers > 0 else dataset)
     for item in _in_order(items, state["raw_consumed"]):
         raw_index = item["index"]
         if "bad" in item:
@@ -291,8 +301,9 @@ def precompute(data: str, components: Path, out: Path, split: str | None = None,
     bad = sum(s["bad"] for s in states)
     bad_examples = [e for s in states for e in s["bad_examples"]][:20]
     if samples == 0:
-        raise RunError(f"{data}: no usable samples (split={split}, where={where})"
-                       + (f"; {bad} bad, first: {bad_examples[0]}" if bad_examples else ""))
+        if not bad:
+            raise RunError(no_records_message(data, split, where))
+        raise RunError(f"{data}: no usable samples (split={split}, where={where}); {bad} bad, first: {bad_examples[0]}")
     splits: dict[str, int] | None = {}
     for s in states:
         if s.get("splits") is None:

@@ -41,6 +41,7 @@ from .._compat import hf_ready
 from ..components import load_components
 from ..data import resolve
 from ..data.count import samples_in
+from ..data.explain import no_records_message
 from ..data.stream import StreamConfig, consumed_positions, seeded
 from .batches import make_loader
 from .checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint, tensor_state, untensor_state
@@ -71,10 +72,20 @@ def loader_workers(requested: int, local_processes: int = 1) -> int:
 
 
 def data_identity(source) -> dict:
-    """What the data is, for the resume check: its spec, kind and shard list (a hash of the locations)."""
+    """What the data is, for the resume check: its spec, kind and shard list (a hash of the locations; local
+    paths resolved, shard paths relative to the folder, so `./latents` and `/abs/latents` are the same data)."""
     import hashlib
-    names = "\n".join(f"{s.kind}:{s.location}:{s.split}:{s.index}:{s.count}" for s in source.shards)
-    return {"spec": str(source.spec), "kind": source.kind, "shards": len(source.shards),
+    local = Path(str(source.spec))
+    spec = str(local.resolve()) if local.exists() else str(source.spec)
+
+    def where(location: str) -> str:
+        path = Path(location)
+        if local.is_dir() and path.exists():
+            return os.path.relpath(path.resolve(), local.resolve())
+        return location
+
+    names = "\n".join(f"{s.kind}:{where(s.location)}:{s.split}:{s.index}:{s.count}" for s in source.shards)
+    return {"spec": spec, "kind": source.kind, "shards": len(source.shards),
             "shards_sha256": hashlib.sha256(names.encode()).hexdigest()[:16]}
 
 
@@ -211,6 +222,10 @@ def train_diffusion(config_spec: str | None, data: str, components: Path, out: P
     saved_state = json.loads((existing[-1] / "state.json").read_text()) if resume else {}
     if seed is None:
         seed = saved_state.get("seed", 0)  # the data order and noise continue from the run's own seed
+    source = resolve(data, split)  # the data is checked before anything is created in `out`
+    samples = samples_in(source, split, where)
+    if samples == 0:
+        raise TrainError(no_records_message(data, split, where))
     gpu = torch.cuda.is_available()
     accum = config.gradient_accumulation_steps
     accelerator = Accelerator(cpu=not gpu, mixed_precision=config.mixed_precision if gpu else "no",
@@ -225,8 +240,6 @@ def train_diffusion(config_spec: str | None, data: str, components: Path, out: P
     if frozen == "auto":
         frozen = config.mixed_precision if device.type == "cuda" and config.mixed_precision != "no" else "fp32"
     comps = load_components(components, device=device, dtype=DTYPES[frozen])
-    source = resolve(data, split)
-    samples = samples_in(source, split, where)
     steps_per_epoch = max(1, samples // (world * config.batch_size)) if samples else None
     if steps_per_epoch is not None:
         steps_per_epoch = max(1, steps_per_epoch // accum)  # optimizer steps

@@ -17,7 +17,9 @@ live in the same joint space, which the diffusion text tower (`text_encoder/`, S
 projection) does not: it is read from `predict --clip DIR` (a saved CLIP model of the same kind as
 `image_encoder/`, e.g. openai/clip-vit-base-patch32: its text tower and tokenizer are used), else from the
 diffusion folder's `clip_text_encoder/` (a `CLIPTextModelWithProjection`) with `clip_tokenizer/` (else
-`tokenizer/`). Without either the ensemble is off and `predict` says so (`ensemble.reason`).
+`tokenizer/`); `imdd-models components` writes those two for a pretrained CLIP image tower (sd15) and
+`train-diffusion`/`export` copy them into the model folder. Without either the ensemble is off and `predict`
+says so (`ensemble.reason`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def clip_unavailable(root: Path, clip_text: Path | None = None) -> str | None:
         return None
     if not (root / CLIP_TEXT).is_dir():
         return (f"no CLIP text tower: give --clip DIR (the CLIP model of {root}/image_encoder, e.g. "
-                f"openai/clip-vit-base-patch32 saved locally) or put one in {root}/{CLIP_TEXT}/")
+                f"openai/clip-vit-base-patch32 saved locally) or put one in {root}/{CLIP_TEXT}/ (`imdd-models "
+                "components --clip-text` writes it; by default only for a pretrained image tower)")
     return None
 
 
@@ -80,8 +83,12 @@ class ClipClassifier(torch.nn.Module):
         if text.config.projection_dim != vision.config.projection_dim:
             raise FileNotFoundError(f"{text_dir}: projection {text.config.projection_dim} != image_encoder's "
                                     f"{vision.config.projection_dim} (not the same CLIP model)")
-        tok_dir = next(d for d in ((Path(clip_text) if clip_text is not None else None), root / CLIP_TOKENIZER,
-                                   root / "tokenizer") if d is not None and (d / "vocab.json").is_file())
+        # a tokenizer folder: the slow files (vocab.json) or transformers 5's save_pretrained (tokenizer.json only)
+        tok_dir = next((d for d in ((Path(clip_text) if clip_text is not None else None), root / CLIP_TOKENIZER,
+                                    root / "tokenizer")
+                        if d is not None and any((d / f).is_file() for f in ("vocab.json", "tokenizer.json"))), None)
+        if tok_dir is None:
+            raise FileNotFoundError(f"{root}: no CLIP tokenizer in {CLIP_TOKENIZER}/ or tokenizer/")
         tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir))
         proc = image_processor_class().from_pretrained(str(root / "feature_extractor"))
         size = int(vision.config.image_size) * max(1, int(input_scale))

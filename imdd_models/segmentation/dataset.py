@@ -84,8 +84,8 @@ def select(data: str, split: str | None, where: str | None, classes: str, shots:
         types = list(row.get("defect_types") or [])
         pool.append((row["key"], types, row.get("label") == NORMAL and not types, row["_loc"]))
     if not pool:
-        raise RunError(f"{data}: no records" + (f" in split {split!r}" if split else "")
-                       + (f" matching --where {where!r}" if where else ""))
+        from ..data.explain import no_records_message
+        raise RunError(no_records_message(data, split, where))
     trained = resolve_classes(classes, {t for _, types, _, _ in pool for t in types})
     wanted = set(trained)
     used = [(key, [t for t in types if t in wanted], normal, loc) for key, types, normal, loc in pool

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import re
 import shutil
@@ -44,6 +45,7 @@ from imdd_build.normalize import NormalizeOptions, SampleError, normalize_image
 from imdd_build.record import Geometry
 
 from ..data import ReadStats, iter_records
+from ..data.explain import no_records_message
 from ..jsonfile import read_json
 from . import checkpoint as ckpt
 from .clip_head import ClipClassifier, clip_unavailable, ensemble
@@ -312,6 +314,15 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
         raise RunError("give either --data or image files, not both or neither")
     warnings = [f"--classes: {c!r} is not a taxonomy term but close to {t!r}; did you mean {t!r}?"
                 for c in classes for t in [near_miss(c)] if t]
+    stats = ReadStats()
+    source = iter_records(data, split, where, stats) if data is not None else image_inputs(images, stats)
+    first = next(source, None)  # the data is read (and a bad --data/--split/--where refused) before any write
+    if first is None:
+        if data is not None and not stats.bad:
+            raise RunError(no_records_message(data, split, where))
+        raise RunError(f"{data if data is not None else 'image files'}: no usable image ({stats.bad} bad"
+                       + (f", first: {stats.bad_examples[0]}" if stats.bad_examples else "") + ")")
+    source = itertools.chain([first], source)
     out = Path(out)
     identity = model_identity(Path(model_dir))
     config = ckpt.read_config(Path(model_dir))
@@ -340,8 +351,6 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     jsonl = out / "predictions.jsonl"
     done = _done_keys(jsonl)
-    stats = ReadStats()
-    source = iter_records(data, split, where, stats) if data is not None else image_inputs(images, stats)
     written = skipped = defective = 0
     batch: list[dict] = []
 

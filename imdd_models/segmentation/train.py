@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,6 +181,9 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     accelerator = Accelerator(mixed_precision=opts.mixed_precision, cpu=device.type == "cpu",
                               kwargs_handlers=[ddp])
+    if device.index is not None and accelerator.device != device:
+        raise TrainError(f"--device {device}: accelerate runs this process on {accelerator.device}; "
+                         f"choose the GPU with CUDA_VISIBLE_DEVICES (or `accelerate launch`) and pass --device cuda")
     extractor = DiffusionFeatureExtractor.from_folder(opts.diffusion, opts.timestep, NOISE_SEED,
                                                       accelerator.device, frozen_dtype)
     text = TextEmbedder(extractor.text_encoder, extractor.tokenizer)
@@ -212,6 +216,12 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
                                          # its own generator: the loader's base seed never draws from the
                                          # global RNG that the loss's point sampling (and resume) relies on
                                          generator=torch.Generator().manual_seed(opts.seed))
+    # On the CPU the workers need cores too: the main process keeps (cores - workers) torch threads, at least 1
+    # (more threads than cores makes every OpenMP barrier spin; restored at the end).
+    threads = torch.get_num_threads()
+    if accelerator.device.type == "cpu" and opts.num_workers:
+        torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - opts.num_workers)))
+    train_threads = torch.get_num_threads()
     started = time.perf_counter()
     seen = 0
     model.train()
@@ -237,6 +247,7 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
             ckpt.save_model(out, raw_model, run_config)
             ckpt.save_state(out, raw_model, optimizer, trainer)
     elapsed = time.perf_counter() - started
+    torch.set_num_threads(threads)
     if accelerator.is_main_process and not (out / ckpt.WEIGHTS).is_file():
         ckpt.save_model(out, raw_model, run_config)  # zero steps asked: the initial weights
     summary = {"out": str(out), "config": opts.config, "steps": trainer["step"],
@@ -245,7 +256,8 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
                "seconds": round(elapsed, 2),
                "trainable_params": sum(p.numel() for p in raw_model.parameters() if p.requires_grad),
                "conditioning": extractor.conditioning, "resumed": resumed is not None,
-               "untrained": trainer["step"] == 0, "device": str(accelerator.device), "dtype": identity["dtype"], "num_workers": opts.num_workers,
+               "untrained": trainer["step"] == 0, "device": str(accelerator.device), "dtype": identity["dtype"],
+               "num_workers": opts.num_workers, "torch_threads": train_threads,
                "augment": aug["mode"], "schedule_steps": horizon,
                "samples_seen": seen, "samples_per_s": round(seen / elapsed, 3) if seen else None,
                "cache_hits": cache.hits if cache else None}

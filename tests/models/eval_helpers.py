@@ -12,6 +12,16 @@ from PIL import Image
 from imdd_models.data import iter_raw
 
 
+def run_evaluate(*args, expect=0):
+    """`imdd-models evaluate ARGS --json` in process: (its JSON line, the result)."""
+    from typer.testing import CliRunner
+
+    from imdd_models.cli import app
+    result = CliRunner().invoke(app, ["evaluate", *map(str, args), "--json"])
+    assert result.exit_code == expect, (result.stdout, result.stderr, result.exception)
+    return json.loads(result.stdout.strip().splitlines()[-1]), result
+
+
 def write_folder(folder: Path, lines: list[dict], maps: dict[str, np.ndarray] | None = None,
                  meta: dict | None = None) -> Path:
     """`predictions.jsonl` from `lines` (dicts, written as given) and `.npy` maps by relative path."""

@@ -64,3 +64,19 @@ def test_help_subprocess_prints_usage_without_torch():
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert "--max-steps" in out.stdout
+
+
+def _option_help(command: str, option: str) -> str:
+    import typer
+
+    from imdd_models.cli import app
+    group = typer.main.get_command(app)
+    cmd = group.get_command(group.make_context("imdd-models", [], resilient_parsing=True), command)
+    return next(p.help or "" for p in cmd.params if option in getattr(p, "opts", ()))
+
+
+def test_help_texts_say_what_a_user_needs():
+    assert "same images" in _option_help("generate", "--seed")
+    assert "offline" in _option_help("evaluate-generation", "--feature-weights")
+    assert "probs" in _option_help("evaluate-generation", "--feature-output")
+    assert "meta.json" in _option_help("evaluate", "--split")

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from models.eval_helpers import mask_of, oracle_lines, records, write_folder
+from models.eval_helpers import run_evaluate, mask_of, oracle_lines, records, write_folder
 from imdd_models.cli import app
 from imdd_models.evaluation.detection import BoxImage, box_map
 
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "iou", "map50", "map50_95", "accuracy", "miou")
 
 
-def run(*args, expect=0):
-    result = CliRunner().invoke(app, ["evaluate", *map(str, args), "--json"])
-    assert result.exit_code == expect, (result.stdout, result.stderr, result.exception)
-    return json.loads(result.stdout.strip().splitlines()[-1]), result
+run = run_evaluate
 
 
 @pytest.fixture(scope="module")

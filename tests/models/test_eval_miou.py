@@ -8,16 +8,11 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from models.eval_helpers import class_truth, oracle_lines, records, write_folder
-from imdd_models.cli import app
+from models.eval_helpers import run_evaluate, class_truth, oracle_lines, records, write_folder
 
 
-def run(*args, expect=0):
-    result = CliRunner().invoke(app, ["evaluate", *map(str, args), "--json"])
-    assert result.exit_code == expect, (result.stdout, result.stderr, result.exception)
-    return json.loads(result.stdout.strip().splitlines()[-1]), result
+run = run_evaluate
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +147,7 @@ def test_split_recorded_by_predict_is_the_default(demo_shards, tmp_path):
     folder = write_folder(tmp_path / "all", lines, maps, meta={"split": None})
     out, _ = run("--predictions", folder, "--data", demo_shards, "--no-breakdown")
     assert (out["split"], out["records"], out["predicted"]) == (None, 42, 42)
-    folder = write_folder(tmp_path / "nometa", oracle_lines(records(demo_shards))[0], oracle_lines(records(demo_shards))[1])
+    lines, maps = oracle_lines(records(demo_shards))
+    folder = write_folder(tmp_path / "nometa", lines, maps)
     out, _ = run("--predictions", folder, "--data", demo_shards, "--no-breakdown")
     assert (out["split"], out["split_from"]) == ("test", "default")

@@ -99,7 +99,7 @@ def test_bad_runs_fail_in_one_line(setup, tmp_path):
     err = train(setup, tmp_path / "x", "--config", "huge", expect=2)
     assert err["error"].startswith("unknown --config 'huge'")
     err = train(setup, tmp_path / "x", "--split", "validation", expect=2)
-    assert "no records" in err["error"]
+    assert "no split 'validation'" in err["error"] and "splits there:" in err["error"]
     err = train(setup, tmp_path / "x", "--shots", "0", expect=2)
     assert "--shots" in err["error"]
 

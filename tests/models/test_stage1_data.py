@@ -76,6 +76,33 @@ def test_every_row_is_kept_once_per_epoch_and_shards_are_parsed_once(shards, ran
         assert max(parsed) <= max(sizes)  # a slot parses the one shard it shares, not every shard
 
 
+def test_a_sparse_filter_leaves_no_slot_without_rows(tmp_path):
+    # 8 shards, the wanted rows in 2 of them: every slot still gets a share (the empty shards are not dealt out).
+    folder = _latent_shards(tmp_path / "lat", [6] * 8)
+    for i in range(2, 8):  # shards 2..7: train only
+        path = folder / "latents" / f"all-{i:05d}.parquet"
+        _write_shard(path, [{**row, "split": "train"} for row in pq.read_table(path).to_pylist()])
+    source = resolve(folder)
+    kept = Counter()
+    for slot in range(3):
+        stream = ShardStream(source, StreamConfig(shuffle_buffer=4, split="test"), _key)
+        keys = [row["key"] for row in stream.epoch_rows(0, slot, 3)]
+        assert keys, slot
+        kept.update(keys)
+        assert next(iter(stream))["key"]  # no "no samples" error
+    assert len(kept) == 6 and set(kept.values()) == {1}
+
+
+def test_shards_too_small_to_share_fall_back_to_rows_over_all_shards(tmp_path):
+    # 2 shards, 3 slots: sharing the 1-row shard between 2 slots would leave one of them without rows.
+    source = resolve(_latent_shards(tmp_path / "lat", [1, 9]))
+    for epoch in range(3):
+        parts = [[r["key"] for r in ShardStream(source, StreamConfig(shuffle_buffer=4, shuffle_shards=epoch > 0),
+                                                _key).epoch_rows(epoch, s, 3)]
+                 for s in range(3)]
+        assert all(parts) and sorted(itertools.chain(*parts)) == sorted(["0/0"] + [f"1/{r}" for r in range(9)])
+
+
 def test_dataloader_workers_with_uneven_shards_resume_exactly(tmp_path):
     source = resolve(_latent_shards(tmp_path / "lat", [5, 6, 7, 8, 9, 10, 11]))  # 7 shards, 3 workers
 
@@ -123,6 +150,10 @@ def test_split_on_latents_precomputed_without_split(demo_latents, demo_shards, t
     summary = invoke(app, "train-diffusion", "--config", "tiny", "--data", str(demo_latents), "--components",
                      str(tiny_components), "--out", str(tmp_path / "run"), "--split", "train", "--max-steps", "1")
     assert summary["steps_per_epoch"] == 18 // 4
+    none = invoke(app, "train-diffusion", "--config", "tiny", "--data", str(demo_latents), "--components",
+                  str(tiny_components), "--out", str(tmp_path / "none"), "--split", "validation", expect=2)
+    assert "no split 'validation'" in none["error"] and "splits there: test, train" in none["error"]
+    assert not (tmp_path / "none").exists()
 
 
 def test_where_on_latents_reads_every_record_field(demo_latents, demo_shards):
@@ -189,7 +220,8 @@ def test_precompute_on_a_folder_without_shards_names_what_it_found(what, tiny_co
 def test_precompute_with_nothing_selected_is_an_error(demo_shards, tiny_components, tmp_path):
     result = invoke(app, "precompute", "--data", str(demo_shards), "--components", str(tiny_components),
                     "--out", str(tmp_path / "out"), "--where", "source=nowhere", expect=2)
-    assert "no usable samples" in result["error"] and "source=nowhere" in result["error"]
+    assert "no records match --where source=nowhere" in result["error"]
+    assert not (tmp_path / "out").exists()
 
 
 def test_flipped_rows_hold_the_flipped_images_embedding(demo_latents, demo_shards, tiny_components):

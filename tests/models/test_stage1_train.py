@@ -152,6 +152,10 @@ def test_save_every_writes_checkpoints_on_the_cli(demo_latents, tiny_components,
     _train("--config", "tiny", *_common(demo_latents, tiny_components, out), "--max-steps", "4", "--save-every",
            "2", "--save-every-minutes", "0")
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]
+    timed = tmp_path / "timed"  # every 6 ms: a checkpoint after each step (tiny keeps the newest 2)
+    _train("--config", "tiny", *_common(demo_latents, tiny_components, timed), "--max-steps", "3",
+           "--save-every-minutes", "0.0001")
+    assert sorted(p.name for p in (timed / "checkpoints").iterdir()) == ["step-00000002", "step-00000003"]
 
 
 def test_export_writes_a_pipeline_folder_from_any_checkpoint(trained_run, tmp_path):
@@ -183,7 +187,7 @@ def test_export_writes_a_pipeline_folder_from_any_checkpoint(trained_run, tmp_pa
     (["--config", "ACCUM2"], "gradient_accumulation_steps"),
     (["--config", "BUFFER"], "shuffle_buffer"),
     (["--seed", "5"], "seed"),
-    (["--split", "train"], "data"),
+    (["--split", "train"], "split"),
 ])
 def test_resume_refuses_changed_settings(demo_latents, tiny_components, tmp_path, change, named):
     out = tmp_path / "run"
@@ -285,3 +289,78 @@ def test_segmentation_features_load_through_the_components_loader():
     from imdd_models.segmentation import features
     source = inspect.getsource(features.DiffusionFeatureExtractor.from_folder)
     assert "load_parts(" in source and ".from_pretrained(" not in source
+
+
+def test_no_per_step_collective_or_loss_readback(demo_latents, tiny_components, tmp_path, monkeypatch):
+    # Host syncs of the old step: an all-reduce of the bad count and of the loss, each step, read back with
+    # float(). Now losses and counts stay on the device and are reduced at log points (tiny: every 5 steps).
+    from accelerate import Accelerator
+    calls = []
+    real_reduce = Accelerator.reduce
+
+    def counting_reduce(self, tensor, *args, **kwargs):
+        calls.append(tuple(tensor.shape))
+        return real_reduce(self, tensor, *args, **kwargs)
+
+    monkeypatch.setattr(Accelerator, "reduce", counting_reduce)
+    summary = _train("--config", "tiny", *_common(demo_latents, tiny_components, tmp_path / "r"), "--max-steps", "10")
+    assert summary["steps"] == 10
+    # 2 log points x (per-step losses + loss parts) + the bad-sample count at the end
+    assert len(calls) == 5, calls
+    assert (5,) in calls  # the 5 losses of a log interval in one reduction
+
+
+def test_ctrl_c_under_torchrun_stops_every_rank_at_the_same_step_with_a_checkpoint(demo_latents, tiny_components,
+                                                                                     tmp_path):
+    # A terminal's Ctrl-C reaches the whole process group: torchrun and both workers. The ranks agree at the
+    # next log point (tiny: every 5 steps), write one checkpoint and rank 0 prints the --json line.
+    import socket
+    out = tmp_path / "ddp"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+           "-m", "imdd_models", "train-diffusion", "--config", "tiny", *_common(demo_latents, tiny_components, out),
+           "--max-steps", "100000", "--log-keys", "--json"]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: (os.setpgrp(), signal.signal(signal.SIGINT, signal.SIG_DFL)))
+    seen = out / "seen" / "rank-1.txt"
+    deadline = time.monotonic() + 300
+    while not (seen.is_file() and len(seen.read_text().splitlines()) >= 2 * 4):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=240)
+    summary = json.loads(stdout.strip().splitlines()[-1])  # torchrun itself then exits 1 with its own traceback
+    assert summary["stopped"] == "SIGINT" and summary["world_size"] == 2, stderr[-3000:]
+    assert summary["steps"] % 5 == 0 and summary["steps"] >= 5
+    ckpt = out / "checkpoints" / f"step-{summary['steps']:08d}"
+    assert [p.name for p in (out / "checkpoints").iterdir()] == [ckpt.name]
+    state = json.loads((ckpt / "state.json").read_text())
+    assert state["step"] == summary["steps"] and len(state["generators"]) == 2
+    for rank in (0, 1):  # both ranks trained exactly up to the checkpoint
+        steps = {int(line.split("\t")[0]) for line in (out / "seen" / f"rank-{rank}.txt").read_text().splitlines()}
+        assert max(steps) == summary["steps"]
+
+
+def test_a_checkpoint_of_the_earlier_flat_layout_still_resumes(demo_latents, tiny_components, tmp_path):
+    out = tmp_path / "old"
+    _train("--config", "tiny", *_common(demo_latents, tiny_components, out), "--max-steps", "2")
+    ckpt = out / "checkpoints" / "step-00000002"
+    state = json.loads((ckpt / "state.json").read_text())
+    unet = load_file(str(ckpt / "unet" / UNET))
+    unet_ema = load_file(str(ckpt / "unet_ema" / UNET))
+    from diffusers import UNet2DConditionModel
+    names = [n for n, _ in UNet2DConditionModel.from_pretrained(str(ckpt / "unet")).named_parameters()]
+    torch.save({**state["ema"], "shadow_params": [unet_ema[n] for n in names]}, ckpt / "ema.pt")  # the U-Net only
+    from safetensors.torch import save_file
+    save_file(unet, str(ckpt / "unet.safetensors"))
+    save_file(load_file(str(ckpt / "implicit_captioner" / "model.safetensors")), str(ckpt / "captioner.safetensors"))
+    for sub in ("unet", "unet_ema", "implicit_captioner", "implicit_captioner_ema"):
+        shutil.rmtree(ckpt / sub)
+    old_state = {k: v for k, v in state.items() if k not in ("run", "ema", "bad_per_rank")}
+    (ckpt / "state.json").write_text(json.dumps(old_state))
+    resumed = _train("--config", "tiny", *_common(demo_latents, tiny_components, out), "--max-steps", "3",
+                     "--resume")
+    assert resumed["resumed_from"] == 2 and resumed["steps"] == 3
+    assert (out / "checkpoints" / "step-00000003" / "unet_ema" / UNET).is_file()
