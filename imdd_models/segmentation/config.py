@@ -11,7 +11,7 @@ grounding 1.0; deep supervision. Training: AdamW lr 5e-5, weight decay 0.05, bat
 back to the canvas (narrower than ODISE's COCO LSJ 0.1-2.0: defects are small; tiny: 0.8-1.25, warmup 5).
 Open vocabulary (ODISE's `PoolingCLIPHead`): at prediction the learned classifier is ensembled geometrically
 with a frozen CLIP classifier over mask-pooled CLIP image features, weight `clip_alpha` for trained names and
-`clip_beta` for names never trained on (see notes/stage2ov.md for the values and why).
+`clip_beta` for names never trained on (the values and why: docs/guides/segment-detect.md, "What open vocabulary means here").
 
 `SegConfig` is the typed stage-2 config (`imdd_models.config.StageConfig`): a preset name or a YAML file
 (`base: tiny` plus any field) is validated in one error line naming the file and the field.
