@@ -107,7 +107,33 @@ def train_cmd(
     import shlex
     from contextlib import nullcontext
 
-    from ..diffusion.train import train_diffusion
+    from ..diffusion.train import exit_without_teardown, train_diffusion
+
+    def report(summary: dict) -> int:
+        if summary.get("stopped"):
+            again = ["imdd-models", "train-diffusion", "--config", summary["config"], "--data", data,
+                     "--components", str(components), "--out", str(out)]
+            for flag, value in (("--max-steps", max_steps), ("--split", split), ("--where", where)):
+                if value is not None:
+                    again += [flag, str(value)]
+            summary["resume_command"] = shlex.join(again + ["--resume"])
+            summary["export_command"] = shlex.join(["imdd-models", "export", "--run", str(out), "--out", "EXPORT_DIR"])
+            if _rank() == 0:
+                err.print(f"[yellow]{summary['stopped']}[/yellow]: stopped after step {summary['steps']}; saved "
+                          f"{summary['checkpoint']} (unet/, unet_ema/, implicit_captioner/ and the training state)",
+                          highlight=False, soft_wrap=True)
+                err.print(f"resume with: {summary['resume_command']}", highlight=False, soft_wrap=True)
+                err.print(f"or export it: {summary['export_command']}", highlight=False, soft_wrap=True)
+        if _rank() == 0:
+            emit({"command": "train-diffusion", **summary}, as_json)
+        return (143 if summary["stopped"] == "SIGTERM" else 130) if summary.get("stopped") else 0  # 128 + signal
+
+    def done(summary: dict) -> None:
+        """Several processes: report and end the process before train_diffusion's frame is torn down (freeing
+        the DDP reducer can hang in gloo's teardown; see diffusion.train.exit_without_teardown)."""
+        if summary["world_size"] > 1:
+            exit_without_teardown(report(summary))
+
     with (progress_bar("train-diffusion") if _rank() == 0 else nullcontext(_NoBar())) as bar:
         def on_start(start: int, total: int) -> None:
             bar.total(total)
@@ -116,25 +142,10 @@ def train_cmd(
         summary = train_diffusion(config, data, components, out, max_steps=max_steps, resume=resume, seed=seed,
                                   split=split, where=where, log_keys=log_keys, on_start=on_start,
                                   on_step=lambda step, loss: bar.advance(), save_every=save_every,
-                                  save_every_minutes=save_every_minutes)
-    if summary.get("stopped"):
-        again = ["imdd-models", "train-diffusion", "--config", summary["config"], "--data", data,
-                 "--components", str(components), "--out", str(out)]
-        for flag, value in (("--max-steps", max_steps), ("--split", split), ("--where", where)):
-            if value is not None:
-                again += [flag, str(value)]
-        summary["resume_command"] = shlex.join(again + ["--resume"])
-        summary["export_command"] = shlex.join(["imdd-models", "export", "--run", str(out), "--out", "EXPORT_DIR"])
-        if _rank() == 0:
-            err.print(f"[yellow]{summary['stopped']}[/yellow]: stopped after step {summary['steps']}; saved "
-                      f"{summary['checkpoint']} (unet/, unet_ema/, implicit_captioner/ and the training state)",
-                      highlight=False, soft_wrap=True)
-            err.print(f"resume with: {summary['resume_command']}", highlight=False, soft_wrap=True)
-            err.print(f"or export it: {summary['export_command']}", highlight=False, soft_wrap=True)
-    if _rank() == 0:
-        emit({"command": "train-diffusion", **summary}, as_json)
-    if summary.get("stopped"):
-        raise typer.Exit(143 if summary["stopped"] == "SIGTERM" else 130)  # 128 + the signal, as a shell reports
+                                  save_every_minutes=save_every_minutes, on_done=done)
+    code = report(summary)
+    if code:
+        raise typer.Exit(code)
 
 
 def export_cmd(

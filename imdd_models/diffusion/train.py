@@ -99,6 +99,18 @@ def check_identity(checkpoint: Path, saved: dict | None, identity: dict) -> None
                          "resume with the same to continue exactly, or start a new --out")
 
 
+def exit_without_teardown(code: int) -> None:
+    """End a multi-process training process now, its output flushed, without Python's teardown. Freeing the DDP
+    reducer joins gloo's worker threads while holding the GIL, and a worker still freeing a collective's tensors
+    waits for the GIL: the process then hangs for good after training (about every other 2-process CPU run,
+    torch 2.13). `imdd-models train-diffusion` calls this through `on_done` while the models are still alive."""
+    import os
+    import sys
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 class _Losses:
     """Mean loss of the first 10 steps and of the last 10, kept across resumes."""
 
@@ -198,7 +210,8 @@ def train_diffusion(config_spec: str | None, data: str, components: Path, out: P
                     on_start: Callable[[int, int], None] | None = None,
                     on_step: Callable[[int, float | None], None] | None = None,
                     save_every: int | None = None, save_every_minutes: float | None = None,
-                    stop: StopSignals | None = None, save_at_end: bool = True) -> dict:
+                    stop: StopSignals | None = None, save_at_end: bool = True,
+                    on_done: Callable[[dict], None] | None = None) -> dict:
     """Train (or continue) a run in `out`; returns the summary (steps, loss_start, loss_end, ...; `stopped`
     when a signal ended it early). `save_at_end=False` (benchmarks) skips the final checkpoint and export."""
     hf_ready()
@@ -458,4 +471,6 @@ def train_diffusion(config_spec: str | None, data: str, components: Path, out: P
                "images_per_s": round(trained * config.batch_size * accum * world / elapsed, 2) if elapsed > 0 else None,
                "ema": config.use_ema, "tensorboard": str(out / "logs"),
                "checkpoint": str(last_checkpoint) if last_checkpoint else None, "stopped": stopped}
+    if on_done is not None:
+        on_done(summary)  # before this frame (and the DDP reducers it holds) is torn down
     return summary
