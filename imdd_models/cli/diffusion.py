@@ -107,7 +107,8 @@ def train_cmd(
     import shlex
     from contextlib import nullcontext
 
-    from ..diffusion.train import exit_without_teardown, train_diffusion
+    from ..diffusion.interrupts import exit_without_teardown
+    from ..diffusion.train import train_diffusion
 
     def report(summary: dict) -> int:
         if summary.get("stopped"):
@@ -130,7 +131,7 @@ def train_cmd(
 
     def done(summary: dict) -> None:
         """Several processes: report and end the process before train_diffusion's frame is torn down (freeing
-        the DDP reducer can hang in gloo's teardown; see diffusion.train.exit_without_teardown)."""
+        the DDP reducer can hang in gloo's teardown; see diffusion.interrupts.exit_without_teardown)."""
         if summary["world_size"] > 1:
             exit_without_teardown(report(summary))
 

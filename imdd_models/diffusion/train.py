@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -47,7 +44,9 @@ from .batches import make_loader
 from .checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint, tensor_state, untensor_state
 from .config import config_dict, default_config, load_config
 from .export import export_pipeline
+from .interrupts import StopSignals
 from .model import DiffusionModel
+from .objective import NoiseSchedule, masked_captioner_loss
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 IDENTITY_KEYS = ("batch_size", "gradient_accumulation_steps", "seed", "shuffle_buffer", "flip", "data", "split",
@@ -99,18 +98,6 @@ def check_identity(checkpoint: Path, saved: dict | None, identity: dict) -> None
                          "resume with the same to continue exactly, or start a new --out")
 
 
-def exit_without_teardown(code: int) -> None:
-    """End a multi-process training process now, its output flushed, without Python's teardown. Freeing the DDP
-    reducer joins gloo's worker threads while holding the GIL, and a worker still freeing a collective's tensors
-    waits for the GIL: the process then hangs for good after training (about every other 2-process CPU run,
-    torch 2.13). `imdd-models train-diffusion` calls this through `on_done` while the models are still alive."""
-    import os
-    import sys
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 class _Losses:
     """Mean loss of the first 10 steps and of the last 10, kept across resumes."""
 
@@ -125,83 +112,6 @@ class _Losses:
 
     def state(self) -> dict:
         return {"first": self.first, "last": self.last}
-
-
-class StopSignals:
-    """SIGINT/SIGTERM set `received` (the loop stops after the current step); a second SIGINT raises
-    KeyboardInterrupt. SIGINT left ignored (a background job) stays ignored. Main thread only."""
-
-    def __init__(self):
-        self.received: str | None = None
-
-    def _handle(self, signum, _frame) -> None:
-        if self.received and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = signal.Signals(signum).name
-
-    @contextmanager
-    def installed(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            current = signal.getsignal(sig)
-            if sig == signal.SIGINT and current in (signal.SIG_IGN, None):
-                continue
-            previous[sig] = current
-            signal.signal(sig, self._handle)
-        try:
-            yield self
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-
-class NoiseSchedule:
-    """The DDPM scheduler's alphas_cumprod on the device: add_noise, the loss target and min-SNR weights with no
-    host copy per step (diffusers' versions move the schedule to the device on every call)."""
-
-    def __init__(self, scheduler, device: torch.device):
-        self.prediction_type = scheduler.config.prediction_type
-        if self.prediction_type not in ("epsilon", "v_prediction"):
-            raise TrainError(f"scheduler prediction_type {self.prediction_type!r}: epsilon or v_prediction only")
-        self.num_train_timesteps = scheduler.config.num_train_timesteps
-        self.alphas_cumprod = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
-
-    def _coefs(self, timesteps: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a = self.alphas_cumprod[timesteps]
-        shape = (-1,) + (1,) * (like.dim() - 1)
-        return a.sqrt().to(like.dtype).view(shape), (1 - a).sqrt().to(like.dtype).view(shape)
-
-    def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        sqrt_a, sqrt_1ma = self._coefs(timesteps, latents)
-        return sqrt_a * latents + sqrt_1ma * noise
-
-    def target(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """What the U-Net predicts: the noise (epsilon) or the velocity sqrt(a) noise - sqrt(1 - a) x0."""
-        if self.prediction_type == "epsilon":
-            return noise
-        sqrt_a, sqrt_1ma = self._coefs(timesteps, latents)
-        return sqrt_a * noise - sqrt_1ma * latents
-
-    def snr(self, timesteps: torch.Tensor) -> torch.Tensor:
-        a = self.alphas_cumprod[timesteps]
-        return a / (1 - a)
-
-    def min_snr_weights(self, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
-        """Min-SNR-gamma loss weights: min(SNR, gamma) / SNR for epsilon, min(SNR, gamma) / (SNR + 1) for v."""
-        snr = self.snr(timesteps)
-        clipped = torch.clamp(snr, max=gamma)
-        return clipped / snr if self.prediction_type == "epsilon" else clipped / (snr + 1)
-
-
-def masked_captioner_loss(t_imp: torch.Tensor, e_text: torch.Tensor, mask: torch.Tensor,
-                          weight: float) -> torch.Tensor:
-    """weight * mean(1 - cos) over the samples in `mask` (0 when none), without a host sync."""
-    cos = F.cosine_similarity(t_imp.float(), e_text.float(), dim=-1)
-    mask = mask.to(cos.dtype)
-    return weight * ((1.0 - cos) * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 def train_diffusion(config_spec: str | None, data: str, components: Path, out: Path, max_steps: int | None = None,

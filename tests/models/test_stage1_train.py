@@ -246,7 +246,7 @@ def test_v_prediction_target_and_min_snr_follow_the_scheduler(v_components):
     from diffusers import DDPMScheduler
     from diffusers.training_utils import compute_snr
 
-    from imdd_models.diffusion.train import NoiseSchedule
+    from imdd_models.diffusion.objective import NoiseSchedule
     scheduler = DDPMScheduler.from_pretrained(str(v_components / "scheduler"))
     schedule = NoiseSchedule(scheduler, torch.device("cpu"))
     assert schedule.prediction_type == "v_prediction"
