@@ -42,6 +42,9 @@ def train_seg_cmd(
     augment: str = typer.Option("on", "--augment", help="on (the preset's flip + scale jitter), flip, or off."),
     schedule_steps: Optional[int] = typer.Option(None, "--schedule-steps", help="Horizon of the LR step decay "
                                                  "(default: epochs x steps per epoch; --max-steps only stops early)."),
+    calibrate: str = typer.Option("auto", "--calibrate", help="After training, choose predict's image threshold "
+                                  "on this split (calibration.json): auto (validation, when --data has it), a "
+                                  "split name, or off."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Train the open-vocabulary mask generator on frozen diffusion features."""
@@ -58,7 +61,43 @@ def train_seg_cmd(
             bar.total(total)
             bar.advance()
         summary = train_seg(opts, progress=step)
+    if summary.get("steps") is not None and calibrate.strip().lower() != "off":
+        from ..segmentation.calibrate import calibrate_after_training
+        with progress_bar("calibrate") as bar:
+            summary["calibration"] = calibrate_after_training(opts, calibrate, progress=bar.advance)
+        if summary["calibration"].get("warning"):
+            err.print(f"[yellow]warning:[/yellow] {summary['calibration']['warning']}", markup=True, highlight=False)
     emit({"command": "train-seg", **summary}, as_json)
+
+
+def calibrate_cmd(
+    model: Path = typer.Option(..., "--model", help="Folder written by train-seg."),
+    data: str = typer.Option(..., "--data", help="Shard source with labelled held-out records."),
+    split: str = typer.Option("validation", "--split", help="Split to calibrate on (never the training split)."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Names predict will look for (default: the "
+                                          "trained classes)."),
+    objective: str = typer.Option("f1", "--objective", help="f1 (of 'defective', as anomalib) or accuracy."),
+    where: Optional[str] = typer.Option(None, "--where", help="Record filter for --data."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Images per forward pass."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use at most N records."),
+    no_clip: bool = typer.Option(False, "--no-clip", help="Calibrate the learned classifier alone (as predict "
+                                 "--no-clip)."),
+    diffusion: Optional[Path] = typer.Option(None, "--diffusion", help="Diffusion folder, if moved since training."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Frozen backbone dtype (as predict)."),
+    clip: Optional[Path] = typer.Option(None, "--clip", help="Saved CLIP model (as predict --clip)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Choose predict's image threshold on held-out records; writes calibration.json into the model folder."""
+    if batch_size < 1:
+        raise RunError(f"--batch-size must be >= 1 (got {batch_size})")
+    if limit is not None and limit < 1:
+        raise RunError(f"--limit must be >= 1 (got {limit})")
+    from ..segmentation.calibrate import calibrate
+    with progress_bar("calibrate") as bar:
+        summary = calibrate(model, data, split, classes, objective, where, batch_size, limit, use_clip=not no_clip,
+                            diffusion=diffusion, device=device, dtype=dtype, clip_text=clip, progress=bar.advance)
+    emit({"command": "calibrate", **summary}, as_json)
 
 
 def predict_cmd(
@@ -69,7 +108,8 @@ def predict_cmd(
     data: Optional[str] = typer.Option(None, "--data", help="Shard source instead of image files."),
     split: Optional[str] = typer.Option(None, "--split", help="Split of --data."),
     where: Optional[str] = typer.Option(None, "--where", help="Record filter for --data."),
-    threshold: float = typer.Option(0.5, "--threshold", help="Map value from which a pixel/image is defective."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Map value from which a pixel/image is "
+                                              "defective (default: the model's calibration.json, else 0.5)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Images per forward pass."),
     diffusion: Optional[Path] = typer.Option(None, "--diffusion", help="Diffusion folder, if moved since training."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Stop after N images."),
@@ -120,3 +160,4 @@ def register(app: typer.Typer) -> None:
     """Add the stage-2 commands to `app`."""
     app.command("train-seg")(run_level_errors("train-seg")(train_seg_cmd))
     app.command("predict")(run_level_errors("predict")(predict_cmd))
+    app.command("calibrate")(run_level_errors("calibrate")(calibrate_cmd))

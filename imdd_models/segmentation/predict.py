@@ -48,6 +48,7 @@ from ..data import ReadStats, iter_records
 from ..data.explain import no_records_message
 from ..jsonfile import read_json
 from . import checkpoint as ckpt
+from .calibrate import resolve_threshold
 from .clip_head import ClipClassifier, clip_unavailable, ensemble
 from .config import saved_config
 from .dataset import class_names
@@ -296,7 +297,7 @@ def _check_out(out: Path, run: dict, overwrite: bool) -> None:
 
 
 def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = None, split: str | None = None,
-            images: list[Path] | None = None, where: str | None = None, threshold: float = 0.5,
+            images: list[Path] | None = None, where: str | None = None, threshold: float | None = None,
             batch_size: int = 4, diffusion: Path | None = None, limit: int | None = None,
             progress=None, overwrite: bool = False, clip_alpha: float | None = None, clip_beta: float | None = None,
             use_clip: bool = True, device: str | None = None, dtype: str | None = None,
@@ -333,6 +334,10 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
            {"on": True, "clip_alpha": cfg["clip_alpha"] if clip_alpha is None else clip_alpha,
             "clip_beta": cfg["clip_beta"] if clip_beta is None else clip_beta,
             "clip_text": str(Path(clip_text).resolve()) if clip_text else f"{root}/clip_text_encoder"})
+    # no --threshold: the model's calibration.json (calibrate.py) when it matches these weights and ensemble
+    threshold, threshold_source, why = resolve_threshold(Path(model_dir), threshold, identity, ens["on"])
+    if why:
+        warnings.append(why)
     options = {"classes": classes, "threshold": threshold, "ensemble": ens,
                "source": {"data": data, "split": split, "where": where} if data is not None else "image files"}
     run = {"model": identity, "options": options}
@@ -346,7 +351,8 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
     (out / "predict.json").write_text(json.dumps(run, indent=2) + "\n")
     meta = {"command": "imdd-models predict", "model": identity["path"], "weights_sha256": identity["weights_sha256"],
             "step": identity["step"], "trained_classes": identity["trained_classes"], "classes": classes,
-            "seen_classes": seen, "unseen_classes": unseen, "threshold": threshold, "split": split,
+            "seen_classes": seen, "unseen_classes": unseen, "threshold": threshold,
+            "threshold_source": threshold_source, "split": split,
             "data": data, "where": where, "ensemble": ens, "options": options}
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     jsonl = out / "predictions.jsonl"
@@ -383,7 +389,8 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
             flush(fh)
     return {"out": str(out), "predictions": str(jsonl), "images": written, "skipped_done": skipped,
             "defective": defective, "classes": classes, "seen_classes": seen, "unseen_classes": unseen,
-            "threshold": threshold, "bad": stats.bad, "bad_examples": stats.bad_examples[:5],
+            "threshold": threshold, "threshold_source": threshold_source,
+            "bad": stats.bad, "bad_examples": stats.bad_examples[:5],
             "conditioning": seg.extractor.conditioning, "ensemble": ens, "split": split,
             "step": identity["step"], "warnings": warnings, "device": str(seg.extractor.device),
             "dtype": str(next(seg.extractor.vae.parameters()).dtype).removeprefix("torch.")}
