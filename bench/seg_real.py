@@ -7,14 +7,17 @@ run at 0 steps of stage 2 and a plain supervised U-Net trained from scratch on t
 Steps (each a real CLI call, timed: wall and CPU seconds): imdd-build ingest mtd -> caption -> shard (Parquet)
 -> imdd-models components --preset small -> train-diffusion --config small --split train -> train-seg --config
 small --shots 60 --classes blowhole,break,crack,fray,uneven (N steps, and the same run at 0 steps with
---allow-untrained) -> predict on the test split (--no-clip: the small preset's CLIP towers are random) ->
-evaluate. The baseline: a 4-level U-Net (16..128 channels, BatchNorm, 6 outputs: background + 5 classes) on the
-shots that train-seg chose (its selection.json), at the stage-1 resolution with horizontal flips, trained for as
-many CPU seconds as stage 1 and stage 2 took together; its maps (1 - p(background), zero outside the content
-box), image scores (map maximum) and types (the class with the most mass above 0.5) go through the same
-`evaluate`. Pixel metrics are binned (`--pixel-bins 2000`, constant memory). The table compares pixel AUROC,
-AUPRO, image AUROC and accuracy; the JSON last line has them all with the timings. Targets (issue 29): stage 2
-pixel AUROC >= 0.85 and >= 0.2 above the 0-step run.
+--allow-untrained) -> calibrate the image threshold on the validation split -> predict on the test split
+(--no-clip: the small preset's CLIP towers are random) -> evaluate (with the per-class breakdown). The baseline:
+a 4-level U-Net (16..128 channels, BatchNorm, 6 outputs: background + 5 classes) on the shots that train-seg
+chose (its selection.json), at the stage-1 resolution with horizontal flips, each image standardised within its
+content box (`--baseline-raw` feeds raw pixels instead), trained for as many CPU seconds as stage 1 and stage 2
+took together; its maps (1 - p(background), zero outside the content box), image scores (map maximum) and types
+(the class with the most mass above 0.5) go through the same `evaluate`. Pixel metrics are binned
+(`--pixel-bins 2000`, constant memory). The tables compare pixel AUROC, AUPRO, image AUROC and accuracy, and
+pixel AUROC per defect class (a class's pixels against every normal record's and its own records' other
+pixels); the JSON last line has them all with the timings. Targets (issue 29): stage 2 pixel AUROC >= 0.85 and
+>= 0.2 above the 0-step run.
 """
 
 from __future__ import annotations
@@ -53,7 +56,22 @@ def run(args: list[str], env: dict, log: Path) -> tuple[dict, float, float]:
     return json.loads(proc.stdout.strip().splitlines()[-1]), wall, cpu
 
 
-def baseline(data: Path, selection: Path, resolution: int, budget_cpu_s: float, out: Path, seed: int = 0) -> dict:
+def standardise(pixels, boxes, resolution: int):
+    """(B, 3, R, R) pixels in [-1, 1] -> each image standardised within its content box (mean 0, std 0.5 there,
+    0 outside): the baseline sees relative brightness, as an inspection camera's auto-exposure would give."""
+    out = pixels.clone()
+    for i, box in enumerate(boxes):
+        box = box or (0, 0, 512, 512)
+        x0, y0 = (int(v * resolution // 512) for v in box[:2])
+        x1, y1 = (max(a + 1, -(-int(v) * resolution // 512)) for a, v in zip((x0, y0), box[2:]))
+        inside = pixels[i, :, y0:y1, x0:x1]
+        out[i] = 0
+        out[i, :, y0:y1, x0:x1] = (inside - inside.mean()) / (inside.std() + 1e-3) * 0.5
+    return out
+
+
+def baseline(data: Path, selection: Path, resolution: int, budget_cpu_s: float, out: Path, seed: int = 0,
+             raw: bool = False) -> dict:
     """Train the from-scratch U-Net for `budget_cpu_s` CPU seconds and write its predictions folder."""
     import numpy as np
     import torch
@@ -103,8 +121,13 @@ def baseline(data: Path, selection: Path, resolution: int, budget_cpu_s: float, 
             y[np.asarray(m.convert("L")) > 127] = names.index(types[0]) + 1
         return y
 
+    def pixels(records):
+        x = images_to_pixels([r["image"] for r in records], resolution)
+        return x if raw else standardise(x, [(r.get("geometry") or {}).get("content_box") for r in records],
+                                         resolution)
+
     train = [r for r in iter_records(str(data), "train", None, ReadStats()) if r["key"] in keys]
-    x = images_to_pixels([r["image"] for r in train], resolution)
+    x = pixels(train)
     y = torch.from_numpy(np.stack([class_target(r) for r in train]))[:, None].float()
     y = F.interpolate(y, size=(resolution, resolution), mode="nearest")[:, 0].long()
     torch.manual_seed(seed)
@@ -130,7 +153,7 @@ def baseline(data: Path, selection: Path, resolution: int, budget_cpu_s: float, 
     lines = []
     with torch.no_grad():
         for r in iter_records(str(data), "test", None, ReadStats()):
-            p = net(images_to_pixels([r["image"]], resolution)).softmax(1)
+            p = net(pixels([r])).softmax(1)
             p = F.interpolate(p, size=(512, 512), mode="bilinear", align_corners=False)[0].numpy()
             amap = (1 - p[0]).astype(np.float32)
             box = (r.get("geometry") or {}).get("content_box")
@@ -146,7 +169,21 @@ def baseline(data: Path, selection: Path, resolution: int, budget_cpu_s: float, 
                           "defect_type": names[int(np.argmax(mass))] if score >= 0.5 else None,
                           "anomaly_map": f"maps/{name}"})
     (out / "predictions.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    return {"steps": steps, "train_cpu_s": round(train_cpu, 1), "train_samples": len(train)}
+    return {"steps": steps, "train_cpu_s": round(train_cpu, 1), "train_samples": len(train),
+            "input": "raw" if raw else "standardised"}
+
+
+def by_class(ev: dict) -> dict:
+    """{defect class: pixel AUROC} from an evaluate summary's per-class breakdown."""
+    return {c: g.get("pixel_auroc") for c, g in sorted((ev.get("by_class") or {}).items())}
+
+
+def defect_pixel_share(ev: dict) -> dict:
+    """{defect class: its share of the split's defect pixels} from an evaluate summary's breakdown counts."""
+    pixels = {c: ((g.get("counts") or {}).get("aupro") or {}).get("defect_pixels") or 0
+              for c, g in (ev.get("by_class") or {}).items()}
+    total = sum(pixels.values())
+    return {c: n / total for c, n in pixels.items()} if total else {}
 
 
 def main() -> None:
@@ -158,6 +195,7 @@ def main() -> None:
     ap.add_argument("--shots", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2, help="torch threads of every step (OMP_NUM_THREADS).")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--baseline-raw", action="store_true", help="The baseline U-Net on raw pixels (not standardised).")
     args = ap.parse_args()
     if not args.root.is_dir():
         sys.exit(f"{args.root}: no Magnetic Tile download there (give --root)")
@@ -171,6 +209,7 @@ def main() -> None:
     ws, shards = work / "workspace", work / "shards"
     times: dict[str, dict] = {}
     results: dict[str, dict] = {}
+    share: dict[str, float] = {}
 
     def step(name: str, argv: list[str]) -> dict:
         out, wall, cpu = run(argv, env, log)
@@ -194,22 +233,29 @@ def main() -> None:
         argv = ["imdd_models", "train-seg", "--diffusion", str(work / "stage1"), "--data", str(shards),
                 "--config", "small", "--out", str(seg), "--classes", CLASSES, "--shots", str(args.shots),
                 "--max-steps", str(steps), "--seed", str(args.seed), "--save-every", str(max(1, steps))]
-        summary = step(f"train_seg_{steps}", argv + (["--allow-untrained"] if steps == 0 else []))
+        summary = step(f"train_seg_{steps}", argv + ["--calibrate", "off"]
+                       + (["--allow-untrained"] if steps == 0 else []))
+        cal = step(f"calibrate_{steps}", ["imdd_models", "calibrate", "--model", str(seg), "--data", str(shards),
+                                          "--split", "validation", "--no-clip"])
         preds = work / f"preds{steps}"
         step(f"predict_{steps}", ["imdd_models", "predict", "--model", str(seg), "--classes", CLASSES, "--data",
                                   str(shards), "--split", "test", "--out", str(preds), "--no-clip"])
         ev = step(f"evaluate_{steps}", ["imdd_models", "evaluate", "--predictions", str(preds), "--data",
-                                        str(shards), "--split", "test", "--no-breakdown", "--pixel-bins", "2000"])
+                                        str(shards), "--split", "test", "--pixel-bins", "2000"])
         results[tag] = {m: ev.get(m) for m in METRICS} | {"steps": steps, "samples": summary.get("samples"),
-                                                            "per_class": summary.get("per_class")}
+                                                            "per_class": summary.get("per_class"),
+                                                            "pixel_auroc_by_class": by_class(ev),
+                                                            "threshold": cal.get("threshold"),
+                                                            "validation_image_auroc": cal.get("image_auroc")}
+        share = defect_pixel_share(ev)
     budget = times["train_diffusion"]["cpu_s"] + times[f"train_seg_{args.seg_steps}"]["cpu_s"]
     t, c = time.perf_counter(), time.process_time()
     info = baseline(shards, work / f"seg{args.seg_steps}" / "selection.json", comps["resolution"], budget,
-                    work / "preds_unet", args.seed)
+                    work / "preds_unet", args.seed, raw=args.baseline_raw)
     times["baseline_unet"] = {"wall_s": round(time.perf_counter() - t, 1), "cpu_s": round(time.process_time() - c, 1)}
     ev = step("evaluate_unet", ["imdd_models", "evaluate", "--predictions", str(work / "preds_unet"), "--data",
-                                str(shards), "--split", "test", "--no-breakdown", "--pixel-bins", "2000"])
-    results["unet_baseline"] = {m: ev.get(m) for m in METRICS} | info
+                                str(shards), "--split", "test", "--pixel-bins", "2000"])
+    results["unet_baseline"] = {m: ev.get(m) for m in METRICS} | info | {"pixel_auroc_by_class": by_class(ev)}
 
     train_wall = times["train_diffusion"]["wall_s"] + times[f"train_seg_{args.seg_steps}"]["wall_s"]
     train_cpu = budget
@@ -221,12 +267,18 @@ def main() -> None:
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for tag, r in results.items():
         print(f"| {tag} | " + " | ".join(fmt(r[m]) for m in METRICS) + " |")
+    names = sorted({c for r in results.values() for c in r["pixel_auroc_by_class"]})
+    print("\npixel AUROC by defect class (share of the test split's defect pixels):\n")
+    print("| run | " + " | ".join(f"{c} ({share.get(c, 0):.0%})" for c in names) + " |")
+    print("|---|" + "---|" * len(names))
+    for tag, r in results.items():
+        print(f"| {tag} | " + " | ".join(fmt(r["pixel_auroc_by_class"].get(c)) for c in names) + " |")
     n, z = results[f"stage2_{args.seg_steps}"]["pixel_auroc"], results["stage2_0"]["pixel_auroc"]
     target = n is not None and z is not None and n >= 0.85 and n - z >= 0.2
     print(f"\ntarget (pixel AUROC >= 0.85 and >= 0.2 above 0 steps): {'met' if target else 'NOT met'}")
     print(json.dumps({"bench": "seg_real", "results": results, "times": times, "train_wall_s": round(train_wall, 1),
                       "train_cpu_s": round(train_cpu, 1), "stage1_loss": [s1.get("loss_start"), s1.get("loss_end")],
-                      "target_met": target, "work": str(work), "loadavg": os.getloadavg()}))
+                      "defect_pixel_share": share, "target_met": target, "work": str(work), "loadavg": os.getloadavg()}))
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

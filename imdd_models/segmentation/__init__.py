@@ -5,14 +5,16 @@ captioner conditioning), adapter.py (taps -> stride 4..32 pyramid), model.py (HF
 transformer decoder + mask-embedding head + text classifier), vocabulary.py / text.py (defect words and their
 frozen text embeddings), targets.py, losses.py, dataset.py (training set and few-shot selection), train.py
 (`train-seg`), cache.py, checkpoint.py (the model folder), postprocess.py, clip_head.py (the frozen CLIP
-classifier of the open-vocabulary ensemble) and predict.py (`predict`).
+classifier of the open-vocabulary ensemble) predict.py (`predict`) and calibrate.py
+(`calibrate`: predict's image threshold chosen on held-out records).
 """
 
+from .calibrate import calibrate, choose_threshold
 from .config import PRESETS, SegConfig, get_config, load_seg_config
 from .features import DiffusionFeatureExtractor, describe_taps
 from .model import MaskGenerator, count_trainable
 from .predict import load_model, predict
 from .train import TrainOptions, train_seg
 
-__all__ = ["PRESETS", "DiffusionFeatureExtractor", "MaskGenerator", "SegConfig", "TrainOptions", "count_trainable",
-           "describe_taps", "get_config", "load_model", "load_seg_config", "predict", "train_seg"]
+__all__ = ["PRESETS", "DiffusionFeatureExtractor", "MaskGenerator", "SegConfig", "TrainOptions", "calibrate",
+           "choose_threshold", "count_trainable", "describe_taps", "get_config", "load_model", "load_seg_config", "predict", "train_seg"]

@@ -71,9 +71,12 @@ def read_calibration(model_dir: Path) -> dict | None:
     return read_json(path) if path.is_file() else None
 
 
-def resolve_threshold(model_dir: Path, threshold: float | None, identity: dict, ensemble_on: bool
-                      ) -> tuple[float, str, str | None]:
-    """(threshold, where it came from: option|calibration|default, a warning or None) for `predict`."""
+def resolve_threshold(model_dir: Path, threshold: float | None, identity: dict, ensemble_on: bool,
+                      classes: list[str] | None = None) -> tuple[float, str, str | None]:
+    """(threshold, where it came from: option|calibration|default, a warning or None) for `predict`.
+
+    A calibration made for another class list is still used (image scores are maxima over the classes, so
+    extra names only add candidates), with a warning naming both lists."""
     if threshold is not None:
         return float(threshold), "option", None
     cal = read_calibration(model_dir)
@@ -88,7 +91,16 @@ def resolve_threshold(model_dir: Path, threshold: float | None, identity: dict, 
         return DEFAULT_THRESHOLD, "default", (f"{Path(model_dir) / CALIBRATION}: calibrated {state} the CLIP "
                                               f"ensemble; using {DEFAULT_THRESHOLD} (give --threshold, or calibrate "
                                               f"this way)")
-    return float(cal["threshold"]), "calibration", None
+    why = None
+    if classes is not None and cal.get("classes") is not None and _names(classes) != _names(cal["classes"]):
+        why = (f"{Path(model_dir) / CALIBRATION}: calibrated for classes {','.join(cal['classes'])}, predicting "
+               f"{','.join(classes)}; its threshold may not fit (`imdd-models calibrate --classes ...`)")
+    return float(cal["threshold"]), "calibration", why
+
+
+def _names(classes: list[str]) -> set[str]:
+    from .vocabulary import canonical_type
+    return {canonical_type(c) or c for c in classes}
 
 
 def calibrate(model_dir: Path, data: str, split: str = "validation", classes_text: str | None = None,

@@ -335,7 +335,7 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
             "clip_beta": cfg["clip_beta"] if clip_beta is None else clip_beta,
             "clip_text": str(Path(clip_text).resolve()) if clip_text else f"{root}/clip_text_encoder"})
     # no --threshold: the model's calibration.json (calibrate.py) when it matches these weights and ensemble
-    threshold, threshold_source, why = resolve_threshold(Path(model_dir), threshold, identity, ens["on"])
+    threshold, threshold_source, why = resolve_threshold(Path(model_dir), threshold, identity, ens["on"], classes)
     if why:
         warnings.append(why)
     options = {"classes": classes, "threshold": threshold, "ensemble": ens,

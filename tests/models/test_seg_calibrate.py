@@ -102,6 +102,12 @@ def test_a_calibration_for_other_weights_or_ensemble_is_not_used(model, tmp_path
     assert (t, source) == (0.5, "default") and "CLIP ensemble" in why
     assert resolve_threshold(tmp_path, None, identity, True)[:2] == (0.2, "calibration")
     assert resolve_threshold(tmp_path, 0.7, identity, True)[:2] == (0.7, "option")
+    # another class list: still used, with a warning naming both (synonyms of the same classes count as equal)
+    (tmp_path / CALIBRATION).write_text(json.dumps({"threshold": 0.2, "weights_sha256": identity["weights_sha256"],
+                                                    "ensemble_on": True, "classes": ["scratch", "hole"]}))
+    assert resolve_threshold(tmp_path, None, identity, True, ["hole", "scratch"]) == (0.2, "calibration", None)
+    t, source, why = resolve_threshold(tmp_path, None, identity, True, ["scratch", "hole", "stain"])
+    assert (t, source) == (0.2, "calibration") and "scratch,hole,stain" in why
 
 
 def test_train_seg_calibrates_on_the_validation_split_and_skips_without_one(model, tmp_path):
