@@ -195,6 +195,7 @@ def main() -> None:
     ap.add_argument("--shots", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2, help="torch threads of every step (OMP_NUM_THREADS).")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seg-eval-every", type=int, default=0, help="train-seg --eval-every (0: the last step).")
     ap.add_argument("--baseline-raw", action="store_true", help="The baseline U-Net on raw pixels (not standardised).")
     args = ap.parse_args()
     if not args.root.is_dir():
@@ -233,6 +234,8 @@ def main() -> None:
         argv = ["imdd_models", "train-seg", "--diffusion", str(work / "stage1"), "--data", str(shards),
                 "--config", "small", "--out", str(seg), "--classes", CLASSES, "--shots", str(args.shots),
                 "--max-steps", str(steps), "--seed", str(args.seed), "--save-every", str(max(1, steps))]
+        if steps and args.seg_eval_every:
+            argv += ["--eval-every", str(args.seg_eval_every)]
         summary = step(f"train_seg_{steps}", argv + ["--calibrate", "off"]
                        + (["--allow-untrained"] if steps == 0 else []))
         cal = step(f"calibrate_{steps}", ["imdd_models", "calibrate", "--model", str(seg), "--data", str(shards),
@@ -246,7 +249,9 @@ def main() -> None:
                                                             "per_class": summary.get("per_class"),
                                                             "pixel_auroc_by_class": by_class(ev),
                                                             "threshold": cal.get("threshold"),
-                                                            "validation_image_auroc": cal.get("image_auroc")}
+                                                            "validation_image_auroc": cal.get("image_auroc"),
+                                                            "selected_step": (summary.get("eval") or {}).get(
+                                                                "selected_step")}
         share = defect_pixel_share(ev)
     budget = times["train_diffusion"]["cpu_s"] + times[f"train_seg_{args.seg_steps}"]["cpu_s"]
     t, c = time.perf_counter(), time.process_time()

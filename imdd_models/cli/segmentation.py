@@ -42,6 +42,10 @@ def train_seg_cmd(
     augment: str = typer.Option("on", "--augment", help="on (the preset's flip + scale jitter), flip, or off."),
     schedule_steps: Optional[int] = typer.Option(None, "--schedule-steps", help="Horizon of the LR step decay "
                                                  "(default: epochs x steps per epoch; --max-steps only stops early)."),
+    eval_every: int = typer.Option(0, "--eval-every", help="Every N steps score the held-out --eval-split (pixel "
+                                   "AUROC) and keep the best step's weights as the model; 0 = off (the last step)."),
+    eval_split: str = typer.Option("validation", "--eval-split", help="Held-out split scored by --eval-every."),
+    eval_limit: int = typer.Option(512, "--eval-limit", help="At most N held-out records (features kept in memory)."),
     calibrate: str = typer.Option("auto", "--calibrate", help="After training, choose predict's image threshold "
                                   "on this split (calibration.json): auto (validation, when --data has it), a "
                                   "split name, or off."),
@@ -54,7 +58,8 @@ def train_seg_cmd(
                         batch_size=batch_size, lr=lr, epochs=epochs, timestep=timestep, save_every=save_every,
                         mixed_precision=mixed_precision, cache_features=cache_features,
                         allow_untrained=allow_untrained, device=device, dtype=dtype, num_workers=num_workers,
-                        augment=augment, schedule_steps=schedule_steps)
+                        augment=augment, schedule_steps=schedule_steps, eval_every=eval_every,
+                        eval_split=eval_split, eval_limit=eval_limit)
     check_options(opts)
     with progress_bar("train-seg") as bar:
         def step(done: int, total: int) -> None:

@@ -4,7 +4,7 @@ features.py (the frozen extractor: U-Net decoder and VAE encoder taps at t=50, s
 captioner conditioning), adapter.py (taps -> stride 4..32 pyramid), model.py (HF Mask2Former pixel decoder and
 transformer decoder + mask-embedding head + text classifier), vocabulary.py / text.py (defect words and their
 frozen text embeddings), targets.py, losses.py, dataset.py (training set and few-shot selection), train.py
-(`train-seg`), cache.py, checkpoint.py (the model folder), postprocess.py, clip_head.py (the frozen CLIP
+(`train-seg`), validation.py (`--eval-every`: the best held-out step), cache.py, checkpoint.py (the model folder), postprocess.py, clip_head.py (the frozen CLIP
 classifier of the open-vocabulary ensemble) predict.py (`predict`) and calibrate.py
 (`calibrate`: predict's image threshold chosen on held-out records).
 """

@@ -37,10 +37,20 @@ def _atomic(path: Path, write) -> None:
 
 
 def save_model(out: Path, model: torch.nn.Module, config: dict) -> None:
+    save_weights(out, model.state_dict(), config)
+
+
+def save_weights(out: Path, state: dict, config: dict | None, name: str = WEIGHTS) -> None:
+    """A state dict as `name` (atomically) and, when given, the config as seg_config.json."""
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _atomic(out / WEIGHTS, lambda p: save_file(state, str(p)))
-    _atomic(out / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n"))
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    _atomic(out / name, lambda p: save_file(state, str(p)))
+    if config is not None:
+        _atomic(out / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n"))
+
+
+def read_weights(path: Path) -> dict:
+    return load_file(str(path))
 
 
 def read_config(folder: Path) -> dict:

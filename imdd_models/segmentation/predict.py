@@ -140,9 +140,9 @@ def model_identity(folder: Path) -> dict:
     with open(weights, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    step = None
+    step = (config.get("selected") or {}).get("step")  # train-seg --eval-every: the best held-out step
     for path, key in ((folder / ckpt.STATE_DIR / "trainer.json", "step"), (folder / "train_summary.json", "steps")):
-        if path.is_file():
+        if step is None and path.is_file():
             step = read_json(path).get(key)
             break
     return {"path": str(folder.resolve()), "weights_sha256": digest.hexdigest(), "step": step,

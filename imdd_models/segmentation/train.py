@@ -34,6 +34,8 @@ from .losses import SetCriterion, grounding_loss, label_loss
 from .model import MaskGenerator
 from .schedule import set_lr
 from .text import TextEmbedder
+from .validation import DEFAULT_LIMIT as DEFAULT_EVAL_LIMIT
+from .validation import load_held_out, score
 
 NOISE_SEED = 0  # the fixed feature noise (part of the model: predict uses the same)
 
@@ -69,13 +71,17 @@ class TrainOptions:
     schedule_steps: int | None = None  # the LR schedule's horizon (default: epochs x steps per epoch)
     overrides: dict = field(default_factory=dict)
     allow_untrained: bool = False  # max_steps 0 writes the initial weights (a baseline), else refused
+    eval_every: int = 0  # score held-out records every N steps and keep the best step's weights (validation.py)
+    eval_split: str = "validation"
+    eval_limit: int | None = DEFAULT_EVAL_LIMIT
 
 
 def check_options(opts: "TrainOptions") -> None:
     """Numeric options in range, one RunError line naming the option (before anything is read or written)."""
     checks = [("--max-steps", opts.max_steps, 0 if opts.allow_untrained else 1), ("--batch-size", opts.batch_size, 1),
               ("--epochs", opts.epochs, 1), ("--shots", opts.shots, 1), ("--save-every", opts.save_every, 1),
-              ("--timestep", opts.timestep, 0)]
+              ("--timestep", opts.timestep, 0), ("--eval-every", opts.eval_every, 0),
+              ("--eval-limit", opts.eval_limit, 1)]
     for name, value, low in checks:
         if value is not None and value < low:
             hint = " (0 only with --allow-untrained)" if name == "--max-steps" and value == 0 else ""
@@ -84,6 +90,10 @@ def check_options(opts: "TrainOptions") -> None:
         raise RunError(f"--timestep must be < 1000 (got {opts.timestep})")
     if opts.lr is not None and not (math.isfinite(opts.lr) and opts.lr > 0):
         raise RunError(f"--lr must be a positive number (got {opts.lr})")
+    if opts.eval_every and opts.split and opts.eval_split == opts.split:
+        raise RunError(f"--eval-split {opts.eval_split}: the training split; evaluate on held-out records")
+    if opts.eval_every and not opts.split:
+        raise RunError("--eval-every: training uses every split (--split ''), so no records are held out")
     if opts.mixed_precision not in ("no", "fp16", "bf16"):
         raise RunError(f"--mixed-precision {opts.mixed_precision!r}: choose no, fp16 or bf16")
 
@@ -172,6 +182,8 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
                 "diffusion": str(Path(opts.diffusion).resolve()),
                 "cached_features": opts.cache_features is not None,  # cached features are fp16-rounded
                 "augment": aug, "schedule_steps": horizon, "dtype": str(frozen_dtype).removeprefix("torch.")}
+    if opts.eval_every:  # only then: runs saved without evaluation resume as before
+        identity["eval"] = {"every": opts.eval_every, "split": opts.eval_split, "limit": opts.eval_limit}
     resumed = _check_resume(out, opts.resume, identity)
     out.mkdir(parents=True, exist_ok=True)
     (out / "selection.json").write_text(json.dumps({"keys": keys, **tset.summary(), "classes": tset.classes},
@@ -203,7 +215,15 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
         trainer = ckpt.load_state(out, raw_model, optimizer)
     else:
         torch.manual_seed(opts.seed + 1)  # the loop's randomness (point sampling) from its own seed
+    trainer.setdefault("eval", [])
+    trainer.setdefault("best", None)
     total = opts.max_steps if opts.max_steps is not None else cfg["epochs"] * steps_per_epoch
+    held = None
+    if opts.eval_every and accelerator.is_main_process:
+        rng = torch.get_rng_state()  # reading and extracting draw nothing; kept exact regardless
+        held = load_held_out(opts.data, opts.eval_split, opts.where, tset.classes, extractor, cfg["batch_size"],
+                             opts.eval_limit)
+        torch.set_rng_state(rng)
     cache = FeatureCache(opts.cache_features, extractor) if opts.cache_features else None
     class_index = {c: i for i, c in enumerate(tset.classes)}
     samples = SegSamples(tset.rows, class_index, extractor.resolution, cfg["num_queries"],
@@ -243,6 +263,8 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
         trainer["losses"].append(round(float(accelerator.gather(loss.detach()[None]).mean()), 6))
         if progress:
             progress(trainer["step"], total)
+        if held is not None and (trainer["step"] % opts.eval_every == 0 or trainer["step"] == total):
+            _evaluate(out, raw_model, held, class_text, trainer)
         if accelerator.is_main_process and (trainer["step"] % opts.save_every == 0 or trainer["step"] == total):
             ckpt.save_model(out, raw_model, run_config)
             ckpt.save_state(out, raw_model, optimizer, trainer)
@@ -250,6 +272,12 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
     torch.set_num_threads(threads)
     if accelerator.is_main_process and not (out / ckpt.WEIGHTS).is_file():
         ckpt.save_model(out, raw_model, run_config)  # zero steps asked: the initial weights
+    best = trainer.get("best")
+    if accelerator.is_main_process and held is not None and best is not None and (out / BEST).is_file():
+        # the folder's model is the best held-out step; checkpoint/ keeps the last step for --resume
+        ckpt.save_weights(out, ckpt.read_weights(out / BEST), {**run_config, "selected": {
+            "step": best["step"], held.metric: best["value"], "split": opts.eval_split,
+            "last_step": trainer["step"]}})
     summary = {"out": str(out), "config": opts.config, "steps": trainer["step"],
                "loss_start": _window(trainer["losses"], True), "loss_end": _window(trainer["losses"], False),
                "classes": tset.classes, "novel": novel, **tset.summary(),
@@ -261,9 +289,34 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
                "augment": aug["mode"], "schedule_steps": horizon,
                "samples_seen": seen, "samples_per_s": round(seen / elapsed, 3) if seen else None,
                "cache_hits": cache.hits if cache else None}
+    if opts.eval_every:
+        summary["eval"] = ({"skipped": f"--eval-split {opts.eval_split}: no labelled held-out records of the "
+                                       f"trained classes in --data"} if held is None and accelerator.is_main_process
+                           else _eval_summary(opts, held, trainer) if held is not None else {})
     if accelerator.is_main_process:
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
+
+
+BEST = "best.safetensors"
+
+
+def _evaluate(out: Path, model: MaskGenerator, held, class_text: torch.Tensor, trainer: dict) -> None:
+    """Score the held-out records now; a new best step's weights go to best.safetensors (before the checkpoint
+    of this step is written, so the state on disk always agrees with it)."""
+    value = score(model, held, class_text)
+    trainer["eval"].append({"step": trainer["step"], held.metric: None if value is None else round(value, 6)})
+    best = trainer.get("best")
+    if value is not None and (best is None or value > best["value"]):
+        trainer["best"] = {"step": trainer["step"], "value": round(value, 6)}
+        ckpt.save_weights(out, {k: v.detach() for k, v in model.state_dict().items()}, None, name=BEST)
+
+
+def _eval_summary(opts: TrainOptions, held, trainer: dict) -> dict:
+    best = trainer.get("best") or {}
+    return {"metric": held.metric, "every": opts.eval_every, "split": opts.eval_split, "records": held.records,
+            "left_out": held.left_out, "history": trainer["eval"], "selected_step": best.get("step"),
+            "selected_value": best.get("value")}
 
 
 def _loss(result: dict, targets: list, criterion: SetCriterion, model: MaskGenerator, class_text: torch.Tensor,
