@@ -283,7 +283,8 @@ def main() -> None:
     print(f"\ntarget (pixel AUROC >= 0.85 and >= 0.2 above 0 steps): {'met' if target else 'NOT met'}")
     print(json.dumps({"bench": "seg_real", "results": results, "times": times, "train_wall_s": round(train_wall, 1),
                       "train_cpu_s": round(train_cpu, 1), "stage1_loss": [s1.get("loss_start"), s1.get("loss_end")],
-                      "defect_pixel_share": share, "target_met": target, "work": str(work), "loadavg": os.getloadavg()}))
+                      "defect_pixel_share": share, "target_met": target, "work": str(work),
+                      "loadavg": os.getloadavg()}))
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 
