@@ -137,6 +137,14 @@ def write_two_class_set(out: Path, per_class: int, normals: int, seed: int, spli
     return _write_rows(Path(out), rows, split)
 
 
+def write_train_validation_set(out: Path, validation: tuple[int, int, int]) -> Path:
+    """A two-class shard folder with a `train` split (6 per class, 3 normal, seed 0) and a `validation` split of
+    (per class, normals, seed): held-out records for calibration and step selection."""
+    write_two_class_set(out, per_class=6, normals=3, seed=0, split="train")
+    per_class, normals, seed = validation
+    return write_two_class_set(out, per_class=per_class, normals=normals, seed=seed, split="validation")
+
+
 def add_clip_text_tower(stage1: Path, classes=("scratch", "hole", "stain"), fit_per_class: int = 6,
                         seed: int = 0) -> Path:
     """Give a tiny stage-1 folder the CLIP text tower of the open-vocabulary ensemble (`clip_text_encoder/`),

@@ -18,7 +18,7 @@ from imdd_models.cli import app
 from imdd_models.segmentation.calibrate import CALIBRATION, calibrate, choose_threshold, resolve_threshold
 from imdd_models.segmentation.predict import model_identity, predict
 from imdd_models.segmentation.train import TrainOptions, train_seg
-from seg_fixtures import write_diffusion_folder, write_two_class_set
+from seg_fixtures import write_diffusion_folder, write_train_validation_set, write_two_class_set
 
 from .conftest import invoke
 
@@ -55,9 +55,7 @@ def test_one_label_only_cannot_calibrate():
 def model(tiny_components, tmp_path_factory):
     root = tmp_path_factory.mktemp("calibrate")
     diffusion = write_diffusion_folder(tiny_components, root / "stage1")
-    data = root / "data"
-    write_two_class_set(data, per_class=6, normals=3, seed=0, split="train")
-    write_two_class_set(data, per_class=4, normals=4, seed=5, split="validation")
+    data = write_train_validation_set(root / "data", (4, 4, 5))
     out = root / "model"
     train_seg(TrainOptions(diffusion=diffusion, data=str(data), config="tiny", out=out, classes="scratch,hole",
                            max_steps=20, save_every=1000, num_workers=0))

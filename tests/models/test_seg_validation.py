@@ -21,7 +21,7 @@ from imdd_build.errors import RunError
 from imdd_models.cli import app
 from imdd_models.segmentation.predict import model_identity
 from imdd_models.segmentation.train import TrainOptions, train_seg
-from seg_fixtures import write_diffusion_folder, write_two_class_set
+from seg_fixtures import write_diffusion_folder, write_train_validation_set
 
 from .conftest import invoke
 
@@ -32,12 +32,8 @@ STEPS = 24
 def setup(tiny_components, tmp_path_factory):
     root = tmp_path_factory.mktemp("seg-eval")
     diffusion = write_diffusion_folder(tiny_components, root / "stage1")
-    data = root / "data"
-    write_two_class_set(data, per_class=6, normals=3, seed=0, split="train")
-    write_two_class_set(data, per_class=3, normals=3, seed=7, split="validation")
-    inverted = root / "inverted"
-    write_two_class_set(inverted, per_class=6, normals=3, seed=0, split="train")
-    write_two_class_set(inverted, per_class=3, normals=3, seed=7, split="validation")
+    data = write_train_validation_set(root / "data", (3, 3, 7))
+    inverted = write_train_validation_set(root / "inverted", (3, 3, 7))
     _invert_masks(inverted / "data" / "validation-00000-of-00001.parquet")
     return {"root": root, "diffusion": diffusion, "data": data, "inverted": inverted}
 
