@@ -8,8 +8,10 @@ scores the anomaly map's pixel AUROC against the records' masks (normal records 
 without masks is scored by image AUROC (the map's maximum against the labels). Records with a defect type
 outside the trained classes are left out (their pixels would be unseen defects, neither defect nor normal).
 
-The frozen features of the held-out records are computed once and kept (the extractor is deterministic:
-fixed noise, no augmentation), so an evaluation costs only the head's forward passes. Evaluation draws no
+The frozen features of the held-out records are computed once and kept in CPU memory as float16 (the
+extractor is deterministic: fixed noise, no augmentation), so an evaluation costs only the head's forward
+passes. That is ~0.1 MiB per record for `small` and ~10 MiB for SD1.5's taps at 512 px (5 GiB at the default
+`--eval-limit` 512: lower it there). Evaluation draws no
 random numbers (the global RNG state is restored around it), so a run with evaluation reaches the same
 weights as one without, and resume stays exact.
 """
@@ -34,7 +36,7 @@ DEFAULT_LIMIT = 512
 class HeldOut:
     """The held-out records' frozen features and what they are scored against."""
 
-    feats: list[dict[str, torch.Tensor]]  # per batch: {tap: (B, C, h, w)} on the model device
+    feats: list[dict[str, torch.Tensor]]  # per batch: {tap: (B, C, h, w)} float16 on the CPU
     inside: np.ndarray  # (N, R, R) bool: the content box at the model resolution
     truth: np.ndarray  # (N, R, R) bool: defect pixels
     labels: np.ndarray  # (N,) bool: defective
@@ -93,7 +95,7 @@ def load_held_out(data: str, split: str, where: str | None, classes: list[str], 
     has_pixels = False
     for i in range(0, len(records), batch_size):
         chunk = records[i:i + batch_size]
-        feats.append({k: v.half() for k, v in extractor([r["image"] for r in chunk]).items()})
+        feats.append({k: v.half().cpu() for k, v in extractor([r["image"] for r in chunk]).items()})
         for r in chunk:
             inside.append(_box(r, side))
             m = _mask(r, side)
@@ -115,7 +117,7 @@ def score(model, held: HeldOut, class_text: torch.Tensor) -> float | None:
         maps = []
         side = held.inside.shape[-1]
         for feats in held.feats:
-            out = model({k: v.float() for k, v in feats.items()}, class_text)
+            out = model({k: v.to(class_text.device).float() for k, v in feats.items()}, class_text)
             maps.append(semantic_maps(out["masks"][-1], out["logits"][-1], side).amax(1).cpu().numpy())
         anomaly = np.concatenate(maps) * held.inside
     finally:
