@@ -59,14 +59,15 @@ def run(args: list[str], env: dict, log: Path) -> tuple[dict, float, float]:
 def standardise(pixels, boxes, resolution: int):
     """(B, 3, R, R) pixels in [-1, 1] -> each image standardised within its content box (mean 0, std 0.5 there,
     0 outside): the baseline sees relative brightness, as an inspection camera's auto-exposure would give."""
-    out = pixels.clone()
+    import torch
+
+    from imdd_models.segmentation.validation import content_mask
+
+    out = torch.zeros_like(pixels)
     for i, box in enumerate(boxes):
-        box = box or (0, 0, 512, 512)
-        x0, y0 = (int(v * resolution // 512) for v in box[:2])
-        x1, y1 = (max(a + 1, -(-int(v) * resolution // 512)) for a, v in zip((x0, y0), box[2:]))
-        inside = pixels[i, :, y0:y1, x0:x1]
-        out[i] = 0
-        out[i, :, y0:y1, x0:x1] = (inside - inside.mean()) / (inside.std() + 1e-3) * 0.5
+        inside = torch.from_numpy(content_mask(box, resolution))
+        values = pixels[i][:, inside]
+        out[i][:, inside] = (values - values.mean()) / (values.std() + 1e-3) * 0.5
     return out
 
 

@@ -94,10 +94,6 @@ def calibrate_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Choose predict's image threshold on held-out records; writes calibration.json into the model folder."""
-    if batch_size < 1:
-        raise RunError(f"--batch-size must be >= 1 (got {batch_size})")
-    if limit is not None and limit < 1:
-        raise RunError(f"--limit must be >= 1 (got {limit})")
     from ..segmentation.calibrate import calibrate
     with progress_bar("calibrate") as bar:
         summary = calibrate(model, data, split, classes, objective, where, batch_size, limit, use_clip=not no_clip,

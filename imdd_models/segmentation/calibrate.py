@@ -17,7 +17,7 @@ and to the ensemble setting. `predict` without `--threshold` uses it when both m
 
 from __future__ import annotations
 
-import json
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from imdd_build.errors import RunError
 from ..data import ReadStats, iter_records
 from ..data.explain import no_records_message
 from ..jsonfile import read_json
-from .dataset import class_names
+from .dataset import requested_names
 
 CALIBRATION = "calibration.json"
 DEFAULT_THRESHOLD = 0.5
@@ -106,7 +106,7 @@ def _names(classes: list[str]) -> set[str]:
 def calibrate(model_dir: Path, data: str, split: str = "validation", classes_text: str | None = None,
               objective: str = "f1", where: str | None = None, batch_size: int = 4, limit: int | None = None,
               use_clip: bool = True, diffusion: Path | None = None, device: str | None = None,
-              dtype: str | None = None, clip_text: Path | None = None, progress=None, seg=None) -> dict:
+              dtype: str | None = None, clip_text: Path | None = None, progress=None) -> dict:
     """Score `split` of `data` with the model as `predict` would, choose the threshold, write calibration.json."""
     from . import checkpoint as ckpt
     from .clip_head import clip_unavailable
@@ -121,11 +121,7 @@ def calibrate(model_dir: Path, data: str, split: str = "validation", classes_tex
     model_dir = Path(model_dir)
     identity = model_identity(model_dir)
     config = ckpt.read_config(model_dir)
-    if classes_text:
-        base, novel = class_names(classes_text)
-        classes = base + [c for c in novel if c not in base]
-    else:
-        classes = list(config.get("classes") or [])
+    classes = requested_names(classes_text) if classes_text else list(config.get("classes") or [])
     if not classes:
         raise RunError("--classes: give at least one class name")
     root = Path(diffusion or config["features"]["diffusion"])
@@ -135,8 +131,7 @@ def calibrate(model_dir: Path, data: str, split: str = "validation", classes_tex
     first = next(records, None)
     if first is None:
         raise RunError(no_records_message(data, split, where))
-    if seg is None:
-        seg = load_model(model_dir, diffusion, device, use_clip=why_not is None, dtype=dtype, clip_text=clip_text)
+    seg = load_model(model_dir, diffusion, device, use_clip=why_not is None, dtype=dtype, clip_text=clip_text)
     scores: list[float] = []
     defective: list[bool] = []
     skipped = 0
@@ -152,7 +147,6 @@ def calibrate(model_dir: Path, data: str, split: str = "validation", classes_tex
                 progress()
         batch.clear()
 
-    import itertools
     for record in itertools.chain([first], records):
         if limit is not None and len(scores) + len(batch) >= limit:
             break
@@ -172,9 +166,7 @@ def calibrate(model_dir: Path, data: str, split: str = "validation", classes_tex
               "unlabelled_skipped": skipped, "bad": stats.bad, "classes": classes,
               "ensemble_on": why_not is None, "weights_sha256": identity["weights_sha256"],
               "step": identity["step"]}
-    tmp = model_dir / (CALIBRATION + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    tmp.replace(model_dir / CALIBRATION)
+    ckpt.write_json(model_dir, CALIBRATION, result)
     return {"model": str(model_dir), "calibration": str(model_dir / CALIBRATION), **result}
 
 

@@ -46,7 +46,12 @@ def save_weights(out: Path, state: dict, config: dict | None, name: str = WEIGHT
     state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     _atomic(out / name, lambda p: save_file(state, str(p)))
     if config is not None:
-        _atomic(out / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n"))
+        write_json(out, CONFIG, config)
+
+
+def write_json(folder: Path, name: str, value: dict) -> None:
+    """A JSON file of the model folder (seg_config.json, calibration.json), written atomically."""
+    _atomic(Path(folder) / name, lambda p: p.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n"))
 
 
 def read_weights(path: Path) -> dict:

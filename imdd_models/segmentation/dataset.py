@@ -58,6 +58,12 @@ def class_names(text: str) -> tuple[list[str], list[str]]:
     return list(parse_class_list(text)), []
 
 
+def requested_names(text: str) -> list[str]:
+    """Every name `--classes` asks to look for at prediction: a split file's base then novel classes, or the list."""
+    base, novel = class_names(text)
+    return base + [c for c in novel if c not in base]
+
+
 def resolve_classes(text: str, pool_types: set[str]) -> list[str]:
     """`all` -> every type in the pool (sorted); else the listed names (or a class split file's base
     classes), synonyms mapped to canonical ids."""

@@ -51,7 +51,7 @@ from . import checkpoint as ckpt
 from .calibrate import resolve_threshold
 from .clip_head import ClipClassifier, clip_unavailable, ensemble
 from .config import saved_config
-from .dataset import class_names
+from .dataset import requested_names
 from .features import DiffusionFeatureExtractor, parse_device, parse_dtype
 from .model import MaskGenerator
 from .postprocess import ImageResult, semantic_maps, semantic_maps_from_probs, summarize
@@ -307,8 +307,7 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
         raise RunError(f"--batch-size must be >= 1 (got {batch_size})")
     if limit is not None and limit < 1:
         raise RunError(f"--limit must be >= 1 (got {limit})")
-    base, novel = class_names(classes_text)
-    classes = base + [c for c in novel if c not in base]  # a split file: its base and novel classes
+    classes = requested_names(classes_text)  # a split file: its base and novel classes
     if not classes:
         raise RunError("--classes: give at least one class name")
     if (data is None) == (not images):

@@ -49,9 +49,11 @@ class HeldOut:
         return "pixel_auroc" if self.has_pixels else "image_auroc"
 
 
-def _box(record: dict, side: int) -> np.ndarray:
+def content_mask(box, side: int) -> np.ndarray:
+    """(side, side) bool: a 512-canvas content box (x0, y0, x1, y1; None = the whole canvas) at `side` pixels,
+    every cell the box touches included."""
     inside = np.zeros((side, side), dtype=bool)
-    box = (record.get("geometry") or {}).get("content_box") or (0, 0, 512, 512)
+    box = box or (0, 0, 512, 512)
     x0, y0 = (int(v * side // 512) for v in box[:2])
     x1, y1 = (max(a + 1, -(-int(v) * side // 512)) for a, v in zip((x0, y0), box[2:]))
     inside[y0:y1, x0:x1] = True
@@ -73,22 +75,18 @@ def load_held_out(data: str, split: str, where: str | None, classes: list[str], 
     trained = set(classes)
     side = extractor.resolution
     stats = ReadStats()
-    try:
-        source = iter_records(data, split, where, stats)
-        records = []
-        left_out = 0
-        for record in source:
-            if limit is not None and len(records) >= limit:
-                break
-            if record.get("label") not in ("normal", "defective"):
-                continue
-            types = [canonical_type(t) or t for t in record.get("defect_types") or []]
-            if any(t not in trained for t in types):
-                left_out += 1
-                continue
-            records.append(record)
-    except Exception:  # noqa: BLE001  (a missing split is reported by the caller as "no held-out records")
-        return None
+    records = []
+    left_out = 0
+    for record in iter_records(data, split, where, stats):  # a split --data lacks yields no records
+        if limit is not None and len(records) >= limit:
+            break
+        if record.get("label") not in ("normal", "defective"):
+            continue
+        types = [canonical_type(t) or t for t in record.get("defect_types") or []]
+        if any(t not in trained for t in types):
+            left_out += 1
+            continue
+        records.append(record)
     if not records:
         return None
     feats, inside, truth, labels = [], [], [], []
@@ -97,7 +95,7 @@ def load_held_out(data: str, split: str, where: str | None, classes: list[str], 
         chunk = records[i:i + batch_size]
         feats.append({k: v.half().cpu() for k, v in extractor([r["image"] for r in chunk]).items()})
         for r in chunk:
-            inside.append(_box(r, side))
+            inside.append(content_mask((r.get("geometry") or {}).get("content_box"), side))
             m = _mask(r, side)
             defective = r.get("label") == "defective"
             has_pixels |= m is not None and defective
