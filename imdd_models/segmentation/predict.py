@@ -141,10 +141,10 @@ def model_identity(folder: Path) -> dict:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     step = (config.get("selected") or {}).get("step")  # train-seg --eval-every: the best held-out step
-    for path, key in ((folder / ckpt.STATE_DIR / "trainer.json", "step"), (folder / "train_summary.json", "steps")):
-        if step is None and path.is_file():
-            step = read_json(path).get(key)
-            break
+    trainer = ((folder / ckpt.STATE_DIR / "trainer.json", "step"), (folder / "train_summary.json", "steps"))
+    path, key = next(((p, k) for p, k in trainer if p.is_file()), (None, None))
+    if step is None and path is not None:
+        step = read_json(path).get(key)
     return {"path": str(folder.resolve()), "weights_sha256": digest.hexdigest(), "step": step,
             "trained_classes": list(config.get("classes") or [])}
 
