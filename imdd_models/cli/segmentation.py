@@ -19,6 +19,8 @@ def train_seg_cmd(
                                 help="Trained (base) classes: all, a,b,... or a class split file (others unseen, "
                                      "ignored in the losses). A name without training samples is an error."),
     shots: Optional[int] = typer.Option(None, "--shots", help="Exactly K labelled samples per class (seeded)."),
+    normal_shots: Optional[int] = typer.Option(None, "--normal-shots", help="Normal records chosen with --shots "
+                                               "(default: as many as --shots; 0 = none)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N optimizer steps."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initialisation, the batch order and --shots."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
@@ -54,7 +56,7 @@ def train_seg_cmd(
     """Train the open-vocabulary mask generator on frozen diffusion features."""
     from ..segmentation.train import TrainOptions, check_options, train_seg
     opts = TrainOptions(diffusion=diffusion, data=data, config=config, out=out, classes=classes, shots=shots,
-                        max_steps=max_steps, seed=seed, resume=resume, split=split or None, where=where,
+                        normal_shots=normal_shots, max_steps=max_steps, seed=seed, resume=resume, split=split or None, where=where,
                         batch_size=batch_size, lr=lr, epochs=epochs, timestep=timestep, save_every=save_every,
                         mixed_precision=mixed_precision, cache_features=cache_features,
                         allow_untrained=allow_untrained, device=device, dtype=dtype, num_workers=num_workers,

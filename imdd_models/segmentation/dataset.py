@@ -11,7 +11,7 @@ the trained classes are left out so those classes stay unseen.
 
 With `--shots K` the lead's `sample_shots` picks exactly K records per trained class (seeded,
 independent of order, machine and process count) and K normal records the same way (pseudo-class
-`normal`); a class with fewer than K records uses all it has and `short` says so. Chosen rows whose
+`normal`; `--normal-shots` sets another count: normal images are the cheap ones to collect); a class with fewer than K records uses all it has and `short` says so. Chosen rows whose
 pixels do not decode are left out and counted (`bad`, with reasons): one broken image never stops a run.
 The chosen rows keep their encoded bytes in memory (a few-shot set is small; without `--shots` this is
 the whole used pool) and are decoded per batch in the DataLoader workers (`SegSamples`) by the reader's
@@ -82,8 +82,10 @@ def resolve_classes(text: str, pool_types: set[str]) -> list[str]:
 
 
 def select(data: str, split: str | None, where: str | None, classes: str, shots: int | None,
-           seed: int) -> TrainingSet:
-    """Read the pool's light columns, pick the training rows, read their pixels (see the module docstring)."""
+           seed: int, normal_shots: int | None = None) -> TrainingSet:
+    """Read the pool's light columns, pick the training rows, read their pixels (see the module docstring).
+
+    `normal_shots`: how many normal records go with `shots` (default: as many as `shots`; 0: none)."""
     stats = ReadStats()
     pool = []  # (key, types, normal, location): no pixels, no captions
     for row in iter_light(data, split, where, stats):
@@ -105,14 +107,17 @@ def select(data: str, split: str | None, where: str | None, classes: str, shots:
         return TrainingSet(rows, trained, counts, {c: 0 for c, n in counts.items() if n == 0},
                            sum(n for _, _, n, _ in used), stats)
     defective = sample_shots(((k, types) for k, types, normal, _ in used if not normal), shots, seed, trained)
-    normals = sample_shots(((k, [NORMAL]) for k, _, normal, _ in used if normal), shots, seed, [NORMAL])
-    keep = set(defective.keys) | set(normals.keys)
+    n_normal = shots if normal_shots is None else normal_shots
+    normals = (sample_shots(((k, [NORMAL]) for k, _, normal, _ in used if normal), n_normal, seed, [NORMAL])
+               if n_normal else None)
+    keep = set(defective.keys) | set(normals.keys if normals else ())
     chosen = sorted((key, loc) for key, _, _, loc in used if key in keep)
     rows = _decodable(read_rows(data, split, [loc for _, loc in chosen]), stats)
     short = dict(defective.short)
-    if normals.short.get(NORMAL, shots) < shots and any(n for _, _, n, _ in used):
+    if normals and normals.short.get(NORMAL, n_normal) < n_normal and any(n for _, _, n, _ in used):
         short[NORMAL] = normals.short[NORMAL]
-    return TrainingSet(rows, trained, dict(defective.per_class), short, normals.per_class.get(NORMAL, 0), stats)
+    n_chosen = normals.per_class.get(NORMAL, 0) if normals else 0
+    return TrainingSet(rows, trained, dict(defective.per_class), short, n_chosen, stats)
 
 
 def _decodable(rows: list[dict], stats: ReadStats) -> list[dict]:

@@ -52,6 +52,7 @@ class TrainOptions:
     out: Path
     classes: str = "all"
     shots: int | None = None
+    normal_shots: int | None = None  # normal records with --shots (default: as many as --shots)
     max_steps: int | None = None
     seed: int = 0
     resume: bool = False
@@ -79,7 +80,8 @@ class TrainOptions:
 def check_options(opts: "TrainOptions") -> None:
     """Numeric options in range, one RunError line naming the option (before anything is read or written)."""
     checks = [("--max-steps", opts.max_steps, 0 if opts.allow_untrained else 1), ("--batch-size", opts.batch_size, 1),
-              ("--epochs", opts.epochs, 1), ("--shots", opts.shots, 1), ("--save-every", opts.save_every, 1),
+              ("--epochs", opts.epochs, 1), ("--shots", opts.shots, 1), ("--normal-shots", opts.normal_shots, 0),
+              ("--save-every", opts.save_every, 1),
               ("--timestep", opts.timestep, 0), ("--eval-every", opts.eval_every, 0),
               ("--eval-limit", opts.eval_limit, 1)]
     for name, value, low in checks:
@@ -173,7 +175,9 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
         aug = augment.settings(cfg, opts.augment)
     except ValueError as exc:
         raise TrainError(str(exc)) from None
-    tset = select(opts.data, opts.split, opts.where, opts.classes, opts.shots, opts.seed)
+    if opts.normal_shots is not None and opts.shots is None:
+        raise TrainError("--normal-shots: only with --shots (without it every normal record is used)")
+    tset = select(opts.data, opts.split, opts.where, opts.classes, opts.shots, opts.seed, opts.normal_shots)
     keys = [r["key"] for r in tset.rows]
     steps_per_epoch = math.ceil(len(tset.rows) / cfg["batch_size"])
     horizon = opts.schedule_steps or cfg["epochs"] * steps_per_epoch

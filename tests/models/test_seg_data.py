@@ -212,3 +212,26 @@ def test_the_feature_cache_serves_augmented_views_workers_and_dtypes(setup, tmp_
     third = train(setup, tmp_path / "c", *common, "--dtype", "bfloat16")
     added = len(list(cache.rglob("*.safetensors"))) - len(views)
     assert added == len(views) and third["cache_hits"] == first["cache_hits"]  # other dtype: its own entries
+
+
+def test_normal_shots_sets_how_many_normal_records_go_with_the_shots(setup, tmp_path):
+    def normal_keys(tset):
+        return {r["key"] for r in tset.rows if r["label"] == "normal"}
+
+    default = select(str(setup["data"]), "train", None, "scratch,hole", 2, 7)  # 3 normal records in the pool
+    more = select(str(setup["data"]), "train", None, "scratch,hole", 2, 7, normal_shots=3)
+    none = select(str(setup["data"]), "train", None, "scratch,hole", 2, 7, normal_shots=0)
+    assert (default.normal, more.normal, none.normal) == (2, 3, 0)
+    assert len(normal_keys(default)) == 2 and len(normal_keys(more)) == 3 and not normal_keys(none)
+    assert normal_keys(default) < normal_keys(more)  # the same seeded ranking, more of it
+    defective = {r["key"] for r in default.rows} - normal_keys(default)
+    assert defective == {r["key"] for r in none.rows} and more.per_class == default.per_class
+    many = select(str(setup["data"]), "train", None, "scratch,hole", 2, 7, normal_shots=1000)
+    assert many.short.get("normal") == many.normal == 3 and "normal" not in default.short
+    for args, msg in ((["--shots", "2", "--normal-shots", "-1"], "--normal-shots must be >= 0 (got -1)"),
+                      (["--normal-shots", "2"], "--normal-shots: only with --shots")):
+        result = CliRunner().invoke(app, ["train-seg", "--diffusion", str(setup["diffusion"]), "--data",
+                                          str(setup["data"]), "--config", "tiny", "--out", str(tmp_path / "m"),
+                                          "--max-steps", "1", *args])
+        assert result.exit_code == 2 and msg in result.output, result.output
+    assert not (tmp_path / "m").exists()
