@@ -174,6 +174,19 @@ def baseline(data: Path, selection: Path, resolution: int, budget_cpu_s: float, 
             "input": "raw" if raw else "standardised"}
 
 
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _sd(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    if len(values) < 2:
+        return None
+    m = sum(values) / len(values)
+    return (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
 def by_class(ev: dict) -> dict:
     """{defect class: pixel AUROC} from an evaluate summary's per-class breakdown."""
     return {c: g.get("pixel_auroc") for c, g in sorted((ev.get("by_class") or {}).items())}
@@ -196,6 +209,9 @@ def main() -> None:
     ap.add_argument("--shots", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2, help="torch threads of every step (OMP_NUM_THREADS).")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seg-seeds", default="", help="Comma list of stage-2 seeds (shot selection and init; e.g. "
+                    "0,1,2): stage 2, its 0-step run and the baseline per seed, then each row's mean (+- sd); "
+                    "the target is judged on the means. Default: --seed only.")
     ap.add_argument("--seg-eval-every", type=int, default=0, help="train-seg --eval-every (0: the last step).")
     ap.add_argument("--baseline-raw", action="store_true", help="The baseline U-Net on raw pixels (not standardised).")
     args = ap.parse_args()
@@ -229,41 +245,61 @@ def main() -> None:
                                   "--components", str(work / "comps"), "--out", str(work / "stage1"),
                                   "--split", "train", "--max-steps", str(args.stage1_steps),
                                   "--seed", str(args.seed)])
-    for steps in (args.seg_steps, 0):
-        tag = f"stage2_{steps}"
-        seg = work / f"seg{steps}"
-        argv = ["imdd_models", "train-seg", "--diffusion", str(work / "stage1"), "--data", str(shards),
-                "--config", "small", "--out", str(seg), "--classes", CLASSES, "--shots", str(args.shots),
-                "--max-steps", str(steps), "--seed", str(args.seed), "--save-every", str(max(1, steps))]
-        if steps and args.seg_eval_every:
-            argv += ["--eval-every", str(args.seg_eval_every)]
-        summary = step(f"train_seg_{steps}", argv + ["--calibrate", "off"]
-                       + (["--allow-untrained"] if steps == 0 else []))
-        cal = step(f"calibrate_{steps}", ["imdd_models", "calibrate", "--model", str(seg), "--data", str(shards),
-                                          "--split", "validation", "--no-clip"])
-        preds = work / f"preds{steps}"
-        step(f"predict_{steps}", ["imdd_models", "predict", "--model", str(seg), "--classes", CLASSES, "--data",
-                                  str(shards), "--split", "test", "--out", str(preds), "--no-clip"])
-        ev = step(f"evaluate_{steps}", ["imdd_models", "evaluate", "--predictions", str(preds), "--data",
-                                        str(shards), "--split", "test", "--pixel-bins", "2000"])
-        results[tag] = {m: ev.get(m) for m in METRICS} | {"steps": steps, "samples": summary.get("samples"),
-                                                            "per_class": summary.get("per_class"),
-                                                            "pixel_auroc_by_class": by_class(ev),
-                                                            "threshold": cal.get("threshold"),
-                                                            "validation_image_auroc": cal.get("image_auroc"),
-                                                            "selected_step": (summary.get("eval") or {}).get(
-                                                                "selected_step")}
-        share = defect_pixel_share(ev)
-    budget = times["train_diffusion"]["cpu_s"] + times[f"train_seg_{args.seg_steps}"]["cpu_s"]
-    t, c = time.perf_counter(), time.process_time()
-    info = baseline(shards, work / f"seg{args.seg_steps}" / "selection.json", comps["resolution"], budget,
-                    work / "preds_unet", args.seed, raw=args.baseline_raw)
-    times["baseline_unet"] = {"wall_s": round(time.perf_counter() - t, 1), "cpu_s": round(time.process_time() - c, 1)}
-    ev = step("evaluate_unet", ["imdd_models", "evaluate", "--predictions", str(work / "preds_unet"), "--data",
-                                str(shards), "--split", "test", "--pixel-bins", "2000"])
-    results["unet_baseline"] = {m: ev.get(m) for m in METRICS} | info | {"pixel_auroc_by_class": by_class(ev)}
+    seeds = [int(x) for x in args.seg_seeds.split(",")] if args.seg_seeds else [args.seed]
+    runs: dict[str, list[str]] = {}  # row name -> the tags averaged into it (several seeds)
 
-    train_wall = times["train_diffusion"]["wall_s"] + times[f"train_seg_{args.seg_steps}"]["wall_s"]
+    def tag_of(name: str, seed: int) -> str:
+        tag = name if len(seeds) == 1 else f"{name}_seed{seed}"
+        runs.setdefault(name, []).append(tag)
+        return tag
+
+    for seed in seeds:
+        sfx = "" if len(seeds) == 1 else f"_seed{seed}"
+        for steps in (args.seg_steps, 0):
+            tag = tag_of(f"stage2_{steps}", seed)
+            seg = work / f"seg{steps}{sfx}"
+            argv = ["imdd_models", "train-seg", "--diffusion", str(work / "stage1"), "--data", str(shards),
+                    "--config", "small", "--out", str(seg), "--classes", CLASSES, "--shots", str(args.shots),
+                    "--max-steps", str(steps), "--seed", str(seed), "--save-every", str(max(1, steps))]
+            if steps and args.seg_eval_every:
+                argv += ["--eval-every", str(args.seg_eval_every)]
+            summary = step(f"train_seg_{steps}{sfx}", argv + ["--calibrate", "off"]
+                           + (["--allow-untrained"] if steps == 0 else []))
+            cal = step(f"calibrate_{steps}{sfx}", ["imdd_models", "calibrate", "--model", str(seg), "--data",
+                                                   str(shards), "--split", "validation", "--no-clip"])
+            preds = work / f"preds{steps}{sfx}"
+            step(f"predict_{steps}{sfx}", ["imdd_models", "predict", "--model", str(seg), "--classes", CLASSES,
+                                           "--data", str(shards), "--split", "test", "--out", str(preds), "--no-clip"])
+            ev = step(f"evaluate_{steps}{sfx}", ["imdd_models", "evaluate", "--predictions", str(preds), "--data",
+                                                 str(shards), "--split", "test", "--pixel-bins", "2000"])
+            results[tag] = {m: ev.get(m) for m in METRICS} | {
+                "steps": steps, "seed": seed, "samples": summary.get("samples"), "per_class": summary.get("per_class"),
+                "pixel_auroc_by_class": by_class(ev), "threshold": cal.get("threshold"),
+                "validation_image_auroc": cal.get("image_auroc"),
+                "selected_step": (summary.get("eval") or {}).get("selected_step")}
+            share = defect_pixel_share(ev)
+        budget = times["train_diffusion"]["cpu_s"] + times[f"train_seg_{args.seg_steps}{sfx}"]["cpu_s"]
+        t, c = time.perf_counter(), time.process_time()
+        info = baseline(shards, work / f"seg{args.seg_steps}{sfx}" / "selection.json", comps["resolution"], budget,
+                        work / f"preds_unet{sfx}", seed, raw=args.baseline_raw)
+        times[f"baseline_unet{sfx}"] = {"wall_s": round(time.perf_counter() - t, 1),
+                                        "cpu_s": round(time.process_time() - c, 1)}
+        ev = step(f"evaluate_unet{sfx}", ["imdd_models", "evaluate", "--predictions", str(work / f"preds_unet{sfx}"),
+                                          "--data", str(shards), "--split", "test", "--pixel-bins", "2000"])
+        results[tag_of("unet_baseline", seed)] = ({m: ev.get(m) for m in METRICS} | info | {"seed": seed}
+                                                 | {"pixel_auroc_by_class": by_class(ev)})
+    if len(seeds) > 1:  # each row's mean and standard deviation over the seeds
+        for name, tags in runs.items():
+            rows = [results[t] for t in tags]
+            mean = {m: _mean([r[m] for r in rows]) for m in METRICS}
+            mean["pixel_auroc_by_class"] = {c: _mean([r["pixel_auroc_by_class"].get(c) for r in rows])
+                                            for c in rows[0]["pixel_auroc_by_class"]}
+            mean["sd"] = {m: _sd([r[m] for r in rows]) for m in METRICS}
+            mean["seeds"] = seeds
+            results[f"{name}_mean"] = mean
+    first = "" if len(seeds) == 1 else f"_seed{seeds[0]}"
+    budget = times["train_diffusion"]["cpu_s"] + times[f"train_seg_{args.seg_steps}{first}"]["cpu_s"]
+    train_wall = times["train_diffusion"]["wall_s"] + times[f"train_seg_{args.seg_steps}{first}"]["wall_s"]
     train_cpu = budget
     print(f"\nMagnetic Tile test split ({shard.get('splits', {}).get('test')} images); stage 1 "
           f"{args.stage1_steps} steps, stage 2 {args.seg_steps} steps; train wall {train_wall / 60:.1f} min, "
@@ -272,16 +308,20 @@ def main() -> None:
     print("|---|---|---|---|---|")
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for tag, r in results.items():
-        print(f"| {tag} | " + " | ".join(fmt(r[m]) for m in METRICS) + " |")
+        sd = r.get("sd") or {}
+        print(f"| {tag} | " + " | ".join(fmt(r[m]) + (f" +- {sd[m]:.3f}" if sd.get(m) is not None else "")
+                                         for m in METRICS) + " |")
     names = sorted({c for r in results.values() for c in r["pixel_auroc_by_class"]})
     print("\npixel AUROC by defect class (share of the test split's defect pixels):\n")
     print("| run | " + " | ".join(f"{c} ({share.get(c, 0):.0%})" for c in names) + " |")
     print("|---|" + "---|" * len(names))
     for tag, r in results.items():
         print(f"| {tag} | " + " | ".join(fmt(r["pixel_auroc_by_class"].get(c)) for c in names) + " |")
-    n, z = results[f"stage2_{args.seg_steps}"]["pixel_auroc"], results["stage2_0"]["pixel_auroc"]
+    mean = "" if len(seeds) == 1 else "_mean"  # several seeds: the target is judged on their mean
+    n, z = results[f"stage2_{args.seg_steps}{mean}"]["pixel_auroc"], results[f"stage2_0{mean}"]["pixel_auroc"]
     target = n is not None and z is not None and n >= 0.85 and n - z >= 0.2
-    print(f"\ntarget (pixel AUROC >= 0.85 and >= 0.2 above 0 steps): {'met' if target else 'NOT met'}")
+    print(f"\ntarget (pixel AUROC >= 0.85 and >= 0.2 above 0 steps{', seed mean' if mean else ''}): "
+          f"{'met' if target else 'NOT met'}")
     print(json.dumps({"bench": "seg_real", "results": results, "times": times, "train_wall_s": round(train_wall, 1),
                       "train_cpu_s": round(train_cpu, 1), "stage1_loss": [s1.get("loss_start"), s1.get("loss_end")],
                       "defect_pixel_share": share, "target_met": target, "work": str(work),
