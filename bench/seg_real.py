@@ -27,6 +27,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -176,15 +177,12 @@ def baseline(data: Path, selection: Path, resolution: int, budget_cpu_s: float, 
 
 def _mean(values: list) -> float | None:
     values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
+    return statistics.mean(values) if values else None
 
 
 def _sd(values: list) -> float | None:
     values = [v for v in values if v is not None]
-    if len(values) < 2:
-        return None
-    m = sum(values) / len(values)
-    return (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return statistics.stdev(values) if len(values) > 1 else None
 
 
 def by_class(ev: dict) -> dict:

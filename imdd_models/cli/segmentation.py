@@ -56,7 +56,8 @@ def train_seg_cmd(
     """Train the open-vocabulary mask generator on frozen diffusion features."""
     from ..segmentation.train import TrainOptions, check_options, train_seg
     opts = TrainOptions(diffusion=diffusion, data=data, config=config, out=out, classes=classes, shots=shots,
-                        normal_shots=normal_shots, max_steps=max_steps, seed=seed, resume=resume, split=split or None, where=where,
+                        normal_shots=normal_shots, max_steps=max_steps, seed=seed, resume=resume,
+                        split=split or None, where=where,
                         batch_size=batch_size, lr=lr, epochs=epochs, timestep=timestep, save_every=save_every,
                         mixed_precision=mixed_precision, cache_features=cache_features,
                         allow_untrained=allow_untrained, device=device, dtype=dtype, num_workers=num_workers,

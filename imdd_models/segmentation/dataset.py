@@ -11,7 +11,8 @@ the trained classes are left out so those classes stay unseen.
 
 With `--shots K` the lead's `sample_shots` picks exactly K records per trained class (seeded,
 independent of order, machine and process count) and K normal records the same way (pseudo-class
-`normal`; `--normal-shots` sets another count: normal images are the cheap ones to collect); a class with fewer than K records uses all it has and `short` says so. Chosen rows whose
+`normal`; `--normal-shots` sets another count: normal images are the cheap ones to collect); a class
+with fewer than K records uses all it has and `short` says so. Chosen rows whose
 pixels do not decode are left out and counted (`bad`, with reasons): one broken image never stops a run.
 The chosen rows keep their encoded bytes in memory (a few-shot set is small; without `--shots` this is
 the whole used pool) and are decoded per batch in the DataLoader workers (`SegSamples`) by the reader's

@@ -96,6 +96,8 @@ def check_options(opts: "TrainOptions") -> None:
         raise RunError(f"--eval-split {opts.eval_split}: the training split; evaluate on held-out records")
     if opts.eval_every and not opts.split:
         raise RunError("--eval-every: training uses every split (--split ''), so no records are held out")
+    if opts.normal_shots is not None and opts.shots is None:
+        raise RunError("--normal-shots: only with --shots (without it every normal record is used)")
     if opts.mixed_precision not in ("no", "fp16", "bf16"):
         raise RunError(f"--mixed-precision {opts.mixed_precision!r}: choose no, fp16 or bf16")
 
@@ -175,8 +177,6 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
         aug = augment.settings(cfg, opts.augment)
     except ValueError as exc:
         raise TrainError(str(exc)) from None
-    if opts.normal_shots is not None and opts.shots is None:
-        raise TrainError("--normal-shots: only with --shots (without it every normal record is used)")
     tset = select(opts.data, opts.split, opts.where, opts.classes, opts.shots, opts.seed, opts.normal_shots)
     keys = [r["key"] for r in tset.rows]
     steps_per_epoch = math.ceil(len(tset.rows) / cfg["batch_size"])
