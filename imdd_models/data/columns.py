@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from imdd_build.errors import RunError
 
 from .records import ReadStats
-from .sources import DataSource, _normalize, _sample_row, resolve, shard_rows
+from .sources import DataSource, normalize_row, sample_row, resolve, shard_rows
 from .where import matches, parse_where
 
 PIXEL_COLUMNS = ("image", "mask", "class_mask")
@@ -43,7 +43,7 @@ def _parquet_light(path: str, fields: set[str]) -> Iterator[tuple[int, dict]]:
     pos = 0
     for batch in pf.iter_batches(batch_size=1024, columns=columns):
         for row in batch.to_pylist():
-            yield pos, _normalize(row)
+            yield pos, normalize_row(row)
             pos += 1
 
 
@@ -60,14 +60,14 @@ def _tar_light(location: str) -> Iterator[tuple[str, dict]]:
             stem, _, ext = base[-1].partition(".")
             key = (base[0] + "/" + stem) if len(base) == 2 else stem
             if key != current and current is not None:
-                yield current, _sample_row(current, members)
+                yield current, sample_row(current, members)
                 members = {}
             current = key
             if ext in ("json", "txt"):
                 members[ext] = tar.extractfile(info).read()
             # image members are not extracted: the stream skips over their bytes
     if current is not None:
-        yield current, _sample_row(current, members)
+        yield current, sample_row(current, members)
 
 
 def _light_rows(shard, fields: set[str]) -> Iterator[tuple[object, dict]]:
@@ -140,6 +140,6 @@ def _parquet_take(path: str, positions: list[int]) -> Iterator[tuple[int, dict]]
             # one row group at a time, released before the next is read (the chosen rows copied out first)
             rows = pf.read_row_group(group, use_threads=False).take([p - start for p in here]).to_pylist()
             for p, row in zip(here, rows):
-                yield p, _normalize(row)
+                yield p, normalize_row(row)
             del rows
         start += n

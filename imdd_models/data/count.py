@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from .sources import DataSource, _normalize, shard_rows, wanted_split
+from .sources import DataSource, normalize_row, shard_rows, wanted_split
 from .where import parse_where, selected
 
 _PIXEL_COLUMNS = ("image", "mask", "class_mask", "latent", "latent_flip", "image_embed", "image_embed_flip",
@@ -36,7 +36,7 @@ def _metadata_rows(path: str, needed: set[str]):
         yield from ({} for _ in range(pq.ParquetFile(path).metadata.num_rows))
         return
     for row in pq.read_table(path, columns=names).to_pylist():
-        yield _normalize(row)
+        yield normalize_row(row)
 
 
 def row_counts(shards: list) -> list[int] | None:

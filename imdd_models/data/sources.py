@@ -20,7 +20,7 @@ is read as no mask, so both formats give the same rows.
 
 A `datasets`-loadable id or folder that holds only WebDataset tars loads through `datasets`' `webdataset`
 builder, whose rows are the members by extension (`jpg`/`png`, `mask.png`, `class_mask.png`, `json`, `txt`,
-`__key__`, `__url__`); they become the same raw rows as the tars read directly (`_sample_row`). One known
+`__key__`, `__url__`); they become the same raw rows as the tars read directly (`sample_row`). One known
 difference: `datasets` encodes the `.json` with pandas' ujson, which keeps 10 decimal places of a float
 (`1.4233333333` for `1.4233333333333333`, `1e-10` for `5e-11`). The reader takes the `.json` as `Json` text
 even where `datasets` inferred a struct, which would be exact but drops keys the tar's first 5 samples lack.
@@ -180,7 +180,7 @@ def resolve(spec: str | Path, split: str | None = None, fmt: str | None = None) 
     return _hub_shards(text, split)
 
 
-def _normalize(row: dict) -> dict:
+def normalize_row(row: dict) -> dict:
     """A Parquet/Hub row as a raw row: image/mask/class_mask bytes lifted out, JSON columns parsed."""
     for col in ("image", "mask", "class_mask"):
         value = row.pop(col, None)
@@ -197,7 +197,7 @@ def _normalize(row: dict) -> dict:
 def _parquet_rows(path: str) -> Iterator[dict]:
     for batch in pq.ParquetFile(path).iter_batches(batch_size=64):
         for row in batch.to_pylist():
-            yield row if "latent" in row else _normalize(row)
+            yield row if "latent" in row else normalize_row(row)
 
 
 def _tar_groups(stream) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -224,7 +224,7 @@ def _member_bytes(value) -> bytes | None:
     return value.get("bytes") if isinstance(value, dict) else value
 
 
-def _sample_row(key: str, members: dict) -> dict:
+def sample_row(key: str, members: dict) -> dict:
     """One WebDataset sample as a raw row, from its members by extension (`jpg`/`png`, `mask.png`,
     `class_mask.png`, `json`, `txt`).
 
@@ -250,7 +250,7 @@ def _webdataset_rows(location: str) -> Iterator[dict]:
     stream = open(location, "rb") if Path(location).is_file() else gopen(location, "rb")
     with stream:
         for key, members in _tar_groups(stream):
-            yield _sample_row(key, members)
+            yield sample_row(key, members)
 
 
 def _is_webdataset(features) -> bool:
@@ -267,7 +267,7 @@ def _hub_rows(shard: Shard) -> Iterator[dict]:
         if col in ("image", "mask", "class_mask") or isinstance(feature, datasets.Image):
             features[col] = datasets.Image(decode=False)  # the stored bytes, decoded (or skipped) later
     if webdataset:
-        # The .json as JSON text, parsed by _sample_row: a struct inferred from a tar's first samples (no
+        # The .json as JSON text, parsed by sample_row: a struct inferred from a tar's first samples (no
         # README features) would drop keys first seen later; Json's own decoding parses floats imprecisely.
         features["json"] = datasets.Json(decode=False)
     if ds.features and features != ds.features:
@@ -275,7 +275,7 @@ def _hub_rows(shard: Shard) -> Iterator[dict]:
     if shard.count > 1:
         ds = ds.shard(num_shards=shard.count, index=shard.index)
     for row in ds:
-        yield _sample_row(row.get("__key__") or "", row) if webdataset else _normalize(dict(row))
+        yield sample_row(row.get("__key__") or "", row) if webdataset else normalize_row(dict(row))
 
 
 def shard_rows(shard: Shard) -> Iterator[dict]:
