@@ -19,8 +19,9 @@ DEVICE_OPT = typer.Option(None, "--device", help="cpu or cuda (default: cuda whe
 
 
 def components_cmd(
-    preset: str = typer.Option(..., "--preset", help="tiny (random, CPU-sized), sd15 (pretrained frozen parts) "
-                                                     "or sd15-random (sd15 shapes, random: benchmarks)."),
+    preset: str = typer.Option(..., "--preset", help="tiny (random, CPU tests), small (random, 128 px: CPU "
+                                                     "real-data runs), sd15 (pretrained frozen parts) or sd15-random "
+                                                     "(sd15 shapes, random: benchmarks)."),
     out: Path = typer.Option(..., "--out", help="Folder to write (diffusers layout)."),
     vae: Optional[str] = typer.Option(None, "--vae", help="VAE hub id or local path (sd15 default: SD1.5's)."),
     text_encoder: Optional[str] = typer.Option(None, "--text-encoder",
@@ -79,8 +80,9 @@ def precompute_cmd(
 
 def train_cmd(
     config: Optional[str] = typer.Option(None, "--config",
-                                         help="tiny, sd15 or a YAML file (base: PRESET + overrides); default: the "
-                                              "preset of the --components folder (tiny for tiny, else sd15)."),
+                                         help="tiny, small, sd15 or a YAML file (base: PRESET + overrides); "
+                                              "default: the preset of the --components folder (tiny for tiny, "
+                                              "small for small, else sd15)."),
     data: str = typer.Option(..., "--data", help="Latent shards (precompute) or image shards (encoded online)."),
     components: Path = typer.Option(..., "--components", help="Components folder (imdd-models components)."),
     out: Path = typer.Option(..., "--out", help="Model folder: diffusers pipeline + implicit_captioner/ + checkpoints/."),

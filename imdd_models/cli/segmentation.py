@@ -13,7 +13,8 @@ from .common import JSON_OPT, RunError, emit, err, progress_bar, run_level_error
 def train_seg_cmd(
     diffusion: Path = typer.Option(..., "--diffusion", help="Stage-1 model folder (or any SD-1.x diffusers folder)."),
     data: str = typer.Option(..., "--data", help="Shard folder, WebDataset tar URL(s) or Hub dataset id."),
-    config: str = typer.Option("paper", "--config", help="Mask generator preset: paper (~45M) or tiny (CPU tests)."),
+    config: str = typer.Option("paper", "--config", help="Mask generator preset: paper (~45M), small (CPU "
+                                "real-data runs), tiny (CPU tests), or a YAML file (base: PRESET + fields)."),
     out: Path = typer.Option(..., "--out", help="Model folder to write (seg_config.json, model.safetensors)."),
     classes: str = typer.Option("all", "--classes",
                                 help="Trained (base) classes: all, a,b,... or a class split file (others unseen, "
@@ -69,6 +70,8 @@ def train_seg_cmd(
             bar.total(total)
             bar.advance()
         summary = train_seg(opts, progress=step)
+    if opts.resume and not summary.get("resumed"):  # as diffusers' --resume_from_checkpoint with none saved
+        err.print(f"note: --resume: nothing saved in {out} yet, so this was a new run", highlight=False)
     if summary.get("steps") is not None and calibrate.strip().lower() != "off":
         from ..segmentation.calibrate import calibrate_after_training
         with progress_bar("calibrate") as bar:

@@ -56,7 +56,7 @@ PRESET_OVERRIDES = {
 
 
 # The training preset that suits each components preset (`--config` defaults to it).
-COMPONENTS_CONFIG = {"tiny": "tiny", "sd15": "sd15", "sd15-random": "sd15"}
+COMPONENTS_CONFIG = {"tiny": "tiny", "small": "small", "sd15": "sd15", "sd15-random": "sd15"}
 
 
 def default_config(components) -> str:

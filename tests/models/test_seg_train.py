@@ -53,6 +53,18 @@ def test_resume_gives_the_same_weights(setup, tmp_path):
     assert "different settings" in err["error"]
 
 
+def test_resume_with_nothing_saved_starts_a_new_run_and_says_so(setup, tmp_path):
+    """As diffusers' --resume_from_checkpoint: a script may always pass --resume (a run killed before its first
+    save, or the first run of all); the new run is not silent about it."""
+    result = CliRunner().invoke(app, ["train-seg", "--diffusion", str(setup["diffusion"]), "--data", str(setup["data"]),
+                                      "--config", "tiny", "--out", str(tmp_path / "m"), "--classes", "scratch",
+                                      "--max-steps", "1", "--resume", "--calibrate", "off", "--json"])
+    assert result.exit_code == 0, result.output
+    s = json.loads(result.stdout.strip().splitlines()[-1])
+    assert s["steps"] == 1 and not s["resumed"]
+    assert f"nothing saved in {tmp_path / 'm'} yet" in result.stderr.replace("\n", "")
+
+
 def test_shots_are_exact_deterministic_and_report_short_classes(setup, tmp_path):
     def shots(out, k, seed):
         s = train(setup, out, "--classes", "scratch,hole", "--shots", str(k), "--seed", str(seed), "--max-steps", "0",

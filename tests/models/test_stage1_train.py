@@ -81,6 +81,20 @@ def test_the_components_preset_is_the_default_config_and_yaml_base(tiny_componen
     assert (loaded.batch_size, loaded.num_workers, loaded.learning_rate) == (4, 0, 5e-4)
 
 
+def test_every_components_preset_defaults_to_its_own_training_preset(tmp_path):
+    """A `small` components folder trains with `small` (not sd15's batch and schedule) when --config is left out."""
+    from imdd_models.components.presets import PRESETS
+    from imdd_models.diffusion.config import PRESET_OVERRIDES, default_config
+    for name in PRESETS:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "components.json").write_text(json.dumps({"preset": name}))
+        chosen = default_config(folder)
+        assert chosen in PRESET_OVERRIDES, (name, chosen)
+        if name in PRESET_OVERRIDES:
+            assert chosen == name, (name, chosen)
+
+
 def test_loader_workers_are_capped_by_the_cores():
     from imdd_models.diffusion.train import loader_workers
     cores = len(os.sched_getaffinity(0))
