@@ -13,7 +13,10 @@ a 4-level U-Net (16..128 channels, BatchNorm, 6 outputs: background + 5 classes)
 chose (its selection.json), at the stage-1 resolution with horizontal flips, each image standardised within its
 content box (`--baseline-raw` feeds raw pixels instead), trained for as many CPU seconds as stage 1 and stage 2
 took together; its maps (1 - p(background), zero outside the content box), image scores (map maximum) and types
-(the class with the most mass above 0.5) go through the same `evaluate`. Pixel metrics are binned
+(the class with the most mass above 0.5) go through the same `evaluate`. Two training-free references
+(`--knn-normals 300`, 0 skips them): each test patch's distance to its 3 nearest patches of 300 normal training
+images, on raw grey 16 px patches (`knn_pixels`) and on the frozen stage-1 features (`knn_diffusion`): what the
+features are worth with nothing learned on top (no types named, so their accuracy is image-level only). Pixel metrics are binned
 (`--pixel-bins 2000`, constant memory). The tables compare pixel AUROC, AUPRO, image AUROC and accuracy, and
 pixel AUROC per defect class (a class's pixels against every normal record's and its own records' other
 pixels); the JSON last line has them all with the timings. Targets (issue 29): stage 2 pixel AUROC >= 0.85 and
@@ -175,6 +178,79 @@ def baseline(data: Path, selection: Path, resolution: int, budget_cpu_s: float, 
             "input": "raw" if raw else "standardised"}
 
 
+def knn_baseline(data: Path, stage1: Path, out: Path, features: str, normals: int = 300, seed: int = 0) -> dict:
+    """A training-free reference: each test patch's distance to its nearest patches of `normals` normal training
+    images (PatchCore's idea without its coreset), on raw pixels or on the frozen stage-1 features. Same map,
+    score and threshold conventions as the U-Net; it names no defect type. What the features are worth with no
+    learning on top: the diffusion row against the pixel row."""
+    import numpy as np
+    import torch
+    from torch.nn import functional as F
+
+    from imdd_models.data import ReadStats, iter_records
+    from imdd_models.segmentation.features import DiffusionFeatureExtractor
+
+    ext = DiffusionFeatureExtractor.from_folder(stage1)
+    side = ext.resolution // 8  # one patch per 8 model pixels
+
+    def embed(records) -> torch.Tensor:
+        """(B, C, side, side) patch features."""
+        if features == "pixels":  # 16 px grey patches at stride 8, brightness removed (texture and contrast)
+            grey = ext.pixels([r["image"] for r in records]).mean(1, keepdim=True)
+            p = F.unfold(grey, 16, stride=8, padding=4)
+            return (p - p.mean(1, keepdim=True)).view(len(records), 256, side, side)
+        maps = ext([r["image"] for r in records])  # every tap at stride <= 16, at stride 8, 3x3-averaged
+        keep = [m for m in maps.values() if m.shape[-1] >= ext.resolution // 16]
+        return torch.cat([F.avg_pool2d(F.interpolate(m, size=(side, side), mode="bilinear", align_corners=False),
+                                       3, 1, 1) for m in keep], 1)
+
+    def batches(records):
+        for i in range(0, len(records), 16):
+            yield records[i:i + 16]
+
+    gen = torch.Generator().manual_seed(seed)
+    pool = [r for r in iter_records(str(data), "train", None, ReadStats()) if r["label"] == "normal"]
+    pick = torch.randperm(len(pool), generator=gen)[:normals].tolist()
+    bank = torch.cat([embed(b) for b in batches([pool[i] for i in sorted(pick)])])
+    bank = bank.permute(0, 2, 3, 1).reshape(-1, bank.shape[1])
+    mu, sd = bank.mean(0), bank.std(0) + 1e-6
+    proj = torch.randn(bank.shape[1], 128, generator=gen) / 128 ** 0.5 if bank.shape[1] > 128 else None
+
+    def norm(x: torch.Tensor) -> torch.Tensor:
+        x = (x - mu) / sd
+        return x @ proj if proj is not None else x
+
+    bank = norm(bank)[torch.randperm(len(bank), generator=gen)[:20000]]
+
+    def score_maps(records):
+        for b in batches(records):
+            f = embed(b)
+            q = norm(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]))
+            d = torch.cdist(q, bank).topk(3, largest=False).values.mean(1).view(len(b), 1, side, side)
+            d = F.interpolate(d, size=(512, 512), mode="bilinear", align_corners=False)[:, 0].numpy()
+            for r, amap in zip(b, d):
+                box = (r.get("geometry") or {}).get("content_box")
+                amap = amap.astype(np.float32)
+                if box:
+                    keep = np.zeros_like(amap, dtype=bool)
+                    keep[box[1]:box[3], box[0]:box[2]] = True
+                    amap[~keep] = amap[keep].min()
+                yield r, amap
+    # the image threshold: the 95th percentile of the validation normals' scores (a 5% false-alarm rate)
+    valid = [r for r in iter_records(str(data), "validation", None, ReadStats()) if r["label"] == "normal"]
+    threshold = float(np.quantile([float(m.max()) for _, m in score_maps(valid)], 0.95)) if valid else float("inf")
+    (out / "maps").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for r, amap in score_maps(list(iter_records(str(data), "test", None, ReadStats()))):
+        name = f"{len(lines):05d}.npy"
+        np.save(out / "maps" / name, amap)
+        score = float(amap.max())
+        lines.append({"key": r["key"], "image_score": score, "label": "defective" if score >= threshold else "normal",
+                      "defect_type": None, "anomaly_map": f"maps/{name}"})
+    (out / "predictions.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return {"features": features, "normals": len(pick), "bank_patches": len(bank), "threshold": round(threshold, 4)}
+
+
 def _mean(values: list) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.mean(values) if values else None
@@ -211,6 +287,8 @@ def main() -> None:
                     "0,1,2): stage 2, its 0-step run and the baseline per seed, then each row's mean (+- sd); "
                     "the target is judged on the means. Default: --seed only.")
     ap.add_argument("--seg-eval-every", type=int, default=0, help="train-seg --eval-every (0: the last step).")
+    ap.add_argument("--knn-normals", type=int, default=300, help="Normal training images in the training-free "
+                    "patch-kNN references (raw pixels and the frozen stage-1 features; 0: skip them).")
     ap.add_argument("--baseline-raw", action="store_true", help="The baseline U-Net on raw pixels (not standardised).")
     args = ap.parse_args()
     if not args.root.is_dir():
@@ -295,6 +373,16 @@ def main() -> None:
             mean["sd"] = {m: _sd([r[m] for r in rows]) for m in METRICS}
             mean["seeds"] = seeds
             results[f"{name}_mean"] = mean
+    for features in ("pixels", "diffusion") if args.knn_normals else ():  # training-free references
+        t, c = time.perf_counter(), time.process_time()
+        info = knn_baseline(shards, work / "stage1", work / f"preds_knn_{features}", features, args.knn_normals,
+                            args.seed)
+        times[f"knn_{features}"] = {"wall_s": round(time.perf_counter() - t, 1),
+                                    "cpu_s": round(time.process_time() - c, 1)}
+        ev = step(f"evaluate_knn_{features}", ["imdd_models", "evaluate", "--predictions",
+                                               str(work / f"preds_knn_{features}"), "--data", str(shards), "--split",
+                                               "test", "--pixel-bins", "2000"])
+        results[f"knn_{features}"] = {m: ev.get(m) for m in METRICS} | info | {"pixel_auroc_by_class": by_class(ev)}
     first = "" if len(seeds) == 1 else f"_seed{seeds[0]}"
     budget = times["train_diffusion"]["cpu_s"] + times[f"train_seg_{args.seg_steps}{first}"]["cpu_s"]
     train_wall = times["train_diffusion"]["wall_s"] + times[f"train_seg_{args.seg_steps}{first}"]["wall_s"]
