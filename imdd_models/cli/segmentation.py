@@ -132,10 +132,12 @@ def predict_cmd(
                                         "GPU, float32 on the CPU), float32, bfloat16 or float16."),
     clip: Optional[Path] = typer.Option(None, "--clip", help="Saved CLIP model matching the stage-1 image tower "
                                         "(its text tower classifies regions; default DIFFUSION/clip_text_encoder)."),
+    writers: int = typer.Option(2, "--writers", help="Threads writing maps, overlays and boxes while the model "
+                                "runs the next batch (0 = in the main thread; the folder is the same either way)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Segment, detect and classify the named defects (any names, also ones never trained on)."""
-    check_predict_options(batch_size, limit, threshold, clip_alpha, clip_beta)
+    check_predict_options(batch_size, limit, threshold, clip_alpha, clip_beta, writers)
     missing = [str(p) for p in images or [] if not p.is_file()]
     if missing:
         raise RunError(f"{missing[0]}: no such image file")
@@ -144,18 +146,20 @@ def predict_cmd(
         summary = predict(model, classes, out, data=data, split=split, images=list(images or []), where=where,
                           threshold=threshold, batch_size=batch_size, diffusion=diffusion, limit=limit,
                           progress=bar.advance, overwrite=overwrite, clip_alpha=clip_alpha, clip_beta=clip_beta,
-                          use_clip=not no_clip, clip_text=clip, device=device, dtype=dtype)
+                          use_clip=not no_clip, clip_text=clip, device=device, dtype=dtype, writers=writers)
     for message in summary["warnings"]:
         err.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
     emit({"command": "predict", **summary}, as_json)
 
 
 def check_predict_options(batch_size: int, limit: int | None, threshold: float, clip_alpha: float | None,
-                          clip_beta: float | None) -> None:
+                          clip_beta: float | None, writers: int = 0) -> None:
     """One error line for an out-of-range numeric option of `predict` (nothing read or written yet)."""
     import math
     if batch_size < 1:
         raise RunError(f"--batch-size must be >= 1 (got {batch_size})")
+    if writers < 0:
+        raise RunError(f"--writers must be >= 0 (got {writers})")
     if limit is not None and limit < 1:
         raise RunError(f"--limit must be >= 1 (got {limit})")
     for name, value in (("--threshold", threshold), ("--clip-alpha", clip_alpha), ("--clip-beta", clip_beta)):

@@ -101,12 +101,44 @@ def test_image_files_of_any_size_and_resume(trained, tmp_path):
 
 @pytest.mark.parametrize("args, option", [
     (["--limit", "-1"], "--limit"), (["--limit", "0"], "--limit"), (["--batch-size", "0"], "--batch-size"),
-    (["--threshold", "1.5"], "--threshold"), (["--clip-beta", "-0.1"], "--clip-beta")])
+    (["--threshold", "1.5"], "--threshold"), (["--clip-beta", "-0.1"], "--clip-beta"), (["--writers", "-1"], "--writers")])
 def test_numeric_options_are_checked(trained, tmp_path, args, option):
     out = tmp_path / "pred"
     err = predict("--model", str(trained["model"]), "--classes", "hole", "--data", str(trained["test"]), "--split",
                   "test", "--out", str(out), *args, expect=2)
     assert err["error"].startswith(option) and not out.exists()
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_writer_threads_write_the_same_bytes_and_a_failed_write_loses_nothing_done(trained, tmp_path):
+    from imdd_models.segmentation.predict import _safe_name
+    common = ["--model", str(trained["model"]), "--classes", "scratch,hole,crack", "--data", str(trained["test"]),
+              "--split", "test", "--batch-size", "2"]
+    serial = predict(*common, "--out", str(tmp_path / "serial"), "--writers", "0")
+    threaded = predict(*common, "--out", str(tmp_path / "threaded"), "--writers", "3")
+    assert serial["images"] == threaded["images"] == 11
+    assert _files(tmp_path / "serial") == _files(tmp_path / "threaded")  # predict.json/meta.json hold no timings
+    keys = [json.loads(x)["key"] for x in (tmp_path / "serial" / "predictions.jsonl").read_text().splitlines()]
+    # one image's overlay cannot be written (a folder in its place): the run fails in one line, every other
+    # image whose files were written keeps its line, the failed one has none, and a rerun completes it
+    out = tmp_path / "failing"
+    assert predict(*common, "--out", str(out), "--limit", "2")["images"] == 2
+    (out / "overlays" / f"{_safe_name(keys[4])}.png").mkdir()
+    err = predict(*common, "--out", str(out), "--writers", "3", expect=2)
+    assert err["error"].startswith(f"{out / 'overlays' / _safe_name(keys[4])}.png: cannot write"), err
+    kept = [json.loads(x)["key"] for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert keys[4] not in kept and set(keys[:4]) <= set(kept) and len(kept) == len(set(kept))
+    (out / "overlays" / f"{_safe_name(keys[4])}.png").rmdir()
+    again = predict(*common, "--out", str(out), "--writers", "3")
+    assert again["images"] == 11 - len(kept) and again["skipped_done"] == len(kept)
+    lines = check_predictions(out)
+    assert sorted(p["key"] for p in lines) == sorted(keys)
+    by_key = {p["key"]: p for p in lines}
+    assert all(by_key[json.loads(x)["key"]] == json.loads(x)
+               for x in (tmp_path / "serial" / "predictions.jsonl").read_text().splitlines())
 
 
 def test_meta_names_the_model_seen_and_unseen_classes_and_the_split(trained, tmp_path):
