@@ -396,7 +396,7 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
         for record, m in zip(batch, maps):
             pending.append(pool.submit(finish, record, m) if pool else finish(record, m))
         batch.clear()
-        drain(fh, keep=2 * batch_size * max(1, writers) if pool else 0)  # bounded: maps are 1 MB each
+        drain(fh, keep=2 * batch_size * max(1, writers) if pool else 0)  # bounded: K MB of maps per image
 
     pool = ThreadPoolExecutor(writers, thread_name_prefix="predict-writer") if writers else None
     try:
