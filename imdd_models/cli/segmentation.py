@@ -137,7 +137,7 @@ def predict_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Segment, detect and classify the named defects (any names, also ones never trained on)."""
-    check_predict_options(batch_size, limit, threshold, clip_alpha, clip_beta, writers)
+    check_predict_options(batch_size, limit, threshold, clip_alpha, clip_beta)
     missing = [str(p) for p in images or [] if not p.is_file()]
     if missing:
         raise RunError(f"{missing[0]}: no such image file")
@@ -153,13 +153,11 @@ def predict_cmd(
 
 
 def check_predict_options(batch_size: int, limit: int | None, threshold: float, clip_alpha: float | None,
-                          clip_beta: float | None, writers: int = 0) -> None:
+                          clip_beta: float | None) -> None:
     """One error line for an out-of-range numeric option of `predict` (nothing read or written yet)."""
     import math
     if batch_size < 1:
         raise RunError(f"--batch-size must be >= 1 (got {batch_size})")
-    if writers < 0:
-        raise RunError(f"--writers must be >= 0 (got {writers})")
     if limit is not None and limit < 1:
         raise RunError(f"--limit must be >= 1 (got {limit})")
     for name, value in (("--threshold", threshold), ("--clip-alpha", clip_alpha), ("--clip-beta", clip_beta)):

@@ -6,7 +6,8 @@ transformer decoder + mask-embedding head + text classifier), vocabulary.py / te
 frozen text embeddings), targets.py, losses.py, dataset.py (training set and few-shot selection), train.py
 (`train-seg`), validation.py (`--eval-every`: the best held-out step), cache.py, checkpoint.py (the model
 folder), postprocess.py, clip_head.py (the frozen CLIP classifier of the open-vocabulary ensemble), predict.py
-(`predict`) and calibrate.py (`calibrate`: predict's image threshold chosen on held-out records).
+(`predict`), folder.py (the predictions folder it writes) and calibrate.py (`calibrate`: predict's image
+threshold chosen on held-out records).
 """
 
 from .calibrate import calibrate, choose_threshold

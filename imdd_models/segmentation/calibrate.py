@@ -110,7 +110,8 @@ def calibrate(model_dir: Path, data: str, split: str = "validation", classes_tex
     """Score `split` of `data` with the model as `predict` would, choose the threshold, write calibration.json."""
     from . import checkpoint as ckpt
     from .clip_head import clip_unavailable
-    from .predict import _geometry, _outside_to_zero, load_model, model_identity
+    from .postprocess import record_geometry, zero_outside
+    from .predict import load_model, model_identity
 
     if objective not in OBJECTIVES:
         raise RunError(f"--objective {objective!r}: choose one of {', '.join(OBJECTIVES)}")
@@ -140,7 +141,7 @@ def calibrate(model_dir: Path, data: str, split: str = "validation", classes_tex
     def flush() -> None:
         maps = seg.maps([r["image"] for r in batch], classes)
         for record, m in zip(batch, maps):
-            _outside_to_zero(m, _geometry(record))
+            zero_outside(m, record_geometry(record))
             scores.append(float(m.max()))
             defective.append(record.get("label") == "defective")
             if progress:

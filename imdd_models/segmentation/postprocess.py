@@ -21,6 +21,7 @@ from scipy import ndimage
 from torch.nn import functional as F
 
 from imdd_build.maskops import label_regions
+from imdd_build.record import Geometry
 
 
 @dataclass
@@ -89,3 +90,21 @@ def summarize(maps: np.ndarray, classes: list[str], threshold: float) -> ImageRe
 def semantic_maps_from_probs(masks: torch.Tensor, probs: torch.Tensor, size: int) -> torch.Tensor:
     """As `semantic_maps`, from (B, Q, K+1) class probabilities (an ensemble's) instead of logits."""
     return _noisy_or(masks, probs.float()[..., :-1], size)
+
+
+def record_geometry(record: dict) -> Geometry | None:
+    geo = record.get("geometry")
+    try:
+        return Geometry(**geo) if isinstance(geo, dict) else None
+    except Exception:  # noqa: BLE001  (a partial geometry: simply not mapped back)
+        return None
+
+
+def zero_outside(maps: np.ndarray, geo: Geometry | None) -> None:
+    """Letterbox padding is not part of the image: nothing is predicted there."""
+    if geo is None:
+        return
+    x0, y0, x1, y1 = geo.content_box
+    keep = np.zeros(maps.shape[-2:], dtype=bool)
+    keep[y0:y1, x0:x1] = True
+    maps[..., ~keep] = 0

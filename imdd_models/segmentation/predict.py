@@ -1,16 +1,7 @@
 """`predict`: segment, detect and classify defects named in words, on shard records or image files.
 
-Writes the predictions folder that `imdd-models evaluate` reads:
-    OUT/predictions.jsonl   one object per image: key, image_score, label, defect_type, class_scores, boxes
-                            (512x512 canvas), anomaly_map (maps/<name>.npy, float32 512x512), class_map
-                            (maps/<name>.classes.png, uint8 512x512: 0 background, i >= 1 the i-th name of the
-                            line's `class_names`) and class_names; `extra`: geometry and boxes_original
-                            (original pixels) where the image's placement is known
-    OUT/maps/               the .npy anomaly maps and class maps
-    OUT/overlays/           <name>.png: the image with the anomaly map tinted and the boxes drawn, for people
-    OUT/predict.json        the run's identity: the model (weights digest, step, trained classes) and options
-    OUT/meta.json           the predictions' provenance, which evaluation reports copy: the same identity plus
-                            `seen_classes`, `unseen_classes`, `split`, the ensemble used
+Writes the predictions folder that `imdd-models evaluate` reads (folder.py: its layout, the ordered and
+threaded `PredictionsWriter`, and the identity check).
 Image files of any size are letterboxed onto the 512 canvas exactly as `imdd-build` does; overlays of image
 files are drawn on the original image, with maps and boxes mapped back. A killed run resumes: keys already
 in predictions.jsonl are skipped (a torn last line is dropped) and nothing is written twice. It resumes only
@@ -25,26 +16,20 @@ ensembled with the frozen CLIP classifier when the diffusion folder has one (cli
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import io
 import itertools
 import json
-import re
-import shutil
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from imdd_build.errors import RunError
-from imdd_build.geometry import mask_to_original
 from imdd_build.normalize import NormalizeOptions, SampleError, normalize_image
-from imdd_build.record import Geometry
 
 from ..data import ReadStats, iter_records
 from ..data.explain import no_records_message
@@ -55,8 +40,9 @@ from .clip_head import ClipClassifier, clip_unavailable, ensemble
 from .config import saved_config
 from .dataset import requested_names
 from .features import DiffusionFeatureExtractor, parse_device, parse_dtype
+from .folder import PredictionsWriter, check_out, done_keys
 from .model import MaskGenerator
-from .postprocess import ImageResult, semantic_maps, semantic_maps_from_probs, summarize
+from .postprocess import semantic_maps, semantic_maps_from_probs
 from .text import TextEmbedder
 from .vocabulary import canonical_type, near_miss
 
@@ -151,11 +137,6 @@ def model_identity(folder: Path) -> dict:
             "trained_classes": list(config.get("classes") or [])}
 
 
-def _safe_name(key: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._")[-80:] or "image"
-    return f"{stem}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
-
-
 def image_inputs(paths: list[Path], stats: ReadStats) -> Iterator[dict]:
     """Image files as records: letterboxed canvas, geometry and the original; unreadable files counted."""
     options = NormalizeOptions()
@@ -171,132 +152,6 @@ def image_inputs(paths: list[Path], stats: ReadStats) -> Iterator[dict]:
         yield {"key": str(path), "image": Image.open(io.BytesIO(norm.data)).convert("RGB"),
                "geometry": norm.geometry.model_dump(), "original": original, "orig_size": (norm.orig_width,
                                                                                              norm.orig_height)}
-
-
-def _done_keys(path: Path) -> set[str]:
-    """Keys of the complete lines of an earlier run; a torn last line is cut off."""
-    if not path.is_file():
-        return set()
-    keys, good = set(), 0
-    data = path.read_bytes()
-    for line in data.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break
-        try:
-            keys.add(json.loads(line)["key"])
-        except (ValueError, KeyError):
-            break
-        good += len(line)
-    if good != len(data):
-        with open(path, "r+b") as fh:
-            fh.truncate(good)
-    return keys
-
-
-def _geometry(record: dict) -> Geometry | None:
-    geo = record.get("geometry")
-    try:
-        return Geometry(**geo) if isinstance(geo, dict) else None
-    except Exception:  # noqa: BLE001  (a partial geometry: simply not mapped back)
-        return None
-
-
-def _outside_to_zero(maps: np.ndarray, geo: Geometry | None) -> None:
-    """Letterbox padding is not part of the image: nothing is predicted there."""
-    if geo is None:
-        return
-    x0, y0, x1, y1 = geo.content_box
-    keep = np.zeros(maps.shape[-2:], dtype=bool)
-    keep[y0:y1, x0:x1] = True
-    maps[..., ~keep] = 0
-
-
-def _original_boxes(boxes: list[dict], geo: Geometry) -> list[dict]:
-    out = []
-    for b in boxes:
-        cx0, cy0, cx1, cy1 = geo.crop_box
-        x0, y0 = geo.to_original(b["x0"], b["y0"])
-        x1, y1 = geo.to_original(b["x1"], b["y1"])
-        x0, x1 = min(max(x0, cx0), cx1), min(max(x1, cx0), cx1)
-        y0, y1 = min(max(y0, cy0), cy1), min(max(y1, cy0), cy1)
-        out.append({**b, "x0": round(x0, 2), "y0": round(y0, 2), "x1": round(x1, 2), "y1": round(y1, 2)})
-    return out
-
-
-def _overlay(record: dict, result: ImageResult, geo: Geometry | None) -> Image.Image:
-    """The anomaly map tinted red over the image (the original for image files), boxes with labels."""
-    heat, boxes = result.anomaly_map, result.boxes
-    base = record["image"]
-    if record.get("original") is not None and geo is not None:
-        base = record["original"]
-        w, h = record["orig_size"]
-        heat = mask_to_original(np.round(heat * 255).astype(np.uint8), geo, w, h).astype(np.float32) / 255
-        boxes = _original_boxes(boxes, geo)
-    rgb = np.asarray(base.convert("RGB"), dtype=np.float32)
-    alpha = (heat[..., None] * 0.6).clip(0, 0.6)
-    tinted = rgb * (1 - alpha) + np.array([255.0, 0.0, 0.0]) * alpha
-    im = Image.fromarray(tinted.clip(0, 255).astype(np.uint8), "RGB")
-    draw = ImageDraw.Draw(im)
-    for b in boxes[:20]:
-        draw.rectangle([b["x0"], b["y0"], max(b["x0"], b["x1"] - 1), max(b["y0"], b["y1"] - 1)],
-                       outline=(255, 255, 0), width=2)
-        draw.text((b["x0"] + 2, max(0, b["y0"] - 11)), f"{b['label']} {b['score']:.2f}", fill=(255, 255, 0))
-    return im
-
-
-def _write_one(out: Path, record: dict, result: ImageResult, classes: list[str]) -> dict:
-    name = _safe_name(record["key"])
-    np.save(out / "maps" / f"{name}.npy", result.anomaly_map.astype(np.float32))
-    Image.fromarray(result.class_index_map, "L").save(out / "maps" / f"{name}.classes.png")
-    geo = _geometry(record)
-    # zlib level 1: a quarter of the default level's encoding time for ~15% more bytes (overlays are for eyes)
-    _overlay(record, result, geo).save(out / "overlays" / f"{name}.png", compress_level=1)
-    # What the evaluation format has no field for goes under `extra` (any other top-level field is an error).
-    extra = {}
-    if geo is not None:
-        extra["geometry"] = geo.model_dump()
-        extra["boxes_original"] = _original_boxes(result.boxes, geo)
-    return {"key": record["key"], "image_score": result.image_score, "label": result.label,
-            "defect_type": result.defect_type, "class_scores": result.class_scores, "boxes": result.boxes,
-            "anomaly_map": f"maps/{name}.npy", "class_map": f"maps/{name}.classes.png",
-            "class_names": list(classes), "extra": extra}
-
-
-def _clear(out: Path) -> None:
-    """Remove what an earlier predict wrote into `out` (only its own files and folders)."""
-    for name in ("predictions.jsonl", "predict.json", "meta.json"):
-        (out / name).unlink(missing_ok=True)
-    for name in ("maps", "overlays"):
-        if (out / name).is_dir():
-            shutil.rmtree(out / name)
-
-
-def _check_out(out: Path, run: dict, overwrite: bool) -> None:
-    """Resume only the same run; refuse another model's or other options' predictions unless `overwrite`."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise RunError(f"--out {out}: not a folder")
-    if not any(out.iterdir()):
-        return
-    manifest = out / "predict.json"
-    saved = read_json(manifest) if manifest.is_file() else None
-    if saved == run:
-        return
-    if not overwrite:
-        if saved is None:
-            raise RunError(f"{out}: not empty and not written by predict; use another --out")
-        what = [k for k in ("model", "options") if saved.get(k) != run.get(k)] or ["format"]
-        detail = []
-        if "model" in what and isinstance(saved.get("model"), dict):
-            detail = [k for k in run["model"] if saved["model"].get(k) != run["model"][k]]
-        elif "options" in what and isinstance(saved.get("options"), dict):
-            detail = [k for k in run["options"] if saved["options"].get(k) != run["options"][k]]
-        raise RunError(f"{out}: holds predictions of another model, class list or options "
-                       f"({', '.join(detail or what)} differ); use another --out or --overwrite")
-    if saved is None:
-        raise RunError(f"{out}: not empty and not written by predict; --overwrite only replaces predict's output")
-    _clear(out)
 
 
 def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = None, split: str | None = None,
@@ -350,7 +205,7 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
     options = {"classes": classes, "threshold": threshold, "ensemble": ens,
                "source": {"data": data, "split": split, "where": where} if data is not None else "image files"}
     run = {"model": identity, "options": options}
-    _check_out(out, run, overwrite)
+    check_out(out, run, overwrite)
     seg = load_model(Path(model_dir), diffusion, device, use_clip=ens["on"], clip_alpha=clip_alpha,
                      clip_beta=clip_beta, dtype=dtype, clip_text=clip_text)
     seen = [c for c in classes if seg.seen(c)]
@@ -365,66 +220,31 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
             "data": data, "where": where, "ensemble": ens, "options": options}
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     jsonl = out / "predictions.jsonl"
-    done = _done_keys(jsonl)
-    written = skipped = defective = queued = 0
+    done = done_keys(jsonl)
+    skipped = queued = 0
     batch: list[dict] = []
-    pending: collections.deque = collections.deque()  # in input order: futures (writers) or finished lines
+    # at most 2 x batch x writers images' maps (K MB each) wait for their files
+    with PredictionsWriter(out, classes, threshold, writers, 2 * batch_size * max(1, writers), progress) as lines:
+        def flush() -> None:
+            for r, m in zip(batch, seg.maps([r["image"] for r in batch], classes)):
+                lines.add(r, m)
+            batch.clear()
 
-    def finish(record: dict, m: np.ndarray) -> dict:
-        _outside_to_zero(m, _geometry(record))
-        try:
-            return _write_one(out, record, summarize(m, classes, threshold), classes)
-        except OSError as e:  # a full disk, a permission, a folder in the way: the user's to fix, then rerun
-            raise RunError(f"{e.filename or out}: cannot write ({e.strerror or e}); what was written is kept, "
-                           "rerun to continue") from e
-
-    def drain(fh, keep: int) -> None:
-        """Append the finished lines at the head of `pending`, waiting until at most `keep` are left."""
-        nonlocal written, defective
-        while pending and (len(pending) > keep or not hasattr(pending[0], "result") or pending[0].done()):
-            head = pending.popleft()
-            line = head.result() if hasattr(head, "result") else head
-            fh.write(json.dumps(line, sort_keys=True) + "\n")
-            fh.flush()
-            written += 1
-            defective += line["label"] == "defective"
-            if progress:
-                progress()
-
-    def flush(fh) -> None:
-        maps = seg.maps([r["image"] for r in batch], classes)
-        for record, m in zip(batch, maps):
-            pending.append(pool.submit(finish, record, m) if pool else finish(record, m))
-        batch.clear()
-        drain(fh, keep=2 * batch_size * max(1, writers) if pool else 0)  # bounded: K MB of maps per image
-
-    pool = ThreadPoolExecutor(writers, thread_name_prefix="predict-writer") if writers else None
-    try:
-        with open(jsonl, "a", encoding="utf-8") as fh:
-            try:
-                for record in source:
-                    if limit is not None and queued >= limit:
-                        break
-                    if record["key"] in done:
-                        skipped += 1
-                        continue
-                    done.add(record["key"])
-                    batch.append(record)
-                    queued += 1
-                    if len(batch) >= batch_size:
-                        flush(fh)
-                if batch:
-                    flush(fh)
-            finally:  # also on an error or Ctrl-C: every image whose files are complete gets its line
-                finished = [h for h in pending if not hasattr(h, "result") or h.exception() is None]
-                pending.clear()
-                pending.extend(finished)
-                drain(fh, keep=0)
-    finally:
-        if pool:
-            pool.shutdown(wait=True, cancel_futures=True)
-    return {"out": str(out), "predictions": str(jsonl), "images": written, "skipped_done": skipped,
-            "defective": defective, "classes": classes, "seen_classes": seen, "unseen_classes": unseen,
+        for record in source:
+            if limit is not None and queued >= limit:
+                break
+            if record["key"] in done:
+                skipped += 1
+                continue
+            done.add(record["key"])
+            batch.append(record)
+            queued += 1
+            if len(batch) >= batch_size:
+                flush()
+        if batch:
+            flush()
+    return {"out": str(out), "predictions": str(jsonl), "images": lines.written, "skipped_done": skipped,
+            "defective": lines.defective, "classes": classes, "seen_classes": seen, "unseen_classes": unseen,
             "threshold": threshold, "threshold_source": threshold_source,
             "bad": stats.bad, "bad_examples": stats.bad_examples[:5],
             "conditioning": seg.extractor.conditioning, "ensemble": ens, "split": split,

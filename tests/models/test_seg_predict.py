@@ -114,7 +114,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def test_writer_threads_write_the_same_bytes_and_a_failed_write_loses_nothing_done(trained, tmp_path):
-    from imdd_models.segmentation.predict import _safe_name
+    from imdd_models.segmentation.folder import safe_name as _safe_name
     common = ["--model", str(trained["model"]), "--classes", "scratch,hole,crack", "--data", str(trained["test"]),
               "--split", "test", "--batch-size", "2"]
     serial = predict(*common, "--out", str(tmp_path / "serial"), "--writers", "0")
@@ -139,6 +139,22 @@ def test_writer_threads_write_the_same_bytes_and_a_failed_write_loses_nothing_do
     by_key = {p["key"]: p for p in lines}
     assert all(by_key[json.loads(x)["key"]] == json.loads(x)
                for x in (tmp_path / "serial" / "predictions.jsonl").read_text().splitlines())
+
+
+def test_a_failed_write_of_the_last_image_still_fails_the_run(trained, tmp_path):
+    """The last image's files are written after the loop, while the writer closes: its failure is not lost."""
+    from imdd_models.segmentation.folder import safe_name
+    common = ["--model", str(trained["model"]), "--classes", "scratch,hole", "--data", str(trained["test"]),
+              "--split", "test", "--batch-size", "2", "--writers", "3", "--out", str(tmp_path / "p")]
+    assert predict(*common, "--limit", "1")["images"] == 1
+    keys = [json.loads(x)["key"] for x in (tmp_path / "p" / "predictions.jsonl").read_text().splitlines()]
+    from imdd_models.data import ReadStats, iter_records
+    last = [r["key"] for r in iter_records(str(trained["test"]), "test", None, ReadStats())][-1]
+    (tmp_path / "p" / "overlays" / f"{safe_name(last)}.png").mkdir()
+    err = predict(*common, expect=2)
+    assert err["error"].startswith(f"{tmp_path / 'p' / 'overlays' / safe_name(last)}.png: cannot write"), err
+    kept = [json.loads(x)["key"] for x in (tmp_path / "p" / "predictions.jsonl").read_text().splitlines()]
+    assert last not in kept and kept[0] == keys[0] and len(kept) == len(set(kept)) == 10
 
 
 def test_meta_names_the_model_seen_and_unseen_classes_and_the_split(trained, tmp_path):
