@@ -1,11 +1,16 @@
-"""Memory of a process tree, from /proc: what the memory benches sample while a child runs."""
+"""What a child process costs: the memory of its tree, from /proc (what the memory benches sample while a child
+runs), and the wall and CPU seconds of one timed CLI call (`timed_cli`)."""
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 
 def tree_pids(root_pid: int) -> list[int]:
@@ -75,3 +80,22 @@ def watch(proc: subprocess.Popen, pss: bool = False, every: float = 0.1) -> tupl
     stop.set()
     thread.join()
     return out, peak, samples
+
+
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) of every waited-for child so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed_cli(args: list[str], env: dict, log: Path, cwd: Path) -> tuple[dict, float, float]:
+    """`python -m ARGS --json` in `cwd`: (its JSON last line, wall seconds, CPU seconds); its output is appended
+    to `log`, and a failure ends the bench naming the call."""
+    t, c = time.perf_counter(), children_cpu_s()
+    proc = subprocess.run([sys.executable, "-m", *args, "--json"], env=env, cwd=cwd, capture_output=True, text=True)
+    wall, cpu = time.perf_counter() - t, children_cpu_s() - c
+    with open(log, "a") as fh:
+        fh.write(f"$ {' '.join(args)}\n{proc.stderr[-4000:]}\n{proc.stdout[-4000:]}\n")
+    if proc.returncode != 0:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(args)}\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1]), wall, cpu

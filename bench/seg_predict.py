@@ -17,19 +17,14 @@ import argparse
 import io
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from proctree import timed_cli  # noqa: E402  (bench/proctree.py: what a child process costs)
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _cpu_children() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -53,15 +48,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="seg-predict-") as tmp:
         for w in settings:
             out = Path(tmp) / f"writers{w}"
-            t, c = time.perf_counter(), _cpu_children()
-            proc = subprocess.run([sys.executable, "-m", "imdd_models", "predict", "--model", str(args.model),
-                                   "--classes", classes, "--data", args.data, "--split", args.split, "--out",
-                                   str(out), "--no-clip", "--writers", str(w), "--json"],
-                                  env=env, cwd=ROOT, capture_output=True, text=True)
-            wall, cpu = time.perf_counter() - t, _cpu_children() - c
-            if proc.returncode != 0:
-                sys.exit(f"predict --writers {w} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-            summary = json.loads(proc.stdout.strip().splitlines()[-1])
+            summary, wall, cpu = timed_cli(["imdd_models", "predict", "--model", str(args.model), "--classes",
+                                            classes, "--data", args.data, "--split", args.split, "--out", str(out),
+                                            "--no-clip", "--writers", str(w)], env, Path(tmp) / "commands.log", ROOT)
             rows.append({"writers": w, "images": summary["images"], "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
                          "images_per_s": round(summary["images"] / wall, 2)})
             folders[w] = _files(out)

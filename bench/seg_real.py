@@ -16,8 +16,8 @@ took together; its maps (1 - p(background), zero outside the content box), image
 (the class with the most mass above 0.5) go through the same `evaluate`. Two training-free references
 (`--knn-normals 300`, 0 skips them): each test patch's distance to its 3 nearest patches of 300 normal training
 images, on raw grey 16 px patches (`knn_pixels`) and on the frozen stage-1 features (`knn_diffusion`): what the
-features are worth with nothing learned on top (no types named, so their accuracy is image-level only). Pixel metrics are binned
-(`--pixel-bins 2000`, constant memory). The tables compare pixel AUROC, AUPRO, image AUROC and accuracy, and
+features are worth with nothing learned on top (no types named, so their accuracy is image-level only). Both
+reference models live in seg_baselines.py. Pixel metrics are binned (`--pixel-bins 2000`, constant memory). The tables compare pixel AUROC, AUPRO, image AUROC and accuracy, and
 pixel AUROC per defect class (a class's pixels against every normal record's and its own records' other
 pixels); the JSON last line has them all with the timings. Targets (issue 29): stage 2 pixel AUROC >= 0.85 and
 >= 0.2 above the 0-step run.
@@ -28,227 +28,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from proctree import timed_cli  # noqa: E402  (bench/proctree.py: what a child process costs)
+from seg_baselines import baseline, knn_baseline  # noqa: E402  (the reference models)
+
 ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
 CLASSES = "blowhole,break,crack,fray,uneven"
 METRICS = ("pixel_auroc", "aupro", "image_auroc", "accuracy")
-
-
-def _cpu_children() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def run(args: list[str], env: dict, log: Path) -> tuple[dict, float, float]:
-    """One CLI call with --json: (its JSON last line, wall seconds, CPU seconds)."""
-    t, c = time.perf_counter(), _cpu_children()
-    proc = subprocess.run([PY, "-m", *args, "--json"], env=env, cwd=ROOT, capture_output=True, text=True)
-    wall, cpu = time.perf_counter() - t, _cpu_children() - c
-    with open(log, "a") as fh:
-        fh.write(f"$ {' '.join(args)}\n{proc.stderr[-4000:]}\n{proc.stdout[-4000:]}\n")
-    if proc.returncode != 0:
-        sys.exit(f"failed ({proc.returncode}): {' '.join(args)}\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1]), wall, cpu
-
-
-def standardise(pixels, boxes, resolution: int):
-    """(B, 3, R, R) pixels in [-1, 1] -> each image standardised within its content box (mean 0, std 0.5 there,
-    0 outside): the baseline sees relative brightness, as an inspection camera's auto-exposure would give."""
-    import torch
-
-    from imdd_models.segmentation.validation import content_mask
-
-    out = torch.zeros_like(pixels)
-    for i, box in enumerate(boxes):
-        inside = torch.from_numpy(content_mask(box, resolution))
-        values = pixels[i][:, inside]
-        out[i][:, inside] = (values - values.mean()) / (values.std() + 1e-3) * 0.5
-    return out
-
-
-def baseline(data: Path, selection: Path, resolution: int, budget_cpu_s: float, out: Path, seed: int = 0,
-             raw: bool = False) -> dict:
-    """Train the from-scratch U-Net for `budget_cpu_s` CPU seconds and write its predictions folder."""
-    import numpy as np
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
-
-    from imdd_models.components.loader import images_to_pixels
-    from imdd_models.data import ReadStats, iter_records
-    from imdd_models.segmentation.vocabulary import canonical_type
-
-    names = [canonical_type(c) or c for c in CLASSES.split(",")]
-    keys = set(json.loads(selection.read_text())["keys"])
-
-    def block(i, o):
-        return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(),
-                             nn.Conv2d(o, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU())
-
-    class UNet(nn.Module):
-        def __init__(self, w=16, k=len(names) + 1):
-            super().__init__()
-            self.e = nn.ModuleList([block(3, w), block(w, 2 * w), block(2 * w, 4 * w), block(4 * w, 8 * w)])
-            self.d = nn.ModuleList([block(12 * w, 4 * w), block(6 * w, 2 * w), block(3 * w, w)])
-            self.out = nn.Conv2d(w, k, 1)
-
-        def forward(self, x):
-            skips = []
-            for i, enc in enumerate(self.e):
-                x = enc(x if i == 0 else F.max_pool2d(x, 2))
-                skips.append(x)
-            x = skips.pop()
-            for dec in self.d:
-                x = dec(torch.cat([F.interpolate(x, scale_factor=2), skips.pop()], 1))
-            return self.out(x)
-
-    def class_target(r) -> np.ndarray:
-        """(512, 512) int64: 0 background, 1 + index into `names`."""
-        y = np.zeros((512, 512), np.int64)
-        types = list(r.get("defect_types") or [])
-        cm = r.get("class_mask") if r.get("has_class_mask", True) is not False else None
-        m = r.get("mask") if r.get("has_mask", True) is not False else None
-        if cm is not None:
-            cm = np.asarray(cm.convert("L") if hasattr(cm, "convert") else cm)
-            for i, t in enumerate(types):
-                if t in names:
-                    y[cm == i + 1] = names.index(t) + 1
-        if (cm is None or not y.any()) and m is not None and len(types) == 1 and types[0] in names:
-            y[np.asarray(m.convert("L")) > 127] = names.index(types[0]) + 1
-        return y
-
-    def pixels(records):
-        x = images_to_pixels([r["image"] for r in records], resolution)
-        return x if raw else standardise(x, [(r.get("geometry") or {}).get("content_box") for r in records],
-                                         resolution)
-
-    train = [r for r in iter_records(str(data), "train", None, ReadStats()) if r["key"] in keys]
-    x = pixels(train)
-    y = torch.from_numpy(np.stack([class_target(r) for r in train]))[:, None].float()
-    y = F.interpolate(y, size=(resolution, resolution), mode="nearest")[:, 0].long()
-    torch.manual_seed(seed)
-    net = UNet()
-    opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
-    weight = torch.ones(len(names) + 1)
-    weight[1:] = 5.0  # defects are a few percent of the pixels
-    gen = torch.Generator().manual_seed(seed)
-    c0, steps = time.process_time(), 0
-    while time.process_time() - c0 < budget_cpu_s:
-        idx = torch.randint(0, len(x), (8,), generator=gen)
-        xb, yb = x[idx], y[idx]
-        if steps % 2:
-            xb, yb = xb.flip(-1), yb.flip(-1)
-        loss = F.cross_entropy(net(xb), yb, weight=weight)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        steps += 1
-    train_cpu = time.process_time() - c0
-    net.eval()
-    (out / "maps").mkdir(parents=True, exist_ok=True)
-    lines = []
-    with torch.no_grad():
-        for r in iter_records(str(data), "test", None, ReadStats()):
-            p = net(pixels([r])).softmax(1)
-            p = F.interpolate(p, size=(512, 512), mode="bilinear", align_corners=False)[0].numpy()
-            amap = (1 - p[0]).astype(np.float32)
-            box = (r.get("geometry") or {}).get("content_box")
-            if box:
-                keep = np.zeros_like(amap, dtype=bool)
-                keep[box[1]:box[3], box[0]:box[2]] = True
-                amap[~keep] = 0
-            score = float(amap.max())
-            mass = [(p[k + 1] * (amap >= 0.5)).sum() for k in range(len(names))]
-            name = f"{len(lines):05d}.npy"
-            np.save(out / "maps" / name, amap)
-            lines.append({"key": r["key"], "image_score": score, "label": "defective" if score >= 0.5 else "normal",
-                          "defect_type": names[int(np.argmax(mass))] if score >= 0.5 else None,
-                          "anomaly_map": f"maps/{name}"})
-    (out / "predictions.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    return {"steps": steps, "train_cpu_s": round(train_cpu, 1), "train_samples": len(train),
-            "input": "raw" if raw else "standardised"}
-
-
-def knn_baseline(data: Path, stage1: Path, out: Path, features: str, normals: int = 300, seed: int = 0) -> dict:
-    """A training-free reference: each test patch's distance to its nearest patches of `normals` normal training
-    images (PatchCore's idea without its coreset), on raw pixels or on the frozen stage-1 features. Same map,
-    score and threshold conventions as the U-Net; it names no defect type. What the features are worth with no
-    learning on top: the diffusion row against the pixel row."""
-    import numpy as np
-    import torch
-    from torch.nn import functional as F
-
-    from imdd_models.data import ReadStats, iter_records
-    from imdd_models.segmentation.features import DiffusionFeatureExtractor
-
-    ext = DiffusionFeatureExtractor.from_folder(stage1)
-    side = ext.resolution // 8  # one patch per 8 model pixels
-
-    def embed(records) -> torch.Tensor:
-        """(B, C, side, side) patch features."""
-        if features == "pixels":  # 16 px grey patches at stride 8, brightness removed (texture and contrast)
-            grey = ext.pixels([r["image"] for r in records]).mean(1, keepdim=True)
-            p = F.unfold(grey, 16, stride=8, padding=4)
-            return (p - p.mean(1, keepdim=True)).view(len(records), 256, side, side)
-        maps = ext([r["image"] for r in records])  # every tap at stride <= 16, at stride 8, 3x3-averaged
-        keep = [m for m in maps.values() if m.shape[-1] >= ext.resolution // 16]
-        return torch.cat([F.avg_pool2d(F.interpolate(m, size=(side, side), mode="bilinear", align_corners=False),
-                                       3, 1, 1) for m in keep], 1)
-
-    def batches(records):
-        for i in range(0, len(records), 16):
-            yield records[i:i + 16]
-
-    gen = torch.Generator().manual_seed(seed)
-    pool = [r for r in iter_records(str(data), "train", None, ReadStats()) if r["label"] == "normal"]
-    pick = torch.randperm(len(pool), generator=gen)[:normals].tolist()
-    bank = torch.cat([embed(b) for b in batches([pool[i] for i in sorted(pick)])])
-    bank = bank.permute(0, 2, 3, 1).reshape(-1, bank.shape[1])
-    mu, sd = bank.mean(0), bank.std(0) + 1e-6
-    proj = torch.randn(bank.shape[1], 128, generator=gen) / 128 ** 0.5 if bank.shape[1] > 128 else None
-
-    def norm(x: torch.Tensor) -> torch.Tensor:
-        x = (x - mu) / sd
-        return x @ proj if proj is not None else x
-
-    bank = norm(bank)[torch.randperm(len(bank), generator=gen)[:20000]]
-
-    def score_maps(records):
-        for b in batches(records):
-            f = embed(b)
-            q = norm(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]))
-            d = torch.cdist(q, bank).topk(3, largest=False).values.mean(1).view(len(b), 1, side, side)
-            d = F.interpolate(d, size=(512, 512), mode="bilinear", align_corners=False)[:, 0].numpy()
-            for r, amap in zip(b, d):
-                box = (r.get("geometry") or {}).get("content_box")
-                amap = amap.astype(np.float32)
-                if box:
-                    keep = np.zeros_like(amap, dtype=bool)
-                    keep[box[1]:box[3], box[0]:box[2]] = True
-                    amap[~keep] = amap[keep].min()
-                yield r, amap
-    # the image threshold: the 95th percentile of the validation normals' scores (a 5% false-alarm rate)
-    valid = [r for r in iter_records(str(data), "validation", None, ReadStats()) if r["label"] == "normal"]
-    threshold = float(np.quantile([float(m.max()) for _, m in score_maps(valid)], 0.95)) if valid else float("inf")
-    (out / "maps").mkdir(parents=True, exist_ok=True)
-    lines = []
-    for r, amap in score_maps(list(iter_records(str(data), "test", None, ReadStats()))):
-        name = f"{len(lines):05d}.npy"
-        np.save(out / "maps" / name, amap)
-        score = float(amap.max())
-        lines.append({"key": r["key"], "image_score": score, "label": "defective" if score >= threshold else "normal",
-                      "defect_type": None, "anomaly_map": f"maps/{name}"})
-    (out / "predictions.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    return {"features": features, "normals": len(pick), "bank_patches": len(bank), "threshold": round(threshold, 4)}
 
 
 def _mean(values: list) -> float | None:
@@ -306,7 +98,7 @@ def main() -> None:
     share: dict[str, float] = {}
 
     def step(name: str, argv: list[str]) -> dict:
-        out, wall, cpu = run(argv, env, log)
+        out, wall, cpu = timed_cli(argv, env, log, ROOT)
         times[name] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1)}
         print(f"{name}: {wall:.0f} s wall, {cpu:.0f} s CPU", file=sys.stderr, flush=True)
         (work / "partial.json").write_text(json.dumps({"times": times, "results": results}, indent=1) + "\n")
@@ -356,8 +148,8 @@ def main() -> None:
             share = defect_pixel_share(ev)
         budget = times["train_diffusion"]["cpu_s"] + times[f"train_seg_{args.seg_steps}{sfx}"]["cpu_s"]
         t, c = time.perf_counter(), time.process_time()
-        info = baseline(shards, work / f"seg{args.seg_steps}{sfx}" / "selection.json", comps["resolution"], budget,
-                        work / f"preds_unet{sfx}", seed, raw=args.baseline_raw)
+        info = baseline(shards, work / f"seg{args.seg_steps}{sfx}" / "selection.json", CLASSES,
+                        comps["resolution"], budget, work / f"preds_unet{sfx}", seed, raw=args.baseline_raw)
         times[f"baseline_unet{sfx}"] = {"wall_s": round(time.perf_counter() - t, 1),
                                         "cpu_s": round(time.process_time() - c, 1)}
         ev = step(f"evaluate_unet{sfx}", ["imdd_models", "evaluate", "--predictions", str(work / f"preds_unet{sfx}"),
