@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import typer
 
 from imdd_build.console import emit, err, one_line_errors, progress_bar  # noqa: F401  (re-exported for command modules)
@@ -58,8 +60,34 @@ def check_device(name: str | None) -> str | None:
     return name
 
 
+def check_out_folder(path, flag: str = "--out") -> None:
+    """A folder option that the command writes into: RunError when the path, or a folder above it, is an
+    existing file (mkdir would fail deep inside the command with a traceback, or after work was done)."""
+    if path is None:
+        return
+    from pathlib import Path
+    path = Path(path)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                where = "" if candidate == path else f" ({candidate} is a file)"
+                raise RunError(f"{flag} {path}: not a folder{where}")
+            return
+
+
+# The folder options every imdd-models command writes into (all of them folders).
+OUT_FOLDER_OPTIONS = {"out": "--out", "shards": "--shards"}
+
+
 def run_level_errors(command: str):
     """Decorator: run-level failures (`RunError`, a missing or undecodable input file) become one
     `error:` line and exit code 2; any other exception (a KeyError or ValueError from torch, diffusers,
-    PIL or our own code) is a bug and keeps its traceback."""
-    return one_line_errors(command, (RunError, FileNotFoundError, UnicodeDecodeError))
+    PIL or our own code) is a bug and keeps its traceback. The output folder options are checked first."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def checked(*args, **kwargs):
+            for name, flag in OUT_FOLDER_OPTIONS.items():
+                check_out_folder(kwargs.get(name), flag)
+            return fn(*args, **kwargs)
+        return one_line_errors(command, (RunError, FileNotFoundError, UnicodeDecodeError))(checked)
+    return wrap

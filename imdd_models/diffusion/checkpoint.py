@@ -21,10 +21,13 @@ import io
 import json
 import os
 import re
+import pickle
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from imdd_build.errors import RunError
@@ -55,6 +58,28 @@ def find_checkpoint(run: Path, step: int | None = None) -> Path:
             return path
     raise RunError(f"{run}: no checkpoint of step {step} (there are: "
                    f"{', '.join(str(int(p.name.split('-')[1])) for p in found)})")
+
+
+@contextmanager
+def damaged_as_error(checkpoint: Path):
+    """Reading a checkpoint: a truncated, missing or unreadable file in it (a disk that filled up, a copy cut
+    short, a hand edit) is one RunError naming the checkpoint and the reason, not a JSON/safetensors/pickle
+    traceback. The checkpoints before it are untouched: deleting the damaged one resumes from the one before."""
+    try:
+        yield
+    except (OSError, ValueError, RuntimeError, EOFError, KeyError, pickle.UnpicklingError, SafetensorError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise RunError(f"{checkpoint}: damaged checkpoint ({type(exc).__name__}: {reason}); delete that folder to "
+                       "use the checkpoint before it") from None
+
+
+def read_state(checkpoint: Path) -> dict:
+    """A checkpoint's state.json (RunError when it is missing or damaged)."""
+    with damaged_as_error(checkpoint):
+        state = json.loads((Path(checkpoint) / "state.json").read_text())
+        if not isinstance(state, dict):
+            raise ValueError("state.json is not a JSON object")
+        return state
 
 
 def tensor_state(state) -> str:
@@ -129,7 +154,12 @@ def _ordered(module: torch.nn.Module, weights: dict) -> list[torch.Tensor]:
 def load_checkpoint(path: Path, unet, captioner, ema) -> dict:
     """Load weights and EMA into the (unwrapped) modules; returns state.json (optimizer/scheduler via paths)."""
     path = Path(path)
-    state = json.loads((path / "state.json").read_text())
+    state = read_state(path)
+    with damaged_as_error(path):
+        return _load_weights(path, unet, captioner, ema, state)
+
+
+def _load_weights(path: Path, unet, captioner, ema, state: dict) -> dict:
     if (path / "unet.safetensors").is_file():  # the earlier flat layout
         unet.load_state_dict(load_file(str(path / "unet.safetensors")))
         captioner.load_state_dict(load_file(str(path / "captioner.safetensors")))

@@ -84,14 +84,14 @@ def export_checkpoint(run: Path, out: Path, step: int | None = None, components:
     from ..components import ImplicitCaptioner, load_components
     from ..components.writer import CLIP_TEXT
     from .._compat import hf_ready
-    from .checkpoint import find_checkpoint
+    from .checkpoint import damaged_as_error, find_checkpoint, read_state
 
     hf_ready()
     from diffusers import UNet2DConditionModel
 
     run, out = Path(run), Path(out)
     ckpt = find_checkpoint(run, step)
-    state = json.loads((ckpt / "state.json").read_text())
+    state = read_state(ckpt)
     if not (ckpt / "unet").is_dir():
         raise RunError(f"{ckpt}: a checkpoint of the earlier flat layout; resume the run once to rewrite it")
     if out.resolve() == run.resolve():
@@ -106,8 +106,9 @@ def export_checkpoint(run: Path, out: Path, step: int | None = None, components:
     kind = "raw" if raw or not (ckpt / "unet_ema").is_dir() else "ema"
     suffix = "_ema" if kind == "ema" else ""
     comps = load_components(components)
-    unet = UNet2DConditionModel.from_pretrained(str(ckpt / f"unet{suffix}"))
-    captioner = ImplicitCaptioner.from_pretrained(ckpt / f"implicit_captioner{suffix}")
+    with damaged_as_error(ckpt):
+        unet = UNet2DConditionModel.from_pretrained(str(ckpt / f"unet{suffix}"))
+        captioner = ImplicitCaptioner.from_pretrained(ckpt / f"implicit_captioner{suffix}")
     with torch.no_grad():
         write_pipeline(out, comps, unet.eval(), captioner.eval(), kind, state.get("step"))
     return {"out": str(out), "run": str(run), "checkpoint": str(ckpt), "step": state.get("step"),

@@ -23,7 +23,6 @@ Interrupts: SIGINT (Ctrl-C) or SIGTERM finish the current optimizer step (with s
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -41,7 +40,8 @@ from ..data.count import samples_in
 from ..data.explain import no_records_message
 from ..data.stream import StreamConfig, consumed_positions, seeded
 from .batches import make_loader
-from .checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint, tensor_state, untensor_state
+from .checkpoint import (checkpoint_dirs, damaged_as_error, load_checkpoint, read_state, save_checkpoint, tensor_state,
+                         untensor_state)
 from .config import config_dict, default_config, load_config
 from .export import export_pipeline
 from .interrupts import StopSignals
@@ -142,7 +142,7 @@ def train_diffusion(config_spec: str | None, data: str, components: Path, out: P
         raise TrainError(f"{out}: has checkpoints (last {existing[-1].name}); pass --resume or use a new --out")
     if resume and not existing:
         raise TrainError(f"{out}: --resume but no checkpoint under {out / 'checkpoints'}")
-    saved_state = json.loads((existing[-1] / "state.json").read_text()) if resume else {}
+    saved_state = read_state(existing[-1]) if resume else {}
     if seed is None:
         seed = saved_state.get("seed", 0)  # the data order and noise continue from the run's own seed
     source = resolve(data, split)  # the data is checked before anything is created in `out`
@@ -207,12 +207,13 @@ def train_diffusion(config_spec: str | None, data: str, components: Path, out: P
     generator = torch.Generator(device=device).manual_seed(seeded(seed, "noise", rank))
     step, positions, losses, bad = 0, {}, _Losses(), 0
     if resume:
-        optimizer.load_state_dict(torch.load(existing[-1] / "optimizer.pt", weights_only=False))
-        lr_scheduler.load_state_dict(torch.load(existing[-1] / "lr_scheduler.pt", weights_only=False))
-        generator.set_state(untensor_state(state["generators"][rank]))
-        positions = {int(k): tuple(v) for k, v in state["positions"][rank].items()}
-        step, losses = state["step"], _Losses(state["losses"])
-        bad = state["bad_per_rank"][rank] if "bad_per_rank" in state else (state["bad_samples"] if rank == 0 else 0)
+        with damaged_as_error(existing[-1]):
+            optimizer.load_state_dict(torch.load(existing[-1] / "optimizer.pt", weights_only=False))
+            lr_scheduler.load_state_dict(torch.load(existing[-1] / "lr_scheduler.pt", weights_only=False))
+            generator.set_state(untensor_state(state["generators"][rank]))
+            positions = {int(k): tuple(v) for k, v in state["positions"][rank].items()}
+            step, losses = state["step"], _Losses(state["losses"])
+            bad = state["bad_per_rank"][rank] if "bad_per_rank" in state else (state["bad_samples"] if rank == 0 else 0)
     stream = StreamConfig(seed=seed, shuffle_buffer=config.shuffle_buffer, rank=rank, world_size=world,
                           split=split, where=where, start=positions,
                           worker_offset=(state.get("next_worker", [0] * world)[rank] if resume else 0))

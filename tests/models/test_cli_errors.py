@@ -81,3 +81,39 @@ def test_an_unreadable_generated_image_is_named(tmp_path):
     (tmp_path / "b.png").write_bytes(b"not a png")
     with pytest.raises(RunError, match=r"b\.png: cannot read the image"):
         list(generated_images(tmp_path))
+
+
+# Every folder option a command writes into, given a path that is a file (or lies under one): one error line
+# before anything is read or written (it was a FileExistsError/NotADirectoryError traceback, sometimes after
+# the work was done).
+_OUT_IS_A_FILE = {
+    "components": ["components", "--preset", "tiny"],
+    "precompute": ["precompute", "--data", "D", "--components", "C"],
+    "train-diffusion": ["train-diffusion", "--data", "D", "--components", "C", "--max-steps", "2"],
+    "export": ["export", "--run", "R"],
+    "generate": ["generate", "--model", "M", "--prompt", "a scratch"],
+    "inpaint-defect": ["inpaint-defect", "--model", "M", "--image", "I", "--mask", "K", "--prompt", "a scratch"],
+    "demo": ["demo"],
+    "train-seg": ["train-seg", "--diffusion", "S", "--data", "D"],
+    "predict": ["predict", "--model", "M", "--classes", "scratch"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(_OUT_IS_A_FILE))
+@pytest.mark.parametrize("below", [False, True], ids=["file", "under-a-file"])
+def test_an_out_folder_that_is_a_file_is_one_line(tmp_path, command, below):
+    blocker = tmp_path / "afile"
+    blocker.write_text("keep me\n")
+    out = blocker / "sub" if below else blocker
+    result = CliRunner().invoke(app, [*_OUT_IS_A_FILE[command], "--out", str(out), "--json"])
+    expected = f"--out {out}: not a folder" + (f" ({blocker} is a file)" if below else "")
+    assert _one_error_line(result) == expected
+    assert blocker.read_text() == "keep me\n" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_demo_shards_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "shards").write_text("")
+    result = CliRunner().invoke(app, ["demo", "--shards", str(tmp_path / "shards"), "--out", str(tmp_path / "o"),
+                                      "--json"])
+    assert _one_error_line(result) == f"--shards {tmp_path / 'shards'}: not a folder"
+    assert not (tmp_path / "o").exists()

@@ -95,3 +95,25 @@ def test_resume_is_exact_with_dataloader_workers_too(demo_latents, tiny_componen
     assert seen["straight"] == seen["resumed"]
     a, b = _weights(runs["straight"], 14), _weights(runs["resumed"], 14)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_damaged_checkpoint_is_one_line_and_the_one_before_still_resumes(demo_latents, tiny_components, tmp_path):
+    out = tmp_path / "run"
+    common = ["--config", "tiny", "--data", str(demo_latents), "--components", str(tiny_components), "--out", str(out)]
+    invoke(app, "train-diffusion", *common, "--max-steps", "4", "--save-every", "2")
+    newest = out / "checkpoints" / "step-00000004"
+    state = newest / "state.json"
+    state.write_text(state.read_text()[:40])  # cut short, as a full disk leaves it
+    for args in (["train-diffusion", *common, "--max-steps", "6", "--resume"],
+                 ["export", "--run", str(out), "--out", str(tmp_path / "export")]):
+        error = invoke(app, *args, expect=2)["error"]
+        assert error.startswith(f"{newest}: damaged checkpoint (JSONDecodeError: "), error
+    weights = newest / "unet_ema" / UNET  # what export exports by default
+    state.write_text(json.dumps({"step": 4}))
+    weights.write_bytes(weights.read_bytes()[:100])
+    error = invoke(app, "export", "--run", str(out), "--out", str(tmp_path / "export"), expect=2)["error"]
+    assert error.startswith(f"{newest}: damaged checkpoint (") and "delete that folder" in error, error
+    import shutil
+    shutil.rmtree(newest)  # what the message says: the checkpoint before it resumes
+    again = invoke(app, "train-diffusion", *common, "--max-steps", "6", "--resume")
+    assert again["resumed_from"] == 2 and again["steps"] == 6
