@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from imdd_build.errors import RunError
 
 from .records import ReadStats
-from .sources import DataSource, normalize_row, sample_row, resolve, shard_rows
+from .sources import DataSource, normalize_row, parquet_errors, sample_row, resolve, shard_rows
 from .where import matches, parse_where
 
 PIXEL_COLUMNS = ("image", "mask", "class_mask")
@@ -37,14 +37,15 @@ def _source(data: DataSource | str, split: str | None) -> DataSource:
 
 
 def _parquet_light(path: str, fields: set[str]) -> Iterator[tuple[int, dict]]:
-    pf = pq.ParquetFile(path)
-    names = pf.schema_arrow.names
-    columns = [c for c in names if c in fields and c not in PIXEL_COLUMNS]
-    pos = 0
-    for batch in pf.iter_batches(batch_size=1024, columns=columns):
-        for row in batch.to_pylist():
-            yield pos, normalize_row(row)
-            pos += 1
+    with parquet_errors(path):
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+        columns = [c for c in names if c in fields and c not in PIXEL_COLUMNS]
+        pos = 0
+        for batch in pf.iter_batches(batch_size=1024, columns=columns):
+            for row in batch.to_pylist():
+                yield pos, normalize_row(row)
+                pos += 1
 
 
 def _tar_light(location: str) -> Iterator[tuple[str, dict]]:
@@ -130,16 +131,17 @@ def read_rows(data: DataSource | str, split: str | None, locs: list[tuple[int, o
 
 def _parquet_take(path: str, positions: list[int]) -> Iterator[tuple[int, dict]]:
     """(position, raw row) of the given file positions, reading only the row groups that hold them."""
-    pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)  # stream a row group's pages
-    start = 0
-    pending = list(positions)
-    for group in range(pf.metadata.num_row_groups):
-        n = pf.metadata.row_group(group).num_rows
-        here = [p for p in pending if start <= p < start + n]
-        if here:
-            # one row group at a time, released before the next is read (the chosen rows copied out first)
-            rows = pf.read_row_group(group, use_threads=False).take([p - start for p in here]).to_pylist()
-            for p, row in zip(here, rows):
-                yield p, normalize_row(row)
-            del rows
-        start += n
+    with parquet_errors(path):
+        pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)  # stream a row group's pages
+        start = 0
+        pending = list(positions)
+        for group in range(pf.metadata.num_row_groups):
+            n = pf.metadata.row_group(group).num_rows
+            here = [p for p in pending if start <= p < start + n]
+            if here:
+                # one row group at a time, released before the next is read (the chosen rows copied out first)
+                rows = pf.read_row_group(group, use_threads=False).take([p - start for p in here]).to_pylist()
+                for p, row in zip(here, rows):
+                    yield p, normalize_row(row)
+                del rows
+            start += n

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from .sources import DataSource, normalize_row, shard_rows, wanted_split
+from .sources import DataSource, normalize_row, parquet_errors, shard_rows, wanted_split
 from .where import parse_where, selected
 
 _PIXEL_COLUMNS = ("image", "mask", "class_mask", "latent", "latent_flip", "image_embed", "image_embed_flip",
@@ -28,14 +28,16 @@ def _all_latent_shards(source: DataSource) -> bool:
 def _metadata_rows(path: str, needed: set[str]):
     """A Parquet shard's rows with only the `needed` top-level fields (and a latent shard's `fields` JSON
     when one of them has no column of its own): never the pixel or latent columns."""
-    schema = [n for n in pq.read_schema(path).names if n not in _PIXEL_COLUMNS]
-    names = [n for n in schema if n in needed]
-    if "fields" in schema and not needed <= set(names):
-        names.append("fields")
-    if not names:  # none of them stored: every row lacks them
-        yield from ({} for _ in range(pq.ParquetFile(path).metadata.num_rows))
-        return
-    for row in pq.read_table(path, columns=names).to_pylist():
+    with parquet_errors(path):
+        schema = [n for n in pq.read_schema(path).names if n not in _PIXEL_COLUMNS]
+        names = [n for n in schema if n in needed]
+        if "fields" in schema and not needed <= set(names):
+            names.append("fields")
+        if not names:  # none of them stored: every row lacks them
+            yield from ({} for _ in range(pq.ParquetFile(path).metadata.num_rows))
+            return
+        rows = pq.read_table(path, columns=names).to_pylist()
+    for row in rows:
         yield normalize_row(row)
 
 
@@ -43,7 +45,12 @@ def row_counts(shards: list) -> list[int] | None:
     """Rows of each shard from the Parquet footers (None: not every shard is a local Parquet or latent file)."""
     if not all(shard.kind in ("parquet", "latents") and Path(shard.location).is_file() for shard in shards):
         return None
-    return [pq.ParquetFile(shard.location).metadata.num_rows for shard in shards]
+    return [_num_rows(shard.location) for shard in shards]
+
+
+def _num_rows(path: str) -> int:
+    with parquet_errors(path):
+        return pq.ParquetFile(path).metadata.num_rows
 
 
 def shard_counts(shards: list, split: str | None = None, where: str | None = None) -> list[int] | None:

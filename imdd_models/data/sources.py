@@ -32,9 +32,11 @@ import json
 import re
 import tarfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from imdd_build.errors import RunError
@@ -194,10 +196,24 @@ def normalize_row(row: dict) -> dict:
     return row
 
 
+@contextmanager
+def parquet_errors(path):
+    """Reading a Parquet shard: a truncated or corrupt file (a copy cut short, a download that failed) is one
+    RunError naming it, not pyarrow's ArrowInvalid traceback. A missing file stays FileNotFoundError."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise RunError(f"{path}: not a readable Parquet shard ({reason})") from None
+
+
 def _parquet_rows(path: str) -> Iterator[dict]:
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=64):
-        for row in batch.to_pylist():
-            yield row if "latent" in row else normalize_row(row)
+    with parquet_errors(path):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=64):
+            for row in batch.to_pylist():
+                yield row if "latent" in row else normalize_row(row)
 
 
 def _tar_groups(stream) -> Iterator[tuple[str, dict[str, bytes]]]:

@@ -35,7 +35,8 @@ def load_mask(path: Path, size: tuple[int, int]) -> tuple[Image.Image, dict]:
 
     A mask of another size is resized (nearest) only when its aspect ratio is the image's to within one pixel;
     otherwise it is refused (stretching would move the defect). A colour mask is read as its luminance (ITU-R
-    601: pure red is 76, below the 127 threshold) and `mask_from` says so."""
+    601: pure red is 76, below the 127 threshold) and `mask_from` says so. A greyscale 0/1 label mask (the
+    common label-PNG convention: nothing above 1) counts its 1s as defect (`mask_from`: "0/1 labels")."""
     try:
         raw = Image.open(path)
         raw.load()
@@ -52,6 +53,10 @@ def load_mask(path: Path, size: tuple[int, int]) -> tuple[Image.Image, dict]:
     if resized:
         mask = mask.resize(size, Image.Resampling.NEAREST)
     info = {"mask_resized": resized, "mask_from": f"luminance of a {raw.mode} image" if colour else raw.mode}
+    values = np.asarray(mask)
+    if not colour and values.max() == 1:
+        mask = Image.fromarray((values > 0).astype(np.uint8) * 255, mode="L")
+        info["mask_from"] = "0/1 labels"
     if not (np.asarray(mask) > 127).any():
         note = (f"; it was taken from the luminance of a {raw.mode} image (pure red is 76): give a greyscale mask, "
                 f"white = defect" if colour else "")

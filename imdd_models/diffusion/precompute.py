@@ -42,7 +42,7 @@ from ..components import load_components
 from ..data import BadSample, decode_record, resolve
 from ..data.columns import iter_light
 from ..data.explain import no_records_message
-from ..data.sources import LATENT_MANIFEST, shard_rows, wanted_split
+from ..data.sources import LATENT_MANIFEST, parquet_errors, shard_rows, wanted_split
 from ..data.stream import slot_parts
 from ..data.where import parse_where, selected
 from ..jsonfile import read_json
@@ -338,7 +338,8 @@ def _latent_shape(out: Path) -> list[int] | None:
     first = next(iter(sorted((out / "latents").glob("*.parquet"))), None)
     if first is None:
         return None
-    return pq.read_table(first, columns=["latent_shape"]).column(0)[0].as_py()
+    with parquet_errors(first):
+        return pq.read_table(first, columns=["latent_shape"]).column(0)[0].as_py()
 
 
 def latent_sample(row: dict, use_flip: bool) -> dict:

@@ -117,3 +117,21 @@ def test_demo_shards_that_is_a_file_is_one_line(tmp_path):
                                       "--json"])
     assert _one_error_line(result) == f"--shards {tmp_path / 'shards'}: not a folder"
     assert not (tmp_path / "o").exists()
+
+
+def test_a_truncated_parquet_shard_is_one_line_naming_it(demo_shards, tiny_components, tmp_path):
+    import shutil
+    data = tmp_path / "shards"
+    shutil.copytree(demo_shards, data)
+    for shard in (data / "data").glob("*.parquet"):
+        shard.write_bytes(shard.read_bytes()[:5000])  # a copy cut short: no Parquet footer
+    train = next((data / "data").glob("train-*.parquet"))
+    result = CliRunner().invoke(app, ["train-diffusion", "--config", "tiny", "--data", str(data), "--components",
+                                      str(tiny_components), "--out", str(tmp_path / "run"), "--split", "train",
+                                      "--max-steps", "2", "--json"])
+    assert _one_error_line(result).startswith(f"{train}: not a readable Parquet shard (Parquet magic bytes")
+    predictions = tmp_path / "preds"
+    predictions.mkdir()
+    (predictions / "predictions.jsonl").write_text("")
+    result = CliRunner().invoke(app, ["evaluate", "--predictions", str(predictions), "--data", str(data), "--json"])
+    assert ": not a readable Parquet shard (" in _one_error_line(result)

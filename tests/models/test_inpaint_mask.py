@@ -66,3 +66,15 @@ def test_the_cli_says_when_it_used_luminance(trained_run, tmp_path):
     assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
     assert "the mask was taken from the luminance of a RGB image" in result.stderr
     assert '"mask_from": "luminance of a RGB image"' in result.stdout
+
+
+def test_a_0_1_label_mask_counts_its_ones(tmp_path):
+    labels = Image.new("L", (451, 300), 0)  # the label-PNG convention: 1 = defect (it was refused as empty)
+    labels.paste(1, (100, 100, 140, 140))
+    mask, info = load_mask(_write(tmp_path, labels), (451, 300))
+    assert info["mask_from"] == "0/1 labels" and (np.asarray(mask) > 127).sum() == 1600
+    faint = Image.new("L", (451, 300), 0)  # values above 1 keep the 127 threshold: 2..127 is background
+    faint.paste(100, (100, 100, 140, 140))
+    faint.paste(255, (200, 200, 210, 210))
+    mask, info = load_mask(_write(tmp_path, faint), (451, 300))
+    assert info["mask_from"] == "L" and (np.asarray(mask) > 127).sum() == 100
