@@ -60,6 +60,33 @@ def check_device(name: str | None) -> str | None:
     return name
 
 
+def command_line(command: str, fn, values: dict, **set_flags: bool) -> str:
+    """The running command as a shell line, e.g. a stopped run's resume command: `fn`'s options whose `values`
+    differ from their defaults (not --json), plus the boolean flags in `set_flags` (e.g. resume=True)."""
+    import inspect
+    import shlex
+
+    import typer.models
+    head, tail = ["imdd-models", command], []
+    values = {**values, **set_flags}
+    for name, param in inspect.signature(fn).parameters.items():
+        info, value = param.default, values.get(name)
+        if name == "as_json" or not isinstance(info, typer.models.ParameterInfo) or value is None:
+            continue
+        if isinstance(info, typer.models.ArgumentInfo):
+            tail += [str(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+            continue
+        if value == info.default:
+            continue
+        flag = (info.param_decls or (f"--{name.replace('_', '-')}",))[0]
+        if isinstance(value, bool):  # a flag (`--resume`) or a pair (`--breakdown/--no-breakdown`)
+            on, _, off = flag.partition("/")
+            head += [on] if value else ([off] if off else [])
+        else:
+            head += [flag, str(value)]
+    return shlex.join(head + tail)
+
+
 def check_out_folder(path, flag: str = "--out") -> None:
     """A folder option that the command writes into: RunError when the path, or a folder above it, is an
     existing file (mkdir would fail deep inside the command with a traceback, or after work was done)."""
@@ -76,7 +103,7 @@ def check_out_folder(path, flag: str = "--out") -> None:
 
 
 # The folder options every imdd-models command writes into (all of them folders).
-OUT_FOLDER_OPTIONS = {"out": "--out", "shards": "--shards"}
+OUT_FOLDER_OPTIONS = {"out": "--out", "shards": "--shards", "cache_features": "--cache-features"}
 
 
 def run_level_errors(command: str):

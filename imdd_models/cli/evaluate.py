@@ -9,7 +9,7 @@ import typer
 
 from imdd_build.console import Bar
 
-from .common import JSON_OPT, RunError, emit, err, progress_bar, run_level_errors
+from .common import JSON_OPT, RunError, check_out_folder, emit, err, progress_bar, run_level_errors
 
 _SUMMARY = ("records", "predicted", "missing", "extra", "image_auroc", "pixel_auroc", "aupro", "iou", "map50",
             "map50_95", "accuracy", "miou")
@@ -52,6 +52,10 @@ def evaluate_cmd(
     from ..evaluation.run import missing_message
     if pixel_bins == 1:
         raise RunError("--pixel-bins: give 0 (exact) or at least 2 thresholds")
+    if markdown is not None:  # checked before the scoring, not after it
+        if markdown.is_dir():
+            raise RunError(f"--markdown {markdown}: a folder; give a file path")
+        check_out_folder(markdown.parent, f"--markdown {markdown}: its folder")
     with progress_bar("read records") as bar:
         groups = Bar(bar.progress, "score groups")
         result = evaluate(predictions, data, split=... if split is None else (None if split == "all" else split),
@@ -62,6 +66,8 @@ def evaluate_cmd(
         err.print(f"split: {result['split'] or 'all'} (recorded by predict in meta.json)", highlight=False)
     if result["missing"]:
         _warn(missing_message(result))
+    for message in result.get("warnings", []):
+        _warn(message)
     if result["extra"]:
         _warn(f"{result['extra']} prediction(s) for keys outside the split were ignored "
               f"(first: {result['extra_examples'][0]})")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import JSON_OPT, RunError, emit, err, progress_bar, run_level_errors
+from .common import JSON_OPT, RunError, command_line, emit, err, progress_bar, run_level_errors
 
 
 def train_seg_cmd(
@@ -25,7 +25,7 @@ def train_seg_cmd(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N optimizer steps."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initialisation, the batch order and --shots."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
-    split: Optional[str] = typer.Option("train", "--split", help="Split to train on ('' for every split)."),
+    split: Optional[str] = typer.Option("train", "--split", help="Split to train on (all or '' for every split)."),
     where: Optional[str] = typer.Option(None, "--where", help="Record filter, e.g. source=mvtec,domain=metal."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per step (preset default)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="AdamW learning rate (preset default)."),
@@ -55,10 +55,11 @@ def train_seg_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Train the open-vocabulary mask generator on frozen diffusion features."""
+    given = dict(locals())  # the options as given (a stopped run's resume command)
     from ..segmentation.train import TrainOptions, check_options, train_seg
     opts = TrainOptions(diffusion=diffusion, data=data, config=config, out=out, classes=classes, shots=shots,
                         normal_shots=normal_shots, max_steps=max_steps, seed=seed, resume=resume,
-                        split=split or None, where=where,
+                        split=None if (split or "").strip().lower() in ("", "all") else split, where=where,
                         batch_size=batch_size, lr=lr, epochs=epochs, timestep=timestep, save_every=save_every,
                         mixed_precision=mixed_precision, cache_features=cache_features,
                         allow_untrained=allow_untrained, device=device, dtype=dtype, num_workers=num_workers,
@@ -72,6 +73,19 @@ def train_seg_cmd(
         summary = train_seg(opts, progress=step)
     if opts.resume and not summary.get("resumed"):  # as diffusers' --resume_from_checkpoint with none saved
         err.print(f"note: --resume: nothing saved in {out} yet, so this was a new run", highlight=False)
+    if (summary.get("eval") or {}).get("skipped"):  # --eval-every asked for, nothing to select a step by
+        err.print(f"[yellow]warning:[/yellow] {summary['eval']['skipped']}; the model is the last step's",
+                  markup=True, highlight=False)
+    if summary.get("resumed") and not summary.get("samples_seen") and not summary.get("stopped"):
+        err.print(f"note: --resume: the run in {out} is already at step {summary['steps']}; nothing to train "
+                  f"(raise --max-steps to continue it)", highlight=False)
+    if summary.get("stopped"):  # Ctrl-C or SIGTERM: the steps done are saved; no calibration of a cut-short run
+        summary["resume_command"] = command_line("train-seg", train_seg_cmd, given, resume=True)
+        err.print(f"[yellow]{summary['stopped']}[/yellow]: stopped after step {summary['steps']}; saved in {out}",
+                  highlight=False, soft_wrap=True)
+        err.print(f"resume with: {summary['resume_command']}", highlight=False, soft_wrap=True)
+        emit({"command": "train-seg", **summary}, as_json)
+        raise typer.Exit(143 if summary["stopped"] == "SIGTERM" else 130)
     if summary.get("steps") is not None and calibrate.strip().lower() != "off":
         from ..segmentation.calibrate import calibrate_after_training
         with progress_bar("calibrate") as bar:
@@ -104,6 +118,8 @@ def calibrate_cmd(
     with progress_bar("calibrate") as bar:
         summary = calibrate(model, data, split, classes, objective, where, batch_size, limit, use_clip=not no_clip,
                             diffusion=diffusion, device=device, dtype=dtype, clip_text=clip, progress=bar.advance)
+    for message in summary["warnings"]:
+        err.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
     emit({"command": "calibrate", **summary}, as_json)
 
 
@@ -137,6 +153,7 @@ def predict_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Segment, detect and classify the named defects (any names, also ones never trained on)."""
+    given = dict(locals())  # the options as given (a stopped run's rerun command)
     check_predict_options(batch_size, limit, threshold, clip_alpha, clip_beta)
     missing = [str(p) for p in images or [] if not p.is_file()]
     if missing:
@@ -149,7 +166,13 @@ def predict_cmd(
                           use_clip=not no_clip, clip_text=clip, device=device, dtype=dtype, writers=writers)
     for message in summary["warnings"]:
         err.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
+    if summary.get("stopped"):  # every finished image is in --out; the same command predicts only the rest
+        summary["resume_command"] = command_line("predict", predict_cmd, given)
+        err.print(f"[yellow]{summary['stopped']}[/yellow]: stopped after {summary['images']} image(s) this run, all "
+                  f"written to {out}; run the same command to predict the rest", highlight=False, soft_wrap=True)
     emit({"command": "predict", **summary}, as_json)
+    if summary.get("stopped"):
+        raise typer.Exit(143 if summary["stopped"] == "SIGTERM" else 130)
 
 
 def check_predict_options(batch_size: int, limit: int | None, threshold: float, clip_alpha: float | None,

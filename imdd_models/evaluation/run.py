@@ -35,6 +35,20 @@ def seen_unseen(classes_seen: str | None,
     return None, None, None
 
 
+def absent_class_warnings(items, seen: set[str] | None, unseen: set[str] | None, flag: str) -> list[str]:
+    """One line per named class that no record of the scored split carries (a misspelling, or a synonym where
+    the data has the canonical name): its seen/unseen group would silently hold normal records alone."""
+    import difflib
+    present = sorted({t for item in items for t in (item.defect_types or [])})
+    lines = []
+    for name in sorted((seen or set()) | (unseen or set())):
+        if name not in present:
+            near = difflib.get_close_matches(name, present, n=1, cutoff=0.6)
+            lines.append(f"{flag}: no record of the split has the defect type {name!r}"
+                         + (f"; did you mean {near[0]!r}?" if near else ""))
+    return lines
+
+
 def missing_message(counts: dict) -> str:
     """One line about the records of the split that have no prediction."""
     return (f"{counts['missing']} of {counts['records']} record(s) have no prediction "
@@ -91,6 +105,7 @@ def evaluate(predictions: str | Path, data: str, *, split=..., where: str | None
               "background_iou": seg["background_iou"], "counts": overall["counts"], "provenance": preds.provenance()}
     if split_file:
         result["class_split"] = split_file
+    result["warnings"] = absent_class_warnings(items, seen, unseen, "--class-split" if split_file else "--classes-seen")
     if breakdown or seen is not None:
         result.update(breakdowns(items, maps, seen, unseen, by_group=breakdown, on_group=on_group, seg=seg))
     if join_counts["missing"]:

@@ -122,9 +122,13 @@ def calibrate(model_dir: Path, data: str, split: str = "validation", classes_tex
     model_dir = Path(model_dir)
     identity = model_identity(model_dir)
     config = ckpt.read_config(model_dir)
-    classes = requested_names(classes_text) if classes_text else list(config.get("classes") or [])
+    classes = requested_names(classes_text) if classes_text is not None else list(config.get("classes") or [])
     if not classes:
         raise RunError("--classes: give at least one class name")
+    _refuse_training_records(config.get("training"), data, split)
+    from .vocabulary import near_miss
+    warnings = [f"--classes: {c!r} is not a taxonomy term but close to {t!r}; did you mean {t!r}?"
+                for c in classes for t in [near_miss(c)] if t]
     root = Path(diffusion or config["features"]["diffusion"])
     why_not = "--no-clip" if not use_clip else clip_unavailable(root, clip_text)
     stats = ReadStats()
@@ -168,7 +172,27 @@ def calibrate(model_dir: Path, data: str, split: str = "validation", classes_tex
               "ensemble_on": why_not is None, "weights_sha256": identity["weights_sha256"],
               "step": identity["step"]}
     ckpt.write_json(model_dir, CALIBRATION, result)
-    return {"model": str(model_dir), "calibration": str(model_dir / CALIBRATION), **result}
+    return {"model": str(model_dir), "calibration": str(model_dir / CALIBRATION), **result, "warnings": warnings}
+
+
+def _same_source(a: str, b: str) -> bool:
+    """Whether two --data values name the same shards (local folders compared resolved)."""
+    if Path(a).exists() and Path(b).exists():
+        return Path(a).resolve() == Path(b).resolve()
+    return a.rstrip("/") == b.rstrip("/")
+
+
+def _refuse_training_records(training: dict | None, data: str, split: str | None) -> None:
+    """A threshold chosen on the records the model trained on is optimistic: the split (or every split) the model
+    trained on, of the data it trained on, is refused. Models saved before train-seg recorded this pass."""
+    from ..data.sources import wanted_split
+    if not training or not training.get("data") or not _same_source(str(training["data"]), str(data)):
+        return
+    trained, asked = wanted_split(training.get("split")), wanted_split(split)
+    if trained is None or asked is None or trained == asked:
+        where = f"split {trained!r}" if trained else "every split"
+        raise RunError(f"--split {split or 'all'}: the model trained on {where} of {data}; calibrate on held-out "
+                       "records (another split, e.g. validation, or other data)")
 
 
 def calibrate_after_training(opts, split: str = "auto", progress=None) -> dict:

@@ -19,11 +19,9 @@ with a frozen CLIP classifier over mask-pooled CLIP image features, weight `clip
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from pydantic import Field
 
-from imdd_build.errors import RunError
 
 from ..config import StageConfig, build_config, load_stage_config
 
@@ -99,8 +97,6 @@ PRESETS: dict[str, dict] = {name: SegConfig(**o).to_dict() for name, o in PRESET
 
 def load_seg_config(spec: str) -> SegConfig:
     """A preset name or a YAML file (`base: PRESET` plus any SegConfig field), validated."""
-    if spec not in PRESET_OVERRIDES and not Path(spec).is_file():
-        raise RunError(f"unknown --config {spec!r}; choose one of {', '.join(PRESET_OVERRIDES)} or a YAML file")
     return load_stage_config(spec, SegConfig, PRESET_OVERRIDES, default_base="paper")
 
 

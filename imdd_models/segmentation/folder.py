@@ -144,8 +144,10 @@ def check_out(out: Path, run: dict, overwrite: bool) -> None:
             detail = [k for k in run["model"] if saved["model"].get(k) != run["model"][k]]
         elif "options" in what and isinstance(saved.get("options"), dict):
             detail = [k for k in run["options"] if saved["options"].get(k) != run["options"][k]]
+        names = detail or what
         raise RunError(f"{out}: holds predictions of another model, class list or options "
-                       f"({', '.join(detail or what)} differ); use another --out or --overwrite")
+                       f"({', '.join(names)} {'differs' if len(names) == 1 else 'differ'}); use another --out or "
+                       "--overwrite")
     if saved is None:
         raise RunError(f"{out}: not empty and not written by predict; --overwrite only replaces predict's output")
     _clear(out)

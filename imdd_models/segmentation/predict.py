@@ -31,6 +31,7 @@ from PIL import Image
 from imdd_build.errors import RunError
 from imdd_build.normalize import NormalizeOptions, SampleError, normalize_image
 
+from ..diffusion.interrupts import StopSignals
 from ..data import ReadStats, iter_records
 from ..data.explain import no_records_message
 from ..jsonfile import read_json
@@ -177,8 +178,16 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
         raise RunError("--classes: give at least one class name")
     if (data is None) == (not images):
         raise RunError("give either --data or image files, not both or neither")
+    if images and (split is not None or where is not None):
+        raise RunError("--split and --where choose records of --data; they do not apply to image files")
     warnings = [f"--classes: {c!r} is not a taxonomy term but close to {t!r}; did you mean {t!r}?"
                 for c in classes for t in [near_miss(c)] if t]
+    trained = Path(model_dir) / "train_summary.json"
+    if trained.is_file():
+        done_run = read_json(trained)
+        if isinstance(done_run, dict) and done_run.get("stopped"):
+            warnings.append(f"{model_dir}: its training was stopped ({done_run['stopped']}) at step "
+                            f"{done_run.get('steps')}; these are that step's weights (train-seg --resume continues)")
     stats = ReadStats()
     source = iter_records(data, split, where, stats) if data is not None else image_inputs(images, stats)
     first = next(source, None)  # the data is read (and a bad --data/--split/--where refused) before any write
@@ -224,14 +233,16 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
     skipped = queued = 0
     batch: list[dict] = []
     # at most 2 x batch x writers images' maps (K MB each) wait for their files
-    with PredictionsWriter(out, classes, threshold, writers, 2 * batch_size * max(1, writers), progress) as lines:
+    stop = StopSignals()  # Ctrl-C/SIGTERM: the batch in flight is finished and written, then the run stops
+    with stop.installed(), PredictionsWriter(out, classes, threshold, writers, 2 * batch_size * max(1, writers),
+                                             progress) as lines:
         def flush() -> None:
             for r, m in zip(batch, seg.maps([r["image"] for r in batch], classes)):
                 lines.add(r, m)
             batch.clear()
 
         for record in source:
-            if limit is not None and queued >= limit:
+            if stop.received or (limit is not None and queued >= limit):
                 break
             if record["key"] in done:
                 skipped += 1
@@ -241,7 +252,7 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
             queued += 1
             if len(batch) >= batch_size:
                 flush()
-        if batch:
+        if batch and not stop.received:
             flush()
     return {"out": str(out), "predictions": str(jsonl), "images": lines.written, "skipped_done": skipped,
             "defective": lines.defective, "classes": classes, "seen_classes": seen, "unseen_classes": unseen,
@@ -249,4 +260,5 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
             "bad": stats.bad, "bad_examples": stats.bad_examples[:5],
             "conditioning": seg.extractor.conditioning, "ensemble": ens, "split": split,
             "step": identity["step"], "warnings": warnings, "device": str(seg.extractor.device),
-            "dtype": str(next(seg.extractor.vae.parameters()).dtype).removeprefix("torch.")}
+            "dtype": str(next(seg.extractor.vae.parameters()).dtype).removeprefix("torch."),
+            "stopped": stop.received}

@@ -26,6 +26,7 @@ from imdd_build.errors import RunError
 
 from . import augment
 from . import checkpoint as ckpt
+from ..diffusion.interrupts import StopSignals
 from .cache import FeatureCache
 from .config import get_config, with_overrides
 from .dataset import SegSamples, class_names, collate, select
@@ -142,15 +143,23 @@ class _StepBatches:
             yield [(step, i) for i in idx]
 
 
-def _check_resume(out: Path, resume: bool, identity: dict) -> dict | None:
+def _check_resume(out: Path, resume: bool, identity: dict, cfg: dict) -> dict | None:
+    """The saved run's identity when `out` holds one to continue; a TrainError when it must not be continued
+    (no --resume, or other settings: the identity or any model/optimisation value, e.g. --lr, named)."""
     if not ckpt.has_state(out):
         if resume and (out / ckpt.CONFIG).is_file():
             raise TrainError(f"{out}: --resume but no checkpoint state there")
+        if not resume and out.is_dir() and not (out / ckpt.CONFIG).is_file() and any(out.iterdir()):
+            raise TrainError(f"--out {out}: not empty and not a train-seg run; choose a new or empty folder")
         return None
     if not resume:
         raise TrainError(f"{out}: holds a training run; pass --resume to continue it or choose another --out")
-    saved = ckpt.read_config(out).get("run", {})
+    config = ckpt.read_config(out)
+    saved = config.get("run", {})
     diffs = [k for k in identity if saved.get(k) != identity[k]]
+    saved_cfg = config.get("model") or {}
+    diffs += [f"{k}: {saved_cfg[k]} -> {v}" for k, v in cfg.items() if k in saved_cfg and saved_cfg[k] != v
+              and k not in identity]
     if diffs:
         raise TrainError(f"{out}: --resume with different settings ({', '.join(diffs)}) than the saved run")
     return saved
@@ -188,7 +197,7 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
                 "augment": aug, "schedule_steps": horizon, "dtype": str(frozen_dtype).removeprefix("torch.")}
     if opts.eval_every:  # only then: runs saved without evaluation resume as before
         identity["eval"] = {"every": opts.eval_every, "split": opts.eval_split, "limit": opts.eval_limit}
-    resumed = _check_resume(out, opts.resume, identity)
+    resumed = _check_resume(out, opts.resume, identity, cfg)
     out.mkdir(parents=True, exist_ok=True)
     (out / "selection.json").write_text(json.dumps({"keys": keys, **tset.summary(), "classes": tset.classes},
                                                    indent=1, sort_keys=True) + "\n")
@@ -213,7 +222,10 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
     novel = [] if opts.classes.strip().lower() == "all" else class_names(opts.classes)[1]
     run_config = {"preset": opts.config, "model": cfg, "classes": tset.classes, "novel": novel,
                   "text_dim": text.dim, "features": {**extractor.describe(), "noise_seed": NOISE_SEED},
-                  "run": identity}
+                  "run": identity,
+                  # what calibrate refuses to calibrate on (the records trained on); not part of the resume identity
+                  "training": {"data": str(Path(opts.data).resolve()) if Path(opts.data).exists() else opts.data,
+                               "split": opts.split, "where": opts.where}}
     trainer = {"step": 0, "losses": []}
     if resumed is not None:
         trainer = ckpt.load_state(out, raw_model, optimizer)
@@ -246,10 +258,8 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
     if accelerator.device.type == "cpu" and opts.num_workers:
         torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - opts.num_workers)))
     train_threads = torch.get_num_threads()
-    started = time.perf_counter()
-    seen = 0
-    model.train()
-    for batch in loader if len(sampler) else ():
+    def _step(batch: dict) -> None:
+        nonlocal seen, saved_step
         targets = batch["targets"]
         seen += len(targets)
         prepared = {"pixels": batch["pixels"], "clip": batch["clip"]}
@@ -272,6 +282,23 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
         if accelerator.is_main_process and (trainer["step"] % opts.save_every == 0 or trainer["step"] == total):
             ckpt.save_model(out, raw_model, run_config)
             ckpt.save_state(out, raw_model, optimizer, trainer)
+            saved_step = trainer["step"]
+
+    started = time.perf_counter()
+    seen = 0
+    saved_step = trainer["step"]
+    stop, stopped = StopSignals(), None
+    model.train()
+    with stop.installed():
+        for batch in _batches(loader if len(sampler) else (), stop):
+            if _halt(stop, accelerator):  # Ctrl-C or SIGTERM: save the steps done, then stop
+                break
+            _step(batch)
+        if trainer["step"] < total and _halt(stop, accelerator):  # also a signal during the last step
+            stopped = stop.received or "signal on another rank"
+    if stopped and accelerator.is_main_process and trainer["step"] != saved_step:
+        ckpt.save_model(out, raw_model, run_config)
+        ckpt.save_state(out, raw_model, optimizer, trainer)
     elapsed = time.perf_counter() - started
     torch.set_num_threads(threads)
     if accelerator.is_main_process and not (out / ckpt.WEIGHTS).is_file():
@@ -292,10 +319,10 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
                "num_workers": opts.num_workers, "torch_threads": train_threads,
                "augment": aug["mode"], "schedule_steps": horizon,
                "samples_seen": seen, "samples_per_s": round(seen / elapsed, 3) if seen else None,
-               "cache_hits": cache.hits if cache else None}
+               "cache_hits": cache.hits if cache else None, "stopped": stopped}
     if opts.eval_every:
-        summary["eval"] = ({"skipped": f"--eval-split {opts.eval_split}: no labelled held-out records of the "
-                                       f"trained classes in --data"} if held is None and accelerator.is_main_process
+        summary["eval"] = ({"skipped": f"--eval-split {opts.eval_split}: no held-out records of both labels "
+                                       f"(normal, and defective of the trained classes) in --data"} if held is None and accelerator.is_main_process
                            else _eval_summary(opts, held, trainer) if held is not None else {})
     if accelerator.is_main_process:
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -303,6 +330,30 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
 
 
 BEST = "best.safetensors"
+
+
+def _batches(loader, stop: StopSignals):
+    """The loader's batches; after a stop signal, a loader whose workers the same Ctrl-C ended (a terminal
+    signals the whole process group) ends the loop instead of failing it."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except RuntimeError:
+            if stop.received is None:
+                raise
+            return
+        yield batch
+
+
+def _halt(stop: StopSignals, accelerator) -> bool:
+    """Whether to stop now: this process's signal or any other's (the same decision on every rank)."""
+    if accelerator.num_processes == 1:
+        return stop.received is not None
+    flag = torch.tensor([float(stop.received is not None)], device=accelerator.device)
+    return bool(accelerator.reduce(flag, "sum").item() > 0)
 
 
 def _evaluate(out: Path, model: MaskGenerator, held, class_text: torch.Tensor, trainer: dict) -> None:

@@ -87,8 +87,8 @@ def load_held_out(data: str, split: str, where: str | None, classes: list[str], 
             left_out += 1
             continue
         records.append(record)
-    if not records:
-        return None
+    if len({r.get("label") == "defective" for r in records}) < 2:
+        return None  # none, or one label only (normal records alone): no AUROC to select a step by
     feats, inside, truth, labels = [], [], [], []
     has_pixels = False
     for i in range(0, len(records), batch_size):

@@ -194,3 +194,21 @@ def test_webdataset_placeholder_masks_are_not_ground_truth(demo_shards):
     defective = next(r for r in rows if r["label"] == "defective")
     assert _item(defective, None).mask_bytes == defective["mask_bytes"]
     assert _item({**defective, "has_mask": False}, None).mask_bytes is None  # a defective record without a mask
+
+
+def test_a_named_class_no_record_carries_is_a_warning_and_markdown_paths_are_checked_first(demo_shards, test_rows,
+                                                                                          tmp_path):
+    lines, maps = oracle_lines(test_rows)
+    folder = write_folder(tmp_path / "oracle", lines, maps, meta={"model": "oracle", "checkpoint": "none"})
+    out, result = run("--predictions", folder, "--data", demo_shards, "--classes-seen", "hole,scrach")
+    # the seen group held normal records alone and nothing said why
+    assert out["warnings"] == ["--classes-seen: no record of the split has the defect type 'scrach'; did you mean "
+                               "'scratch'?"]
+    assert "did you mean 'scratch'?" in result.stderr.replace("\n", "")
+    assert run("--predictions", folder, "--data", demo_shards, "--classes-seen", "hole,scratch")[0]["warnings"] == []
+    (tmp_path / "afile").write_text("")
+    for target, message in ((tmp_path, f"--markdown {tmp_path}: a folder; give a file path"),
+                            (tmp_path / "afile" / "r.md", f"--markdown {tmp_path / 'afile' / 'r.md'}: its folder "
+                                                          f"{tmp_path / 'afile'}: not a folder")):
+        err, _ = run("--predictions", folder, "--data", demo_shards, "--markdown", target, expect=2)
+        assert err["error"] == message

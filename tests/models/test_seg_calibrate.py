@@ -9,6 +9,7 @@ weights or another ensemble setting is not used silently.
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -129,3 +130,30 @@ def test_calibrate_command_errors_are_one_line(model):
     bad = invoke(app, "calibrate", "--model", str(model["out"]), "--data", str(model["data"]), "--objective", "x",
                  expect=2)
     assert "objective" in bad["error"]
+
+
+def test_calibrate_refuses_the_records_the_model_trained_on(model, tmp_path):
+    """`--help` promised "never the training split", and nothing checked it: the model's folder now records what
+    it trained on. The train split (or every split) of that data is refused; another split, or other data, is not."""
+    saved = model["out"] / CALIBRATION
+    before = saved.read_bytes() if saved.is_file() else None
+    for split in ("train", "all"):
+        bad = invoke(app, "calibrate", "--model", str(model["out"]), "--data", str(model["data"]), "--split", split,
+                     expect=2)
+        assert bad["error"].startswith(f"--split {split}: the model trained on split 'train' of {model['data']}"), bad
+    assert (saved.read_bytes() if saved.is_file() else None) == before  # nothing written
+    copy = tmp_path / "copy"  # the same records under another name are other data as far as the check knows
+    shutil.copytree(model["data"], copy)
+    ok = invoke(app, "calibrate", "--model", str(model["out"]), "--data", str(copy), "--split", "validation",
+                "--classes", "scratch,hole")
+    assert ok["split"] == "validation" and ok["warnings"] == []
+
+
+def test_calibrate_classes_are_checked_as_predict_checks_them(model):
+    empty = invoke(app, "calibrate", "--model", str(model["out"]), "--data", str(model["data"]), "--classes", "",
+                   expect=2)
+    assert empty["error"] == "--classes: give at least one class name"  # it fell back to the trained classes
+    near = invoke(app, "calibrate", "--model", str(model["out"]), "--data", str(model["data"]), "--classes",
+                  "scratch,crak")
+    assert near["warnings"] == ["--classes: 'crak' is not a taxonomy term but close to 'crack'; did you mean "
+                                "'crack'?"]

@@ -33,7 +33,7 @@ def test_paper_preset_counts_about_45m_trainable_parameters():
     assert counts["transformer_decoder"] > counts["pixel_decoder"] > 5e6  # the HF Mask2Former pieces
     tiny = count_trainable(get_config("tiny"), taps, text_dim=768)
     assert tiny["total"] < 1e6
-    with pytest.raises(ValueError, match="unknown --config 'huge'"):
+    with pytest.raises(ValueError, match="--config huge: neither a preset \\(paper, tiny, small\\) nor a file"):
         get_config("huge")
 
 

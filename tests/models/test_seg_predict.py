@@ -185,7 +185,7 @@ def test_a_model_trained_further_is_not_mixed_with_its_old_predictions(trained, 
     assert first["images"] == 11 and first["step"] == 4
     assert predict("--model", str(model), *args)["skipped_done"] == 11  # same model and options: resumes
     err = predict("--model", str(model), *args[:-2], "--out", str(out), "--threshold", "0.4", expect=2)
-    assert "threshold differ" in err["error"]  # other options: refused the same way
+    assert "(threshold differs)" in err["error"]  # other options: refused the same way
     result = CliRunner().invoke(app, ["train-seg", "--diffusion", str(trained["root"] / "stage1"), "--data",
                                       str(trained["root"] / "train"), "--config", "tiny", "--out", str(model),
                                       "--classes", "scratch,hole", "--max-steps", "6", "--resume", "--json"])
@@ -219,3 +219,45 @@ def test_the_clip_ensemble_takes_a_clip_text_tower_given_with_clip(trained, tmp_
     check_predictions(tmp_path / "on")
     err = predict(*args, "--out", str(tmp_path / "x"), "--clip", str(tmp_path / "nowhere"), expect=2)
     assert "not a saved CLIP model" in err["error"]
+
+
+def test_a_signal_keeps_every_finished_image_and_the_same_command_completes_the_folder(trained, tmp_path,
+                                                                                      monkeypatch):
+    """Ctrl-C mid-run: the batch in flight is written, the run stops with a --json line (`stopped`, the command to
+    rerun) and exit 130; rerunning it predicts only the rest, and the folder is byte-identical to an
+    uninterrupted run's. A real SIGINT to this process, sent while the third image is written."""
+    import os
+    import signal
+
+    from imdd_models.segmentation.folder import PredictionsWriter
+    common = ["--model", str(trained["model"]), "--classes", "scratch,hole,crack", "--data", str(trained["test"]),
+              "--split", "test", "--batch-size", "2", "--writers", "0"]
+    straight = predict(*common, "--out", str(tmp_path / "straight"))
+    real_add, added = PredictionsWriter.add, []
+
+    def add_then_signal(self, record, maps):
+        added.append(record["key"])
+        if len(added) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_add(self, record, maps)
+
+    monkeypatch.setattr(PredictionsWriter, "add", add_then_signal)
+    out = tmp_path / "stopped"
+    stopped = predict(*common, "--out", str(out), expect=130)
+    monkeypatch.setattr(PredictionsWriter, "add", real_add)
+    assert stopped["stopped"] == "SIGINT" and stopped["images"] == 4  # the batch in flight (images 3-4) finished
+    assert stopped["resume_command"].startswith("imdd-models predict --model ") and "--json" not in stopped[
+        "resume_command"]
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 4
+    rest = predict(*common, "--out", str(out))
+    assert rest["stopped"] is None and rest["skipped_done"] == 4 and rest["images"] == straight["images"] - 4
+    assert _files(out) == _files(tmp_path / "straight")
+
+
+def test_split_and_where_do_not_apply_to_image_files(trained, tmp_path):
+    image = tmp_path / "part.png"
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(image)
+    err = predict(str(image), "--model", str(trained["model"]), "--classes", "scratch", "--out",
+                  str(tmp_path / "out"), "--split", "train", expect=2)
+    assert err["error"] == "--split and --where choose records of --data; they do not apply to image files"
+    assert not (tmp_path / "out").exists()

@@ -4,6 +4,8 @@ few-shot selection is exact and deterministic, bad runs fail in one line."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 from safetensors.torch import load_file
@@ -109,7 +111,7 @@ def test_a_broken_image_is_counted_and_left_out(setup, tmp_path):
 
 def test_bad_runs_fail_in_one_line(setup, tmp_path):
     err = train(setup, tmp_path / "x", "--config", "huge", expect=2)
-    assert err["error"].startswith("unknown --config 'huge'")
+    assert err["error"].startswith("--config huge: neither a preset (paper, tiny, small) nor a file")
     err = train(setup, tmp_path / "x", "--split", "validation", expect=2)
     assert "no split 'validation'" in err["error"] and "splits there:" in err["error"]
     err = train(setup, tmp_path / "x", "--shots", "0", expect=2)
@@ -155,3 +157,55 @@ def test_records_whose_every_defect_is_unseen_are_not_training_samples(setup, tm
     assert all("scratch" in rows[k] or not rows[k] for k in keys)  # no hole-only or stain-only record
     assert any(set(rows[k]) - {"scratch"} for k in keys)  # a record with scratch and an unseen type is kept
     assert s["untrained"] is True
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_saves_the_steps_done_and_resuming_equals_an_uninterrupted_run(setup, tmp_path, monkeypatch,
+                                                                               sig, code):
+    """Ctrl-C (or SIGTERM) mid-run: the step in flight finishes, every step done is saved (not only up to the last
+    --save-every), the summary says so with a resume command, exit 130/143; resuming ends where an uninterrupted
+    run ends. A real signal to this process, sent when step 3 starts."""
+    from imdd_models.segmentation import train as seg_train
+    real_set_lr = seg_train.set_lr
+
+    def signal_at_step_3(optimizer, lr, step, *args):
+        if step == 3:
+            os.kill(os.getpid(), sig)
+        return real_set_lr(optimizer, lr, step, *args)
+
+    common = ["--classes", "scratch,hole", "--batch-size", "3", "--num-workers", "0", "--calibrate", "off",
+              "--save-every", "100"]
+    monkeypatch.setattr(seg_train, "set_lr", signal_at_step_3)
+    s = train(setup, tmp_path / "stopped", *common, "--max-steps", "6", expect=code)
+    monkeypatch.setattr(seg_train, "set_lr", real_set_lr)
+    assert s["stopped"] == sig.name and s["steps"] == 4  # step 3 (0-based) finished, then saved
+    assert "--resume" in s["resume_command"] and "--max-steps 6" in s["resume_command"]
+    assert json.loads((tmp_path / "stopped" / "train_summary.json").read_text())["stopped"] == sig.name
+    if sig == signal.SIGINT:  # predicting with the cut-short model says so
+        result = CliRunner().invoke(app, ["predict", "--model", str(tmp_path / "stopped"), "--classes", "scratch",
+                                          "--data", str(setup["data"]), "--limit", "1", "--out", str(tmp_path / "p"),
+                                          "--json"])
+        warnings = json.loads(result.stdout.strip().splitlines()[-1])["warnings"]
+        assert any("its training was stopped (SIGINT) at step 4" in w for w in warnings), warnings
+    resumed = train(setup, tmp_path / "stopped", *common, "--max-steps", "6", "--resume")
+    assert resumed["resumed"] and resumed["steps"] == 6 and resumed["stopped"] is None
+    train(setup, tmp_path / "straight", *common, "--max-steps", "6")
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "stopped" / "model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def test_resume_refuses_other_optimisation_values_and_a_foreign_out(setup, tmp_path):
+    common = ["--classes", "scratch", "--max-steps", "1", "--calibrate", "off", "--num-workers", "0"]
+    train(setup, tmp_path / "m", *common)
+    err = train(setup, tmp_path / "m", *common, "--resume", "--lr", "0.5", expect=2)["error"]
+    assert "--resume with different settings (lr: " in err and "-> 0.5)" in err  # it was taken silently
+    note = CliRunner().invoke(app, ["train-seg", "--diffusion", str(setup["diffusion"]), "--data", str(setup["data"]),
+                                    "--config", "tiny", "--out", str(tmp_path / "m"), *common, "--resume"])
+    assert note.exit_code == 0 and "already at step 1; nothing to train" in note.stderr.replace("\n", "")
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine\n")
+    err = train(setup, foreign, *common, expect=2)["error"]
+    assert err == f"--out {foreign}: not empty and not a train-seg run; choose a new or empty folder"
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]

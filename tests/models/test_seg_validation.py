@@ -110,3 +110,12 @@ def test_eval_options_are_checked(setup, tmp_path):
                  "--eval-split", "nope", "--calibrate", "off", "--out", str(tmp_path / "d"))
     assert "nope" in out["eval"]["skipped"] and "selected" not in json.loads((tmp_path / "d" /
                                                                                "seg_config.json").read_text())
+
+
+def test_a_held_out_split_of_one_label_is_skipped_and_said(setup, tmp_path):
+    """Normal records alone give no AUROC: every evaluation was None, silently, and the last step was kept."""
+    normals_only = write_train_validation_set(tmp_path / "data", (0, 3, 7))
+    out = train_seg(_opts(setup, tmp_path / "m", max_steps=2, eval_every=1, data=str(normals_only)))
+    assert out["eval"]["skipped"] == ("--eval-split validation: no held-out records of both labels (normal, and "
+                                      "defective of the trained classes) in --data")
+    assert out["steps"] == 2
