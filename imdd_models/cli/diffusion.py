@@ -127,6 +127,10 @@ def train_cmd(
                           highlight=False, soft_wrap=True)
                 err.print(f"resume with: {summary['resume_command']}", highlight=False, soft_wrap=True)
                 err.print(f"or export it: {summary['export_command']}", highlight=False, soft_wrap=True)
+        if _rank() == 0 and summary.get("resumed_from") is not None and not summary.get("steps_this_run") \
+                and not summary.get("stopped"):
+            err.print(f"note: --resume: the run is already at step {summary['steps']} (--max-steps "
+                      f"{summary['max_steps']}); nothing was trained", highlight=False)
         if _rank() == 0:
             emit({"command": "train-diffusion", **summary}, as_json)
         return (143 if summary["stopped"] == "SIGTERM" else 130) if summary.get("stopped") else 0  # 128 + signal

@@ -190,9 +190,11 @@ def write_components(preset_name: str, out: Path, vae: str | None = None, text_e
 
     quiet_hub_progress()
     from diffusers import DDPMScheduler
-  # our own progress and summary only
+
     preset = get_preset(preset_name)
     out = Path(out)
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise RunError(f"--out {out}: not empty and not a components folder; choose a new or empty folder")
     random_init = isinstance(preset["vae"], dict)  # tiny, sd15-random: configs, not hub ids
     if random_init and any((vae, text_encoder, image_encoder)):
         if not all((vae, text_encoder, image_encoder)):

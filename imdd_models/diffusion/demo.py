@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from imdd_build.errors import RunError
+
 from ..data import iter_records
 from .generate import generate
 from .inpaint import inpaint_defect
@@ -63,6 +65,9 @@ def run_demo(out: Path, shards: Path | None = None, steps: int = 150, seed: int 
     shards = Path(shards) if shards else default_shards()
     stage = on_stage or (lambda name: None)
     if not (shards / "manifest.json").is_file():
+        if shards.is_dir() and any(shards.iterdir()):
+            raise RunError(f"--shards {shards}: not empty and not a shard folder; give the demo shards or a new "
+                           "folder to build them in")
         stage("imdd-build demo")
         build_shards(shards)
     for name in STAGES:

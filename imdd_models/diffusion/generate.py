@@ -15,17 +15,28 @@ from imdd_build.errors import RunError
 from ..components.captioner import ImplicitCaptioner, pseudo_context
 
 
-def load_pipeline(model: Path, device: str | torch.device = "cpu"):
-    """The trained folder as a StableDiffusionPipeline (DDIM sampler) and its implicit captioner."""
+def load_pipeline(model: Path, device: str | torch.device = "cpu", steps: int | None = None):
+    """The trained folder as a StableDiffusionPipeline (DDIM sampler) and its implicit captioner; `steps` (the
+    sampling steps asked for) is checked against the scheduler's training timesteps before anything loads."""
     from .._compat import quiet_hub_progress
 
     quiet_hub_progress()
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     model = Path(model)
+    if not model.exists():
+        raise FileNotFoundError(f"--model {model}: no such folder")
     if not (model / "model_index.json").is_file():
+        if (model / "checkpoints").is_dir():  # a run stopped before its end writes no pipeline folder
+            raise RunError(f"{model}: a training run without a pipeline folder (stopped early?); make one from its "
+                           f"newest checkpoint with `imdd-models export --run {model} --out EXPORT_DIR`")
         raise FileNotFoundError(f"{model}: not a trained model folder (no model_index.json); "
                                 "train one with `imdd-models train-diffusion`")
+    if steps is not None:
+        scheduler = model / "scheduler" / "scheduler_config.json"
+        most = json.loads(scheduler.read_text()).get("num_train_timesteps", 1000) if scheduler.is_file() else 1000
+        if steps > most:
+            raise RunError(f"--steps {steps}: at most {most} (the timesteps the model was trained on)")
     quiet_hub_progress()
     pipe = StableDiffusionPipeline.from_pretrained(str(model), safety_checker=None, requires_safety_checker=False)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
@@ -74,7 +85,7 @@ def generate(model: Path, out: Path, prompt: str | None = None, image: Path | No
         except OSError as exc:
             raise RunError(f"{image}: cannot read the image ({exc})") from None
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    pipe, captioner = load_pipeline(model, device)
+    pipe, captioner = load_pipeline(model, device, steps)
     uncond = text_context(pipe, [""])
     if image is not None:
         cond = implicit_context(pipe, captioner, source)
@@ -85,6 +96,7 @@ def generate(model: Path, out: Path, prompt: str | None = None, image: Path | No
                   num_inference_steps=steps, guidance_scale=guidance, generator=generator, output_type="pil")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _remove_earlier_samples(out, n)
     files = []
     for i, im in enumerate(result.images):
         path = out / f"{i:03d}.png"
@@ -97,3 +109,16 @@ def generate(model: Path, out: Path, prompt: str | None = None, image: Path | No
     (out / "generate.json").write_text(json.dumps({**summary, "prompt": prompt, "image": str(image) if image else None},
                                                   indent=2) + "\n")
     return summary
+
+
+def _remove_earlier_samples(out: Path, n: int) -> None:
+    """An earlier `generate` into the same folder with a larger --n left samples this run does not overwrite:
+    they go (only files its generate.json lists), so the folder holds this run's samples alone."""
+    record = out / "generate.json"
+    try:
+        earlier = json.loads(record.read_text())["images"] if record.is_file() else []
+    except (ValueError, KeyError, TypeError):
+        return
+    keep = {f"{i:03d}.png" for i in range(n)}
+    for name in {Path(p).name for p in earlier} - keep:
+        (out / name).unlink(missing_ok=True)

@@ -111,7 +111,7 @@ def inpaint_defect(model: Path, image: Path, mask: Path, prompt: str, out: Path,
     mask_image, mask_info = load_mask(Path(mask), source.size)
     binary = np.asarray(mask_image) > 127
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    pipe, _ = load_pipeline(model, device)
+    pipe, _ = load_pipeline(model, device, steps)
     box = window(binary)
     crop, mask_crop = source.crop(box), mask_image.point(lambda v: 255 if v > 127 else 0).crop(box)
     painted = _denoise(pipe, crop, mask_crop, prompt, steps, guidance, seed)

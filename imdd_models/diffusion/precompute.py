@@ -214,16 +214,19 @@ def precompute(data: str, components: Path, out: Path, split: str | None = None,
     # before anything is written: the first selected row is looked for in the light columns (no pixels read).
     if next(iter_light(source, wanted_split(split), where), None) is None:
         raise RunError(no_records_message(data, split, where))
-    options = {"data": str(data), "components": str(Path(components).resolve()), "split": split, "where": where,
-               "shard_size": shard_size, "flip": flip, "processes": world, "dtype": dtype}
+    options = {"data": _data_spec(data), "components": str(Path(components).resolve()), "split": split,
+               "where": where, "shard_size": shard_size, "flip": flip, "processes": world, "dtype": dtype}
     manifest_path = out / LATENT_MANIFEST
     progress_path = out / f"progress-{rank:03d}.json" if world > 1 else None
     state = {"shards_done": 0, "raw_consumed": 0, "samples": 0, "bad": 0, "bad_examples": [], "splits": {}}
     if manifest_path.is_file():
         previous = read_json(manifest_path)
-        if {**_DEFAULT_OPTIONS, **previous.get("options", {})} != options:
-            raise RunError(f"{out}: holds latents made with other options {previous.get('options')}; "
-                           "use a new --out")
+        before = {**_DEFAULT_OPTIONS, **previous.get("options", {})}
+        before["data"] = _data_spec(before.get("data"))  # latents written before --data was stored resolved
+        diffs = [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in options.items() if before.get(k) != v]
+        if diffs:
+            raise RunError(f"{out}: holds latents made with other options ({'; '.join(diffs)}); use the same "
+                           "options to resume, or a new --out")
         saved = previous["progress"] if progress_path is None else (
             read_json(progress_path) if progress_path.is_file() else None)
         if saved is not None:
@@ -321,6 +324,14 @@ def precompute(data: str, components: Path, out: Path, split: str | None = None,
             "resumed_from_shard": resumed_from, "bad": bad, "bad_examples": bad_examples,
             "flip": flip, "latent_shape": manifest["latent_shape"], "processes": world, "dtype": dtype,
             "workers": workers, "splits": manifest["splits"]}
+
+
+def _data_spec(data) -> str | None:
+    """--data as recorded: a local folder or file resolved (the same folder however it is spelled), else as given
+    (tar URLs, Hub ids)."""
+    if data is None:
+        return None
+    return str(Path(data).resolve()) if Path(str(data)).exists() else str(data)
 
 
 def _count_hint(root: Path, split: str | None) -> int | None:

@@ -39,7 +39,7 @@ from ..data import resolve
 from ..data.count import samples_in
 from ..data.explain import no_records_message
 from ..data.stream import StreamConfig, consumed_positions, seeded
-from .batches import make_loader
+from .batches import check_same_components, make_loader
 from .checkpoint import (checkpoint_dirs, damaged_as_error, load_checkpoint, read_state, save_checkpoint, tensor_state,
                          untensor_state)
 from .config import config_dict, default_config, load_config
@@ -51,6 +51,25 @@ from .objective import NoiseSchedule, masked_captioner_loss
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 IDENTITY_KEYS = ("batch_size", "gradient_accumulation_steps", "seed", "shuffle_buffer", "flip", "data", "split",
                  "where", "world_size", "num_workers")
+
+
+# Config values a resumed run may change: where and how often it saves and logs, how far it goes, and speed
+# settings that leave the arithmetic alone. Any other value (learning rate, EMA, loss, augmentation) changed on
+# --resume would make the continued run something no uninterrupted run is.
+RESUME_MAY_CHANGE = ("epochs", "checkpoint_every", "checkpoint_every_minutes", "keep_checkpoints", "log_every",
+                     "gradient_checkpointing", "compile", "num_workers")
+
+
+def check_same_recipe(checkpoint: Path, saved: dict | None, config: dict) -> None:
+    """One RunError line naming every training value that differs from the checkpoint's (runs saved before the
+    config was recorded pass)."""
+    if not saved:
+        return
+    diffs = [f"{k}: {saved[k]!r} -> {v!r}" for k, v in config.items()
+             if k in saved and saved[k] != v and k not in RESUME_MAY_CHANGE]
+    if diffs:
+        raise TrainError(f"{checkpoint}: --resume with another training recipe than the saved run ({'; '.join(diffs)});"
+                         " resume with the same --config to continue exactly, or start a new --out")
 
 
 class TrainError(RunError):
@@ -180,6 +199,10 @@ def train_diffusion(config_spec: str | None, data: str, components: Path, out: P
             raise TrainError(f"{existing[-1]}: written by {saved_state.get('world_size')} process(es) x "
                              f"{saved_state.get('num_workers')} worker(s); resume with the same to continue exactly")
         check_identity(existing[-1], saved_run, identity)
+        check_same_recipe(existing[-1], saved_state.get("config"), config_dict(config))
+        recorded = saved_state.get("components")
+        if recorded and Path(recorded).resolve() != Path(components).resolve():
+            check_same_components(str(components), (saved_state.get("components_manifest") or {}), comps.manifest)
 
     torch.manual_seed(seed)  # the same initial weights on every rank and in every run with this seed
     unet, captioner = comps.new_unet(), comps.new_captioner()
@@ -250,7 +273,7 @@ def train_diffusion(config_spec: str | None, data: str, components: Path, out: P
                 {"step": step, "losses": losses.state(), "bad_samples": sum(r["bad"] for r in per_rank),
                  "bad_per_rank": [r["bad"] for r in per_rank], "world_size": world, "num_workers": workers,
                  "seed": seed, "config": config_dict(config), "run": identity,
-                 "components": str(Path(components).resolve()),
+                 "components": str(Path(components).resolve()), "components_manifest": comps.manifest,
                  "generators": [r["generator"] for r in per_rank],
                  "positions": [r["positions"] for r in per_rank],
                  "next_worker": [r["next_worker"] for r in per_rank]},

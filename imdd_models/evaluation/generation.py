@@ -20,6 +20,7 @@ and `InceptionScore` through an identity `feature=` module.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -107,11 +108,13 @@ def load_feature_net(path: str | Path, image_size: int = 299) -> FeatureNet:
 
 
 def generated_images(folder: str | Path) -> Iterator[tuple[str, Image.Image]]:
-    """(path, image) for every image file under `folder`, in sorted path order."""
+    """(path, image) for every generated image of `folder`, in sorted path order: the samples its generate.json
+    lists when `imdd-models generate` wrote it (not grid.png, nor files of another run), else every image file
+    under it."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: generated images folder not found")
-    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file()):
+    for path in _sample_files(folder):
         try:
             image = Image.open(path)
             image.load()
@@ -119,6 +122,20 @@ def generated_images(folder: str | Path) -> Iterator[tuple[str, Image.Image]]:
             raise RunError(f"{path}: cannot read the image ({exc})") from None
         with image:
             yield str(path), image
+
+
+def _sample_files(folder: Path) -> list[Path]:
+    record = folder / "generate.json"
+    if record.is_file():
+        try:
+            names = [Path(p).name for p in json.loads(record.read_text())["images"]]
+        except (ValueError, KeyError, TypeError):
+            raise RunError(f"{record}: not a generate.json (no 'images' list)") from None
+        missing = [n for n in names if not (folder / n).is_file()]
+        if missing:
+            raise RunError(f"{folder / missing[0]}: listed in generate.json but not there")
+        return sorted(folder / n for n in names)
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
 
 
 def real_images(data: str, split: str | None, where: str | None = None) -> Iterator[tuple[str, Image.Image]]:

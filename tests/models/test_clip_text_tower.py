@@ -116,7 +116,7 @@ def test_an_image_tower_without_a_text_tower_writes_none_and_says_so(tiny_compon
     assert "768 != image_encoder's 512" in _one_error_line(bad)
 
 
-def test_export_keeps_the_tower_and_predict_ensembles_without_clip(tiny_components, clip_model_dir, demo_latents,
+def test_export_keeps_the_tower_and_predict_ensembles_without_clip(tiny_components, clip_model_dir, demo_shards,
                                                                     tmp_path):
     from diffusers import StableDiffusionPipeline
     # tiny shapes (CPU-sized U-Net) with pretrained frozen parts: the image tower is the CLIP model's
@@ -125,8 +125,9 @@ def test_export_keeps_the_tower_and_predict_ensembles_without_clip(tiny_componen
                 str(tiny_components), "--image-encoder", str(clip_model_dir))
     assert (comps / "clip_text_encoder").is_dir()
     run = tmp_path / "run"
-    invoke(app, "train-diffusion", "--config", "tiny", "--data", str(demo_latents), "--components", str(comps),
-           "--out", str(run), "--max-steps", "2")
+    # image shards, encoded online by these components (latents of the random tiny folder would be refused)
+    invoke(app, "train-diffusion", "--config", "tiny", "--data", str(demo_shards), "--split", "train",
+           "--components", str(comps), "--out", str(run), "--max-steps", "2")
     assert (run / "clip_text_encoder" / "config.json").is_file()  # the run's own final export
     stage1 = tmp_path / "stage1"
     e = invoke(app, "export", "--run", str(run), "--out", str(stage1))

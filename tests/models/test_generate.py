@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from PIL import Image
@@ -75,3 +77,36 @@ def test_load_components_reads_a_trained_folder(trained_run, tiny_components):
         assert "no trained U-Net" in str(exc)
     else:
         raise AssertionError("a components folder has no trained U-Net")
+
+
+def test_a_second_generate_into_the_folder_leaves_only_its_samples_for_evaluation(trained_run, tmp_path):
+    """evaluate-generation counted grid.png as a sample, and the 3rd sample of an earlier --n 3 run as one of this
+    run's 2: the folder's generate.json now says which files are samples, and earlier samples go."""
+    from imdd_models.evaluation.generation import generated_images
+    run, _ = trained_run
+    out = tmp_path / "g"
+    invoke(app, "generate", "--model", str(run), "--prompt", "a hole", "--n", "3", "--steps", "2", "--out", str(out))
+    assert [Path(p).name for p, _ in generated_images(out)] == ["000.png", "001.png", "002.png"]  # no grid.png
+    invoke(app, "generate", "--model", str(run), "--prompt", "a hole", "--n", "2", "--steps", "2", "--out", str(out))
+    assert [Path(p).name for p, _ in generated_images(out)] == ["000.png", "001.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["000.png", "001.png", "generate.json", "grid.png"]
+    own = tmp_path / "own"  # a folder of the user's own samples (no generate.json): every image file
+    own.mkdir()
+    Image.new("RGB", (8, 8)).save(own / "a.png")
+    Image.new("RGB", (8, 8)).save(own / "b.jpg")
+    assert [Path(p).name for p, _ in generated_images(own)] == ["a.png", "b.jpg"]
+
+
+def test_sampling_errors_name_the_way_out(trained_run, tmp_path):
+    run, _ = trained_run
+    err = invoke(app, "generate", "--model", str(run), "--prompt", "a hole", "--steps", "5000", "--out",
+                 str(tmp_path / "o"), expect=2)["error"]
+    assert err == "--steps 5000: at most 1000 (the timesteps the model was trained on)"  # was a diffusers traceback
+    stopped = tmp_path / "stopped"  # a run folder stopped before its end: checkpoints/, no pipeline folder
+    (stopped / "checkpoints" / "step-00000002").mkdir(parents=True)
+    err = invoke(app, "generate", "--model", str(stopped), "--prompt", "a hole", "--out", str(tmp_path / "o"),
+                 expect=2)["error"]
+    assert err.startswith(f"{stopped}: a training run without a pipeline folder") and "imdd-models export" in err
+    err = invoke(app, "generate", "--model", str(tmp_path / "nope"), "--prompt", "a hole", "--out",
+                 str(tmp_path / "o"), expect=2)["error"]
+    assert err == f"--model {tmp_path / 'nope'}: no such folder"

@@ -54,4 +54,13 @@ def test_killed_precompute_resumes_without_duplicates(demo_shards, tiny_componen
 def test_changed_options_are_refused(demo_shards, tiny_components, demo_latents):
     result = invoke(app, "precompute", "--data", str(demo_shards), "--components", str(tiny_components),
                     "--out", str(demo_latents), "--shard-size", "4", expect=2)
-    assert "other options" in result["error"]
+    assert "other options (shard_size: 8 -> 4; flip: True -> False)" in result["error"], result  # each named
+
+
+def test_the_same_data_folder_spelled_another_way_resumes(demo_shards, tiny_components, demo_latents, monkeypatch):
+    """A relative path, or a trailing slash, is the same folder: the finished latents are kept, not refused."""
+    monkeypatch.chdir(demo_shards.parent)
+    for spelling in (demo_shards.name, f"{demo_shards.name}/"):
+        summary = invoke(app, "precompute", "--data", spelling, "--components", str(tiny_components), "--out",
+                         str(demo_latents), "--shard-size", "8", "--batch-size", "8", "--flip")
+        assert summary["samples"] == 42 and summary["shards"] == 6

@@ -76,7 +76,7 @@ def test_every_command_is_quiet(demo_shards, tmp_path):
         ["precompute", "--data", shards, "--components", f"{t}/c", "--out", f"{t}/lat"],
         ["train-diffusion", "--data", f"{t}/lat", "--components", f"{t}/c", "--out", f"{t}/run", "--max-steps", "2"],
         ["export", "--run", f"{t}/run", "--out", f"{t}/export"],
-        ["generate", "--model", f"{t}/run", "--prompt", "a scratch", "--n", "1", "--steps", "2", "--out", f"{t}/gen"],
+        ["generate", "--model", f"{t}/run", "--prompt", "a scratch", "--n", "2", "--steps", "2", "--out", f"{t}/gen"],
         ["inpaint-defect", "--model", f"{t}/run", "--image", f"{t}/image.png", "--mask", f"{t}/mask.png",
          "--prompt", "a scratch", "--steps", "2", "--out", f"{t}/inpaint"],
         ["train-seg", "--diffusion", f"{t}/run", "--data", str(seg_train), "--config", "tiny", "--out", f"{t}/seg",
