@@ -110,6 +110,32 @@ def one_line_errors(command: str, kinds: tuple[type[BaseException], ...]):
     return wrap
 
 
+def run_cli(app, argv: list[str] | None = None) -> None:
+    """Run a Typer app as a console script. With `--json`, an option that does not parse (`--max-steps abc`,
+    a value out of its range), which Typer reports before any command runs, also prints `{"command", "error"}`
+    as the last stdout line, as every run-level error does; without `--json` it is Typer's own report."""
+    import typer
+    argv = sys.argv[1:] if argv is None else argv
+    if "--json" not in argv:
+        app(args=argv)
+        return
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except typer.TyperException as exc:  # click's UsageError/BadParameter/NoSuchOption under Typer's name
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()  # the usual "Usage: ... Error: ..." on stderr
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        names = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+        command = next((a for a in argv if a in names), None)  # not an option's value (--workspace W)
+        sys.stdout.write(json.dumps({"command": command, "error": _first_line(message)}) + "\n")
+        sys.exit(getattr(exc, "exit_code", 2) or 2)
+    except (KeyboardInterrupt, EOFError):
+        err.print("Aborted!")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 def emit_rows(result: dict, as_json: bool, columns: list[str], rows: list[list], title: str,
               notes: list[str] | None = None) -> None:
     """A result whose content is a list of rows: with --json, `result` as one JSON line; otherwise a table

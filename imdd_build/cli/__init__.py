@@ -39,4 +39,5 @@ sources.register(app)  # sources, taxonomy check
 
 
 def main() -> None:
-    app()
+    from imdd_build.console import run_cli
+    run_cli(app)

@@ -30,4 +30,5 @@ segmentation.register(app)
 
 
 def main() -> None:
-    app()
+    from imdd_build.console import run_cli
+    run_cli(app)

@@ -135,3 +135,57 @@ def test_a_truncated_parquet_shard_is_one_line_naming_it(demo_shards, tiny_compo
     (predictions / "predictions.jsonl").write_text("")
     result = CliRunner().invoke(app, ["evaluate", "--predictions", str(predictions), "--data", str(data), "--json"])
     assert ": not a readable Parquet shard (" in _one_error_line(result)
+
+
+def test_a_feature_cache_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "cache").write_text("")
+    result = CliRunner().invoke(app, ["train-seg", "--diffusion", "S", "--data", "D", "--out", str(tmp_path / "m"),
+                                      "--cache-features", str(tmp_path / "cache"), "--json"])
+    assert _one_error_line(result) == f"--cache-features {tmp_path / 'cache'}: not a folder"
+
+
+def test_a_non_empty_folder_of_something_else_is_not_written_into(trained_run, tmp_path):
+    """components, export and demo --shards wrote their files beside the user's (a workspace, a components folder
+    taken for shards); each now refuses such a folder and leaves it as it was. Their own folders are rewritten."""
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine\n")
+    run, _ = trained_run
+    cases = {
+        "components": (["components", "--preset", "tiny", "--out", str(foreign)],
+                       f"--out {foreign}: not empty and not a components folder; choose a new or empty folder"),
+        "export": (["export", "--run", str(run), "--out", str(foreign)],
+                   f"--out {foreign}: not empty and not a pipeline folder; choose a new or empty folder"),
+        "demo": (["demo", "--shards", str(foreign), "--out", str(tmp_path / "demo"), "--steps", "1"],
+                 f"--shards {foreign}: not empty and not a shard folder; give the demo shards or a new folder to "
+                 "build them in"),
+    }
+    for name, (args, message) in cases.items():
+        result = CliRunner().invoke(app, [*args, "--json"])
+        assert _one_error_line(result) == message, name
+        assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"], name
+    again = tmp_path / "comps"
+    for _ in range(2):  # a components folder is written again in place
+        assert CliRunner().invoke(app, ["components", "--preset", "tiny", "--out", str(again)]).exit_code == 0
+
+
+@pytest.mark.parametrize("cli, argv, command, message", [
+    ("models", ["train-seg", "--diffusion", "S", "--data", "D", "--out", "O", "--max-steps", "abc", "--json"],
+     "train-seg", "Invalid value for '--max-steps'"),
+    ("models", ["evaluate", "--predictions", "P", "--data", "D", "--pixel-bins", "-1", "--json"], "evaluate",
+     "Invalid value for '--pixel-bins'"),
+    ("build", ["--workspace", "W", "ingest", "mvtec", "--workers", "x", "--json"], "ingest",
+     "Invalid value for '--workers'"),
+])
+def test_an_option_that_does_not_parse_still_ends_with_the_json_line(capsys, cli, argv, command, message):
+    """Typer reports these before any command runs (its usage box, no JSON): a script reading the last line
+    got nothing. The console scripts' entry point now prints the error object there too."""
+    from imdd_build.cli import app as build_app
+    from imdd_build.console import run_cli
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(app if cli == "models" else build_app, argv)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    error = json.loads(captured.out.strip().splitlines()[-1])
+    assert error["command"] == command and error["error"].startswith(message), error
+    assert "Traceback" not in captured.err
