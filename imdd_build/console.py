@@ -126,14 +126,29 @@ def run_cli(app, argv: list[str] | None = None) -> None:
         if callable(show):
             show()  # the usual "Usage: ... Error: ..." on stderr
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        names = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
-        command = next((a for a in argv if a in names), None)  # not an option's value (--workspace W)
+        command = _command_name(app, argv)
         sys.stdout.write(json.dumps({"command": command, "error": _first_line(message)}) + "\n")
         sys.exit(getattr(exc, "exit_code", 2) or 2)
     except (KeyboardInterrupt, EOFError):
         err.print("Aborted!")
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _command_name(app, argv: list[str]) -> str | None:
+    """The command a command line runs, as run-level errors name it ("ingest", "review enqueue"): the first
+    argument that is a command of `app`, then of its group; not an option's value (`--workspace W`)."""
+    commands = {c.name: None for c in app.registered_commands}
+    commands.update({g.name: g.typer_instance for g in app.registered_groups})
+    for i, arg in enumerate(argv):
+        if arg in commands:
+            group = commands[arg]
+            if group is not None:
+                sub = {c.name for c in group.registered_commands}
+                following = next((a for a in argv[i + 1:] if a in sub), None)
+                return f"{arg} {following}" if following else arg
+            return arg
+    return None
 
 
 def emit_rows(result: dict, as_json: bool, columns: list[str], rows: list[list], title: str,

@@ -28,12 +28,16 @@ import torch
 from imdd_build.errors import RunError
 
 from .._compat import hf_ready
+from ..outdir import refuse_foreign
 from .captioner import ImplicitCaptioner
 from .presets import SD_SCHEDULER, get_preset
 from .tokenizer import write_clip_tokenizer
 
 FORMAT_VERSION = 1
 MANIFEST = "components.json"
+# What a components folder holds (a rerun over an interrupted one is taken; anything else there is refused).
+OWN_FILES = {MANIFEST, "vae", "text_encoder", "image_encoder", "tokenizer", "scheduler", "unet", "implicit_captioner",
+             "feature_extractor", "clip_text_encoder", "clip_tokenizer"}
 # The folders stage 2 reads (segmentation/clip_head.py's CLIP_TEXT, CLIP_TOKENIZER; not imported: no torch-heavy
 # segmentation import from here).
 CLIP_TEXT = "clip_text_encoder"
@@ -193,8 +197,7 @@ def write_components(preset_name: str, out: Path, vae: str | None = None, text_e
 
     preset = get_preset(preset_name)
     out = Path(out)
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise RunError(f"--out {out}: not empty and not a components folder; choose a new or empty folder")
+    refuse_foreign(out, OWN_FILES, "a components folder")
     random_init = isinstance(preset["vae"], dict)  # tiny, sd15-random: configs, not hub ids
     if random_init and any((vae, text_encoder, image_encoder)):
         if not all((vae, text_encoder, image_encoder)):

@@ -64,22 +64,38 @@ def find_checkpoint(run: Path, step: int | None = None) -> Path:
 def damaged_as_error(checkpoint: Path):
     """Reading a checkpoint: a truncated, missing or unreadable file in it (a disk that filled up, a copy cut
     short, a hand edit) is one RunError naming the checkpoint and the reason, not a JSON/safetensors/pickle
-    traceback. The checkpoints before it are untouched: deleting the damaged one resumes from the one before."""
+    traceback. The checkpoints before it are untouched: deleting the damaged one resumes from the one before.
+    Only the errors of a damaged file are caught: a size mismatch with the model, or a GPU-saved tensor on a
+    CPU-only machine, keeps its own message (another checkpoint would fail the same way)."""
     try:
         yield
-    except (OSError, ValueError, RuntimeError, EOFError, KeyError, pickle.UnpicklingError, SafetensorError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise RunError(f"{checkpoint}: damaged checkpoint ({type(exc).__name__}: {reason}); delete that folder to "
-                       "use the checkpoint before it") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, FileNotFoundError, EOFError, pickle.UnpicklingError,
+            SafetensorError) as exc:
+        _damaged(checkpoint, exc)
+    except (RuntimeError, OSError) as exc:  # torch.load's zip reader, diffusers' loader: only a cut-short file
+        if not any(marker in str(exc) for marker in _UNREADABLE):
+            raise
+        _damaged(checkpoint, exc)
+
+
+_UNREADABLE = ("PytorchStreamReader failed", "failed finding central directory", "unexpected EOF",
+               "Unable to load weights from checkpoint file")
+
+
+def _damaged(checkpoint: Path, exc: BaseException):
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    raise RunError(f"{checkpoint}: damaged checkpoint ({type(exc).__name__}: {reason}); delete that folder to "
+                   "use the checkpoint before it") from None
 
 
 def read_state(checkpoint: Path) -> dict:
     """A checkpoint's state.json (RunError when it is missing or damaged)."""
     with damaged_as_error(checkpoint):
         state = json.loads((Path(checkpoint) / "state.json").read_text())
-        if not isinstance(state, dict):
-            raise ValueError("state.json is not a JSON object")
-        return state
+    if not isinstance(state, dict):
+        raise RunError(f"{checkpoint}: damaged checkpoint (state.json is not a JSON object); delete that folder "
+                       "to use the checkpoint before it")
+    return state
 
 
 def tensor_state(state) -> str:

@@ -14,9 +14,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from imdd_build.errors import RunError
-
 from ..data import iter_records
+from ..outdir import refuse_foreign
 from .generate import generate
 from .inpaint import inpaint_defect
 from .precompute import precompute
@@ -65,9 +64,7 @@ def run_demo(out: Path, shards: Path | None = None, steps: int = 150, seed: int 
     shards = Path(shards) if shards else default_shards()
     stage = on_stage or (lambda name: None)
     if not (shards / "manifest.json").is_file():
-        if shards.is_dir() and any(shards.iterdir()):
-            raise RunError(f"--shards {shards}: not empty and not a shard folder; give the demo shards or a new "
-                           "folder to build them in")
+        refuse_foreign(shards, {"README.md", "data", "webdataset", "manifest.json"}, "a shard folder", "--shards")
         stage("imdd-build demo")
         build_shards(shards)
     for name in STAGES:

@@ -96,8 +96,9 @@ def export_checkpoint(run: Path, out: Path, step: int | None = None, components:
         raise RunError(f"{ckpt}: a checkpoint of the earlier flat layout; resume the run once to rewrite it")
     if out.resolve() == run.resolve():
         raise RunError(f"--out {out}: the run folder itself; export into another folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "model_index.json").is_file():
-        raise RunError(f"--out {out}: not empty and not a pipeline folder; choose a new or empty folder")
+    from ..components.writer import OWN_FILES
+    from ..outdir import refuse_foreign
+    refuse_foreign(out, OWN_FILES | {"model_index.json", "safety_checker"}, "a pipeline folder")
     if components is None:
         recorded = state.get("components")
         candidates = [Path(recorded)] if recorded else []

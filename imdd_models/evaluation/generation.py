@@ -125,17 +125,22 @@ def generated_images(folder: str | Path) -> Iterator[tuple[str, Image.Image]]:
 
 
 def _sample_files(folder: Path) -> list[Path]:
-    record = folder / "generate.json"
-    if record.is_file():
+    """Every image file under `folder`, except that a folder `generate` wrote (its generate.json) gives only the
+    samples it lists (not grid.png, nor samples of an earlier run)."""
+    listed: dict[Path, set[str]] = {}
+    for record in [folder / "generate.json", *folder.rglob("*/generate.json")]:
+        if not record.is_file():
+            continue
         try:
-            names = [Path(p).name for p in json.loads(record.read_text())["images"]]
+            names = {Path(p).name for p in json.loads(record.read_text())["images"]}
         except (ValueError, KeyError, TypeError):
             raise RunError(f"{record}: not a generate.json (no 'images' list)") from None
-        missing = [n for n in names if not (folder / n).is_file()]
+        missing = sorted(n for n in names if not (record.parent / n).is_file())
         if missing:
-            raise RunError(f"{folder / missing[0]}: listed in generate.json but not there")
-        return sorted(folder / n for n in names)
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+            raise RunError(f"{record.parent / missing[0]}: listed in generate.json but not there")
+        listed[record.parent] = names
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file()
+                  and (p.parent not in listed or p.name in listed[p.parent]))
 
 
 def real_images(data: str, split: str | None, where: str | None = None) -> Iterator[tuple[str, Image.Image]]:

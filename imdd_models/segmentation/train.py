@@ -27,6 +27,7 @@ from imdd_build.errors import RunError
 from . import augment
 from . import checkpoint as ckpt
 from ..diffusion.interrupts import StopSignals
+from ..outdir import refuse_foreign
 from .cache import FeatureCache
 from .config import get_config, with_overrides
 from .dataset import SegSamples, class_names, collate, select
@@ -143,14 +144,20 @@ class _StepBatches:
             yield [(step, i) for i in idx]
 
 
+# What train-seg (and calibrate) write into --out: a folder holding only these is its own (a run that failed
+# before its first checkpoint leaves selection.json; an untrained --max-steps 0 run, the config and weights).
+_OWN_FILES = {ckpt.CONFIG, ckpt.WEIGHTS, ckpt.STATE_DIR, "selection.json", "train_summary.json", "calibration.json",
+              "best.safetensors"}
+
+
 def _check_resume(out: Path, resume: bool, identity: dict, cfg: dict) -> dict | None:
     """The saved run's identity when `out` holds one to continue; a TrainError when it must not be continued
     (no --resume, or other settings: the identity or any model/optimisation value, e.g. --lr, named)."""
     if not ckpt.has_state(out):
         if resume and (out / ckpt.CONFIG).is_file():
             raise TrainError(f"{out}: --resume but no checkpoint state there")
-        if not resume and out.is_dir() and not (out / ckpt.CONFIG).is_file() and any(out.iterdir()):
-            raise TrainError(f"--out {out}: not empty and not a train-seg run; choose a new or empty folder")
+        if not resume:
+            refuse_foreign(out, _OWN_FILES, "a train-seg run")
         return None
     if not resume:
         raise TrainError(f"{out}: holds a training run; pass --resume to continue it or choose another --out")
@@ -289,16 +296,23 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
     saved_step = trainer["step"]
     stop, stopped = StopSignals(), None
     model.train()
-    with stop.installed():
-        for batch in _batches(loader if len(sampler) else (), stop):
-            if _halt(stop, accelerator):  # Ctrl-C or SIGTERM: save the steps done, then stop
+    with stop.installed():  # the stop's save below happens with the handlers still in place
+        iterator = iter(loader) if len(sampler) else iter(())
+        while True:
+            batch = _next_batch(iterator, stop)
+            # one reduction per step: any rank's signal, or the loader's end (the same step on every rank)
+            signalled, ended = _flags(stop, accelerator, batch is None)
+            if signalled and trainer["step"] < total:  # Ctrl-C or SIGTERM: save the steps done, then stop
+                stopped = stop.received or "signal on another rank"
+                break
+            if ended:
                 break
             _step(batch)
-        if trainer["step"] < total and _halt(stop, accelerator):  # also a signal during the last step
-            stopped = stop.received or "signal on another rank"
-    if stopped and accelerator.is_main_process and trainer["step"] != saved_step:
-        ckpt.save_model(out, raw_model, run_config)
-        ckpt.save_state(out, raw_model, optimizer, trainer)
+        if stopped:
+            if accelerator.is_main_process and trainer["step"] != saved_step:
+                ckpt.save_model(out, raw_model, run_config)
+                ckpt.save_state(out, raw_model, optimizer, trainer)
+            accelerator.wait_for_everyone()  # no rank exits (and gets its launcher to kill the rest) before it
     elapsed = time.perf_counter() - started
     torch.set_num_threads(threads)
     if accelerator.is_main_process and not (out / ckpt.WEIGHTS).is_file():
@@ -332,28 +346,26 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
 BEST = "best.safetensors"
 
 
-def _batches(loader, stop: StopSignals):
-    """The loader's batches; after a stop signal, a loader whose workers the same Ctrl-C ended (a terminal
-    signals the whole process group) ends the loop instead of failing it."""
-    iterator = iter(loader)
-    while True:
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        except RuntimeError:
-            if stop.received is None:
-                raise
-            return
-        yield batch
+def _next_batch(iterator, stop: StopSignals):
+    """The loader's next batch, None at its end; after a stop signal, a loader whose workers the same Ctrl-C
+    ended (a terminal signals the whole process group) counts as ended instead of failing the run."""
+    try:
+        return next(iterator)
+    except StopIteration:
+        return None
+    except RuntimeError:
+        if stop.received is None:
+            raise
+        return None
 
 
-def _halt(stop: StopSignals, accelerator) -> bool:
-    """Whether to stop now: this process's signal or any other's (the same decision on every rank)."""
+def _flags(stop: StopSignals, accelerator, ended: bool) -> tuple[bool, bool]:
+    """(a stop signal on any rank, the data ended on any rank): the same answer on every rank."""
     if accelerator.num_processes == 1:
-        return stop.received is not None
-    flag = torch.tensor([float(stop.received is not None)], device=accelerator.device)
-    return bool(accelerator.reduce(flag, "sum").item() > 0)
+        return stop.received is not None, ended
+    flags = torch.tensor([float(stop.received is not None), float(ended)], device=accelerator.device)
+    signalled, done = accelerator.reduce(flags, "sum").tolist()
+    return signalled > 0, done > 0
 
 
 def _evaluate(out: Path, model: MaskGenerator, held, class_text: torch.Tensor, trainer: dict) -> None:

@@ -87,8 +87,8 @@ def load_held_out(data: str, split: str, where: str | None, classes: list[str], 
             left_out += 1
             continue
         records.append(record)
-    if len({r.get("label") == "defective" for r in records}) < 2:
-        return None  # none, or one label only (normal records alone): no AUROC to select a step by
+    if not records:
+        return None
     feats, inside, truth, labels = [], [], [], []
     has_pixels = False
     for i in range(0, len(records), batch_size):
@@ -101,6 +101,8 @@ def load_held_out(data: str, split: str, where: str | None, classes: list[str], 
             has_pixels |= m is not None and defective
             truth.append(m if m is not None and defective else np.zeros((side, side), dtype=bool))
             labels.append(defective)
+    if not has_pixels and len(set(labels)) < 2:
+        return None  # no defect pixels and one label only (normal records alone): no AUROC to select a step by
     return HeldOut(feats, np.stack(inside), np.stack(truth), np.asarray(labels), has_pixels, len(records),
                    left_out)
 

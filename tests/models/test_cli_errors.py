@@ -153,12 +153,14 @@ def test_a_non_empty_folder_of_something_else_is_not_written_into(trained_run, t
     run, _ = trained_run
     cases = {
         "components": (["components", "--preset", "tiny", "--out", str(foreign)],
-                       f"--out {foreign}: not empty and not a components folder; choose a new or empty folder"),
+                       f"--out {foreign}: not empty and not a components folder (it holds 'notes.txt'); choose a "
+                       "new or empty folder"),
         "export": (["export", "--run", str(run), "--out", str(foreign)],
-                   f"--out {foreign}: not empty and not a pipeline folder; choose a new or empty folder"),
+                   f"--out {foreign}: not empty and not a pipeline folder (it holds 'notes.txt'); choose a new or "
+                   "empty folder"),
         "demo": (["demo", "--shards", str(foreign), "--out", str(tmp_path / "demo"), "--steps", "1"],
-                 f"--shards {foreign}: not empty and not a shard folder; give the demo shards or a new folder to "
-                 "build them in"),
+                 f"--shards {foreign}: not empty and not a shard folder (it holds 'notes.txt'); choose a new or "
+                 "empty folder"),
     }
     for name, (args, message) in cases.items():
         result = CliRunner().invoke(app, [*args, "--json"])
@@ -167,6 +169,8 @@ def test_a_non_empty_folder_of_something_else_is_not_written_into(trained_run, t
     again = tmp_path / "comps"
     for _ in range(2):  # a components folder is written again in place
         assert CliRunner().invoke(app, ["components", "--preset", "tiny", "--out", str(again)]).exit_code == 0
+    (again / "components.json").unlink()  # one interrupted before its manifest (written last): its rerun is taken
+    assert CliRunner().invoke(app, ["components", "--preset", "tiny", "--out", str(again)]).exit_code == 0
 
 
 @pytest.mark.parametrize("cli, argv, command, message", [

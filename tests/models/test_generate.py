@@ -95,6 +95,10 @@ def test_a_second_generate_into_the_folder_leaves_only_its_samples_for_evaluatio
     Image.new("RGB", (8, 8)).save(own / "a.png")
     Image.new("RGB", (8, 8)).save(own / "b.jpg")
     assert [Path(p).name for p, _ in generated_images(own)] == ["a.png", "b.jpg"]
+    import shutil
+    shutil.copytree(out, own / "seed0")  # samples kept per run in subfolders: each one's grid.png left out too
+    assert [str(Path(p).relative_to(own)) for p, _ in generated_images(own)] == ["a.png", "b.jpg", "seed0/000.png",
+                                                                                "seed0/001.png"]
 
 
 def test_sampling_errors_name_the_way_out(trained_run, tmp_path):

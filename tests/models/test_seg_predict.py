@@ -249,7 +249,10 @@ def test_a_signal_keeps_every_finished_image_and_the_same_command_completes_the_
     assert stopped["resume_command"].startswith("imdd-models predict --model ") and "--json" not in stopped[
         "resume_command"]
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 4
-    rest = predict(*common, "--out", str(out))
+    import shlex
+    argv = shlex.split(stopped["resume_command"])  # the same command, as printed
+    assert argv[:2] == ["imdd-models", "predict"]
+    rest = predict(*argv[2:])
     assert rest["stopped"] is None and rest["skipped_done"] == 4 and rest["images"] == straight["images"] - 4
     assert _files(out) == _files(tmp_path / "straight")
 

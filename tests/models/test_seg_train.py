@@ -187,7 +187,12 @@ def test_a_signal_saves_the_steps_done_and_resuming_equals_an_uninterrupted_run(
                                           "--json"])
         warnings = json.loads(result.stdout.strip().splitlines()[-1])["warnings"]
         assert any("its training was stopped (SIGINT) at step 4" in w for w in warnings), warnings
-    resumed = train(setup, tmp_path / "stopped", *common, "--max-steps", "6", "--resume")
+    import shlex
+    argv = shlex.split(s["resume_command"])  # the command it printed, run as printed
+    assert argv[:2] == ["imdd-models", "train-seg"]
+    result = CliRunner().invoke(app, [*argv[1:], "--json"])
+    assert result.exit_code == 0, result.output
+    resumed = json.loads(result.stdout.strip().splitlines()[-1])
     assert resumed["resumed"] and resumed["steps"] == 6 and resumed["stopped"] is None
     train(setup, tmp_path / "straight", *common, "--max-steps", "6")
     a = load_file(str(tmp_path / "straight" / "model.safetensors"))
@@ -207,5 +212,10 @@ def test_resume_refuses_other_optimisation_values_and_a_foreign_out(setup, tmp_p
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine\n")
     err = train(setup, foreign, *common, expect=2)["error"]
-    assert err == f"--out {foreign}: not empty and not a train-seg run; choose a new or empty folder"
+    assert err == (f"--out {foreign}: not empty and not a train-seg run (it holds 'notes.txt'); choose a new or "
+                   "empty folder")
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+    failed = tmp_path / "failed"  # a run that failed before its first checkpoint left its selection.json
+    failed.mkdir()
+    (failed / "selection.json").write_text("{}")
+    assert train(setup, failed, *common)["steps"] == 1  # its rerun is taken

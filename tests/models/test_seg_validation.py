@@ -119,3 +119,6 @@ def test_a_held_out_split_of_one_label_is_skipped_and_said(setup, tmp_path):
     assert out["eval"]["skipped"] == ("--eval-split validation: no held-out records of both labels (normal, and "
                                       "defective of the trained classes) in --data")
     assert out["steps"] == 2
+    defects_only = write_train_validation_set(tmp_path / "defects", (2, 0, 7))  # pixels of both kinds: scored
+    out = train_seg(_opts(setup, tmp_path / "d", max_steps=2, eval_every=1, data=str(defects_only)))
+    assert "skipped" not in out["eval"] and out["eval"]["metric"] == "pixel_auroc" and out["eval"]["selected_step"]

@@ -103,16 +103,23 @@ def test_a_damaged_checkpoint_is_one_line_and_the_one_before_still_resumes(demo_
     invoke(app, "train-diffusion", *common, "--max-steps", "4", "--save-every", "2")
     newest = out / "checkpoints" / "step-00000004"
     state = newest / "state.json"
-    state.write_text(state.read_text()[:40])  # cut short, as a full disk leaves it
+    original = state.read_text()
+    state.write_text(original[:40])  # cut short, as a full disk leaves it
     for args in (["train-diffusion", *common, "--max-steps", "6", "--resume"],
                  ["export", "--run", str(out), "--out", str(tmp_path / "export")]):
         error = invoke(app, *args, expect=2)["error"]
         assert error.startswith(f"{newest}: damaged checkpoint (JSONDecodeError: "), error
     weights = newest / "unet_ema" / UNET  # what export exports by default
-    state.write_text(json.dumps({"step": 4}))
-    weights.write_bytes(weights.read_bytes()[:100])
+    state.write_text(original)
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[:100])
     error = invoke(app, "export", "--run", str(out), "--out", str(tmp_path / "export"), expect=2)["error"]
     assert error.startswith(f"{newest}: damaged checkpoint (") and "delete that folder" in error, error
+    weights.write_bytes(whole)
+    optimizer = newest / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[:100])  # torch.load's zip reader fails on it
+    error = invoke(app, "train-diffusion", *common, "--max-steps", "6", "--resume", expect=2)["error"]
+    assert error.startswith(f"{newest}: damaged checkpoint (RuntimeError: PytorchStreamReader failed"), error
     import shutil
     shutil.rmtree(newest)  # what the message says: the checkpoint before it resumes
     again = invoke(app, "train-diffusion", *common, "--max-steps", "6", "--resume")
