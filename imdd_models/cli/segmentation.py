@@ -71,6 +71,9 @@ def train_seg_cmd(
             bar.total(total)
             bar.advance()
         summary = train_seg(opts, progress=step)
+    import os
+    if int(os.environ.get("RANK", "0")) != 0:  # several processes: rank 0 calibrates and reports for the run
+        return  # (exit 0 also when stopped: a launcher would kill rank 0 on another rank's 130 mid-report)
     if opts.resume and not summary.get("resumed"):  # as diffusers' --resume_from_checkpoint with none saved
         err.print(f"note: --resume: nothing saved in {out} yet, so this was a new run", highlight=False)
     if (summary.get("eval") or {}).get("skipped"):  # --eval-every asked for, nothing to select a step by

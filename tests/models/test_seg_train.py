@@ -219,3 +219,38 @@ def test_resume_refuses_other_optimisation_values_and_a_foreign_out(setup, tmp_p
     failed.mkdir()
     (failed / "selection.json").write_text("{}")
     assert train(setup, failed, *common)["steps"] == 1  # its rerun is taken
+
+
+def test_two_processes_stop_together_on_ctrl_c_with_every_step_saved(setup, tmp_path):
+    """torchrun, 2 CPU processes: a Ctrl-C to the process group stops both ranks at the same step; rank 0 saves
+    that step (not only the last --save-every) before any rank exits and alone prints the --json line."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port, "-m",
+           "imdd_models", "train-seg", "--diffusion", str(setup["diffusion"]), "--data", str(setup["data"]),
+           "--config", "tiny", "--out", str(out), "--classes", "scratch,hole", "--max-steps", "100000",
+           "--save-every", "3", "--num-workers", "0", "--calibrate", "off", "--json"]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: (os.setpgrp(), signal.signal(signal.SIGINT, signal.SIG_DFL)))
+    trainer = out / "checkpoint" / "trainer.json"
+    deadline = time.monotonic() + 300
+    while not trainer.is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=240)
+    lines = [json.loads(x) for x in stdout.splitlines() if x.startswith("{")]
+    assert len(lines) == 1, (stdout[-2000:], stderr[-3000:])  # rank 0 only
+    summary = lines[0]
+    assert summary["stopped"] == "SIGINT" and summary["steps"] >= 3, stderr[-3000:]
+    assert json.loads(trainer.read_text())["step"] == summary["steps"]  # saved where it stopped
