@@ -13,7 +13,7 @@ from .common import JSON_OPT, RunError, command_line, emit, err, progress_bar, r
 def train_seg_cmd(
     diffusion: Path = typer.Option(..., "--diffusion", help="Stage-1 model folder (or any SD-1.x diffusers folder)."),
     data: str = typer.Option(..., "--data", help="Shard folder, WebDataset tar URL(s) or Hub dataset id."),
-    config: str = typer.Option("paper", "--config", help="Mask generator preset: paper (~45M), small (CPU "
+    config: str = typer.Option("paper", "--config", help="Mask generator preset: paper (44.0M), small (CPU "
                                 "real-data runs), tiny (CPU tests), or a YAML file (base: PRESET + fields)."),
     out: Path = typer.Option(..., "--out", help="Model folder to write (seg_config.json, model.safetensors)."),
     classes: str = typer.Option("all", "--classes",
@@ -89,7 +89,9 @@ def train_seg_cmd(
         err.print(f"resume with: {summary['resume_command']}", highlight=False, soft_wrap=True)
         emit({"command": "train-seg", **summary}, as_json)
         raise typer.Exit(143 if summary["stopped"] == "SIGTERM" else 130)
-    if summary.get("steps") is not None and calibrate.strip().lower() != "off":
+    if calibrate.strip().lower() == "off":
+        summary["calibration"] = {"skipped": "--calibrate off"}
+    elif summary.get("steps") is not None:
         from ..segmentation.calibrate import calibrate_after_training
         with progress_bar("calibrate") as bar:
             summary["calibration"] = calibrate_after_training(opts, calibrate, progress=bar.advance)
@@ -158,6 +160,9 @@ def predict_cmd(
     """Segment, detect and classify the named defects (any names, also ones never trained on)."""
     given = dict(locals())  # the options as given (a stopped run's rerun command)
     check_predict_options(batch_size, limit, threshold, clip_alpha, clip_beta)
+    folders = [str(p) for p in images or [] if p.is_dir()]
+    if folders:
+        raise RunError(f"{folders[0]}: a folder; give its image files (e.g. {folders[0]}/*.png)")
     missing = [str(p) for p in images or [] if not p.is_file()]
     if missing:
         raise RunError(f"{missing[0]}: no such image file")

@@ -87,7 +87,17 @@ def markdown_report(result: dict) -> str:
               + (f", left out by --where: {result['outside_where']}" if result.get("where") else ""),
               f"- predictions: `{prov['folder']}`, predictions.jsonl sha256 `{prov['predictions_sha256']}`"]
     if prov.get("meta"):
-        lines.append(f"- model: `{json.dumps(prov['meta'], sort_keys=True)}`")
+        lines += ["- model (the predictions' meta.json):", "", *_fenced(prov["meta"])]
     if result.get("class_split"):
-        lines.append(f"- class split: `{json.dumps(result['class_split'], sort_keys=True)}`")
+        lines += ["- class split:", "", *_fenced(result["class_split"])]
     return "\n".join(lines) + "\n"
+
+
+def _fenced(value) -> list[str]:
+    """`value` as an indented JSON code block: safe for any text inside (an inline code span ended at the first
+    backtick of a value, e.g. a command named in meta.json's ensemble reason)."""
+    text = json.dumps(value, indent=2, sort_keys=True)
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return [f"  {fence}json", *(f"  {line}" for line in text.splitlines()), f"  {fence}"]

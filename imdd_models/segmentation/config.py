@@ -1,4 +1,4 @@
-"""Mask generator presets: `paper` (~45M trainable parameters, the IMDD-1M recipe) and `tiny` (CPU tests).
+"""Mask generator presets: `paper` (44.0M trainable parameters, the IMDD-1M recipe) and `tiny` (CPU tests).
 
 `paper`: ODISE-style tap projections to 256 channels summed per stride (4..32), HF Mask2Former's
 multi-scale deformable-attention pixel decoder at 256 channels (6 encoder layers, FPN to stride 4), its masked

@@ -65,12 +65,13 @@ def requested_names(text: str) -> list[str]:
     return base + [c for c in novel if c not in base]
 
 
-def resolve_classes(text: str, pool_types: set[str]) -> list[str]:
+def resolve_classes(text: str, pool_types: set[str], where: str = "the training data") -> list[str]:
     """`all` -> every type in the pool (sorted); else the listed names (or a class split file's base
     classes), synonyms mapped to canonical ids."""
     if text.strip().lower() == "all":
         if not pool_types:
-            raise RunError("--classes all: the training data carries no defect types")
+            raise RunError(f"--classes all: {where} holds no defect records; train on a split that has them "
+                           "(--split)")
         return sorted(pool_types)
     names = []
     for name in class_names(text)[0]:
@@ -95,13 +96,13 @@ def select(data: str, split: str | None, where: str | None, classes: str, shots:
     if not pool:
         from ..data.explain import no_records_message
         raise RunError(no_records_message(data, split, where))
-    trained = resolve_classes(classes, {t for _, types, _, _ in pool for t in types})
+    where_text = f"{data}" + (f" (split {split})" if split else "")
+    trained = resolve_classes(classes, {t for _, types, _, _ in pool for t in types}, where_text)
     wanted = set(trained)
     used = [(key, [t for t in types if t in wanted], normal, loc) for key, types, normal, loc in pool
             if normal or wanted & set(types)]
     counts = {c: sum(c in types for _, types, _, _ in used) for c in trained}
-    check_trained_names(trained, counts, {t for _, types, _, _ in pool for t in types},
-                        f"{data}" + (f" (split {split})" if split else ""))
+    check_trained_names(trained, counts, {t for _, types, _, _ in pool for t in types}, where_text)
     del pool
     if shots is None:
         rows = _decodable(read_rows(data, split, [loc for _, _, _, loc in used]), stats)

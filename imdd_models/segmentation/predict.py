@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from imdd_build.errors import RunError
-from imdd_build.normalize import NormalizeOptions, SampleError, normalize_image
+from imdd_build.normalize import NormalizeOptions, SampleError, normalize_image, to_8bit
 
 from ..diffusion.interrupts import StopSignals
 from ..data import ReadStats, iter_records
@@ -147,6 +147,8 @@ def image_inputs(paths: list[Path], stats: ReadStats) -> Iterator[dict]:
             norm = normalize_image(Path(path), options)
             original = Image.open(path)
             original.load()
+            # the overlay's base as the model saw it: EXIF orientation applied, 16-bit/float/alpha to 8 bits
+            original = to_8bit(ImageOps.exif_transpose(original), options.alpha_background)
         except (SampleError, OSError) as exc:
             stats.add_bad(f"{path}: {exc}")
             continue
@@ -180,6 +182,8 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
         raise RunError("give either --data or image files, not both or neither")
     if images and (split is not None or where is not None):
         raise RunError("--split and --where choose records of --data; they do not apply to image files")
+    unique = list(dict.fromkeys(Path(p) for p in images or []))  # a file given twice is predicted once
+    duplicates, images = len(images or []) - len(unique), unique
     warnings = [f"--classes: {c!r} is not a taxonomy term but close to {t!r}; did you mean {t!r}?"
                 for c in classes for t in [near_miss(c)] if t]
     trained = Path(model_dir) / "train_summary.json"
@@ -261,4 +265,4 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
             "conditioning": seg.extractor.conditioning, "ensemble": ens, "split": split,
             "step": identity["step"], "warnings": warnings, "device": str(seg.extractor.device),
             "dtype": str(next(seg.extractor.vae.parameters()).dtype).removeprefix("torch."),
-            "stopped": stop.received}
+            "stopped": stop.received, "duplicate_inputs": duplicates}

@@ -144,6 +144,9 @@ def check_trained_names(trained: list[str], counts: dict[str, int], pool_types, 
     if not empty:
         return
     name = empty[0]
+    if not pool_types:  # the split holds no defect records at all: no spelling would help
+        raise RunError(f"--classes: {name!r} has no training sample in {where}, which holds no defect records; "
+                       "train on a split that has them (--split)")
     near = closest_names(name, sorted(pool_types))
     near += [s for s in closest_names(name, known_spellings()) if s not in near]
     hint = f"; closest known names: {', '.join(near[:5])}" if near else ""

@@ -212,3 +212,13 @@ def test_a_named_class_no_record_carries_is_a_warning_and_markdown_paths_are_che
                                                           f"{tmp_path / 'afile'}: not a folder")):
         err, _ = run("--predictions", folder, "--data", demo_shards, "--markdown", target, expect=2)
         assert err["error"] == message
+
+
+def test_the_markdown_provenance_survives_backticks_in_meta(demo_shards, test_rows, tmp_path):
+    lines, maps = oracle_lines(test_rows)
+    meta = {"model": "oracle", "ensemble": {"reason": "no tower (see `imdd-models components --clip-text`)"}}
+    folder = write_folder(tmp_path / "oracle", lines, maps, meta=meta)
+    run("--predictions", folder, "--data", demo_shards, "--markdown", tmp_path / "r.md")
+    text = (tmp_path / "r.md").read_text()
+    block = text[text.index("  ```json\n"):]
+    assert "`imdd-models components --clip-text`" in block and block.rstrip().endswith("```")

@@ -264,3 +264,31 @@ def test_split_and_where_do_not_apply_to_image_files(trained, tmp_path):
                   str(tmp_path / "out"), "--split", "train", expect=2)
     assert err["error"] == "--split and --where choose records of --data; they do not apply to image files"
     assert not (tmp_path / "out").exists()
+
+
+def test_camera_orientation_16_bit_duplicates_and_folders_among_image_files(trained, tmp_path):
+    """A JPEG with an EXIF rotation (most phone shots) crashed the overlay (the map follows the rotated image,
+    the overlay was drawn on the unrotated one); a 16-bit PNG's overlay came out white; a file given twice read
+    as a resume; a folder among the files was "no such image file"."""
+    from PIL import Image as PILImage
+    rotated = tmp_path / "phone.jpg"
+    exif = PILImage.Exif()
+    exif[274] = 6  # rotate 90 degrees clockwise when displayed
+    PILImage.fromarray(np.full((200, 300, 3), 90, np.uint8)).save(rotated, exif=exif)
+    deep = tmp_path / "sensor16.png"
+    PILImage.fromarray(np.full((120, 160), 32768, np.uint16)).save(deep)
+    out = tmp_path / "out"
+    s = predict(str(rotated), str(deep), f"{tmp_path}/./phone.jpg", "--model", str(trained["model"]), "--classes",
+                "scratch", "--out", str(out), "--writers", "0")
+    assert s["images"] == 2 and s["skipped_done"] == 0 and s["duplicate_inputs"] == 1
+    lines = {Path(x["key"]).name: x for x in check_predictions(out)}
+    overlays = {name: PILImage.open(out / "overlays" / f"{Path(line['anomaly_map']).stem}.png")
+                for name, line in lines.items()}
+    assert overlays["phone.jpg"].size == (200, 300)  # as displayed (EXIF applied), the size the map follows
+    from imdd_models.data import ReadStats
+    from imdd_models.segmentation.predict import image_inputs
+    base = next(image_inputs([deep], ReadStats()))["original"]  # what the overlay is drawn on
+    assert base.mode == "L" and set(np.unique(np.asarray(base))) == {128}  # 32768 of 65535 (convert("RGB"): 255)
+    err = predict(str(tmp_path), "--model", str(trained["model"]), "--classes", "scratch", "--out",
+                  str(tmp_path / "o2"), expect=2)
+    assert err["error"] == f"{tmp_path}: a folder; give its image files (e.g. {tmp_path}/*.png)"

@@ -202,7 +202,9 @@ def test_a_signal_saves_the_steps_done_and_resuming_equals_an_uninterrupted_run(
 
 def test_resume_refuses_other_optimisation_values_and_a_foreign_out(setup, tmp_path):
     common = ["--classes", "scratch", "--max-steps", "1", "--calibrate", "off", "--num-workers", "0"]
-    train(setup, tmp_path / "m", *common)
+    assert train(setup, tmp_path / "m", *common)["calibration"] == {"skipped": "--calibrate off"}
+    err = train(setup, tmp_path / "n", *common, "--where", "label=normal", expect=2)["error"]
+    assert err.endswith("which holds no defect records; train on a split that has them (--split)"), err
     err = train(setup, tmp_path / "m", *common, "--resume", "--lr", "0.5", expect=2)["error"]
     assert "--resume with different settings (lr: " in err and "-> 0.5)" in err  # it was taken silently
     note = CliRunner().invoke(app, ["train-seg", "--diffusion", str(setup["diffusion"]), "--data", str(setup["data"]),
