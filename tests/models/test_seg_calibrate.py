@@ -120,7 +120,7 @@ def test_train_seg_calibrates_on_the_validation_split_and_skips_without_one(mode
     summary = invoke(app, *args, "--data", str(train_only), "--out", str(tmp_path / "b"))
     assert "skipped" in summary["calibration"] and not (tmp_path / "b" / CALIBRATION).exists()
     summary = invoke(app, *args, "--data", str(model["data"]), "--out", str(tmp_path / "c"), "--calibrate", "off")
-    assert "calibration" not in summary and not (tmp_path / "c" / CALIBRATION).exists()
+    assert summary["calibration"] == {"skipped": "--calibrate off"} and not (tmp_path / "c" / CALIBRATION).exists()
 
 
 def test_calibrate_command_errors_are_one_line(model):
