@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import JSON_OPT, RunError, check_device, emit, err, progress_bar, run_level_errors
+from .common import JSON_OPT, RunError, check_device, command_line, emit, err, progress_bar, run_level_errors
 
 # Options the sampling commands (generate, inpaint-defect) share; device also train-diffusion's.
 MODEL_OPT = typer.Option(..., "--model", help="Trained model folder (train-diffusion --out).")
@@ -106,20 +106,17 @@ def train_cmd(
 
     Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes a checkpoint, says how to resume and exits with
     130 (SIGINT) or 143 (SIGTERM) after the --json line."""
+    given = dict(locals())  # the options as given (a stopped run's resume command)
     import shlex
     from contextlib import nullcontext
 
-    from ..diffusion.interrupts import exit_without_teardown
+    from ..diffusion.interrupts import exit_without_teardown, stop_exit_code
     from ..diffusion.train import train_diffusion
 
     def report(summary: dict) -> int:
         if summary.get("stopped"):
-            again = ["imdd-models", "train-diffusion", "--config", summary["config"], "--data", data,
-                     "--components", str(components), "--out", str(out)]
-            for flag, value in (("--max-steps", max_steps), ("--split", split), ("--where", where)):
-                if value is not None:
-                    again += [flag, str(value)]
-            summary["resume_command"] = shlex.join(again + ["--resume"])
+            summary["resume_command"] = command_line("train-diffusion", train_cmd,
+                                                     {**given, "config": summary["config"]}, resume=True)
             summary["export_command"] = shlex.join(["imdd-models", "export", "--run", str(out), "--out", "EXPORT_DIR"])
             if _rank() == 0:
                 err.print(f"[yellow]{summary['stopped']}[/yellow]: stopped after step {summary['steps']}; saved "
@@ -133,7 +130,7 @@ def train_cmd(
                       f"{summary['max_steps']}); nothing was trained", highlight=False)
         if _rank() == 0:
             emit({"command": "train-diffusion", **summary}, as_json)
-        return (143 if summary["stopped"] == "SIGTERM" else 130) if summary.get("stopped") else 0  # 128 + signal
+        return stop_exit_code(summary.get("stopped"))
 
     def done(summary: dict) -> None:
         """Several processes: report and end the process before train_diffusion's frame is torn down (freeing

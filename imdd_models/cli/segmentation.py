@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..diffusion.interrupts import stop_exit_code
 from .common import JSON_OPT, RunError, command_line, emit, err, progress_bar, run_level_errors
 
 
@@ -88,7 +89,7 @@ def train_seg_cmd(
                   highlight=False, soft_wrap=True)
         err.print(f"resume with: {summary['resume_command']}", highlight=False, soft_wrap=True)
         emit({"command": "train-seg", **summary}, as_json)
-        raise typer.Exit(143 if summary["stopped"] == "SIGTERM" else 130)
+        raise typer.Exit(stop_exit_code(summary["stopped"]))
     if calibrate.strip().lower() == "off":
         summary["calibration"] = {"skipped": "--calibrate off"}
     elif summary.get("steps") is not None:
@@ -180,7 +181,7 @@ def predict_cmd(
                   f"written to {out}; run the same command to predict the rest", highlight=False, soft_wrap=True)
     emit({"command": "predict", **summary}, as_json)
     if summary.get("stopped"):
-        raise typer.Exit(143 if summary["stopped"] == "SIGTERM" else 130)
+        raise typer.Exit(stop_exit_code(summary["stopped"]))
 
 
 def check_predict_options(batch_size: int, limit: int | None, threshold: float, clip_alpha: float | None,

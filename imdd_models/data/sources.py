@@ -182,6 +182,14 @@ def resolve(spec: str | Path, split: str | None = None, fmt: str | None = None) 
     return _hub_shards(text, split)
 
 
+def data_spec(data) -> str | None:
+    """A `--data` value as recorded and compared: a local folder or file resolved (the same shards however the
+    path is spelled: relative, `./`, a trailing slash), anything else (tar URLs, Hub ids) as given."""
+    if data is None:
+        return None
+    return str(Path(data).resolve()) if Path(str(data)).exists() else str(data)
+
+
 def normalize_row(row: dict) -> dict:
     """A Parquet/Hub row as a raw row: image/mask/class_mask bytes lifted out, JSON columns parsed."""
     for col in ("image", "mask", "class_mask"):

@@ -16,6 +16,7 @@ from imdd_build.errors import RunError
 from ..data import DataSource, decode_record
 from ..data.stream import ShardStream, StreamConfig, seeded
 from .precompute import latent_sample
+from .resume import check_same_components
 
 
 def _flip(seed: int, epoch: int, key: str) -> bool:
@@ -53,24 +54,6 @@ class ImageTransform:
         ids = self.tokenizer(record["caption"], padding="max_length", max_length=self.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids[0]
         return {"pixels": pixels, "clip_pixels": clip_pixels, "input_ids": ids, "key": record["key"]}
-
-
-# What makes two components folders encode differently: the frozen parts' sources (a hub id or path; "random")
-# and, for random parts, the seed that drew them. Descriptive fields (reasons, versions) are not compared.
-_COMPONENT_IDENTITY = ("preset", "vae", "image_encoder", "text_encoder", "seed", "resolution", "scaling_factor",
-                       "latent_channels", "image_embed_dim")
-
-
-def check_same_components(spec: str, made_with: dict, manifest: dict) -> None:
-    """Latents encoded by one components folder and trained with another teach the U-Net a latent space (and
-    CLIP embeddings) that the saved pipeline's VAE and image tower do not produce: RunError naming what differs.
-    Fields either side lacks (folders from elsewhere, older latents) are not compared."""
-    random_parts = any(made_with.get(k) == "random" for k in ("vae", "image_encoder", "text_encoder"))
-    diffs = [f"{k}: {made_with[k]!r} -> {manifest[k]!r}" for k in _COMPONENT_IDENTITY
-             if k in made_with and k in manifest and made_with[k] != manifest[k] and (k != "seed" or random_parts)]
-    if diffs:
-        raise RunError(f"{spec}: latents encoded with other components than --components ({', '.join(diffs)}); "
-                       "precompute again with these components, or pass the ones the latents were made with")
 
 
 def make_loader(source: DataSource, comps, stream: StreamConfig, batch_size: int, num_workers: int,

@@ -13,6 +13,7 @@ from PIL import Image
 from imdd_build.errors import RunError
 
 from ..components.captioner import ImplicitCaptioner, pseudo_context
+from .samples import RECORD, listed_samples, sample_name
 
 
 def load_pipeline(model: Path, device: str | torch.device = "cpu", steps: int | None = None):
@@ -99,14 +100,14 @@ def generate(model: Path, out: Path, prompt: str | None = None, image: Path | No
     _remove_earlier_samples(out, n)
     files = []
     for i, im in enumerate(result.images):
-        path = out / f"{i:03d}.png"
+        path = out / sample_name(i)
         im.save(path)
         files.append(str(path))
     make_grid(result.images).save(out / "grid.png")
     summary = {"out": str(out), "images": files, "grid": str(out / "grid.png"), "n": n, "steps": steps,
                "guidance": guidance, "seed": seed, "conditioning": "image" if image is not None else "prompt",
                "size": list(result.images[0].size)}
-    (out / "generate.json").write_text(json.dumps({**summary, "prompt": prompt, "image": str(image) if image else None},
+    (out / RECORD).write_text(json.dumps({**summary, "prompt": prompt, "image": str(image) if image else None},
                                                   indent=2) + "\n")
     return summary
 
@@ -114,11 +115,9 @@ def generate(model: Path, out: Path, prompt: str | None = None, image: Path | No
 def _remove_earlier_samples(out: Path, n: int) -> None:
     """An earlier `generate` into the same folder with a larger --n left samples this run does not overwrite:
     they go (only files its generate.json lists), so the folder holds this run's samples alone."""
-    record = out / "generate.json"
     try:
-        earlier = json.loads(record.read_text())["images"] if record.is_file() else []
-    except (ValueError, KeyError, TypeError):
+        earlier = listed_samples(out) or set()
+    except RunError:  # not a record of ours: nothing of it is removed
         return
-    keep = {f"{i:03d}.png" for i in range(n)}
-    for name in {Path(p).name for p in earlier} - keep:
+    for name in earlier - {sample_name(i) for i in range(n)}:
         (out / name).unlink(missing_ok=True)

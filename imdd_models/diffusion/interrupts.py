@@ -39,6 +39,12 @@ class StopSignals:
                 signal.signal(sig, handler)
 
 
+def stop_exit_code(stopped: str | None) -> int:
+    """The exit code of a run stopped by `stopped` (a signal name, or another rank's): 128 + the signal, as a
+    shell reports it (SIGTERM 143, else SIGINT's 130); 0 when it was not stopped."""
+    return 0 if not stopped else 143 if stopped == "SIGTERM" else 130
+
+
 def exit_without_teardown(code: int) -> None:
     """End a multi-process training process now, its output flushed, without Python's teardown. Freeing the DDP
     reducer joins gloo's worker threads while holding the GIL, and a worker still freeing a collective's tensors

@@ -42,7 +42,7 @@ from ..components import load_components
 from ..data import BadSample, decode_record, resolve
 from ..data.columns import iter_light
 from ..data.explain import no_records_message
-from ..data.sources import LATENT_MANIFEST, parquet_errors, shard_rows, wanted_split
+from ..data.sources import LATENT_MANIFEST, data_spec, parquet_errors, shard_rows, wanted_split
 from ..data.stream import slot_parts
 from ..data.where import parse_where, selected
 from ..jsonfile import read_json
@@ -214,7 +214,7 @@ def precompute(data: str, components: Path, out: Path, split: str | None = None,
     # before anything is written: the first selected row is looked for in the light columns (no pixels read).
     if next(iter_light(source, wanted_split(split), where), None) is None:
         raise RunError(no_records_message(data, split, where))
-    options = {"data": _data_spec(data), "components": str(Path(components).resolve()), "split": split,
+    options = {"data": data_spec(data), "components": str(Path(components).resolve()), "split": split,
                "where": where, "shard_size": shard_size, "flip": flip, "processes": world, "dtype": dtype}
     manifest_path = out / LATENT_MANIFEST
     progress_path = out / f"progress-{rank:03d}.json" if world > 1 else None
@@ -222,7 +222,7 @@ def precompute(data: str, components: Path, out: Path, split: str | None = None,
     if manifest_path.is_file():
         previous = read_json(manifest_path)
         before = {**_DEFAULT_OPTIONS, **previous.get("options", {})}
-        before["data"] = _data_spec(before.get("data"))  # latents written before --data was stored resolved
+        before["data"] = data_spec(before.get("data"))  # latents written before --data was stored resolved
         diffs = [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in options.items() if before.get(k) != v]
         if diffs:
             raise RunError(f"{out}: holds latents made with other options ({'; '.join(diffs)}); use the same "
@@ -324,14 +324,6 @@ def precompute(data: str, components: Path, out: Path, split: str | None = None,
             "resumed_from_shard": resumed_from, "bad": bad, "bad_examples": bad_examples,
             "flip": flip, "latent_shape": manifest["latent_shape"], "processes": world, "dtype": dtype,
             "workers": workers, "splits": manifest["splits"]}
-
-
-def _data_spec(data) -> str | None:
-    """--data as recorded: a local folder or file resolved (the same folder however it is spelled), else as given
-    (tar URLs, Hub ids)."""
-    if data is None:
-        return None
-    return str(Path(data).resolve()) if Path(str(data)).exists() else str(data)
 
 
 def _count_hint(root: Path, split: str | None) -> int | None:

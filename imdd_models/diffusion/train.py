@@ -31,15 +31,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from imdd_build.errors import RunError
-
 from .._compat import hf_ready
 from ..components import load_components
 from ..data import resolve
 from ..data.count import samples_in
 from ..data.explain import no_records_message
 from ..data.stream import StreamConfig, consumed_positions, seeded
-from .batches import check_same_components, make_loader
+from .batches import make_loader
 from .checkpoint import (checkpoint_dirs, damaged_as_error, load_checkpoint, read_state, save_checkpoint, tensor_state,
                          untensor_state)
 from .config import config_dict, default_config, load_config
@@ -47,33 +45,9 @@ from .export import export_pipeline
 from .interrupts import StopSignals
 from .model import DiffusionModel
 from .objective import NoiseSchedule, masked_captioner_loss
+from .resume import TrainError, check_identity, check_same_components, check_same_recipe, data_identity
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-IDENTITY_KEYS = ("batch_size", "gradient_accumulation_steps", "seed", "shuffle_buffer", "flip", "data", "split",
-                 "where", "world_size", "num_workers")
-
-
-# Config values a resumed run may change: where and how often it saves and logs, how far it goes, and speed
-# settings that leave the arithmetic alone. Any other value (learning rate, EMA, loss, augmentation) changed on
-# --resume would make the continued run something no uninterrupted run is.
-RESUME_MAY_CHANGE = ("epochs", "checkpoint_every", "checkpoint_every_minutes", "keep_checkpoints", "log_every",
-                     "gradient_checkpointing", "compile", "num_workers")
-
-
-def check_same_recipe(checkpoint: Path, saved: dict | None, config: dict) -> None:
-    """One RunError line naming every training value that differs from the checkpoint's (runs saved before the
-    config was recorded pass)."""
-    if not saved:
-        return
-    diffs = [f"{k}: {saved[k]!r} -> {v!r}" for k, v in config.items()
-             if k in saved and saved[k] != v and k not in RESUME_MAY_CHANGE]
-    if diffs:
-        raise TrainError(f"{checkpoint}: --resume with another training recipe than the saved run ({'; '.join(diffs)});"
-                         " resume with the same --config to continue exactly, or start a new --out")
-
-
-class TrainError(RunError):
-    """A run that cannot start (existing checkpoints without --resume, changed settings on resume, ...)."""
 
 
 def _lr_lambda(warmup: int):
@@ -87,34 +61,6 @@ def loader_workers(requested: int, local_processes: int = 1) -> int:
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     return min(requested, max(1, cores // max(1, local_processes)))
-
-
-def data_identity(source) -> dict:
-    """What the data is, for the resume check: its spec, kind and shard list (a hash of the locations; local
-    paths resolved, shard paths relative to the folder, so `./latents` and `/abs/latents` are the same data)."""
-    import hashlib
-    local = Path(str(source.spec))
-    spec = str(local.resolve()) if local.exists() else str(source.spec)
-
-    def where(location: str) -> str:
-        path = Path(location)
-        if local.is_dir() and path.exists():
-            return os.path.relpath(path.resolve(), local.resolve())
-        return location
-
-    names = "\n".join(f"{s.kind}:{where(s.location)}:{s.split}:{s.index}:{s.count}" for s in source.shards)
-    return {"spec": spec, "kind": source.kind, "shards": len(source.shards),
-            "shards_sha256": hashlib.sha256(names.encode()).hexdigest()[:16]}
-
-
-def check_identity(checkpoint: Path, saved: dict | None, identity: dict) -> None:
-    """One RunError line naming every setting that differs from the checkpoint's run."""
-    if saved is None:  # a checkpoint of the earlier layout: world size and workers were all it kept
-        return
-    diffs = [f"{k}: {saved.get(k)!r} -> {identity[k]!r}" for k in IDENTITY_KEYS if saved.get(k) != identity[k]]
-    if diffs:
-        raise TrainError(f"{checkpoint}: --resume with different settings than the saved run ({'; '.join(diffs)}); "
-                         "resume with the same to continue exactly, or start a new --out")
 
 
 class _Losses:

@@ -20,7 +20,6 @@ and `InceptionScore` through an identity `feature=` module.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -127,14 +126,12 @@ def generated_images(folder: str | Path) -> Iterator[tuple[str, Image.Image]]:
 def _sample_files(folder: Path) -> list[Path]:
     """Every image file under `folder`, except that a folder `generate` wrote (its generate.json) gives only the
     samples it lists (not grid.png, nor samples of an earlier run)."""
+    from ..diffusion.samples import RECORD, listed_samples
     listed: dict[Path, set[str]] = {}
-    for record in [folder / "generate.json", *folder.rglob("*/generate.json")]:
-        if not record.is_file():
+    for record in [folder / RECORD, *folder.rglob(f"*/{RECORD}")]:
+        names = listed_samples(record.parent)
+        if names is None:
             continue
-        try:
-            names = {Path(p).name for p in json.loads(record.read_text())["images"]}
-        except (ValueError, KeyError, TypeError):
-            raise RunError(f"{record}: not a generate.json (no 'images' list)") from None
         missing = sorted(n for n in names if not (record.parent / n).is_file())
         if missing:
             raise RunError(f"{record.parent / missing[0]}: listed in generate.json but not there")

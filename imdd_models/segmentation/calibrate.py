@@ -126,9 +126,8 @@ def calibrate(model_dir: Path, data: str, split: str = "validation", classes_tex
     if not classes:
         raise RunError("--classes: give at least one class name")
     _refuse_training_records(config.get("training"), data, split)
-    from .vocabulary import near_miss
-    warnings = [f"--classes: {c!r} is not a taxonomy term but close to {t!r}; did you mean {t!r}?"
-                for c in classes for t in [near_miss(c)] if t]
+    from .vocabulary import near_miss_warnings
+    warnings = near_miss_warnings(classes)
     root = Path(diffusion or config["features"]["diffusion"])
     why_not = "--no-clip" if not use_clip else clip_unavailable(root, clip_text)
     stats = ReadStats()
@@ -175,18 +174,11 @@ def calibrate(model_dir: Path, data: str, split: str = "validation", classes_tex
     return {"model": str(model_dir), "calibration": str(model_dir / CALIBRATION), **result, "warnings": warnings}
 
 
-def _same_source(a: str, b: str) -> bool:
-    """Whether two --data values name the same shards (local folders compared resolved)."""
-    if Path(a).exists() and Path(b).exists():
-        return Path(a).resolve() == Path(b).resolve()
-    return a.rstrip("/") == b.rstrip("/")
-
-
 def _refuse_training_records(training: dict | None, data: str, split: str | None) -> None:
     """A threshold chosen on the records the model trained on is optimistic: the split (or every split) the model
     trained on, of the data it trained on, is refused. Models saved before train-seg recorded this pass."""
-    from ..data.sources import wanted_split
-    if not training or not training.get("data") or not _same_source(str(training["data"]), str(data)):
+    from ..data.sources import data_spec, wanted_split
+    if not training or not training.get("data") or data_spec(training["data"]) != data_spec(data):
         return
     trained, asked = wanted_split(training.get("split")), wanted_split(split)
     if trained is None or asked is None or trained == asked:

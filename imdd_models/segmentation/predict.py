@@ -45,7 +45,7 @@ from .folder import PredictionsWriter, check_out, done_keys
 from .model import MaskGenerator
 from .postprocess import semantic_maps, semantic_maps_from_probs
 from .text import TextEmbedder
-from .vocabulary import canonical_type, near_miss
+from .vocabulary import canonical_type, near_miss_warnings
 
 CANVAS = 512
 
@@ -184,8 +184,7 @@ def predict(model_dir: Path, classes_text: str, out: Path, data: str | None = No
         raise RunError("--split and --where choose records of --data; they do not apply to image files")
     unique = list(dict.fromkeys(Path(p) for p in images or []))  # a file given twice is predicted once
     duplicates, images = len(images or []) - len(unique), unique
-    warnings = [f"--classes: {c!r} is not a taxonomy term but close to {t!r}; did you mean {t!r}?"
-                for c in classes for t in [near_miss(c)] if t]
+    warnings = near_miss_warnings(classes)
     trained = Path(model_dir) / "train_summary.json"
     if trained.is_file():
         done_run = read_json(trained)

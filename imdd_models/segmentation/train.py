@@ -26,6 +26,7 @@ from imdd_build.errors import RunError
 
 from . import augment
 from . import checkpoint as ckpt
+from ..data.sources import data_spec
 from ..diffusion.interrupts import StopSignals
 from ..outdir import refuse_foreign
 from .cache import FeatureCache
@@ -37,7 +38,7 @@ from .model import MaskGenerator
 from .schedule import set_lr
 from .text import TextEmbedder
 from .validation import DEFAULT_LIMIT as DEFAULT_EVAL_LIMIT
-from .validation import load_held_out, score
+from .validation import BEST, eval_summary, evaluate_step, load_held_out
 
 NOISE_SEED = 0  # the fixed feature noise (part of the model: predict uses the same)
 
@@ -231,7 +232,7 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
                   "text_dim": text.dim, "features": {**extractor.describe(), "noise_seed": NOISE_SEED},
                   "run": identity,
                   # what calibrate refuses to calibrate on (the records trained on); not part of the resume identity
-                  "training": {"data": str(Path(opts.data).resolve()) if Path(opts.data).exists() else opts.data,
+                  "training": {"data": data_spec(opts.data),
                                "split": opts.split, "where": opts.where}}
     trainer = {"step": 0, "losses": []}
     if resumed is not None:
@@ -285,7 +286,7 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
         if progress:
             progress(trainer["step"], total)
         if held is not None and (trainer["step"] % opts.eval_every == 0 or trainer["step"] == total):
-            _evaluate(out, raw_model, held, class_text, trainer)
+            evaluate_step(out, raw_model, held, class_text, trainer)
         if accelerator.is_main_process and (trainer["step"] % opts.save_every == 0 or trainer["step"] == total):
             ckpt.save_model(out, raw_model, run_config)
             ckpt.save_state(out, raw_model, optimizer, trainer)
@@ -335,15 +336,16 @@ def train_seg(opts: TrainOptions, progress: Callable[[int, int], None] | None = 
                "samples_seen": seen, "samples_per_s": round(seen / elapsed, 3) if seen else None,
                "cache_hits": cache.hits if cache else None, "stopped": stopped}
     if opts.eval_every:
-        summary["eval"] = ({"skipped": f"--eval-split {opts.eval_split}: no held-out records of both labels "
-                                       f"(normal, and defective of the trained classes) in --data"} if held is None and accelerator.is_main_process
-                           else _eval_summary(opts, held, trainer) if held is not None else {})
+        if held is not None:
+            summary["eval"] = eval_summary(held, trainer, opts.eval_every, opts.eval_split)
+        elif accelerator.is_main_process:
+            summary["eval"] = {"skipped": f"--eval-split {opts.eval_split}: no held-out records of both labels "
+                                          "(normal, and defective of the trained classes) in --data"}
+        else:
+            summary["eval"] = {}
     if accelerator.is_main_process:
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
-
-
-BEST = "best.safetensors"
 
 
 def _next_batch(iterator, stop: StopSignals):
@@ -366,24 +368,6 @@ def _flags(stop: StopSignals, accelerator, ended: bool) -> tuple[bool, bool]:
     flags = torch.tensor([float(stop.received is not None), float(ended)], device=accelerator.device)
     signalled, done = accelerator.reduce(flags, "sum").tolist()
     return signalled > 0, done > 0
-
-
-def _evaluate(out: Path, model: MaskGenerator, held, class_text: torch.Tensor, trainer: dict) -> None:
-    """Score the held-out records now; a new best step's weights go to best.safetensors (before the checkpoint
-    of this step is written, so the state on disk always agrees with it)."""
-    value = score(model, held, class_text)
-    trainer["eval"].append({"step": trainer["step"], held.metric: None if value is None else round(value, 6)})
-    best = trainer.get("best")
-    if value is not None and (best is None or value > best["value"]):
-        trainer["best"] = {"step": trainer["step"], "value": round(value, 6)}
-        ckpt.save_weights(out, {k: v.detach() for k, v in model.state_dict().items()}, None, name=BEST)
-
-
-def _eval_summary(opts: TrainOptions, held, trainer: dict) -> dict:
-    best = trainer.get("best") or {}
-    return {"metric": held.metric, "every": opts.eval_every, "split": opts.eval_split, "records": held.records,
-            "left_out": held.left_out, "history": trainer["eval"], "selected_step": best.get("step"),
-            "selected_value": best.get("value")}
 
 
 def _loss(result: dict, targets: list, criterion: SetCriterion, model: MaskGenerator, class_text: torch.Tensor,

@@ -26,6 +26,7 @@ from PIL import Image
 
 from ..data import ReadStats, iter_records
 from ..evaluation.anomaly import roc_auc
+from . import checkpoint as ckpt
 from .postprocess import semantic_maps
 from .vocabulary import canonical_type
 
@@ -126,3 +127,25 @@ def score(model, held: HeldOut, class_text: torch.Tensor) -> float | None:
     if held.has_pixels:
         return roc_auc(anomaly[held.inside].astype(np.float64), held.truth[held.inside])
     return roc_auc(anomaly.reshape(len(anomaly), -1).max(1).astype(np.float64), held.labels)
+
+
+BEST = "best.safetensors"  # the best held-out step's weights, beside the run's checkpoint
+
+
+def evaluate_step(out, model, held: HeldOut, class_text: torch.Tensor, trainer: dict) -> None:
+    """Score the held-out records now; a new best step's weights go to best.safetensors (before the checkpoint
+    of this step is written, so the state on disk always agrees with it)."""
+    value = score(model, held, class_text)
+    trainer["eval"].append({"step": trainer["step"], held.metric: None if value is None else round(value, 6)})
+    best = trainer.get("best")
+    if value is not None and (best is None or value > best["value"]):
+        trainer["best"] = {"step": trainer["step"], "value": round(value, 6)}
+        ckpt.save_weights(out, {k: v.detach() for k, v in model.state_dict().items()}, None, name=BEST)
+
+
+def eval_summary(held: HeldOut, trainer: dict, every: int, split: str) -> dict:
+    """The `eval` block of train-seg's summary: the history and the selected step."""
+    best = trainer.get("best") or {}
+    return {"metric": held.metric, "every": every, "split": split, "records": held.records,
+            "left_out": held.left_out, "history": trainer["eval"], "selected_step": best.get("step"),
+            "selected_value": best.get("value")}

@@ -203,3 +203,9 @@ def _same_stem(a: str, b: str) -> bool:
     stem = lambda s: " ".join(w.rstrip("s").removesuffix("ed").removesuffix("ing").removesuffix("e")  # noqa: E731
                               for w in s.split())
     return stem(a) == stem(b)
+
+
+def near_miss_warnings(names: list[str]) -> list[str]:
+    """`--classes` of predict and calibrate: one warning line per name that looks like a typo of a known term."""
+    return [f"--classes: {c!r} is not a taxonomy term but close to {t!r}; did you mean {t!r}?"
+            for c in names for t in [near_miss(c)] if t]

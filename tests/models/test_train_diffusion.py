@@ -1,4 +1,5 @@
-"""train-diffusion: the loss falls, a stopped and resumed run equals an uninterrupted one, DDP over gloo."""
+"""train-diffusion: the loss falls, a stopped and resumed run equals an uninterrupted one, DDP over gloo; a resume
+or latents that would not continue the same run are refused."""
 
 from __future__ import annotations
 
@@ -124,3 +125,31 @@ def test_a_damaged_checkpoint_is_one_line_and_the_one_before_still_resumes(demo_
     shutil.rmtree(newest)  # what the message says: the checkpoint before it resumes
     again = invoke(app, "train-diffusion", *common, "--max-steps", "6", "--resume")
     assert again["resumed_from"] == 2 and again["steps"] == 6
+
+
+def test_latents_of_other_components_and_a_resume_with_another_recipe_are_refused(demo_latents, tiny_components,
+                                                                                   tmp_path):
+    """Both ran silently: latents encoded by one (random, seed 0) components folder trained with another (seed 5)
+    teach the U-Net a latent space the saved pipeline's VAE does not produce; a --resume with another learning
+    rate (or EMA decay) continues into a run no uninterrupted run is."""
+    from typer.testing import CliRunner
+    other = tmp_path / "comps5"
+    invoke(app, "components", "--preset", "tiny", "--seed", "5", "--out", str(other))
+    err = invoke(app, "train-diffusion", "--config", "tiny", "--data", str(demo_latents), "--components", str(other),
+                 "--out", str(tmp_path / "x"), "--max-steps", "1", expect=2)
+    assert err["error"].startswith(f"{demo_latents}: latents encoded with other components than --components "
+                                   "(seed: 0 -> 5)"), err
+    common = ["--data", str(demo_latents), "--components", str(tiny_components), "--out", str(tmp_path / "run")]
+    invoke(app, "train-diffusion", "--config", "tiny", *common, "--max-steps", "2")
+    changed = tmp_path / "changed.yaml"
+    changed.write_text("base: tiny\nlearning_rate: 0.5\nema_decay: 0.5\ncheckpoint_every: 7\n")
+    err = invoke(app, "train-diffusion", "--config", str(changed), *common, "--max-steps", "3", "--resume", expect=2)
+    assert "--resume with another training recipe than the saved run (" in err["error"]
+    assert "learning_rate: " in err["error"] and "-> 0.5" in err["error"], err
+    assert "ema_decay: " in err["error"] and "checkpoint_every" not in err["error"]  # how often it saves may change
+    again = invoke(app, "train-diffusion", "--config", "tiny", *common, "--max-steps", "3", "--resume",
+                   "--save-every", "5")
+    assert again["steps"] == 3
+    behind = CliRunner().invoke(app, ["train-diffusion", "--config", "tiny", *common, "--max-steps", "2",
+                                      "--resume"])  # a --max-steps the run has passed: said, not silent
+    assert behind.exit_code == 0 and "already at step 3 (--max-steps 2); nothing was trained" in behind.stderr
